@@ -1,0 +1,53 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "telegram-gateway",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "telegram-gateway", targets: ["telegram-gateway"]),
+        .library(name: "GatewayCore", targets: ["GatewayCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C libraries: a module map and a shim each, linked by name (no pkgConfig).
+        .systemLibrary(name: "CFastCGI", providers: [.apt(["libfcgi-dev"])]),
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+
+        // Pure Swift: Telegram types, routing, replies, configuration, the request pipeline.
+        .target(
+            name: "GatewayCore",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
+
+        // One adapter per C library.
+        .target(
+            name: "GatewayFastCGI",
+            dependencies: ["CFastCGI", "GatewayCore", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "GatewayHTTP",
+            dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")]
+        ),
+
+        .executableTarget(
+            name: "telegram-gateway",
+            dependencies: [
+                "GatewayCore", "GatewayFastCGI",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["GatewayCore", "GatewayHTTP"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

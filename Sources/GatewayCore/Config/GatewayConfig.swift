@@ -1,0 +1,108 @@
+import Logging
+
+/// The gateway's whole configuration, loaded once at start from the environment (with `.env`
+/// as fallback) and passed down; nothing reads the environment after start.
+public struct GatewayConfig: Sendable {
+    public var botToken: Secret
+    /// The current webhook secret first, then the previous one while a rotation is under way.
+    public var webhookSecrets: [Secret]
+    /// The bot's username without `@`; lets group commands for other bots be ignored.
+    public var botUsername: String?
+    public var redis: RedisSettings
+    public var sessionTTLSeconds: Int
+    public var rateLimit: RateLimitSettings
+    public var services: [ServiceName: ServiceSettings]
+    public var logLevel: Logger.Level
+    public var logFormat: LogLineHandler.Format
+    /// Where log lines go; `nil` is standard error.
+    public var logFile: String?
+    public var maxBodyBytes: Int
+    public var pool: PoolSettings
+
+    public struct RedisSettings: Sendable, Equatable {
+        public var host: String
+        public var port: Int
+    }
+
+    public struct RateLimitSettings: Sendable, Equatable {
+        public var requests: Int
+        public var windowSeconds: Double
+    }
+
+    public struct ServiceSettings: Sendable, Equatable {
+        public var url: String
+        public var timeoutSeconds: Double
+    }
+
+    public struct PoolSettings: Sendable, Equatable {
+        public var processes: Int
+        public var threads: Int
+    }
+
+    /// Environment variables naming each service's URL and timeout, with their defaults.
+    static let serviceVariables: [(name: ServiceName, url: String, defaultURL: String, timeout: String, defaultTimeout: Double)] = [
+        (.conversation, "CONVERSATION_SERVICE_URL", "http://127.0.0.1:8101", "CONVERSATION_TIMEOUT", 5),
+        (.userProfile, "USER_PROFILE_SERVICE_URL", "http://127.0.0.1:8102", "USER_PROFILE_TIMEOUT", 3),
+        (.matching, "MATCHING_SERVICE_URL", "http://127.0.0.1:8103", "MATCHING_TIMEOUT", 3),
+        (.notification, "NOTIFICATION_SERVICE_URL", "http://127.0.0.1:8104", "NOTIFICATION_TIMEOUT", 3),
+    ]
+
+    /// Reads and validates every variable; throws one error listing every problem found.
+    public static func load(environment: [String: String]) throws(ConfigError) -> GatewayConfig {
+        var reader = EnvironmentReader(environment)
+        let botToken = reader.secret(
+            "TELEGRAM_BOT_TOKEN", required: true, pattern: .botToken,
+            form: "the token from @BotFather, digits:characters")
+        let currentSecret = reader.secret(
+            "TELEGRAM_WEBHOOK_SECRET", required: true, pattern: .webhookSecret,
+            form: "1-256 characters of A-Z, a-z, 0-9, _ and -")
+        let previousSecret = reader.secret(
+            "TELEGRAM_WEBHOOK_SECRET_PREVIOUS", required: false, pattern: .webhookSecret,
+            form: "1-256 characters of A-Z, a-z, 0-9, _ and -")
+        let botUsername = reader.optionalString("TELEGRAM_BOT_USERNAME", matching: .botUsername, form: "a bot username, 5-32 of A-Z, a-z, 0-9 and _, without @")
+
+        let redis = RedisSettings(
+            host: reader.string("REDIS_HOST", default: "127.0.0.1"),
+            port: reader.integer("REDIS_PORT", default: 6379, in: 1...65535))
+        let sessionTTL = reader.integer("SESSION_TTL", default: 86_400, in: 60...2_592_000)
+        let rateLimit = RateLimitSettings(
+            requests: reader.integer("RATE_LIMIT_REQUESTS", default: 1, in: 1...100_000),
+            windowSeconds: reader.seconds("RATE_LIMIT_WINDOW", default: 1, in: 0.001...86_400))
+
+        var services: [ServiceName: ServiceSettings] = [:]
+        for variables in serviceVariables {
+            services[variables.name] = ServiceSettings(
+                url: reader.httpURL(variables.url, default: variables.defaultURL),
+                timeoutSeconds: reader.seconds(variables.timeout, default: variables.defaultTimeout, in: 0.05...55))
+        }
+
+        let logLevel = reader.choice("LOG_LEVEL", default: .info, choices: Self.logLevels)
+        let logFormat = reader.choice(
+            "LOG_FORMAT", default: .json,
+            choices: Dictionary(uniqueKeysWithValues: LogLineHandler.Format.allCases.map { ($0.rawValue, $0) }))
+        let logFile = reader.optionalString("LOG_FILE", matching: nil, form: "a file path")
+        let maxBodyBytes = reader.integer("MAX_BODY_BYTES", default: 1_048_576, in: 1024...67_108_864)
+        let pool = PoolSettings(
+            processes: reader.integer("GATEWAY_PROCESSES", default: 2, in: 1...256),
+            threads: reader.integer("GATEWAY_THREADS", default: 8, in: 1...1024))
+
+        guard reader.problems.isEmpty, let botToken, let currentSecret else {
+            throw ConfigError(problems: reader.problems)
+        }
+        return GatewayConfig(
+            botToken: botToken, webhookSecrets: [currentSecret] + (previousSecret.map { [$0] } ?? []),
+            botUsername: botUsername, redis: redis, sessionTTLSeconds: sessionTTL, rateLimit: rateLimit,
+            services: services, logLevel: logLevel, logFormat: logFormat, logFile: logFile,
+            maxBodyBytes: maxBodyBytes, pool: pool)
+    }
+
+    /// The environment as the gateway sees it: `.env` values, overridden by the process environment.
+    public static func merge(environment: [String: String], dotEnv: [String: String]) -> [String: String] {
+        dotEnv.merging(environment) { _, fromEnvironment in fromEnvironment }
+    }
+
+    static let logLevels: [String: Logger.Level] = [
+        "TRACE": .trace, "DEBUG": .debug, "INFO": .info, "NOTICE": .notice,
+        "WARNING": .warning, "WARN": .warning, "ERROR": .error, "CRITICAL": .critical,
+    ]
+}

@@ -1,0 +1,19 @@
+/// Metadata keys, declared once so every line spells them the same way.
+///
+/// Values are ids, sizes, codes and durations only: never message text, callback data, names,
+/// tokens or secrets.
+public enum LogKey {
+    public static let requestID = "request_id"
+    public static let updateID = "update_id"
+    public static let updateType = "update_type"
+    public static let userID = "user_id"
+    public static let chatID = "chat_id"
+    public static let route = "route"
+    public static let outcome = "outcome"
+    public static let latencyMilliseconds = "latency_ms"
+    public static let reason = "reason"
+    public static let bodyBytes = "body_bytes"
+    public static let status = "status"
+    public static let pid = "pid"
+    public static let error = "error"
+}

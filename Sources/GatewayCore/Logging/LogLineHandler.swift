@@ -1,0 +1,110 @@
+import Logging
+
+/// A swift-log handler that renders one line per event, as a JSON object or as plain text, and
+/// hands it to a sink (the executable's stderr or log file).
+///
+/// It owns no I/O and no clock: both are passed in, so the core stays testable.
+public struct LogLineHandler: LogHandler {
+    public enum Format: String, Sendable, CaseIterable {
+        case json, text
+    }
+
+    public typealias Sink = @Sendable (_ line: [UInt8]) -> Void
+    /// Seconds and nanoseconds since the Unix epoch.
+    public typealias WallClock = @Sendable () -> (seconds: Int64, nanoseconds: Int32)
+
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+    private let format: Format
+    private let sink: Sink
+    private let clock: WallClock
+
+    public init(level: Logger.Level, format: Format, clock: @escaping WallClock, sink: @escaping Sink) {
+        self.logLevel = level
+        self.format = format
+        self.clock = clock
+        self.sink = sink
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var merged = metadata
+        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+        let (seconds, nanoseconds) = clock()
+        let time = Timestamp.iso8601(seconds: seconds, milliseconds: Int(nanoseconds / 1_000_000))
+        sink(render(time: time, level: event.level, message: event.message.description, metadata: merged))
+    }
+
+    func render(time: String, level: Logger.Level, message: String, metadata: Logger.Metadata) -> [UInt8] {
+        let keys = metadata.keys.sorted()
+        switch format {
+        case .json:
+            var writer = JSONWriter()
+            writer.field("time", time)
+            writer.field("level", level.rawValue)
+            writer.field("message", message)
+            for key in keys {
+                guard let value = metadata[key] else { continue }
+                if let number = Self.jsonNumber(value) {
+                    writer.field(key, json: Array(number.utf8))
+                } else {
+                    writer.field(key, value.description)
+                }
+            }
+            var line = writer.finish()
+            line.append(UInt8(ascii: "\n"))
+            return line
+        case .text:
+            var line = "\(time) \(level.rawValue.uppercased()) \(message)"
+            for key in keys {
+                guard let value = metadata[key] else { continue }
+                line += " \(key)=\(value)"
+            }
+            line += "\n"
+            return Array(line.utf8)
+        }
+    }
+
+    /// Integers and finite floating-point values are written as JSON numbers, the rest as strings.
+    private static func jsonNumber(_ value: Logger.Metadata.Value) -> String? {
+        guard case .stringConvertible(let convertible) = value else { return nil }
+        if let integer = convertible as? any BinaryInteger { return String(describing: integer) }
+        if let double = convertible as? Double, double.isFinite { return String(describing: double) }
+        return nil
+    }
+}
+
+/// UTC timestamps from epoch seconds, without Foundation's formatters or a time zone database.
+enum Timestamp {
+    /// `2026-11-25T14:39:21.123Z`
+    static func iso8601(seconds: Int64, milliseconds: Int) -> String {
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = Int(seconds - days * 86_400)
+        let (year, month, day) = civilDate(daysSinceEpoch: days)
+        return "\(pad(Int(year), 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):"
+            + "\(pad(secondOfDay % 3600 / 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(milliseconds, 3))Z"
+    }
+
+    /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+    static func civilDate(daysSinceEpoch: Int64) -> (year: Int64, month: Int, day: Int) {
+        let z = daysSinceEpoch + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = Int(dayOfYear - (153 * monthIndex + 2) / 5 + 1)
+        let month = Int(monthIndex < 10 ? monthIndex + 3 : monthIndex - 9)
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        return (year, month, day)
+    }
+
+    private static func pad(_ value: Int, _ width: Int) -> String {
+        let digits = String(value)
+        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
+    }
+}

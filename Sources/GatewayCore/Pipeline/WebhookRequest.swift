@@ -1,0 +1,61 @@
+/// What the FastCGI adapter knows of a request before reading its body.
+public struct WebhookHead: Sendable {
+    public var method: String
+    /// The `X-Telegram-Bot-Api-Secret-Token` header's bytes, if sent.
+    public var secretToken: [UInt8]?
+    /// The declared body length, if any; the body actually read is checked again.
+    public var contentLength: Int?
+    /// nginx's `$request_id`, or one the adapter made up.
+    public var requestID: String
+    /// Monotonic nanoseconds when the request was accepted, for the latency in its log line.
+    public var acceptedAt: UInt64
+
+    public init(method: String, secretToken: [UInt8]?, contentLength: Int?, requestID: String, acceptedAt: UInt64) {
+        self.method = method
+        self.secretToken = secretToken
+        self.contentLength = contentLength
+        self.requestID = requestID
+        self.acceptedAt = acceptedAt
+    }
+}
+
+/// The HTTP answer to one webhook request.
+public struct WebhookResponse: Sendable, Equatable {
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public static func == (lhs: WebhookResponse, rhs: WebhookResponse) -> Bool {
+        lhs.status == rhs.status && lhs.body == rhs.body
+            && lhs.headers.map(\.name) == rhs.headers.map(\.name) && lhs.headers.map(\.value) == rhs.headers.map(\.value)
+    }
+
+    /// 200 with nothing for Telegram to execute.
+    public static let acknowledged = WebhookResponse(status: 200)
+
+    /// 200 whose body is a Bot API call that Telegram executes on our behalf.
+    public static func webhookReply(_ method: BotMethod) -> WebhookResponse {
+        WebhookResponse(status: 200, headers: [("Content-Type", "application/json")], body: method.webhookReplyBody)
+    }
+}
+
+/// How one request ended, as logged and counted.
+public enum RequestOutcome: String, Sendable {
+    /// Answered with a webhook reply.
+    case replied
+    /// Routed to a service.
+    case routed
+    /// Nothing to do for this update.
+    case ignored
+    /// The body is not an update; acknowledged so Telegram does not resend it forever.
+    case malformed
+    case rejectedMethod = "rejected_method"
+    case rejectedSecret = "rejected_secret"
+    case tooLarge = "too_large"
+}

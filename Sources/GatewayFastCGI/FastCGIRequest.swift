@@ -1,0 +1,94 @@
+import CFastCGI
+import GatewayCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One thread's libfcgi request. The `FCGX_Request` lives on the heap for the object's whole
+/// life: its streams point back into it, so it must never move.
+///
+/// Thread-confined: created, used and freed by one worker thread.
+final class FastCGIRequest {
+    private let request: UnsafeMutablePointer<FCGX_Request>
+
+    init(listenFD: Int32) {
+        request = .allocate(capacity: 1)
+        // FCGI_FAIL_ACCEPT_ON_INTR: a signal wakes a thread blocked in accept, so shutdown can stop it.
+        FCGX_InitRequest(request, listenFD, FCGI_FAIL_ACCEPT_ON_INTR)
+    }
+
+    deinit {
+        FCGX_Free(request, 1)
+        request.deallocate()
+    }
+
+    /// Waits for the next request. `false` on an error or an interrupting signal.
+    func accept() -> Bool {
+        FCGX_Accept_r(request) >= 0
+    }
+
+    /// Ends the request: flushes the output and releases its buffers and connection.
+    func finish() {
+        FCGX_Finish_r(request)
+    }
+
+    /// A FastCGI parameter's bytes, copied out of libfcgi's memory (it is freed by `finish`).
+    func parameter(_ name: String) -> [UInt8]? {
+        guard let value = FCGX_GetParam(name, request.pointee.envp) else { return nil }
+        return value.withMemoryRebound(to: UInt8.self, capacity: strlen(value)) { pointer in
+            Array(UnsafeBufferPointer(start: pointer, count: strlen(value)))
+        }
+    }
+
+    /// Reads the body until its end, but never more than `limit + 1` bytes: one byte past the
+    /// limit is enough to know the body is too large.
+    func readBody(limit: Int, expected: Int?) -> [UInt8] {
+        var body: [UInt8] = []
+        body.reserveCapacity(min(expected ?? 4096, limit) + 1)
+        let chunk = 16_384
+        while body.count <= limit {
+            let want = min(chunk, limit + 1 - body.count)
+            let before = body.count
+            body.append(contentsOf: repeatElement(0, count: want))
+            let got = body.withUnsafeMutableBufferPointer { buffer in
+                buffer.baseAddress!.advanced(by: before).withMemoryRebound(to: CChar.self, capacity: want) {
+                    FCGX_GetStr($0, Int32(want), request.pointee.in)
+                }
+            }
+            body.removeLast(want - max(0, Int(got)))
+            if got < want { break }
+        }
+        return body
+    }
+
+    /// Writes a CGI-style response: `Status:` and headers, a blank line, the body.
+    /// Returns `false` when the web server has gone away.
+    @discardableResult
+    func write(_ response: WebhookResponse) -> Bool {
+        var head = "Status: \(response.status) \(Self.reason(response.status))\r\n"
+        for header in response.headers { head += "\(header.name): \(header.value)\r\n" }
+        head += "Content-Length: \(response.body.count)\r\n\r\n"
+        return put(Array(head.utf8)) && put(response.body)
+    }
+
+    private func put(_ bytes: [UInt8]) -> Bool {
+        if bytes.isEmpty { return true }
+        return bytes.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
+                FCGX_PutStr($0, Int32(buffer.count), request.pointee.out) == Int32(buffer.count)
+            }
+        }
+    }
+
+    private static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: "OK"
+        case 403: "Forbidden"
+        case 405: "Method Not Allowed"
+        case 413: "Content Too Large"
+        case 503: "Service Unavailable"
+        default: "Status"
+        }
+    }
+}

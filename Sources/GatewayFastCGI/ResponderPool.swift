@@ -1,0 +1,187 @@
+import CFastCGI
+import GatewayCore
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One responder process: `threads` workers, each accepting FastCGI requests on the listening
+/// socket at `listenFD` (fd 0 under spawn-fcgi and under the pool's own supervisor) with its
+/// own heap-allocated `FCGX_Request`.
+///
+/// SIGTERM, SIGINT or SIGQUIT stop it gracefully: no new requests are accepted, requests in
+/// progress finish (up to `shutdownTimeout`), then `run()` returns.
+public final class ResponderPool: Sendable {
+    public struct Settings: Sendable {
+        public var listenFD: Int32
+        public var threads: Int
+        public var maxBodyBytes: Int
+        public var shutdownTimeoutSeconds: Double
+        /// The supervisor's pid when there is one: the responder stops once it is gone.
+        public var supervisorPID: pid_t?
+
+        public init(
+            listenFD: Int32 = 0, threads: Int, maxBodyBytes: Int, shutdownTimeoutSeconds: Double = 10,
+            supervisorPID: pid_t? = nil
+        ) {
+            self.listenFD = listenFD
+            self.threads = threads
+            self.maxBodyBytes = maxBodyBytes
+            self.shutdownTimeoutSeconds = shutdownTimeoutSeconds
+            self.supervisorPID = supervisorPID
+        }
+    }
+
+    /// Where a worker is, so shutdown wakes only workers blocked in accept, never one mid-request.
+    private final class Worker: Sendable {
+        static let starting = 0, accepting = 1, busy = 2, exited = 3
+        let phase = Atomic<Int>(Worker.starting)
+    }
+
+    private let settings: Settings
+    private let handler: WebhookHandler
+    private let logger: Logger
+    private let clock: @Sendable () -> UInt64
+    private let stopping = Atomic<Bool>(false)
+
+    public init(settings: Settings, handler: WebhookHandler, logger: Logger, clock: @escaping @Sendable () -> UInt64) {
+        self.settings = settings
+        self.handler = handler
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// Serves until a stop signal, then drains. Throws when fd `listenFD` is no listening socket.
+    public func run() throws(FastCGIError) {
+        guard Self.isListeningSocket(settings.listenFD) else { throw .notASocket() }
+
+        // Stop signals are taken by this thread with sigwait; workers inherit the mask.
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        for signal in [SIGTERM, SIGINT, SIGQUIT] { sigaddset(&stopSignals, signal) }
+        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+        Self.installWakeUpHandler()
+        guard FCGX_Init() == 0 else { throw .libraryInit() }
+
+        let workers = (0..<settings.threads).map { _ in Worker() }
+        var threads: [WorkerThread] = []
+        for worker in workers {
+            threads.append(try WorkerThread.start { [self] in serve(worker) })
+        }
+        logger.info("responder started", metadata: ["threads": "\(settings.threads)", LogKey.pid: .stringConvertible(getpid())])
+
+        let reason = waitForStop(&stopSignals)
+        logger.info("responder stopping", metadata: [LogKey.reason: "\(reason)", LogKey.pid: .stringConvertible(getpid())])
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        FCGX_ShutdownPending()
+
+        let deadline = clock() + UInt64(settings.shutdownTimeoutSeconds * 1e9)
+        while clock() < deadline {
+            var running = 0
+            for (worker, thread) in zip(workers, threads) {
+                switch worker.phase.load(ordering: .sequentiallyConsistent) {
+                case Worker.exited: continue
+                case Worker.accepting, Worker.starting: pthread_kill(thread.id, SIGUSR1)
+                default: break
+                }
+                running += 1
+            }
+            if running == 0 { break }
+            usleep(20_000)
+        }
+        let unfinished = workers.filter { $0.phase.load(ordering: .sequentiallyConsistent) == Worker.busy }.count
+        if unfinished > 0 {
+            logger.warning("responder stopped with requests unfinished", metadata: ["unfinished": "\(unfinished)"])
+        } else {
+            logger.info("responder stopped", metadata: [LogKey.pid: .stringConvertible(getpid())])
+        }
+    }
+
+    /// Blocks until a stop signal arrives or the supervisor is gone; says which.
+    private func waitForStop(_ signals: inout sigset_t) -> String {
+        var interval = timespec(tv_sec: 1, tv_nsec: 0)
+        while true {
+            let received = sigtimedwait(&signals, nil, &interval)
+            if received > 0 { return "signal \(received)" }
+            if let supervisor = settings.supervisorPID, getppid() != supervisor { return "supervisor gone" }
+        }
+    }
+
+    private func serve(_ worker: Worker) {
+        let request = FastCGIRequest(listenFD: settings.listenFD)
+        var failures = 0
+        while !stopping.load(ordering: .sequentiallyConsistent) {
+            worker.phase.store(Worker.accepting, ordering: .sequentiallyConsistent)
+            guard request.accept() else {
+                // Woken for shutdown, or a failed accept: back off a little so a broken socket
+                // cannot spin the CPU.
+                failures += 1
+                if !stopping.load(ordering: .sequentiallyConsistent) { usleep(UInt32(min(failures, 100)) * 1000) }
+                continue
+            }
+            failures = 0
+            worker.phase.store(Worker.busy, ordering: .sequentiallyConsistent)
+            respond(to: request)
+            request.finish()
+        }
+        worker.phase.store(Worker.exited, ordering: .sequentiallyConsistent)
+    }
+
+    private func respond(to request: FastCGIRequest) {
+        let acceptedAt = clock()
+        let method = request.parameter("REQUEST_METHOD").map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let contentLength = request.parameter("CONTENT_LENGTH").flatMap { Int(String(decoding: $0, as: UTF8.self)) }
+        let head = WebhookHead(
+            method: method,
+            secretToken: request.parameter("HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN"),
+            contentLength: contentLength,
+            requestID: RequestID.sanitized(request.parameter("REQUEST_ID")) ?? RequestID.make(),
+            acceptedAt: acceptedAt)
+        let response = handler.admit(head, logger: logger)
+            ?? handler.handle(head, body: request.readBody(limit: settings.maxBodyBytes, expected: contentLength), logger: logger)
+        if !request.write(response) {
+            logger.info("web server closed the connection before the answer", metadata: [LogKey.requestID: "\(head.requestID)"])
+        }
+    }
+
+    private static func isListeningSocket(_ fd: Int32) -> Bool {
+        var accepting: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &length) == 0 && accepting == 1
+    }
+
+    /// SIGUSR1 interrupts `accept` (no SA_RESTART) and does nothing else. Installed before
+    /// `FCGX_Init`, which then leaves it in place (libfcgi only replaces a default handler).
+    private static func installWakeUpHandler() {
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0
+        sigaction(SIGUSR1, &action, nil)
+    }
+}
+
+/// Request ids: nginx's `$request_id` when it passes one, else a fresh random one.
+enum RequestID {
+    /// Accepts 1–64 characters of letters, digits, `-` and `_`; anything else is replaced.
+    static func sanitized(_ bytes: [UInt8]?) -> String? {
+        guard let bytes, (1...64).contains(bytes.count),
+            bytes.allSatisfy({ (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || $0 == 0x2D || $0 == 0x5F })
+        else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func make() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() as UInt64, low = generator.next() as UInt64
+        return String(high, radix: 16).leftPadded(16) + String(low, radix: 16).leftPadded(16)
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

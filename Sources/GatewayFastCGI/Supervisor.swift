@@ -1,0 +1,203 @@
+import GatewayCore
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The pool's own process manager, for running without spawn-fcgi: keeps `processes` children
+/// serving the listening socket (handed to each on fd 0, as spawn-fcgi does) and restarts any
+/// child that dies.
+///
+/// Signals: SIGTERM/SIGINT/SIGQUIT stop the children gracefully (SIGKILL after the timeout) and
+/// return; SIGHUP starts a fresh set of children and then retires the old ones gracefully.
+public final class Supervisor {
+    public struct Settings: Sendable {
+        public var listenFD: Int32
+        public var processes: Int
+        /// Arguments for each child (the executable's own path is prepended).
+        public var childArguments: [String]
+        public var shutdownTimeoutSeconds: Double
+        /// Removed when the supervisor exits.
+        public var socketPath: String?
+
+        public init(listenFD: Int32, processes: Int, childArguments: [String], shutdownTimeoutSeconds: Double, socketPath: String?) {
+            self.listenFD = listenFD
+            self.processes = processes
+            self.childArguments = childArguments
+            self.shutdownTimeoutSeconds = shutdownTimeoutSeconds
+            self.socketPath = socketPath
+        }
+    }
+
+    /// The environment variable a child finds its supervisor's pid in: it stops when the
+    /// supervisor is gone instead of serving on as an orphan.
+    public static let parentVariable = "TELEGRAM_GATEWAY_SUPERVISOR_PID"
+
+    private struct Child {
+        let startedAt: UInt64
+        var isRetiring = false
+    }
+
+    private let settings: Settings
+    private let logger: Logger
+    private let clock: @Sendable () -> UInt64
+    private var children: [pid_t: Child] = [:]
+    /// Due times of children to start; a child that keeps dying young is restarted ever later.
+    private var pendingStarts: [UInt64] = []
+    private var quickFailures = 0
+
+    public init(settings: Settings, logger: Logger, clock: @escaping @Sendable () -> UInt64) {
+        self.settings = settings
+        self.logger = logger
+        self.clock = clock
+    }
+
+    public func run() throws(FastCGIError) {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for signal in [SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP] { sigaddset(&signals, signal) }
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        for _ in 0..<settings.processes { try spawn() }
+        logger.info("supervisor started", metadata: ["processes": "\(settings.processes)", LogKey.pid: .stringConvertible(getpid())])
+
+        var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
+        while true {
+            let signal = sigtimedwait(&signals, nil, &timeout)
+            switch signal {
+            case SIGTERM, SIGINT, SIGQUIT:
+                logger.info("supervisor stopping", metadata: ["signal": "\(signal)"])
+                stopAll()
+                if let path = settings.socketPath { unlink(path) }
+                return
+            case SIGHUP:
+                reload()
+            default:
+                break
+            }
+            reap()
+            try startDueChildren()
+        }
+    }
+
+    private func spawn() throws(FastCGIError) {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, settings.listenFD, 0)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGPIPE] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let executable = Self.ownExecutable()
+        var environment = Self.environment().filter { !$0.hasPrefix(Self.parentVariable + "=") }
+        environment.append("\(Self.parentVariable)=\(getpid())")
+        let argv = ([executable] + settings.childArguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        guard result == 0 else { throw .spawn(errno: result) }
+        children[pid] = Child(startedAt: clock())
+    }
+
+    private func reap() {
+        while true {
+            var status: Int32 = 0
+            let pid = waitpid(-1, &status, WNOHANG)
+            guard pid > 0, let child = children.removeValue(forKey: pid) else { return }
+            let exit = ExitStatus(status)
+            if child.isRetiring {
+                logger.info("child retired", metadata: [LogKey.pid: .stringConvertible(pid), "exit": "\(exit)"])
+                continue
+            }
+            logger.warning("child died; restarting", metadata: [LogKey.pid: .stringConvertible(pid), "exit": "\(exit)"])
+            let lived = clock() - child.startedAt
+            quickFailures = lived < 1_000_000_000 ? quickFailures + 1 : 0
+            let delay = quickFailures == 0 ? 0 : min(UInt64(100_000_000) << min(quickFailures, 7), 10_000_000_000)
+            pendingStarts.append(clock() + delay)
+        }
+    }
+
+    private func startDueChildren() throws(FastCGIError) {
+        let now = clock()
+        let due = pendingStarts.filter { $0 <= now }
+        pendingStarts.removeAll { $0 <= now }
+        for _ in due { try spawn() }
+    }
+
+    /// Starts a full new set of children, then asks the old ones to finish and exit.
+    private func reload() {
+        let old = Array(children.keys)
+        for pid in old { children[pid]?.isRetiring = true }
+        logger.info("supervisor reloading", metadata: ["processes": "\(settings.processes)"])
+        do {
+            for _ in 0..<settings.processes { try spawn() }
+        } catch {
+            logger.error("reload could not start new children; keeping the old ones", metadata: [LogKey.error: "\(error)"])
+            for pid in old { children[pid]?.isRetiring = false }
+            return
+        }
+        for pid in old { kill(pid, SIGTERM) }
+    }
+
+    private func stopAll() {
+        pendingStarts.removeAll()
+        for pid in children.keys {
+            children[pid]?.isRetiring = true
+            kill(pid, SIGTERM)
+        }
+        let deadline = clock() + UInt64((settings.shutdownTimeoutSeconds + 2) * 1e9)
+        while !children.isEmpty, clock() < deadline {
+            reap()
+            usleep(20_000)
+        }
+        for pid in children.keys {
+            logger.warning("child did not stop in time; killing it", metadata: [LogKey.pid: .stringConvertible(pid)])
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+        children.removeAll()
+        logger.info("supervisor stopped")
+    }
+
+    private static func ownExecutable() -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard length > 0 else { return CommandLine.arguments[0] }
+        return String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private static func environment() -> [String] {
+        var result: [String] = []
+        var cursor = environ
+        while let entry = cursor.pointee {
+            result.append(String(cString: entry))
+            cursor += 1
+        }
+        return result
+    }
+
+    /// `waitpid`'s status, decoded by hand: the W* macros are not visible to Swift.
+    struct ExitStatus: CustomStringConvertible {
+        let raw: Int32
+        init(_ raw: Int32) { self.raw = raw }
+        var description: String {
+            raw & 0x7F == 0 ? "code \((raw >> 8) & 0xFF)" : "signal \(raw & 0x7F)"
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import CCurl
+
+/// A blocking HTTP client around one libcurl easy handle, reused so connections stay open
+/// between calls.
+///
+/// Thread-confined: each thread owns its clients; the handle is freed in `deinit`.
+public final class HTTPClient {
+    private let handle: UnsafeMutableRawPointer  // CURL *: libcurl declares it as void
+    private let caFile: String?
+
+    /// Once per process, before any thread starts.
+    public static func initializeLibrary() {
+        curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+    }
+
+    /// `caFile` adds a CA bundle (a self-signed certificate in local runs and tests).
+    public init(caFile: String? = nil) throws(HTTPClientError) {
+        guard let handle = curl_easy_init() else { throw HTTPClientError(kind: .setup, code: -1) }
+        self.handle = handle
+        self.caFile = caFile
+    }
+
+    deinit {
+        curl_easy_cleanup(handle)
+    }
+
+    private final class Collector {
+        var body: [UInt8] = []
+        var headers: [(name: String, value: String)] = []
+    }
+
+    public func send(_ request: HTTPRequest) throws(HTTPClientError) -> HTTPResponse {
+        curl_easy_reset(handle)
+        let collector = Collector()
+        var headerList: UnsafeMutablePointer<curl_slist>?
+        for header in request.headers { headerList = curl_slist_append(headerList, "\(header.name): \(header.value)") }
+        // An empty Expect stops curl from waiting for "100 Continue" on larger bodies.
+        headerList = curl_slist_append(headerList, "Expect:")
+        defer { curl_slist_free_all(headerList) }
+
+        let context = Unmanaged.passUnretained(collector).toOpaque()
+        var code = CURLE_OK
+        func set(_ result: CURLcode) { if code == CURLE_OK { code = result } }
+        set(ccurl_setopt_string(handle, CURLOPT_URL, request.url))
+        set(ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
+        set(ccurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, Int(request.timeoutSeconds * 1000)))
+        set(ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeoutSeconds * 1000)))
+        set(ccurl_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList))
+        set(ccurl_setopt_write_function(handle) { data, size, count, context in
+            guard let data, let context else { return 0 }
+            let collector = Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue()
+            data.withMemoryRebound(to: UInt8.self, capacity: size * count) {
+                collector.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: size * count))
+            }
+            return size * count
+        })
+        set(ccurl_setopt_pointer(handle, CURLOPT_WRITEDATA, context))
+        set(ccurl_setopt_header_function(handle) { data, size, count, context in
+            guard let data, let context else { return 0 }
+            let collector = Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue()
+            let line = data.withMemoryRebound(to: UInt8.self, capacity: size * count) {
+                String(decoding: UnsafeBufferPointer(start: $0, count: size * count), as: UTF8.self)
+            }
+            if line.hasPrefix("HTTP/") { collector.headers.removeAll() }  // a new response (after redirects or 100)
+            if let colon = line.firstIndex(of: ":") {
+                let name = line[..<colon].lowercased()
+                let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t\r\n")
+                collector.headers.append((name, value))
+            }
+            return size * count
+        })
+        set(ccurl_setopt_pointer(handle, CURLOPT_HEADERDATA, context))
+        if let caFile { set(ccurl_setopt_string(handle, CURLOPT_CAINFO, caFile)) }
+        guard code == CURLE_OK else { throw HTTPClientError(kind: .setup, code: Int32(code.rawValue)) }
+
+        // CURLOPT_POSTFIELDS does not copy the body: it must stay alive until perform returns.
+        let result = request.body.withUnsafeBufferPointer { body -> CURLcode in
+            switch request.method {
+            case "GET":
+                ccurl_setopt_long(handle, CURLOPT_HTTPGET, 1)
+            case "POST":
+                ccurl_setopt_long(handle, CURLOPT_POST, 1)
+            default:
+                ccurl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method)
+            }
+            if !body.isEmpty || request.method == "POST" {
+                ccurl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, body.count)
+                ccurl_setopt_pointer(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress ?? UnsafePointer(bitPattern: 1)))
+            }
+            return curl_easy_perform(handle)
+        }
+        guard result == CURLE_OK else { throw HTTPClientError(kind: Self.kind(of: result), code: Int32(result.rawValue)) }
+        var status = 0
+        _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        return HTTPResponse(status: status, headers: collector.headers, body: collector.body)
+    }
+
+    private static func kind(of code: CURLcode) -> HTTPClientError.Kind {
+        switch code {
+        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: .connectFailed
+        case CURLE_OPERATION_TIMEDOUT: .timedOut
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CACERT_BADFILE: .tls
+        default: .transport
+        }
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        var view = self
+        while let first = view.first, set.contains(first) { view = view.dropFirst() }
+        while let last = view.last, set.contains(last) { view = view.dropLast() }
+        return String(view)
+    }
+}

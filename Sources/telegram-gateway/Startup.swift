@@ -1,0 +1,84 @@
+import GatewayCore
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reads `.env` (if present), overlays the process environment and validates the result.
+func loadConfiguration(envFile: String) throws -> GatewayConfig {
+    var dotEnv: [String: String] = [:]
+    if let contents = readFile(envFile) { dotEnv = try DotEnv.parse(contents) }
+    var environment: [String: String] = [:]
+    var cursor = environ
+    while let entry = cursor.pointee {
+        let pair = String(cString: entry).split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        if pair.count == 2 { environment[String(pair[0])] = String(pair[1]) }
+        cursor += 1
+    }
+    return try GatewayConfig.load(environment: GatewayConfig.merge(environment: environment, dotEnv: dotEnv))
+}
+
+/// Sends every log line to standard error, or appends it to LOG_FILE. A failed write (a full
+/// disk) drops the line: logging never stops the gateway from answering.
+func bootstrapLogging(_ config: GatewayConfig) -> Logger {
+    var fd: Int32 = STDERR_FILENO
+    if let path = config.logFile {
+        let opened = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        if opened >= 0 { fd = opened } else { printError("telegram-gateway: cannot open LOG_FILE; logging to stderr") }
+    }
+    let sink: LogLineHandler.Sink = { [fd] line in
+        line.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let written = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if written <= 0 { if errno == EINTR { continue } else { return } }
+                offset += written
+            }
+        }
+    }
+    let level = config.logLevel, format = config.logFormat
+    LoggingSystem.bootstrap { _ in LogLineHandler(level: level, format: format, clock: wallClock, sink: sink) }
+    var logger = Logger(label: "telegram-gateway")
+    logger[metadataKey: LogKey.pid] = .stringConvertible(getpid())
+    return logger
+}
+
+@Sendable func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+}
+
+@Sendable func wallClock() -> (seconds: Int64, nanoseconds: Int32) {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return (Int64(now.tv_sec), Int32(now.tv_nsec))
+}
+
+func printError(_ message: String) {
+    let line = Array((message + "\n").utf8)
+    _ = line.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}
+
+func absolutePath(_ path: String) -> String {
+    if path.hasPrefix("/") { return path }
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return path }
+    let directory = buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }
+    return String(decoding: directory, as: UTF8.self) + "/" + path
+}
+
+private func readFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let count = read(fd, &chunk, chunk.count)
+        if count <= 0 { break }
+        bytes.append(contentsOf: chunk[0..<count])
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}

@@ -1,0 +1,123 @@
+import ArgumentParser
+import GatewayCore
+import GatewayFastCGI
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct TelegramGateway: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "telegram-gateway",
+        abstract: "FastCGI responder pool for Telegram webhooks, behind nginx.",
+        discussion: """
+            With no --socket or --port it serves the listening socket on fd 0, as spawn-fcgi \
+            and the pool's own supervisor hand it over. With --socket or --port it is the \
+            supervisor: it opens the socket, starts --processes children and restarts any that dies.
+            Configuration comes from the environment, with --env-file as fallback.
+            """)
+
+    @Option(help: "Unix socket to listen on (runs the supervisor).")
+    var socket: String?
+
+    @Option(help: "TCP port to listen on (runs the supervisor).")
+    var port: Int?
+
+    @Option(help: "IPv4 address for --port.")
+    var bind: String = "127.0.0.1"
+
+    @Option(help: "Responder processes under the supervisor (default: GATEWAY_PROCESSES).")
+    var processes: Int?
+
+    @Option(help: "Threads per responder process (default: GATEWAY_THREADS).")
+    var threads: Int?
+
+    @Option(help: "Octal mode of the unix socket; nginx reaches it through the group.")
+    var socketMode: String = "0660"
+
+    @Option(help: "Group of the unix socket (nginx's user must be a member).")
+    var socketGroup: String?
+
+    @Option(help: "File of KEY=value lines; the environment wins over it.")
+    var envFile: String = ".env"
+
+    @Option(help: "Seconds to let requests in progress finish on SIGTERM.")
+    var shutdownTimeout: Double = 10
+
+    @Flag(help: "Validate the configuration, print what is wrong, and exit.")
+    var checkConfig = false
+
+    @Flag(help: "Print nginx's secret map for the configured webhook secrets, and exit.")
+    var printNginxSecretMap = false
+
+    func validate() throws {
+        if socket != nil && port != nil { throw ValidationError("give --socket or --port, not both") }
+        if let port, !(1...65535).contains(port) { throw ValidationError("--port must be 1-65535") }
+        if let processes, !(1...256).contains(processes) { throw ValidationError("--processes must be 1-256") }
+        if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads must be 1-1024") }
+        if mode_t(socketMode, radix: 8) == nil { throw ValidationError("--socket-mode must be octal, e.g. 0660") }
+        if !(0.1...600).contains(shutdownTimeout) { throw ValidationError("--shutdown-timeout must be 0.1-600 seconds") }
+    }
+
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)
+        let config: GatewayConfig
+        do {
+            config = try loadConfiguration(envFile: envFile)
+        } catch {
+            printError("telegram-gateway: \(error)")
+            throw ExitCode(78)  // EX_CONFIG
+        }
+        if checkConfig {
+            print("configuration is valid")
+            return
+        }
+        if printNginxSecretMap {
+            print(NginxSecretMap.render(config.webhookSecrets), terminator: "")
+            return
+        }
+        let logger = bootstrapLogging(config)
+        do {
+            if socket != nil || port != nil {
+                try runSupervisor(config: config, logger: logger)
+            } else {
+                try runResponder(config: config, logger: logger)
+            }
+        } catch {
+            logger.critical("cannot serve", metadata: [LogKey.error: "\(error)"])
+            printError("telegram-gateway: \(error)")
+            throw ExitCode(71)  // EX_OSERR
+        }
+    }
+
+    private func runResponder(config: GatewayConfig, logger: Logger) throws(FastCGIError) {
+        let supervisor = getenv(Supervisor.parentVariable).flatMap { pid_t(String(cString: $0)) }
+        let pool = ResponderPool(
+            settings: .init(
+                threads: threads ?? config.pool.threads, maxBodyBytes: config.maxBodyBytes,
+                shutdownTimeoutSeconds: shutdownTimeout, supervisorPID: supervisor),
+            handler: WebhookHandler(config: config, clock: monotonicNanoseconds),
+            logger: logger, clock: monotonicNanoseconds)
+        try pool.run()
+    }
+
+    private func runSupervisor(config: GatewayConfig, logger: Logger) throws(FastCGIError) {
+        let address: ListenAddress
+        if let socket {
+            address = .unix(path: socket, mode: mode_t(socketMode, radix: 8) ?? 0o660, group: socketGroup)
+        } else {
+            address = .tcp(host: bind, port: port ?? 0)
+        }
+        let listenFD = try ListeningSocket.open(address)
+        var childArguments = ["--threads", "\(threads ?? config.pool.threads)", "--shutdown-timeout", "\(shutdownTimeout)"]
+        childArguments += ["--env-file", absolutePath(envFile)]
+        let supervisor = Supervisor(
+            settings: .init(
+                listenFD: listenFD, processes: processes ?? config.pool.processes, childArguments: childArguments,
+                shutdownTimeoutSeconds: shutdownTimeout, socketPath: socket),
+            logger: logger, clock: monotonicNanoseconds)
+        try supervisor.run()
+    }
+}

@@ -1,0 +1,65 @@
+# Shared helpers for scripts/*: sourced, never run.
+# shellcheck shell=bash
+
+log() { printf '%s\n' "$*" >&2; }
+fatal() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# The Debian packages the gateway builds, runs and is tested with.
+GATEWAY_PACKAGES=(
+    nginx redis-server spawn-fcgi
+    libfcgi-dev libhiredis-dev libcurl4-openssl-dev
+    wrk openssl curl ca-certificates
+)
+
+# Installs whichever of the packages is missing: `apt-get update` once, then one install.
+ensure_packages() {
+    local missing=() package
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    log "installing: ${missing[*]}"
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    # Package scripts must not start system services (nginx on port 80, redis on 6379).
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# A self-signed certificate for loopback, made once.
+ensure_certificate() {
+    local dir="$1"
+    [ -s "$dir/cert.pem" ] && [ -s "$dir/key.pem" ] && return 0
+    mkdir -p "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=localhost" \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+    chmod 600 "$dir/key.pem"
+}
+
+# True when the pid file names a live process.
+pid_alive() {
+    local file="$1" pid
+    [ -s "$file" ] || return 1
+    while read -r pid || [ -n "$pid" ]; do
+        [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && return 0
+    done <"$file"
+    return 1
+}
+
+# Stops every pid listed in the file (TERM, then KILL after a grace period) and removes it.
+stop_pids() {
+    local file="$1" grace="${2:-10}" pid i
+    [ -f "$file" ] || return 0
+    local pids=()
+    while read -r pid || [ -n "$pid" ]; do [ -n "$pid" ] && pids+=("$pid"); done <"$file"
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for ((i = 0; i < grace * 10; i++)); do
+        local alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" -eq 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null; done
+    rm -f "$file"
+}

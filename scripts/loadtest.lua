@@ -1,0 +1,43 @@
+-- wrk script for scripts/loadtest: posts Telegram-shaped updates with distinct update ids and
+-- user ids (each wrk thread counts in its own range), then prints one summary line.
+local kind = os.getenv("LOADTEST_KIND") or "unknown-command"
+local secret = os.getenv("LOADTEST_SECRET") or ""
+local users = tonumber(os.getenv("LOADTEST_USERS") or "1000000")
+
+local threads = {}
+local thread_index = 0
+
+function setup(thread)
+  thread:set("base", thread_index * 100000000)
+  thread_index = thread_index + 1
+  table.insert(threads, thread)
+end
+
+local counter = 0
+local templates = {
+  ["unknown-command"] = '{"update_id":%d,"message":{"message_id":%d,"from":{"id":%d,"is_bot":false,"first_name":"Load"},"chat":{"id":%d,"type":"private"},"date":1700000000,"text":"/loadtest_unknown","entities":[{"type":"bot_command","offset":0,"length":17}]}}',
+  ["start"] = '{"update_id":%d,"message":{"message_id":%d,"from":{"id":%d,"is_bot":false,"first_name":"Load"},"chat":{"id":%d,"type":"private"},"date":1700000000,"text":"/start","entities":[{"type":"bot_command","offset":0,"length":6}]}}',
+  ["text"] = '{"update_id":%d,"message":{"message_id":%d,"from":{"id":%d,"is_bot":false,"first_name":"Load"},"chat":{"id":%d,"type":"private"},"date":1700000000,"text":"hello from the load test"}}',
+}
+local template = templates[kind] or templates["unknown-command"]
+local headers = {
+  ["Content-Type"] = "application/json",
+  ["X-Telegram-Bot-Api-Secret-Token"] = secret,
+}
+
+function request()
+  counter = counter + 1
+  local id = base + counter
+  local user = 100000 + (id % users)
+  return wrk.format("POST", nil, headers, string.format(template, id, id, user, user))
+end
+
+function done(summary, latency, requests)
+  local seconds = summary.duration / 1e6
+  local e = summary.errors
+  io.write(string.format(
+    "loadtest: kind=%s requests=%d duration_s=%.1f rps=%.0f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f non2xx=%d socket_errors=%d (connect=%d read=%d write=%d timeout=%d)\n",
+    kind, summary.requests, seconds, summary.requests / seconds,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000, latency.max / 1000,
+    e.status, e.connect + e.read + e.write + e.timeout, e.connect, e.read, e.write, e.timeout))
+end
