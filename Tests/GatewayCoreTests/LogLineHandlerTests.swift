@@ -1,0 +1,42 @@
+import Logging
+import Testing
+
+@testable import GatewayCore
+
+@Suite struct LogLineHandlerTests {
+    @Test func jsonLinesAreOneObjectWithTypedNumbers() {
+        let log = RecordingLog()
+        var logger = log.logger()
+        logger[metadataKey: "request_id"] = "r1"
+        logger.info("update handled", metadata: ["update_id": .stringConvertible(Int64(77)), "latency_ms": .stringConvertible(0.25), "outcome": "replied"])
+        #expect(log.all == [
+            #"{"time":"2024-11-25T13:06:40.123Z","level":"info","message":"update handled","latency_ms":0.25,"outcome":"replied","request_id":"r1","update_id":77}"# + "\n"
+        ])
+    }
+
+    @Test func valuesAreEscaped() {
+        let log = RecordingLog()
+        log.logger().warning("x", metadata: ["k": "quote\" newline\n"])
+        #expect(log.all.first?.contains(#""k":"quote\" newline\n""#) == true)
+        #expect(log.all.first?.filter { $0 == "\n" }.count == 1)
+    }
+
+    @Test func levelFiltersAndTextFormatReads() {
+        let log = RecordingLog()
+        let logger = log.logger(level: .warning, format: .text)
+        logger.info("dropped")
+        logger.error("kept", metadata: ["a": "1"])
+        #expect(log.all == ["2024-11-25T13:06:40.123Z ERROR kept a=1\n"])
+    }
+
+    @Test(arguments: [
+        (Int64(0), "1970-01-01T00:00:00.000Z"),
+        (951_782_400, "2000-02-29T00:00:00.000Z"),
+        (1_732_540_000, "2024-11-25T13:06:40.000Z"),
+        (4_102_444_799, "2099-12-31T23:59:59.000Z"),
+        (-1, "1969-12-31T23:59:59.000Z"),
+    ])
+    func timestampsAreUTC(seconds: Int64, expected: String) {
+        #expect(Timestamp.iso8601(seconds: seconds, milliseconds: 0) == expected)
+    }
+}

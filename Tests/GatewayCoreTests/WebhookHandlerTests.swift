@@ -1,0 +1,95 @@
+import Logging
+import Testing
+
+@testable import GatewayCore
+
+@Suite struct WebhookHandlerTests {
+    let secret = "current-secret_1"
+    let previous = "previous-secret_0"
+    let log = RecordingLog()
+    let handler: WebhookHandler
+
+    init() {
+        handler = WebhookHandler(
+            secrets: [Secret(secret), Secret(previous)], maxBodyBytes: 4096, botUsername: "our_bot", clock: { 0 })
+    }
+
+    private func head(method: String = "POST", secret: String? = "current-secret_1", length: Int? = nil) -> WebhookHead {
+        WebhookHead(method: method, secretToken: secret.map { Array($0.utf8) }, contentLength: length, requestID: "req-1", acceptedAt: 0)
+    }
+
+    private func respond(_ body: String, head: WebhookHead? = nil) -> WebhookResponse {
+        let head = head ?? self.head()
+        return handler.admit(head, logger: log.logger()) ?? handler.handle(head, body: body.bytes, logger: log.logger())
+    }
+
+    @Test func onlyPostIsAccepted() {
+        let response = respond(Fixtures.message(), head: head(method: "GET"))
+        #expect(response.status == 405)
+        #expect(response.headers.contains { $0 == ("Allow", "POST") })
+    }
+
+    @Test func missingOrWrongSecretIsForbidden() {
+        #expect(respond(Fixtures.message(), head: head(secret: nil)).status == 403)
+        #expect(respond(Fixtures.message(), head: head(secret: "")).status == 403)
+        #expect(respond(Fixtures.message(), head: head(secret: "current-secret_")).status == 403)
+        #expect(respond(Fixtures.message(), head: head(secret: "current-secret_12")).status == 403)
+        #expect(respond(Fixtures.message(), head: head(secret: "CURRENT-SECRET_1")).status == 403)
+    }
+
+    @Test func previousSecretIsAcceptedDuringRotation() {
+        #expect(respond(Fixtures.message(), head: head(secret: previous)).status == 200)
+    }
+
+    @Test func declaredOrActualOversizeIsTooLarge() {
+        #expect(respond(Fixtures.message(), head: head(length: 4097)).status == 413)
+        let huge = String(repeating: " ", count: 4097)
+        #expect(respond(huge, head: head()).status == 413)
+    }
+
+    @Test func unknownCommandGetsASendMessageWebhookReply() {
+        let response = respond(Fixtures.message(text: "/nope"))
+        #expect(response.status == 200)
+        #expect(response.headers.contains { $0 == ("Content-Type", "application/json") })
+        #expect(response.body == BotMethod.sendMessage(chatID: 42, text: ReplyTexts.standard.unknownCommand).webhookReplyBody)
+    }
+
+    @Test func unknownCallbackIsAnsweredSoTheButtonStopsSpinning() {
+        let body = Fixtures.callbackWithMessage.replacing("CONNECT:99", with: "BOGUS")
+        let response = respond(body)
+        #expect(response.status == 200)
+        #expect(
+            response.body
+                == BotMethod.answerCallbackQuery(
+                    callbackQueryID: "4382bfdwdsb323b2d9", text: ReplyTexts.standard.unknownCallback, showAlert: false
+                ).webhookReplyBody)
+    }
+
+    @Test(arguments: ["", "{", "\u{FF}", #"{"update_id":"x"}"#, #"{"update_id":1,"message":7}"#])
+    func badBodiesAreAcknowledgedAndLogged(body: String) {
+        let response = respond(body)
+        #expect(response == .acknowledged)
+        #expect(log.joined.contains(#""outcome":"malformed""#))
+    }
+
+    @Test func routedAndIgnoredUpdatesAreAcknowledged() {
+        #expect(respond(Fixtures.message(text: "hello")) == .acknowledged)
+        #expect(log.joined.contains(#""route":"conversation""#))
+        #expect(respond(Fixtures.poll) == .acknowledged)
+        #expect(log.joined.contains(#""outcome":"ignored""#))
+    }
+
+    @Test func logLinesCarryIdsButNeverTextSecretOrCallbackData() {
+        _ = respond(Fixtures.message(text: "my password is hunter2"))
+        _ = respond(Fixtures.callbackWithMessage)
+        _ = respond(Fixtures.message(), head: head(secret: "wrong-secret"))
+        let text = log.joined
+        #expect(text.contains(#""request_id":"req-1""#))
+        #expect(text.contains(#""update_id":1001"#))
+        #expect(text.contains(#""user_id":42"#))
+        #expect(text.contains(#""update_type":"callback_query""#))
+        for forbidden in ["hunter2", "CONNECT:99", secret, "wrong-secret", "Ada"] {
+            #expect(!text.contains(forbidden), "log holds \(forbidden)")
+        }
+    }
+}
