@@ -62,6 +62,11 @@ public final class ResponderPool: Sendable {
         sigemptyset(&stopSignals)
         for signal in [SIGTERM, SIGINT, SIGQUIT] { sigaddset(&stopSignals, signal) }
         pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+        // A launcher may hand over a blocked SIGUSR1 (the mask survives exec); the wake-up needs it.
+        var wakeUp = sigset_t()
+        sigemptyset(&wakeUp)
+        sigaddset(&wakeUp, SIGUSR1)
+        pthread_sigmask(SIG_UNBLOCK, &wakeUp, nil)
         Self.installWakeUpHandler()
         guard FCGX_Init() == 0 else { throw .libraryInit() }
 

@@ -75,17 +75,13 @@ public final class HTTPClient {
 
         // CURLOPT_POSTFIELDS does not copy the body: it must stay alive until perform returns.
         let result = request.body.withUnsafeBufferPointer { body -> CURLcode in
-            switch request.method {
-            case "GET":
-                ccurl_setopt_long(handle, CURLOPT_HTTPGET, 1)
-            case "POST":
-                ccurl_setopt_long(handle, CURLOPT_POST, 1)
-            default:
-                ccurl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method)
-            }
             if !body.isEmpty || request.method == "POST" {
                 ccurl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, body.count)
                 ccurl_setopt_pointer(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: body.baseAddress ?? UnsafePointer(bitPattern: 1)))
+            }
+            // After POSTFIELDS, which turns the request into a POST: any other method replaces the verb.
+            if request.method != "POST" && (request.method != "GET" || !body.isEmpty) {
+                ccurl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method)
             }
             return curl_easy_perform(handle)
         }

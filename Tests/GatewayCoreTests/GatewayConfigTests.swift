@@ -4,7 +4,7 @@ import Testing
 @testable import GatewayCore
 
 @Suite struct GatewayConfigTests {
-    let token = "123456789:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    let token = "123456:TEST-token_for_unit_tests_only_0000"
     var minimal: [String: String] { ["TELEGRAM_BOT_TOKEN": token, "TELEGRAM_WEBHOOK_SECRET": "s3cret-value"] }
 
     @Test func defaultsMatchTheSeed() throws {

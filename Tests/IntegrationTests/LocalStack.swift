@@ -1,0 +1,195 @@
+import Foundation
+import GatewayHTTP
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real gateway on loopback for one test: the release responder (under spawn-fcgi or its own
+/// supervisor) and nginx with a self-signed certificate, in a temporary folder with a free
+/// port. `stop()` stops exactly the processes it started, fails if one lingers, and deletes
+/// the folder.
+final class LocalStack {
+    enum PoolMode { case spawnFCGI, supervisor }
+
+    static let secret = "integration-secret_\(UInt32.random(in: 0...UInt32.max))"
+    static let token = "987654:integration-token-not-real-\(UInt32.random(in: 0...UInt32.max))"
+
+    let directory: URL
+    let port: Int
+    let socketPath: String
+    private(set) var poolPIDs: [pid_t] = []
+    /// Processes started directly (nginx, the supervisor): our children, reaped by `stop()`.
+    private var children: [pid_t] = []
+    private let client: HTTPClient
+
+    var url: String { "https://127.0.0.1:\(port)/webhook/telegram" }
+    var gatewayLog: String { (try? String(contentsOf: directory.appending(path: "gateway.log"), encoding: .utf8)) ?? "" }
+    var nginxLogs: String {
+        ["access.log", "error.log"].map {
+            (try? String(contentsOf: directory.appending(path: "nginx/logs/\($0)"), encoding: .utf8)) ?? ""
+        }.joined()
+    }
+
+    static var packageRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    static var binary: String {
+        ProcessInfo.processInfo.environment["GATEWAY_BINARY"]
+            ?? packageRoot.appending(path: ".build/release/telegram-gateway").path
+    }
+
+    init(mode: PoolMode = .spawnFCGI, processes: Int = 2, threads: Int = 4, extraEnvironment: [String: String] = [:]) throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
+            throw StackError("no release responder at \(Self.binary): run scripts/test, or swift build -c release first")
+        }
+        directory = FileManager.default.temporaryDirectory.appending(path: "tg-gateway-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        port = try Self.freePort()
+        socketPath = directory.appending(path: "fcgi.sock").path
+        var environment = [
+            "TELEGRAM_BOT_TOKEN": Self.token, "TELEGRAM_WEBHOOK_SECRET": Self.secret,
+            "LOG_FILE": directory.appending(path: "gateway.log").path, "GATEWAY_PROCESSES": "\(processes)",
+            "GATEWAY_THREADS": "\(threads)",
+        ]
+        environment.merge(extraEnvironment) { _, new in new }
+        let envFile = directory.appending(path: ".env")
+        try environment.map { "\($0.key)=\($0.value)\n" }.sorted().joined().write(to: envFile, atomically: true, encoding: .utf8)
+        client = try HTTPClient(caFile: directory.appending(path: "tls/cert.pem").path)
+
+        do {
+            let secretsMap = directory.appending(path: "nginx-secrets.map").path
+            let map = try ChildProcess.run(Self.binary, ["--env-file", envFile.path, "--print-nginx-secret-map"])
+            try map.write(toFile: secretsMap, atomically: true, encoding: .utf8)
+
+            switch mode {
+            case .spawnFCGI:
+                let pidFile = directory.appending(path: "pool.pid").path
+                try ChildProcess.run("/usr/bin/spawn-fcgi", [
+                    "-s", socketPath, "-M", "0600", "-F", "\(processes)", "-P", pidFile, "--",
+                    Self.binary, "--env-file", envFile.path, "--threads", "\(threads)",
+                ])
+                poolPIDs = try String(contentsOfFile: pidFile, encoding: .utf8).split(whereSeparator: \.isNewline)
+                    .compactMap { pid_t($0) }
+            case .supervisor:
+                let supervisor = try launch(Self.binary, ["--socket", socketPath, "--socket-mode", "0600", "--env-file", envFile.path])
+                poolPIDs = [supervisor]
+                try waitUntil("the supervisor's socket exists") { FileManager.default.fileExists(atPath: self.socketPath) }
+            }
+
+            let conf = try ChildProcess.run("/bin/bash", [
+                Self.packageRoot.appending(path: "scripts/nginx-local").path, directory.path, "\(port)", socketPath, secretsMap,
+            ]).trimmingCharacters(in: .whitespacesAndNewlines)
+            let nginxDirectory = directory.appending(path: "nginx").path
+            _ = try launch("/usr/sbin/nginx", [
+                "-p", nginxDirectory, "-c", conf, "-e", nginxDirectory + "/logs/error.log", "-g", "daemon off;",
+            ])
+            try waitUntil("nginx answers") { (try? self.post(Array("{}".utf8), secret: nil).status) == 403 }
+        } catch {
+            try? stop()
+            throw error
+        }
+    }
+
+    /// Posts `body` to the webhook; `secret` nil sends no secret header.
+    func post(_ body: [UInt8], secret: String? = LocalStack.secret, method: String = "POST") throws -> HTTPResponse {
+        var headers: [(name: String, value: String)] = [("Content-Type", "application/json")]
+        if let secret { headers.append(("X-Telegram-Bot-Api-Secret-Token", secret)) }
+        return try client.send(HTTPRequest(method: method, url: url, headers: headers, body: body, timeoutSeconds: 15))
+    }
+
+    func post(_ body: String, secret: String? = LocalStack.secret) throws -> HTTPResponse {
+        try post(Array(body.utf8), secret: secret)
+    }
+
+    /// Children of `pid`, from /proc.
+    static func children(of pid: pid_t) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap(pid_t.init).filter { candidate in
+            guard let stat = try? String(contentsOfFile: "/proc/\(candidate)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && pid_t(fields[1]) == pid
+        }
+    }
+
+    /// Stops nginx and the pool (SIGTERM), checks every process is gone, removes the folder.
+    func stop() throws {
+        let started = children
+        let descendants = (started + poolPIDs).flatMap(Self.children(of:))
+        for pid in Set(started + poolPIDs) { kill(pid, SIGTERM) }
+        var lingering: [pid_t] = []
+        for pid in Set(started + poolPIDs + descendants) {
+            let isOurs = started.contains(pid)
+            let gone = (try? waitUntil("pid \(pid) exits", timeout: 15) {
+                isOurs ? ChildProcess.reapIfExited(pid) : ChildProcess.isGone(pid)
+            }) != nil
+            if !gone {
+                lingering.append(pid)
+                kill(pid, SIGKILL)
+                if isOurs { ChildProcess.waitForExit(pid) }
+            }
+        }
+        children.removeAll()
+        poolPIDs.removeAll()
+        try? FileManager.default.removeItem(at: directory)
+        if !lingering.isEmpty { throw StackError("processes lingered after SIGTERM: \(lingering)") }
+    }
+
+    private func launch(_ executable: String, _ arguments: [String]) throws -> pid_t {
+        let pid = try ChildProcess.spawn(executable, arguments)
+        children.append(pid)
+        return pid
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
+                guard bind(fd, pointer, length) == 0 else { return -1 }
+                return getsockname(fd, pointer, &length)
+            }
+        }
+        guard bound == 0 else { throw StackError("no free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+struct StackError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` seconds pass.
+func waitUntil(_ what: String, timeout: Double = 10, _ condition: () -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while !condition() {
+        guard Date() < deadline else { throw StackError("timed out waiting until \(what)") }
+        usleep(20_000)
+    }
+}
+
+/// Runs `body` against a fresh stack and always stops it.
+func withStack<T>(
+    mode: LocalStack.PoolMode = .spawnFCGI, processes: Int = 2, threads: Int = 4,
+    _ body: (LocalStack) throws -> T
+) throws -> T {
+    let stack = try LocalStack(mode: mode, processes: processes, threads: threads)
+    do {
+        let result = try body(stack)
+        try stack.stop()
+        return result
+    } catch {
+        try? stack.stop()
+        throw error
+    }
+}

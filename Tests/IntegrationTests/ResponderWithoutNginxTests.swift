@@ -1,0 +1,53 @@
+import Foundation
+import Testing
+
+/// The responder checks for itself what nginx checks: the socket may be reached without nginx.
+@Suite(.serialized) struct ResponderWithoutNginxTests {
+    static func parameters(method: String = "POST", secret: String?, length: Int?) -> [(String, String)] {
+        var parameters = [("REQUEST_METHOD", method), ("SCRIPT_NAME", "/webhook/telegram"), ("REQUEST_ID", "direct-1")]
+        if let secret { parameters.append(("HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN", secret)) }
+        if let length { parameters.append(("CONTENT_LENGTH", "\(length)")) }
+        return parameters
+    }
+
+    @Test func secretMethodAndSizeAreCheckedByTheResponderToo() throws {
+        try withStack { stack in
+            let body = Array(WebhookThroughNginxTests.update(1, text: "/nope").utf8)
+            func send(_ parameters: [(String, String)], _ body: [UInt8]) throws -> Int {
+                try FastCGIClient.request(socketPath: stack.socketPath, parameters: parameters, body: body).status
+            }
+            #expect(try send(Self.parameters(secret: nil, length: body.count), body) == 403)
+            #expect(try send(Self.parameters(secret: "wrong", length: body.count), body) == 403)
+            #expect(try send(Self.parameters(method: "GET", secret: LocalStack.secret, length: nil), []) == 405)
+            let huge = [UInt8](repeating: 0x20, count: 2 * 1024 * 1024)
+            #expect(try send(Self.parameters(secret: LocalStack.secret, length: huge.count), huge) == 413)
+            // A body larger than declared (or with no length) is still cut off at the limit.
+            #expect(try send(Self.parameters(secret: LocalStack.secret, length: nil), huge) == 413)
+            let ok = try FastCGIClient.request(
+                socketPath: stack.socketPath, parameters: Self.parameters(secret: LocalStack.secret, length: body.count), body: body)
+            #expect(ok.status == 200)
+            #expect(String(decoding: ok.body, as: UTF8.self).contains(#""method":"sendMessage""#))
+        }
+    }
+
+    @Test func oddParametersNeverCrashTheResponder() throws {
+        try withStack(processes: 1, threads: 2) { stack in
+            let body = Array(WebhookThroughNginxTests.update(2, text: "/nope").utf8)
+            let odd: [[(String, String)]] = [
+                [],
+                [("REQUEST_METHOD", "")],
+                [("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "-5"), ("HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN", LocalStack.secret)],
+                [("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "99999999999999999999999"), ("HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN", LocalStack.secret)],
+                [("REQUEST_METHOD", "POST"), ("REQUEST_ID", String(repeating: "é", count: 500)), ("HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN", LocalStack.secret)],
+                [("REQUEST_METHOD", "POST"), ("HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN", String(repeating: "x", count: 70_000))],
+            ]
+            for parameters in odd {
+                _ = try? FastCGIClient.request(socketPath: stack.socketPath, parameters: parameters, body: body)
+            }
+            let pid = try #require(stack.poolPIDs.first)
+            #expect(ChildProcess.isGone(pid) == false, "the responder died")
+            let after = try stack.post(WebhookThroughNginxTests.update(3, text: "/nope"))
+            #expect(after.status == 200)
+        }
+    }
+}

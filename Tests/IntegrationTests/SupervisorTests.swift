@@ -1,0 +1,39 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The pool's own supervisor (`telegram-gateway --socket`), without spawn-fcgi.
+@Suite(.serialized) struct SupervisorTests {
+    @Test func aChildKilledWithSIGKILLIsReplacedAndThePoolKeepsAnswering() throws {
+        try withStack(mode: .supervisor, processes: 2, threads: 2) { stack in
+            let supervisor = try #require(stack.poolPIDs.first)
+            try waitUntil("two children run") { LocalStack.children(of: supervisor).count == 2 }
+            let before = Set(LocalStack.children(of: supervisor))
+            let victim = try #require(before.first)
+            kill(victim, SIGKILL)
+            try waitUntil("a replacement child runs") {
+                let now = Set(LocalStack.children(of: supervisor))
+                return now.count == 2 && !now.contains(victim)
+            }
+            for id in 0..<20 {
+                #expect(try stack.post(WebhookThroughNginxTests.update(500 + id, text: "/x")).status == 200)
+            }
+            #expect(stack.gatewayLog.contains("child died; restarting"))
+        }
+    }
+
+    @Test func sigtermStopsTheSupervisorAndItsChildrenAndRemovesTheSocket() throws {
+        let stack = try LocalStack(mode: .supervisor, processes: 2, threads: 2)
+        let supervisor = try #require(stack.poolPIDs.first)
+        try waitUntil("two children run") { LocalStack.children(of: supervisor).count == 2 }
+        let children = LocalStack.children(of: supervisor)
+        kill(supervisor, SIGTERM)
+        try waitUntil("the children exit") { children.allSatisfy(ChildProcess.isGone) }
+        try waitUntil("the socket is removed") { !FileManager.default.fileExists(atPath: stack.socketPath) }
+        #expect(stack.gatewayLog.contains("supervisor stopped"))
+        try stack.stop()
+    }
+}
