@@ -37,3 +37,21 @@ import Glibc
         try stack.stop()
     }
 }
+
+@Suite(.serialized) struct SupervisorReloadTests {
+    @Test func sighupReplacesEveryChildAndThePoolKeepsAnswering() throws {
+        try withStack(mode: .supervisor, processes: 2, threads: 2) { stack in
+            let supervisor = try #require(stack.poolPIDs.first)
+            try waitUntil("two children run") { LocalStack.children(of: supervisor).count == 2 }
+            let old = Set(LocalStack.children(of: supervisor))
+            kill(supervisor, SIGHUP)
+            try waitUntil("two new children replace the old ones") {
+                let now = Set(LocalStack.children(of: supervisor).filter { !ChildProcess.isGone($0) })
+                return now.count == 2 && now.isDisjoint(with: old)
+            }
+            #expect(old.allSatisfy(ChildProcess.isGone))
+            #expect(try stack.post(WebhookThroughNginxTests.update(900, text: "/x")).status == 200)
+            #expect(stack.gatewayLog.contains("child retired"))
+        }
+    }
+}
