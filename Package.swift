@@ -34,19 +34,27 @@ let package = Package(
             dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")]
         ),
 
+        .target(
+            name: "GatewayRedis",
+            dependencies: ["CHiredis", "GatewayCore", .product(name: "Logging", package: "swift-log")]
+        ),
+
+        // In-memory fakes behind the core's protocols, for tests only.
+        .target(name: "GatewayTestSupport", dependencies: ["GatewayCore"]),
+
         .executableTarget(
             name: "telegram-gateway",
             dependencies: [
-                "GatewayCore", "GatewayFastCGI",
+                "GatewayCore", "GatewayFastCGI", "GatewayRedis",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
-        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore"]),
+        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayTestSupport"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["GatewayCore", "GatewayHTTP"]
+            dependencies: ["GatewayCore", "GatewayHTTP", "GatewayRedis"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -42,13 +42,19 @@ public final class ResponderPool: Sendable {
 
     private let settings: Settings
     private let handler: WebhookHandler
+    /// Makes each worker thread's own state store (its own Redis connection).
+    private let makeStateStore: @Sendable () -> any StateStore
     private let logger: Logger
     private let clock: @Sendable () -> UInt64
     private let stopping = Atomic<Bool>(false)
 
-    public init(settings: Settings, handler: WebhookHandler, logger: Logger, clock: @escaping @Sendable () -> UInt64) {
+    public init(
+        settings: Settings, handler: WebhookHandler, makeStateStore: @escaping @Sendable () -> any StateStore,
+        logger: Logger, clock: @escaping @Sendable () -> UInt64
+    ) {
         self.settings = settings
         self.handler = handler
+        self.makeStateStore = makeStateStore
         self.logger = logger
         self.clock = clock
     }
@@ -116,6 +122,7 @@ public final class ResponderPool: Sendable {
 
     private func serve(_ worker: Worker) {
         let request = FastCGIRequest(listenFD: settings.listenFD)
+        let state = makeStateStore()
         var failures = 0
         while !stopping.load(ordering: .sequentiallyConsistent) {
             worker.phase.store(Worker.accepting, ordering: .sequentiallyConsistent)
@@ -128,13 +135,13 @@ public final class ResponderPool: Sendable {
             }
             failures = 0
             worker.phase.store(Worker.busy, ordering: .sequentiallyConsistent)
-            respond(to: request)
+            respond(to: request, state: state)
             request.finish()
         }
         worker.phase.store(Worker.exited, ordering: .sequentiallyConsistent)
     }
 
-    private func respond(to request: FastCGIRequest) {
+    private func respond(to request: FastCGIRequest, state: some StateStore) {
         let acceptedAt = clock()
         let method = request.parameter("REQUEST_METHOD").map { String(decoding: $0, as: UTF8.self) } ?? ""
         let contentLength = request.parameter("CONTENT_LENGTH").flatMap { Int(String(decoding: $0, as: UTF8.self)) }
@@ -145,7 +152,8 @@ public final class ResponderPool: Sendable {
             requestID: RequestID.sanitized(request.parameter("REQUEST_ID")) ?? RequestID.make(),
             acceptedAt: acceptedAt)
         let response = handler.admit(head, logger: logger)
-            ?? handler.handle(head, body: request.readBody(limit: settings.maxBodyBytes, expected: contentLength), logger: logger)
+            ?? handler.handle(
+                head, body: request.readBody(limit: settings.maxBodyBytes, expected: contentLength), state: state, logger: logger)
         if !request.write(response) {
             logger.info("web server closed the connection before the answer", metadata: [LogKey.requestID: "\(head.requestID)"])
         }

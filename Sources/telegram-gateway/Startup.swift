@@ -50,6 +50,19 @@ func bootstrapLogging(_ config: GatewayConfig) -> Logger {
     return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
 }
 
+/// A random (version 4) UUID for a first-time user's internal id.
+@Sendable func makeInternalUserID() -> String {
+    var generator = SystemRandomNumberGenerator()
+    var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    bytes[6] = (bytes[6] & 0x0F) | 0x40
+    bytes[8] = (bytes[8] & 0x3F) | 0x80
+    let hex = bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    let parts = [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { range in
+        String(hex.dropFirst(range.lowerBound).prefix(range.count))
+    }
+    return parts.joined(separator: "-")
+}
+
 @Sendable func wallClock() -> (seconds: Int64, nanoseconds: Int32) {
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)

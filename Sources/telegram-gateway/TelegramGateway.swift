@@ -1,6 +1,7 @@
 import ArgumentParser
 import GatewayCore
 import GatewayFastCGI
+import GatewayRedis
 import Logging
 
 #if canImport(Glibc)
@@ -94,11 +95,16 @@ struct TelegramGateway: ParsableCommand {
 
     private func runResponder(config: GatewayConfig, logger: Logger) throws(FastCGIError) {
         let supervisor = getenv(Supervisor.parentVariable).flatMap { pid_t(String(cString: $0)) }
+        let warnings = DependencyWarnings(clock: monotonicNanoseconds)
+        let redis = config.redis, policy = config.statePolicy
         let pool = ResponderPool(
             settings: .init(
                 threads: threads ?? config.pool.threads, maxBodyBytes: config.maxBodyBytes,
                 shutdownTimeoutSeconds: shutdownTimeout, supervisorPID: supervisor),
-            handler: WebhookHandler(config: config, clock: monotonicNanoseconds),
+            handler: WebhookHandler(config: config, clock: monotonicNanoseconds, newInternalUserID: makeInternalUserID),
+            makeStateStore: {
+                RedisStateStore(config: redis, policy: policy, warnings: warnings, logger: logger, clock: monotonicNanoseconds)
+            },
             logger: logger, clock: monotonicNanoseconds)
         try pool.run()
     }

@@ -9,7 +9,14 @@ import Testing
 
     @Test func defaultsMatchTheSeed() throws {
         let config = try GatewayConfig.load(environment: minimal)
-        #expect(config.redis == .init(host: "127.0.0.1", port: 6379))
+        #expect(config.redis.host == "127.0.0.1")
+        #expect(config.redis.port == 6379)
+        #expect(config.redis.socket == nil)
+        #expect(config.redis.password == nil)
+        #expect(config.redis.commandTimeoutSeconds == 0.05)
+        #expect(config.dedupeTTLSeconds == 86_400)
+        // The lease outlives the slowest service (5 s) plus delivery.
+        #expect(config.statePolicy.leaseMilliseconds == 10_000)
         #expect(config.sessionTTLSeconds == 86_400)
         #expect(config.rateLimit == .init(requests: 1, windowSeconds: 1))
         #expect(config.services[.conversation]?.timeoutSeconds == 5)
@@ -31,6 +38,8 @@ import Testing
         environment["MATCHING_SERVICE_URL"] = "https://matching.internal:8443/api"
         environment["TELEGRAM_WEBHOOK_SECRET_PREVIOUS"] = "old-secret"
         environment["GATEWAY_THREADS"] = "16"
+        environment["REDIS_SOCKET"] = "/run/redis/redis.sock"
+        environment["REDIS_PASSWORD"] = "pa ss"
         let config = try GatewayConfig.load(environment: environment)
         #expect(config.redis.port == 6380)
         #expect(config.rateLimit.windowSeconds == 2.5)
@@ -39,6 +48,9 @@ import Testing
         #expect(config.services[.matching]?.url == "https://matching.internal:8443/api")
         #expect(config.webhookSecrets == [Secret("s3cret-value"), Secret("old-secret")])
         #expect(config.pool.threads == 16)
+        #expect(config.redis.socket == "/run/redis/redis.sock")
+        #expect(config.redis.password?.reveal() == "pa ss")
+        #expect(config.statePolicy.rateLimitWindowMilliseconds == 2500)
     }
 
     @Test func everyProblemIsReportedAtOnceNamingTheVariable() throws {

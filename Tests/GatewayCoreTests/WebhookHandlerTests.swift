@@ -1,3 +1,4 @@
+import GatewayTestSupport
 import Logging
 import Testing
 
@@ -8,10 +9,12 @@ import Testing
     let previous = "previous-secret_0"
     let log = RecordingLog()
     let handler: WebhookHandler
+    let state = InMemoryStateStore(policy: .testing)
 
     init() {
         handler = WebhookHandler(
-            secrets: [Secret(secret), Secret(previous)], maxBodyBytes: 4096, botUsername: "our_bot", clock: { 0 })
+            secrets: [Secret(secret), Secret(previous)], maxBodyBytes: 4096, botUsername: "our_bot", clock: { 0 },
+            newInternalUserID: { "internal-1" })
     }
 
     private func head(method: String = "POST", secret: String? = "current-secret_1", length: Int? = nil) -> WebhookHead {
@@ -20,7 +23,8 @@ import Testing
 
     private func respond(_ body: String, head: WebhookHead? = nil) -> WebhookResponse {
         let head = head ?? self.head()
-        return handler.admit(head, logger: log.logger()) ?? handler.handle(head, body: body.bytes, logger: log.logger())
+        return handler.admit(head, logger: log.logger())
+            ?? handler.handle(head, body: body.bytes, state: state, logger: log.logger())
     }
 
     @Test func onlyPostIsAccepted() {

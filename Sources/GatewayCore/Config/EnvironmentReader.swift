@@ -111,6 +111,8 @@ struct CharacterPattern: Sendable {
         (1...256).contains(text.utf8.count) && text.allSatisfy { isWordCharacter($0) || $0 == "-" }
     }
 
+    static let anything = CharacterPattern { _ in true }
+
     static let botUsername = CharacterPattern { text in
         (5...32).contains(text.count) && text.allSatisfy(isWordCharacter)
     }

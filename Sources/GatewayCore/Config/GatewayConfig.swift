@@ -10,6 +10,10 @@ public struct GatewayConfig: Sendable {
     public var botUsername: String?
     public var redis: RedisSettings
     public var sessionTTLSeconds: Int
+    /// How long a processed update is remembered, so Telegram's redelivery of it is recognised.
+    public var dedupeTTLSeconds: Int
+    /// How long a user's second update waits for the first to finish.
+    public var userWaitSeconds: Double
     public var rateLimit: RateLimitSettings
     public var services: [ServiceName: ServiceSettings]
     public var logLevel: Logger.Level
@@ -22,6 +26,12 @@ public struct GatewayConfig: Sendable {
     public struct RedisSettings: Sendable, Equatable {
         public var host: String
         public var port: Int
+        /// A unix socket path; when set it wins over host and port.
+        public var socket: String?
+        public var password: Secret?
+        public var database: Int
+        public var connectTimeoutSeconds: Double
+        public var commandTimeoutSeconds: Double
     }
 
     public struct RateLimitSettings: Sendable, Equatable {
@@ -63,10 +73,17 @@ public struct GatewayConfig: Sendable {
 
         let redis = RedisSettings(
             host: reader.string("REDIS_HOST", default: "127.0.0.1"),
-            port: reader.integer("REDIS_PORT", default: 6379, in: 1...65535))
+            port: reader.integer("REDIS_PORT", default: 6379, in: 1...65535),
+            socket: reader.optionalString("REDIS_SOCKET", matching: nil, form: "a unix socket path"),
+            password: reader.secret("REDIS_PASSWORD", required: false, pattern: .anything, form: "any text"),
+            database: reader.integer("REDIS_DB", default: 0, in: 0...15),
+            connectTimeoutSeconds: reader.seconds("REDIS_CONNECT_TIMEOUT", default: 0.05, in: 0.001...10),
+            commandTimeoutSeconds: reader.seconds("REDIS_COMMAND_TIMEOUT", default: 0.05, in: 0.001...10))
         let sessionTTL = reader.integer("SESSION_TTL", default: 86_400, in: 60...2_592_000)
+        let dedupeTTL = reader.integer("DEDUPE_TTL", default: 86_400, in: 60...604_800)
+        let userWait = reader.seconds("USER_WAIT", default: 10, in: 0...50)
         let rateLimit = RateLimitSettings(
-            requests: reader.integer("RATE_LIMIT_REQUESTS", default: 1, in: 1...100_000),
+            requests: reader.integer("RATE_LIMIT_REQUESTS", default: 1, in: 1...10_000),
             windowSeconds: reader.seconds("RATE_LIMIT_WINDOW", default: 1, in: 0.001...86_400))
 
         var services: [ServiceName: ServiceSettings] = [:]
@@ -91,9 +108,21 @@ public struct GatewayConfig: Sendable {
         }
         return GatewayConfig(
             botToken: botToken, webhookSecrets: [currentSecret] + (previousSecret.map { [$0] } ?? []),
-            botUsername: botUsername, redis: redis, sessionTTLSeconds: sessionTTL, rateLimit: rateLimit,
+            botUsername: botUsername, redis: redis, sessionTTLSeconds: sessionTTL, dedupeTTLSeconds: dedupeTTL,
+            userWaitSeconds: userWait, rateLimit: rateLimit,
             services: services, logLevel: logLevel, logFormat: logFormat, logFile: logFile,
             maxBodyBytes: maxBodyBytes, pool: pool)
+    }
+
+    /// The state store's numbers. An update's lease lasts as long as the slowest service may take
+    /// plus time to deliver the answer, so it only expires when its responder is gone.
+    public var statePolicy: StatePolicy {
+        let slowest = services.values.map(\.timeoutSeconds).max() ?? 5
+        return StatePolicy(
+            rateLimitRequests: rateLimit.requests,
+            rateLimitWindowMilliseconds: Int64(rateLimit.windowSeconds * 1000),
+            sessionTTLSeconds: sessionTTLSeconds, dedupeTTLSeconds: dedupeTTLSeconds,
+            leaseMilliseconds: Int64((slowest + 5) * 1000), userWaitMilliseconds: Int64(userWaitSeconds * 1000))
     }
 
     /// The environment as the gateway sees it: `.env` values, overridden by the process environment.

@@ -16,4 +16,6 @@ public enum LogKey {
     public static let status = "status"
     public static let pid = "pid"
     public static let error = "error"
+    /// Set when a dependency failed and the update was handled without it (fail-open).
+    public static let degraded = "degraded"
 }

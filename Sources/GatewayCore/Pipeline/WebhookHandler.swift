@@ -11,10 +11,13 @@ public struct WebhookHandler: Sendable {
     private let decoder = UpdateDecoder()
     /// Monotonic nanoseconds, for latencies.
     private let clock: @Sendable () -> UInt64
+    /// Makes the internal id of a first-time user.
+    private let newInternalUserID: @Sendable () -> String
 
     public init(
         secrets: [Secret], maxBodyBytes: Int, routes: RouteTable = .standard, botUsername: String? = nil,
-        texts: ReplyTexts = .standard, clock: @escaping @Sendable () -> UInt64
+        texts: ReplyTexts = .standard, clock: @escaping @Sendable () -> UInt64,
+        newInternalUserID: @escaping @Sendable () -> String
     ) {
         self.secrets = secrets
         self.maxBodyBytes = maxBodyBytes
@@ -22,12 +25,16 @@ public struct WebhookHandler: Sendable {
         self.botUsername = botUsername
         self.texts = texts
         self.clock = clock
+        self.newInternalUserID = newInternalUserID
     }
 
-    public init(config: GatewayConfig, routes: RouteTable = .standard, clock: @escaping @Sendable () -> UInt64) {
+    public init(
+        config: GatewayConfig, routes: RouteTable = .standard, clock: @escaping @Sendable () -> UInt64,
+        newInternalUserID: @escaping @Sendable () -> String
+    ) {
         self.init(
             secrets: config.webhookSecrets, maxBodyBytes: config.maxBodyBytes, routes: routes,
-            botUsername: config.botUsername, clock: clock)
+            botUsername: config.botUsername, clock: clock, newInternalUserID: newInternalUserID)
     }
 
     /// Checks what is known before the body is read. Returns the rejection to send, or `nil`
@@ -47,7 +54,8 @@ public struct WebhookHandler: Sendable {
     }
 
     /// Handles an admitted request whose body has been read (at most `maxBodyBytes + 1` bytes).
-    public func handle(_ head: WebhookHead, body: [UInt8], logger: Logger) -> WebhookResponse {
+    /// `state` is this thread's store; when it fails, the update is still routed (fail-open).
+    public func handle(_ head: WebhookHead, body: [UInt8], state: some StateStore, logger: Logger) -> WebhookResponse {
         var logger = logger
         logger[metadataKey: LogKey.requestID] = "\(head.requestID)"
         if body.count > maxBodyBytes {
@@ -72,7 +80,15 @@ public struct WebhookHandler: Sendable {
         if let user = update.user { logger[metadataKey: LogKey.userID] = .stringConvertible(user.id) }
 
         let route = routes.route(update, botUsername: botUsername)
-        let (response, outcome) = answer(update, route: route)
+        let (response, outcome, claim) = process(update, route: route, state: state, logger: &logger)
+        if let claim {
+            do {
+                try state.finish(Completion(claim: claim))
+            } catch {
+                // The claim expires on its own; the update was answered, so nothing is lost.
+                logger[metadataKey: LogKey.degraded] = "true"
+            }
+        }
         logger.info(
             "update handled",
             metadata: [
@@ -82,9 +98,55 @@ public struct WebhookHandler: Sendable {
         return response
     }
 
+    /// Applies the state store's decision, then answers. Returns the claim to finish, if any.
+    private func process(_ update: Update, route: Route, state: some StateStore, logger: inout Logger)
+        -> (WebhookResponse, RequestOutcome, Claim?)
+    {
+        if case .ignored = route { return (.acknowledged, .ignored, nil) }
+        guard let subject = StateSubject(update) else {
+            let (response, outcome) = answer(update, route: route, session: nil)
+            return (response, outcome, nil)
+        }
+        let request = BeginRequest(
+            updateID: update.id, subject: subject, needsSession: route.needsSession,
+            newInternalUserID: route.needsSession ? newInternalUserID() : "")
+        let decision: BeginDecision
+        do {
+            decision = try state.begin(request)
+        } catch {
+            // Fail open: no rate limit, no session, no dedupe; the store's adapter warns (rate-limited).
+            logger[metadataKey: LogKey.degraded] = "true"
+            let (response, outcome) = answer(update, route: route, session: nil)
+            return (response, outcome, nil)
+        }
+        switch decision {
+        case .duplicate:
+            return (.acknowledged, .duplicate, nil)
+        case .inProgress(let seconds), .busy(let seconds):
+            return (.retryLater(seconds: seconds), .deferred, nil)
+        case .limited(let warn):
+            return (limitedReply(update, warn: warn), .rateLimited, nil)
+        case .proceed(let claim, let session):
+            let (response, outcome) = answer(update, route: route, session: session)
+            return (response, outcome, claim)
+        }
+    }
+
+    /// A limited message gets the friendly warning once per window; a limited button press is
+    /// always answered (with the warning when due) so the button stops spinning.
+    private func limitedReply(_ update: Update, warn: Bool) -> WebhookResponse {
+        switch update.content {
+        case .callbackQuery(let query):
+            return .webhookReply(.answerCallbackQuery(callbackQueryID: query.id, text: warn ? texts.rateLimited : nil, showAlert: false))
+        default:
+            guard warn, let chat = update.chat else { return .acknowledged }
+            return .webhookReply(.sendMessage(chatID: chat.id, text: texts.rateLimited))
+        }
+    }
+
     /// The answer that needs no service. Routes to services are decided here and delivered by
     /// the downstream stage.
-    private func answer(_ update: Update, route: Route) -> (WebhookResponse, RequestOutcome) {
+    private func answer(_ update: Update, route: Route, session: Session?) -> (WebhookResponse, RequestOutcome) {
         switch route {
         case .unknownCommand:
             guard let chat = update.chat else { return (.acknowledged, .ignored) }

@@ -39,6 +39,11 @@ public struct WebhookResponse: Sendable, Equatable {
     /// 200 with nothing for Telegram to execute.
     public static let acknowledged = WebhookResponse(status: 200)
 
+    /// 503 asking Telegram to deliver the update again after `seconds`.
+    public static func retryLater(seconds: Int) -> WebhookResponse {
+        WebhookResponse(status: 503, headers: [("Retry-After", "\(max(1, seconds))")])
+    }
+
     /// 200 whose body is a Bot API call that Telegram executes on our behalf.
     public static func webhookReply(_ method: BotMethod) -> WebhookResponse {
         WebhookResponse(status: 200, headers: [("Content-Type", "application/json")], body: method.webhookReplyBody)
@@ -55,6 +60,13 @@ public enum RequestOutcome: String, Sendable {
     case ignored
     /// The body is not an update; acknowledged so Telegram does not resend it forever.
     case malformed
+    /// Processed before (a redelivery): acknowledged, not processed again.
+    case duplicate
+    /// Over the user's rate limit: not routed.
+    case rateLimited = "rate_limited"
+    /// Being processed by another responder, or the user's previous update still is: 503 with
+    /// Retry-After, so Telegram delivers it again later instead of it being lost.
+    case deferred
     case rejectedMethod = "rejected_method"
     case rejectedSecret = "rejected_secret"
     case tooLarge = "too_large"

@@ -28,6 +28,12 @@ public enum Route: Sendable, Equatable {
         }
     }
 
+    /// Whether the update goes to a service, which reads and may change the user's session.
+    public var needsSession: Bool {
+        if case .service = target { return true }
+        return false
+    }
+
     /// A bounded label for logs and metrics: `user_profile`, `generic`, `unknown_command`, `ignored`.
     public var label: String {
         switch self {

@@ -1,0 +1,39 @@
+import GatewayCore
+import Logging
+import Synchronization
+
+/// Rate-limits warnings about a failing dependency across a process's threads: one line every
+/// `interval`, with how many failures it stands for, and one line when the dependency recovers.
+public final class DependencyWarnings: Sendable {
+    private let interval: UInt64
+    private let clock: @Sendable () -> UInt64
+    private let lastWarning = Atomic<UInt64>(0)
+    private let suppressed = Atomic<Int>(0)
+    private let isFailing = Atomic<Bool>(false)
+
+    public init(intervalSeconds: Double = 5, clock: @escaping @Sendable () -> UInt64) {
+        self.interval = UInt64(intervalSeconds * 1e9)
+        self.clock = clock
+    }
+
+    public func failed(_ dependency: String, error: String, logger: Logger) {
+        isFailing.store(true, ordering: .relaxed)
+        let now = clock()
+        let last = lastWarning.load(ordering: .relaxed)
+        guard last == 0 || now - last >= interval,
+            lastWarning.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged
+        else {
+            suppressed.add(1, ordering: .relaxed)
+            return
+        }
+        let count = suppressed.exchange(0, ordering: .relaxed) + 1
+        logger.warning(
+            "dependency failing; handling updates without it",
+            metadata: ["dependency": "\(dependency)", LogKey.error: "\(error)", "failures": .stringConvertible(count)])
+    }
+
+    public func succeeded(_ dependency: String, logger: Logger) {
+        guard isFailing.load(ordering: .relaxed), isFailing.exchange(false, ordering: .relaxed) else { return }
+        logger.info("dependency recovered", metadata: ["dependency": "\(dependency)"])
+    }
+}

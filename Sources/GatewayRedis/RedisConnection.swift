@@ -1,0 +1,147 @@
+import CHiredis
+import GatewayCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One hiredis connection, owned by one thread. Connects lazily with a bounded timeout, drops the
+/// connection after any error and reconnects with exponential backoff; while backing off every
+/// call fails fast, so a dead Redis costs a request nothing.
+final class RedisConnection {
+    struct Settings {
+        var host: String
+        var port: Int
+        var socket: String?
+        var password: Secret?
+        var database: Int
+        var connectTimeoutSeconds: Double
+        var commandTimeoutSeconds: Double
+    }
+
+    private let settings: Settings
+    private let clock: @Sendable () -> UInt64
+    private var context: UnsafeMutablePointer<redisContext>?
+    private var retryAt: UInt64 = 0
+    private var backoffNanoseconds: UInt64 = minimumBackoff
+    /// Called after each new connection is ready (to load scripts).
+    var onConnect: ((RedisConnection) throws(StateStoreError) -> Void)?
+
+    static let minimumBackoff: UInt64 = 50_000_000
+    static let maximumBackoff: UInt64 = 2_000_000_000
+
+    init(settings: Settings, clock: @escaping @Sendable () -> UInt64) {
+        self.settings = settings
+        self.clock = clock
+    }
+
+    deinit {
+        if let context { redisFree(context) }
+    }
+
+    var isConnected: Bool { context != nil }
+
+    /// Sends one command and returns its reply. A Redis error reply is returned as `.error`;
+    /// transport failures throw.
+    func command(_ arguments: [[UInt8]]) throws(StateStoreError) -> RedisReply {
+        let context = try connected()
+        do {
+            return try send(context, arguments)
+        } catch {
+            disconnect()
+            throw error
+        }
+    }
+
+    func command(_ arguments: String...) throws(StateStoreError) -> RedisReply {
+        try command(arguments.map { Array($0.utf8) })
+    }
+
+    private func send(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) throws(StateStoreError) -> RedisReply {
+        let raw: UnsafeMutableRawPointer? = withArgv(arguments) { argv, lengths in
+            redisCommandArgv(context, Int32(arguments.count), argv, lengths)
+        }
+        guard let raw else {
+            let timedOut = context.pointee.err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
+            throw timedOut ? .timeout : .unavailable
+        }
+        let reply = raw.assumingMemoryBound(to: redisReply.self)
+        defer { freeReplyObject(raw) }
+        return RedisReply(reply)
+    }
+
+    private func withArgv<R>(_ arguments: [[UInt8]], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
+        // Each argument is copied to one buffer that lives for the call; hiredis copies it into its output buffer.
+        var storage: [UnsafeMutablePointer<CChar>] = []
+        storage.reserveCapacity(arguments.count)
+        defer { storage.forEach { $0.deallocate() } }
+        var pointers: [UnsafePointer<CChar>?] = []
+        var lengths: [Int] = []
+        for argument in arguments {
+            let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, argument.count))
+            argument.withUnsafeBytes { raw in
+                if let base = raw.baseAddress { UnsafeMutableRawPointer(buffer).copyMemory(from: base, byteCount: raw.count) }
+            }
+            storage.append(buffer)
+            pointers.append(UnsafePointer(buffer))
+            lengths.append(argument.count)
+        }
+        return pointers.withUnsafeMutableBufferPointer { argv in
+            lengths.withUnsafeBufferPointer { body(argv.baseAddress!, $0.baseAddress!) }
+        }
+    }
+
+    private func connected() throws(StateStoreError) -> UnsafeMutablePointer<redisContext> {
+        if let context { return context }
+        guard clock() >= retryAt else { throw .unavailable }
+        do {
+            let context = try connect()
+            self.context = context
+            try onConnect?(self)
+            backoffNanoseconds = Self.minimumBackoff
+            return context
+        } catch {
+            disconnect()
+            throw error
+        }
+    }
+
+    private func connect() throws(StateStoreError) -> UnsafeMutablePointer<redisContext> {
+        let connectTimeout = Self.timeval(settings.connectTimeoutSeconds)
+        let made: UnsafeMutablePointer<redisContext>? =
+            if let socket = settings.socket {
+                redisConnectUnixWithTimeout(socket, connectTimeout)
+            } else {
+                redisConnectWithTimeout(settings.host, Int32(settings.port), connectTimeout)
+            }
+        guard let context = made else { throw .unavailable }
+        guard context.pointee.err == 0, redisSetTimeout(context, Self.timeval(settings.commandTimeoutSeconds)) == REDIS_OK else {
+            redisFree(context)
+            throw .unavailable
+        }
+        do throws(StateStoreError) {
+            if let password = settings.password {
+                guard case .status = try send(context, [Array("AUTH".utf8), Array(password.reveal().utf8)]) else { throw .refused }
+            }
+            if settings.database != 0 {
+                guard case .status = try send(context, [Array("SELECT".utf8), Array(String(settings.database).utf8)]) else { throw .refused }
+            }
+        } catch {
+            redisFree(context)
+            throw error
+        }
+        return context
+    }
+
+    /// Drops the connection; the next call reconnects after the backoff.
+    func disconnect() {
+        if let context { redisFree(context) }
+        context = nil
+        retryAt = clock() + backoffNanoseconds
+        backoffNanoseconds = min(backoffNanoseconds * 2, Self.maximumBackoff)
+    }
+
+    private static func timeval(_ seconds: Double) -> Glibc.timeval {
+        Glibc.timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
+    }
+}

@@ -1,0 +1,116 @@
+import GatewayCore
+
+/// The Lua scripts behind `RedisStateStore`. Every key of one call carries the subject's hash
+/// tag (`{tg:42}`), so the scripts run unchanged on Redis Cluster.
+///
+/// Keys of a subject:
+/// - `{tg:ID}:update:UPDATE_ID`: `lease:TOKEN` while the update is processed, then `done`
+///   for DEDUPE_TTL seconds.
+/// - `{tg:ID}:rate`: the token bucket (`mt` milli-tokens, `at` ms, `warned` ms), 2 windows TTL.
+/// - `{tg:ID}:session`: `id` (internal user id), `state` (conversation JSON), SESSION_TTL,
+///   refreshed by every update.
+/// - `{tg:ID}:lease`: the user's processing lease, the TOKEN of the update holding it.
+public enum RedisScripts {
+    /// KEYS: update mark, rate bucket, session, user lease.
+    /// ARGV: token, lease ms, dedupe TTL s, capacity, window ms, session TTL s, needs session
+    /// (1/0), new internal id.
+    /// Returns `{"duplicate"}`, `{"in_progress", pttl}`, `{"busy", pttl}`, `{"limited", warn}`,
+    /// `{"ok"}` (done at once) or `{"ok", internal id, state or false, created}`.
+    public static let begin = #"""
+        local mark = redis.call('GET', KEYS[1])
+        if mark == 'done' then return {'duplicate'} end
+        if mark then return {'in_progress', redis.call('PTTL', KEYS[1])} end
+        local needs = ARGV[7] == '1'
+        if needs then
+          local holder = redis.call('GET', KEYS[4])
+          if holder and holder ~= ARGV[1] then return {'busy', redis.call('PTTL', KEYS[4])} end
+        end
+
+        -- Token bucket on Redis's clock, in milli-tokens (see TokenBucket.swift).
+        local time = redis.call('TIME')
+        local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+        local capacity = tonumber(ARGV[4])
+        local window = tonumber(ARGV[5])
+        local full = capacity * 1000
+        local bucket = redis.call('HMGET', KEYS[2], 'mt', 'at', 'warned')
+        local tokens = tonumber(bucket[1]) or full
+        local at = tonumber(bucket[2]) or now
+        local warned = tonumber(bucket[3])
+        local elapsed = math.min(math.max(0, now - at), window)
+        local refill = math.floor(elapsed * full / window)
+        tokens = math.min(full, tokens + refill)
+        if tokens < full then at = at + math.floor(refill * window / full) else at = now end
+        local allowed = tokens >= 1000
+        local warn = 0
+        if allowed then
+          tokens = tokens - 1000
+        elseif (not warned) or now - warned >= window then
+          warned = now
+          warn = 1
+        end
+        if warned then
+          redis.call('HSET', KEYS[2], 'mt', tokens, 'at', at, 'warned', warned)
+        else
+          redis.call('HSET', KEYS[2], 'mt', tokens, 'at', at)
+        end
+        redis.call('PEXPIRE', KEYS[2], window * 2)
+
+        if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[6]) end
+        if not allowed then
+          redis.call('SET', KEYS[1], 'done', 'EX', ARGV[3])
+          return {'limited', warn}
+        end
+        if not needs then
+          redis.call('SET', KEYS[1], 'done', 'EX', ARGV[3])
+          return {'ok'}
+        end
+        local session = redis.call('HMGET', KEYS[3], 'id', 'state')
+        local created = 0
+        if not session[1] then
+          redis.call('HSET', KEYS[3], 'id', ARGV[8])
+          session[1] = ARGV[8]
+          created = 1
+        end
+        redis.call('EXPIRE', KEYS[3], ARGV[6])
+        redis.call('SET', KEYS[1], 'lease:' .. ARGV[1], 'PX', ARGV[2])
+        redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
+        return {'ok', session[1], session[2] or false, created}
+        """#
+
+    /// KEYS: update mark, session, user lease.
+    /// ARGV: token, dedupe TTL s, session TTL s, state action (keep/set/clear), state JSON,
+    /// internal id ('' keeps it).
+    /// Returns 1 when the user's lease was still ours and the changes were applied, else 0
+    /// (the lease expired and another update may own the state now).
+    public static let finish = #"""
+        if redis.call('GET', KEYS[1]) == 'lease:' .. ARGV[1] then
+          redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
+        end
+        if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
+        redis.call('DEL', KEYS[3])
+        if ARGV[4] == 'set' then
+          redis.call('HSET', KEYS[2], 'state', ARGV[5])
+        elseif ARGV[4] == 'clear' then
+          redis.call('HDEL', KEYS[2], 'state')
+        end
+        if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'id', ARGV[6]) end
+        if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
+        return 1
+        """#
+}
+
+/// The keys of one subject, as the scripts expect them.
+public struct StateSubjectKeys: Sendable, Equatable {
+    public let update: String
+    public let rate: String
+    public let session: String
+    public let lease: String
+
+    public init(subject: StateSubject, updateID: Int64) {
+        let tag = subject.hashTag
+        update = "\(tag):update:\(updateID)"
+        rate = "\(tag):rate"
+        session = "\(tag):session"
+        lease = "\(tag):lease"
+    }
+}

@@ -1,0 +1,134 @@
+import GatewayCore
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `StateStore` on Redis through hiredis: one `EVALSHA` per decision, on this thread's own
+/// connection. Failures throw (the pipeline then fails open) and are warned about, rate-limited.
+public final class RedisStateStore: StateStore {
+    private let connection: RedisConnection
+    private let policy: StatePolicy
+    private let warnings: DependencyWarnings
+    private let logger: Logger
+    private let clock: @Sendable () -> UInt64
+    private var beginSHA = ""
+    private var finishSHA = ""
+    private var tokens = 0
+    private let tokenPrefix: String
+
+    public init(
+        config: GatewayConfig.RedisSettings, policy: StatePolicy, warnings: DependencyWarnings, logger: Logger,
+        clock: @escaping @Sendable () -> UInt64
+    ) {
+        connection = RedisConnection(
+            settings: .init(
+                host: config.host, port: config.port, socket: config.socket, password: config.password,
+                database: config.database, connectTimeoutSeconds: config.connectTimeoutSeconds,
+                commandTimeoutSeconds: config.commandTimeoutSeconds),
+            clock: clock)
+        self.policy = policy
+        self.warnings = warnings
+        self.logger = logger
+        self.clock = clock
+        var generator = SystemRandomNumberGenerator()
+        tokenPrefix = String(generator.next() as UInt64, radix: 36)
+        connection.onConnect = { [unowned self] connection throws(StateStoreError) in try loadScripts(connection) }
+    }
+
+    public func begin(_ request: BeginRequest) throws(StateStoreError) -> BeginDecision {
+        let keys = StateSubjectKeys(subject: request.subject, updateID: request.updateID)
+        tokens += 1
+        let token = "\(tokenPrefix)-\(getpid())-\(tokens)"
+        let arguments = [
+            token, String(policy.leaseMilliseconds), String(policy.dedupeTTLSeconds), String(policy.rateLimitRequests),
+            String(policy.rateLimitWindowMilliseconds), String(policy.sessionTTLSeconds),
+            request.needsSession ? "1" : "0", request.newInternalUserID,
+        ]
+        // A second update of a user waits for the first, polling with backoff, within userWait.
+        let deadline = clock() + UInt64(policy.userWaitMilliseconds) * 1_000_000
+        var pause: UInt32 = 5_000
+        while true {
+            let reply = try evaluate(sha: { $0.beginSHA }, keys: [keys.update, keys.rate, keys.session, keys.lease], arguments)
+            let decision = try Self.decision(reply, claim: Claim(updateID: request.updateID, subject: request.subject, token: token))
+            guard case .busy = decision, clock() < deadline else { return decision }
+            usleep(pause)
+            pause = min(pause * 2, 100_000)
+        }
+    }
+
+    public func finish(_ completion: Completion) throws(StateStoreError) {
+        let claim = completion.claim
+        let keys = StateSubjectKeys(subject: claim.subject, updateID: claim.updateID)
+        var action = "keep", json = ""
+        switch completion.stateChange {
+        case .keep: break
+        case .set(let state): (action, json) = ("set", state)
+        case .clear: action = "clear"
+        }
+        let reply = try evaluate(
+            sha: { $0.finishSHA }, keys: [keys.update, keys.session, keys.lease],
+            [claim.token, String(policy.dedupeTTLSeconds), String(policy.sessionTTLSeconds), action, json, completion.internalUserID ?? ""])
+        guard case .integer = reply else { throw failed(.unexpectedReply) }
+    }
+
+    /// EVALSHA, reloading the scripts once if Redis lost them (a restart or SCRIPT FLUSH).
+    private func evaluate(sha: (RedisStateStore) -> String, keys: [String], _ arguments: [String]) throws(StateStoreError) -> RedisReply {
+        var reply: RedisReply = .null
+        for attempt in 0..<2 {
+            do {
+                // Connecting loads the scripts, so connect before reading their digests.
+                if !connection.isConnected { _ = try connection.command("PING") }
+                reply = try connection.command((["EVALSHA", sha(self), String(keys.count)] + keys + arguments).map { Array($0.utf8) })
+            } catch {
+                throw failed(error)
+            }
+            if case .error(let message) = reply {
+                if message.hasPrefix("NOSCRIPT"), attempt == 0 {
+                    do { try loadScripts(connection) } catch { throw failed(error) }
+                    continue
+                }
+                throw failed(.refused, detail: String(message.prefix(40)))
+            }
+            break
+        }
+        warnings.succeeded("redis", logger: logger)
+        return reply
+    }
+
+    private func loadScripts(_ connection: RedisConnection) throws(StateStoreError) {
+        guard let begin = try connection.command("SCRIPT", "LOAD", RedisScripts.begin).text,
+            let finish = try connection.command("SCRIPT", "LOAD", RedisScripts.finish).text
+        else { throw .unexpectedReply }
+        beginSHA = begin
+        finishSHA = finish
+    }
+
+    private func failed(_ error: StateStoreError, detail: String? = nil) -> StateStoreError {
+        warnings.failed("redis", error: detail.map { "\(error.shortDescription): \($0)" } ?? error.shortDescription, logger: logger)
+        return error
+    }
+
+    static func decision(_ reply: RedisReply, claim: Claim) throws(StateStoreError) -> BeginDecision {
+        guard case .array(let items) = reply, let kind = items.first?.text else { throw .unexpectedReply }
+        func integer(_ index: Int) -> Int64? {
+            guard index < items.count, case .integer(let value) = items[index] else { return nil }
+            return value
+        }
+        let seconds = { (milliseconds: Int64?) in Int(((milliseconds ?? 1000) + 999) / 1000) }
+        switch kind {
+        case "duplicate": return .duplicate
+        case "in_progress": return .inProgress(retryAfterSeconds: seconds(integer(1)))
+        case "busy": return .busy(retryAfterSeconds: seconds(integer(1)))
+        case "limited": return .limited(warn: integer(1) == 1)
+        case "ok" where items.count == 1: return .proceed(nil, nil)
+        case "ok":
+            guard items.count == 4, let id = items[1].text else { throw .unexpectedReply }
+            let state: String? = if case .string = items[2] { items[2].text } else { nil }
+            return .proceed(claim, Session(internalUserID: id, conversationState: state, isNew: integer(3) == 1))
+        default:
+            throw .unexpectedReply
+        }
+    }
+}
