@@ -11,7 +11,9 @@ enum ChildProcess {
     static let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
 
     /// Starts `executable`; standard output goes to `outputPath` (or nowhere), stderr nowhere.
-    static func spawn(_ executable: String, _ arguments: [String], outputPath: String? = nil) throws -> pid_t {
+    static func spawn(
+        _ executable: String, _ arguments: [String], outputPath: String? = nil, environment extra: [String: String] = [:]
+    ) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -36,7 +38,7 @@ enum ChildProcess {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        let envp = environment.map { strdup($0) } + [nil]
+        let envp = (environment + extra.map { "\($0.key)=\($0.value)" }).map { strdup($0) } + [nil]
         defer {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
@@ -49,10 +51,10 @@ enum ChildProcess {
 
     /// Runs a command to completion and returns its standard output; throws on a non-zero exit.
     @discardableResult
-    static func run(_ executable: String, _ arguments: [String]) throws -> String {
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
         let outputPath = FileManager.default.temporaryDirectory.appending(path: "out-\(UUID().uuidString)").path
         defer { unlink(outputPath) }
-        let pid = try spawn(executable, arguments, outputPath: outputPath)
+        let pid = try spawn(executable, arguments, outputPath: outputPath, environment: environment)
         let status = waitForExit(pid)
         guard status == 0 else { throw StackError("\(executable) \(arguments.first ?? "") exited with status \(status)") }
         return (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""

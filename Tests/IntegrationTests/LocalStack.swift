@@ -53,6 +53,8 @@ final class LocalStack {
             "TELEGRAM_BOT_TOKEN": Self.token, "TELEGRAM_WEBHOOK_SECRET": Self.secret,
             "LOG_FILE": directory.appending(path: "gateway.log").path, "GATEWAY_PROCESSES": "\(processes)",
             "GATEWAY_THREADS": "\(threads)",
+            // No Redis unless the test brings one: a port where nothing listens (fail-open).
+            "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "\(try Self.freePort())",
         ]
         environment.merge(extraEnvironment) { _, new in new }
         let envFile = directory.appending(path: ".env")
@@ -178,18 +180,37 @@ func waitUntil(_ what: String, timeout: Double = 10, _ condition: () -> Bool) th
     }
 }
 
-/// Runs `body` against a fresh stack and always stops it.
+/// Runs `body` against a fresh stack (with its own redis-server when `redis` is given) and
+/// always stops everything it started.
 func withStack<T>(
     mode: LocalStack.PoolMode = .spawnFCGI, processes: Int = 2, threads: Int = 4,
-    _ body: (LocalStack) throws -> T
+    redis: (password: String?, useSocket: Bool)? = nil, environment: [String: String] = [:],
+    _ body: (LocalStack, RedisServer?) throws -> T
 ) throws -> T {
-    let stack = try LocalStack(mode: mode, processes: processes, threads: threads)
+    let server = try redis.map { try RedisServer(password: $0.password) }
+    var extra = environment
+    if let server, let redis { extra.merge(server.gatewayEnvironment(useSocket: redis.useSocket)) { _, new in new } }
+    let stack: LocalStack
     do {
-        let result = try body(stack)
+        stack = try LocalStack(mode: mode, processes: processes, threads: threads, extraEnvironment: extra)
+    } catch {
+        try? server?.stop()
+        throw error
+    }
+    do {
+        let result = try body(stack, server)
         try stack.stop()
+        try server?.stop()
         return result
     } catch {
         try? stack.stop()
+        try? server?.stop()
         throw error
     }
+}
+
+func withStack<T>(
+    mode: LocalStack.PoolMode = .spawnFCGI, processes: Int = 2, threads: Int = 4, _ body: (LocalStack) throws -> T
+) throws -> T {
+    try withStack(mode: mode, processes: processes, threads: threads) { stack, _ in try body(stack) }
 }

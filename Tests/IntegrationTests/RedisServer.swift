@@ -1,0 +1,88 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real redis-server for one test: its own folder, a free TCP port and a unix socket,
+/// optionally a password; no persistence. `stop()` stops exactly this process.
+final class RedisServer {
+    let directory: URL
+    let port: Int
+    let password: String?
+    private(set) var pid: pid_t = 0
+
+    var socketPath: String { directory.appending(path: "redis.sock").path }
+
+    init(password: String? = nil) throws {
+        directory = FileManager.default.temporaryDirectory.appending(path: "tg-redis-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        port = try LocalStack.freePort()
+        self.password = password
+        try start()
+    }
+
+    /// Starts (or restarts) the server on the same port and socket.
+    func start() throws {
+        var arguments = [
+            "--port", "\(port)", "--bind", "127.0.0.1", "--unixsocket", socketPath, "--unixsocketperm", "700",
+            "--dir", directory.path, "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
+            "--logfile", directory.appending(path: "redis.log").path,
+        ]
+        if let password { arguments += ["--requirepass", password] }
+        pid = try ChildProcess.spawn("/usr/bin/redis-server", arguments)
+        try waitUntil("redis-server answers") { (try? self.cli("PING")) == "PONG" }
+    }
+
+    /// Kills the server at once (no shutdown), as a crash would.
+    func kill() {
+        Glibc.kill(pid, SIGKILL)
+        ChildProcess.waitForExit(pid)
+        pid = 0
+    }
+
+    func stop() throws {
+        if pid != 0 {
+            Glibc.kill(pid, SIGTERM)
+            let gone = (try? waitUntil("redis-server exits") { ChildProcess.reapIfExited(self.pid) }) != nil
+            if !gone {
+                Glibc.kill(pid, SIGKILL)
+                ChildProcess.waitForExit(pid)
+                throw StackError("redis-server lingered after SIGTERM")
+            }
+            pid = 0
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Runs one redis-cli command and returns its raw output, trimmed.
+    @discardableResult
+    func cli(_ arguments: String...) throws -> String {
+        try cli(arguments)
+    }
+
+    func cli(_ arguments: [String]) throws -> String {
+        var all = ["--raw", "-s", socketPath]
+        if let password { all += ["--no-auth-warning", "-a", password] }
+        return try ChildProcess.run("/usr/bin/redis-cli", all + arguments).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// `redis-cli --eval` of a script file with keys and arguments; the reply's lines.
+    func eval(scriptFile: String, keys: [String], arguments: [String]) throws -> [String] {
+        try cli(["--eval", scriptFile] + keys + [","] + arguments).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    }
+
+    /// Redis's clock in milliseconds.
+    func now() throws -> Int64 {
+        let parts = try cli("TIME").split(separator: "\n")
+        guard parts.count == 2, let seconds = Int64(parts[0]), let micros = Int64(parts[1]) else { throw StackError("bad TIME") }
+        return seconds * 1000 + micros / 1000
+    }
+
+    /// The environment that points the gateway at this server.
+    func gatewayEnvironment(useSocket: Bool) -> [String: String] {
+        var environment = useSocket ? ["REDIS_SOCKET": socketPath] : ["REDIS_HOST": "127.0.0.1", "REDIS_PORT": "\(port)"]
+        if let password { environment["REDIS_PASSWORD"] = password }
+        return environment
+    }
+}

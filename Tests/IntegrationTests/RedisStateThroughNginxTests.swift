@@ -1,0 +1,186 @@
+import Foundation
+import GatewayCore
+import GatewayHTTP
+import GatewayRedis
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Rate limit, sessions, dedupe and the per-user lease through nginx and the release pool,
+/// with a real redis-server over TCP, a unix socket, and with a password.
+@Suite(.serialized) struct RedisStateThroughNginxTests {
+    static func command(_ id: Int, user: Int64, text: String = "/definitely_unknown") -> String {
+        #"{"update_id":\#(id),"message":{"message_id":\#(id),"from":{"id":\#(user),"is_bot":false,"first_name":"Ada"},"chat":{"id":\#(user),"type":"private"},"date":1732540000,"text":"\#(text)"}}"#
+    }
+
+    static let unknownReply = BotMethod.sendMessage(chatID: 0, text: ReplyTexts.standard.unknownCommand)
+    static func isUnknownCommandReply(_ body: [UInt8]) -> Bool {
+        String(decoding: body, as: UTF8.self).contains(ReplyTexts.standard.unknownCommand)
+    }
+    static func isFriendlyWarning(_ body: [UInt8]) -> Bool {
+        String(decoding: body, as: UTF8.self).contains("slow down")
+    }
+
+    /// Posts all bodies at once, one connection each.
+    static func postTogether(_ bodies: [String], to stack: LocalStack) -> [HTTPResponse?] {
+        let results = Mutex<[Int: HTTPResponse]>([:])
+        let url = stack.url, certificate = stack.directory.appending(path: "tls/cert.pem").path
+        DispatchQueue.concurrentPerform(iterations: bodies.count) { index in
+            guard let client = try? HTTPClient(caFile: certificate) else { return }
+            let request = HTTPRequest(
+                method: "POST", url: url, headers: [("X-Telegram-Bot-Api-Secret-Token", LocalStack.secret)],
+                body: Array(bodies[index].utf8), timeoutSeconds: 30)
+            if let response = try? client.send(request) { results.withLock { $0[index] = response } }
+        }
+        return results.withLock { results in bodies.indices.map { results[$0] } }
+    }
+
+    @Test func fiveUpdatesOfOneUserAtOnceGetOneRoutedAndOneFriendlyMessage() throws {
+        try withStack(threads: 4, redis: (password: nil, useSocket: false)) { stack, _ in
+            let responses = Self.postTogether((1...5).map { Self.command($0, user: 777) }, to: stack)
+            #expect(responses.allSatisfy { $0?.status == 200 })
+            let bodies = responses.compactMap { $0?.body }
+            #expect(bodies.filter(Self.isUnknownCommandReply).count == 1)
+            #expect(bodies.filter(Self.isFriendlyWarning).count == 1)
+            #expect(bodies.filter(\.isEmpty).count == 3)
+            // Another user is not affected.
+            let other = try stack.post(Self.command(6, user: 778))
+            #expect(Self.isUnknownCommandReply(other.body))
+        }
+    }
+
+    @Test func sessionKeyHasItsTTLAndEveryUpdateRefreshesIt() throws {
+        try withStack(redis: (password: nil, useSocket: true), environment: ["RATE_LIMIT_REQUESTS": "100"]) { stack, redis in
+            let redis = try #require(redis)
+            let session = StateSubjectKeys(subject: .user(900), updateID: 0).session
+            #expect(try stack.post(Self.command(1, user: 900, text: "hello there")).status == 200)
+            #expect(try redis.cli("HGET", session, "id").count == 36, "a UUID internal id")
+            #expect((Int(try redis.cli("TTL", session)) ?? 0) > 86_000)
+            try redis.cli("EXPIRE", session, "100")
+            #expect(try stack.post(Self.command(2, user: 900)).status == 200)
+            #expect((Int(try redis.cli("TTL", session)) ?? 0) > 86_000)
+        }
+    }
+
+    @Test func theSameUpdatePostedTwiceIsProcessedOnce() throws {
+        try withStack(redis: (password: "redis-pass-\(UInt16.random(in: 0...UInt16.max))", useSocket: false)) { stack, _ in
+            let first = try stack.post(Self.command(41, user: 901))
+            let second = try stack.post(Self.command(41, user: 901))
+            #expect(Self.isUnknownCommandReply(first.body))
+            #expect(second.status == 200)
+            #expect(second.body.isEmpty)
+            #expect(stack.gatewayLog.contains(#""outcome":"duplicate""#))
+            #expect(!stack.gatewayLog.contains(#""degraded""#), "Redis with a password must be used, not bypassed")
+        }
+    }
+
+    @Test func aUsersSecondUpdateWaitsForTheFirstToFinish() throws {
+        try withStack(redis: (password: nil, useSocket: false)) { stack, redis in
+            let redis = try #require(redis)
+            let scripts = try ScriptFiles(redis)
+            // Another responder is processing update 1 of user 902 (a text, so it holds the user).
+            #expect(try scripts.begin(user: 902, update: 1, token: "first").first == "ok")
+            let started = Date()
+            let finished = Mutex<(Date, Int)?>(nil)
+            let url = stack.url, certificate = stack.directory.appending(path: "tls/cert.pem").path
+            let waiter = Thread {
+                let client = try? HTTPClient(caFile: certificate)
+                let request = HTTPRequest(
+                    method: "POST", url: url, headers: [("X-Telegram-Bot-Api-Secret-Token", LocalStack.secret)],
+                    body: Array(Self.command(2, user: 902, text: "a callback-like second update").utf8), timeoutSeconds: 30)
+                let status = (try? client?.send(request).status) ?? -1
+                finished.withLock { $0 = (Date(), status ?? -1) }
+            }
+            waiter.start()
+            usleep(400_000)
+            #expect(finished.withLock { $0 } == nil, "the second update did not wait")
+            #expect(try scripts.finish(user: 902, update: 1, token: "first", state: #"{"flow":"x"}"#) == ["1"])
+            try waitUntil("the second update completes") { finished.withLock { $0 } != nil }
+            let (end, status) = try #require(finished.withLock { $0 })
+            #expect(status == 200)
+            #expect(end.timeIntervalSince(started) >= 0.4)
+        }
+    }
+
+    @Test func aLeaseLeftByADeadResponderDefersTheRedeliveryUntilItExpires() throws {
+        try withStack(redis: (password: nil, useSocket: false)) { stack, redis in
+            let redis = try #require(redis)
+            let scripts = try ScriptFiles(redis)
+            // A responder claimed update 5 of user 903 and was killed before finishing.
+            #expect(try scripts.begin(user: 903, update: 5, token: "dead").first == "ok")
+            let redelivery = try stack.post(Self.command(5, user: 903))
+            #expect(redelivery.status == 503)
+            #expect(Int(redelivery.header("retry-after") ?? "") ?? 0 >= 1)
+            let keys = StateSubjectKeys(subject: .user(903), updateID: 5)
+            try redis.cli("PEXPIRE", keys.update, "1")
+            try redis.cli("PEXPIRE", keys.lease, "1")
+            try waitUntil("the dead responder's leases expire") { (try? redis.cli("EXISTS", keys.update, keys.lease)) == "0" }
+            let later = try stack.post(Self.command(5, user: 903))
+            #expect(later.status == 200)
+            #expect(Self.isUnknownCommandReply(later.body))
+        }
+    }
+
+    @Test func redisKilledUnderLoadStillAnswers200AndRecoversWhenItReturns() throws {
+        try withStack(processes: 2, threads: 4, redis: (password: nil, useSocket: false)) { stack, redis in
+            let redis = try #require(redis)
+            let output = stack.directory.appending(path: "loadtest.out").path
+            let loadtest = try ChildProcess.spawn(
+                "/bin/bash", [LocalStack.packageRoot.appending(path: "scripts/loadtest").path, "-d", "4", "-c", "16", stack.url],
+                outputPath: output, environment: ["LOADTEST_SECRET": LocalStack.secret])
+            usleep(1_000_000)
+            redis.kill()
+            ChildProcess.waitForExit(loadtest)
+            let summary = try String(contentsOfFile: output, encoding: .utf8)
+            #expect(summary.contains("loadtest:"), "\(summary)")
+            #expect(summary.contains(" non2xx=0 "), "\(summary)")
+            #expect(summary.contains(" socket_errors=0 "), "\(summary)")
+            let warnings = stack.gatewayLog.components(separatedBy: "dependency failing").count - 1
+            #expect((1...4).contains(warnings), "warnings are rate-limited per process: \(warnings)")
+
+            // Back again, with an empty script cache: state works without restarting the pool.
+            try redis.start()
+            usleep(2_200_000)  // longer than the longest reconnect backoff
+            let afterRestart = try stack.post(Self.command(70, user: 904))
+            #expect(Self.isUnknownCommandReply(afterRestart.body))
+            #expect(try stack.post(Self.command(70, user: 904)).body.isEmpty, "dedupe works again")
+            try redis.cli("SCRIPT", "FLUSH")
+            let afterFlush = try stack.post(Self.command(71, user: 905))
+            #expect(Self.isUnknownCommandReply(afterFlush.body))
+            #expect(try stack.post(Self.command(71, user: 905)).body.isEmpty, "scripts reloaded after SCRIPT FLUSH")
+            #expect(stack.gatewayLog.contains("dependency recovered"))
+        }
+    }
+}
+
+/// The gateway's scripts as files for `redis-cli --eval`, with the gateway's default policy.
+struct ScriptFiles {
+    let redis: RedisServer
+    let begin: String
+    let finish: String
+
+    init(_ redis: RedisServer) throws {
+        self.redis = redis
+        begin = redis.directory.appending(path: "begin.lua").path
+        finish = redis.directory.appending(path: "finish.lua").path
+        try RedisScripts.begin.write(toFile: begin, atomically: true, encoding: .utf8)
+        try RedisScripts.finish.write(toFile: finish, atomically: true, encoding: .utf8)
+    }
+
+    func begin(user: Int64, update: Int64, token: String, capacity: Int = 100, window: Int64 = 1000, needs: Bool = true) throws -> [String] {
+        let keys = StateSubjectKeys(subject: .user(user), updateID: update)
+        return try redis.eval(
+            scriptFile: begin, keys: [keys.update, keys.rate, keys.session, keys.lease],
+            arguments: [token, "10000", "3600", "\(capacity)", "\(window)", "86400", needs ? "1" : "0", "internal-\(user)"])
+    }
+
+    func finish(user: Int64, update: Int64, token: String, state: String? = nil) throws -> [String] {
+        let keys = StateSubjectKeys(subject: .user(user), updateID: update)
+        return try redis.eval(
+            scriptFile: finish, keys: [keys.update, keys.session, keys.lease],
+            arguments: [token, "3600", "86400", state == nil ? "keep" : "set", state ?? "", ""])
+    }
+}
