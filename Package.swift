@@ -31,7 +31,7 @@ let package = Package(
         ),
         .target(
             name: "GatewayHTTP",
-            dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CCurl", "GatewayCore", .product(name: "Logging", package: "swift-log")]
         ),
 
         .target(
@@ -45,7 +45,7 @@ let package = Package(
         .executableTarget(
             name: "telegram-gateway",
             dependencies: [
-                "GatewayCore", "GatewayFastCGI", "GatewayRedis",
+                "GatewayCore", "GatewayFastCGI", "GatewayRedis", "GatewayHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

@@ -42,19 +42,19 @@ public final class ResponderPool: Sendable {
 
     private let settings: Settings
     private let handler: WebhookHandler
-    /// Makes each worker thread's own state store (its own Redis connection).
-    private let makeStateStore: @Sendable () -> any StateStore
+    /// Makes each worker thread's own connections (Redis, services, Bot API).
+    private let makeDependencies: @Sendable () -> ThreadDependencies
     private let logger: Logger
     private let clock: @Sendable () -> UInt64
     private let stopping = Atomic<Bool>(false)
 
     public init(
-        settings: Settings, handler: WebhookHandler, makeStateStore: @escaping @Sendable () -> any StateStore,
+        settings: Settings, handler: WebhookHandler, makeDependencies: @escaping @Sendable () -> ThreadDependencies,
         logger: Logger, clock: @escaping @Sendable () -> UInt64
     ) {
         self.settings = settings
         self.handler = handler
-        self.makeStateStore = makeStateStore
+        self.makeDependencies = makeDependencies
         self.logger = logger
         self.clock = clock
     }
@@ -122,7 +122,7 @@ public final class ResponderPool: Sendable {
 
     private func serve(_ worker: Worker) {
         let request = FastCGIRequest(listenFD: settings.listenFD)
-        let state = makeStateStore()
+        let dependencies = makeDependencies()
         var failures = 0
         while !stopping.load(ordering: .sequentiallyConsistent) {
             worker.phase.store(Worker.accepting, ordering: .sequentiallyConsistent)
@@ -135,13 +135,13 @@ public final class ResponderPool: Sendable {
             }
             failures = 0
             worker.phase.store(Worker.busy, ordering: .sequentiallyConsistent)
-            respond(to: request, state: state)
+            respond(to: request, with: dependencies)
             request.finish()
         }
         worker.phase.store(Worker.exited, ordering: .sequentiallyConsistent)
     }
 
-    private func respond(to request: FastCGIRequest, state: some StateStore) {
+    private func respond(to request: FastCGIRequest, with dependencies: ThreadDependencies) {
         let acceptedAt = clock()
         let method = request.parameter("REQUEST_METHOD").map { String(decoding: $0, as: UTF8.self) } ?? ""
         let contentLength = request.parameter("CONTENT_LENGTH").flatMap { Int(String(decoding: $0, as: UTF8.self)) }
@@ -153,7 +153,7 @@ public final class ResponderPool: Sendable {
             acceptedAt: acceptedAt)
         let response = handler.admit(head, logger: logger)
             ?? handler.handle(
-                head, body: request.readBody(limit: settings.maxBodyBytes, expected: contentLength), state: state, logger: logger)
+                head, body: request.readBody(limit: settings.maxBodyBytes, expected: contentLength), with: dependencies, logger: logger)
         if !request.write(response) {
             logger.info("web server closed the connection before the answer", metadata: [LogKey.requestID: "\(head.requestID)"])
         }

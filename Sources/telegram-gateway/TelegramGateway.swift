@@ -1,6 +1,7 @@
 import ArgumentParser
 import GatewayCore
 import GatewayFastCGI
+import GatewayHTTP
 import GatewayRedis
 import Logging
 
@@ -96,14 +97,20 @@ struct TelegramGateway: ParsableCommand {
     private func runResponder(config: GatewayConfig, logger: Logger) throws(FastCGIError) {
         let supervisor = getenv(Supervisor.parentVariable).flatMap { pid_t(String(cString: $0)) }
         let warnings = DependencyWarnings(clock: monotonicNanoseconds)
-        let redis = config.redis, policy = config.statePolicy
+        let breaker = CircuitBreaker(clock: monotonicNanoseconds)
+        let redis = config.redis, policy = config.statePolicy, services = config.services
+        let apiBase = config.telegramAPIBaseURL, token = config.botToken
+        HTTPClient.initializeLibrary()
         let pool = ResponderPool(
             settings: .init(
                 threads: threads ?? config.pool.threads, maxBodyBytes: config.maxBodyBytes,
                 shutdownTimeoutSeconds: shutdownTimeout, supervisorPID: supervisor),
             handler: WebhookHandler(config: config, clock: monotonicNanoseconds, newInternalUserID: makeInternalUserID),
-            makeStateStore: {
-                RedisStateStore(config: redis, policy: policy, warnings: warnings, logger: logger, clock: monotonicNanoseconds)
+            makeDependencies: {
+                ThreadDependencies(
+                    state: RedisStateStore(config: redis, policy: policy, warnings: warnings, logger: logger, clock: monotonicNanoseconds),
+                    services: CurlServiceClient(services: services, breaker: breaker, clock: monotonicNanoseconds),
+                    botAPI: CurlBotAPI(baseURL: apiBase, token: token, clock: monotonicNanoseconds))
             },
             logger: logger, clock: monotonicNanoseconds)
         try pool.run()

@@ -16,7 +16,9 @@ import Testing
 
     private func post(_ body: String, to state: InMemoryStateStore) -> WebhookResponse {
         let head = WebhookHead(method: "POST", secretToken: Array(secret.utf8), contentLength: nil, requestID: "r", acceptedAt: 0)
-        return handler().handle(head, body: body.bytes, state: state, logger: log.logger())
+        let dependencies = ThreadDependencies(
+            state: state, services: ScriptedServiceClient(answering: #"{"actions":[]}"#), botAPI: RecordingBotAPI())
+        return handler().handle(head, body: body.bytes, with: dependencies, logger: log.logger())
     }
 
     private func store(requests: Int = 1, windowMilliseconds: Int64 = 1000) -> InMemoryStateStore {

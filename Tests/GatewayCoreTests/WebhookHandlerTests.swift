@@ -10,6 +10,8 @@ import Testing
     let log = RecordingLog()
     let handler: WebhookHandler
     let state = InMemoryStateStore(policy: .testing)
+    let services = ScriptedServiceClient(answering: #"{"actions":[]}"#)
+    let botAPI = RecordingBotAPI()
 
     init() {
         handler = WebhookHandler(
@@ -24,7 +26,9 @@ import Testing
     private func respond(_ body: String, head: WebhookHead? = nil) -> WebhookResponse {
         let head = head ?? self.head()
         return handler.admit(head, logger: log.logger())
-            ?? handler.handle(head, body: body.bytes, state: state, logger: log.logger())
+            ?? handler.handle(
+                head, body: body.bytes, with: ThreadDependencies(state: state, services: services, botAPI: botAPI),
+                logger: log.logger())
     }
 
     @Test func onlyPostIsAccepted() {

@@ -22,6 +22,10 @@ public struct GatewayConfig: Sendable {
     public var logFile: String?
     public var maxBodyBytes: Int
     public var pool: PoolSettings
+    /// Send the last Bot API call of an answer as the webhook reply (`WEBHOOK_REPLY`, on by default).
+    public var webhookReply: Bool
+    /// Where Bot API calls go: Telegram's, or a stand-in in local runs and tests.
+    public var telegramAPIBaseURL: String
 
     public struct RedisSettings: Sendable, Equatable {
         public var host: String
@@ -103,6 +107,9 @@ public struct GatewayConfig: Sendable {
             processes: reader.integer("GATEWAY_PROCESSES", default: 2, in: 1...256),
             threads: reader.integer("GATEWAY_THREADS", default: 8, in: 1...1024))
 
+        let webhookReply = reader.choice("WEBHOOK_REPLY", default: true, choices: ["ON": true, "OFF": false, "TRUE": true, "FALSE": false, "1": true, "0": false])
+        let apiBase = reader.httpURL("TELEGRAM_API_BASE_URL", default: "https://api.telegram.org")
+
         guard reader.problems.isEmpty, let botToken, let currentSecret else {
             throw ConfigError(problems: reader.problems)
         }
@@ -111,7 +118,8 @@ public struct GatewayConfig: Sendable {
             botUsername: botUsername, redis: redis, sessionTTLSeconds: sessionTTL, dedupeTTLSeconds: dedupeTTL,
             userWaitSeconds: userWait, rateLimit: rateLimit,
             services: services, logLevel: logLevel, logFormat: logFormat, logFile: logFile,
-            maxBodyBytes: maxBodyBytes, pool: pool)
+            maxBodyBytes: maxBodyBytes, pool: pool, webhookReply: webhookReply,
+            telegramAPIBaseURL: apiBase.hasSuffix("/") ? String(apiBase.dropLast()) : apiBase)
     }
 
     /// The state store's numbers. An update's lease lasts as long as the slowest service may take

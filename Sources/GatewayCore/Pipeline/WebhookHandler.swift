@@ -1,5 +1,18 @@
 import Logging
 
+/// What one worker thread brings to each request: its own connections, used by it alone.
+public struct ThreadDependencies {
+    public var state: any StateStore
+    public var services: any ServiceClient
+    public var botAPI: any BotAPI
+
+    public init(state: any StateStore, services: any ServiceClient, botAPI: any BotAPI) {
+        self.state = state
+        self.services = services
+        self.botAPI = botAPI
+    }
+}
+
 /// The request pipeline, free of I/O: checks a webhook request, decodes the update, routes it
 /// and decides the answer. Telegram gets 200 for every request that carries the right secret.
 public struct WebhookHandler: Sendable {
@@ -8,6 +21,9 @@ public struct WebhookHandler: Sendable {
     private let routes: RouteTable
     private let botUsername: String?
     private let texts: ReplyTexts
+    /// Send the last Bot API call as the webhook reply (Telegram executes it after our answer,
+    /// and never tells whether it worked); off sends everything through the Bot API.
+    private let webhookReply: Bool
     private let decoder = UpdateDecoder()
     /// Monotonic nanoseconds, for latencies.
     private let clock: @Sendable () -> UInt64
@@ -16,7 +32,7 @@ public struct WebhookHandler: Sendable {
 
     public init(
         secrets: [Secret], maxBodyBytes: Int, routes: RouteTable = .standard, botUsername: String? = nil,
-        texts: ReplyTexts = .standard, clock: @escaping @Sendable () -> UInt64,
+        texts: ReplyTexts = .standard, webhookReply: Bool = true, clock: @escaping @Sendable () -> UInt64,
         newInternalUserID: @escaping @Sendable () -> String
     ) {
         self.secrets = secrets
@@ -24,6 +40,7 @@ public struct WebhookHandler: Sendable {
         self.routes = routes
         self.botUsername = botUsername
         self.texts = texts
+        self.webhookReply = webhookReply
         self.clock = clock
         self.newInternalUserID = newInternalUserID
     }
@@ -34,7 +51,8 @@ public struct WebhookHandler: Sendable {
     ) {
         self.init(
             secrets: config.webhookSecrets, maxBodyBytes: config.maxBodyBytes, routes: routes,
-            botUsername: config.botUsername, clock: clock, newInternalUserID: newInternalUserID)
+            botUsername: config.botUsername, webhookReply: config.webhookReply, clock: clock,
+            newInternalUserID: newInternalUserID)
     }
 
     /// Checks what is known before the body is read. Returns the rejection to send, or `nil`
@@ -53,9 +71,10 @@ public struct WebhookHandler: Sendable {
         return nil
     }
 
-    /// Handles an admitted request whose body has been read (at most `maxBodyBytes + 1` bytes).
-    /// `state` is this thread's store; when it fails, the update is still routed (fail-open).
-    public func handle(_ head: WebhookHead, body: [UInt8], state: some StateStore, logger: Logger) -> WebhookResponse {
+    /// Handles an admitted request whose body has been read (at most `maxBodyBytes + 1` bytes),
+    /// with this thread's connections. A failing state store is skipped (fail-open); a failing
+    /// service gets the user the generic apology; Telegram gets 200 either way.
+    public func handle(_ head: WebhookHead, body: [UInt8], with dependencies: ThreadDependencies, logger: Logger) -> WebhookResponse {
         var logger = logger
         logger[metadataKey: LogKey.requestID] = "\(head.requestID)"
         if body.count > maxBodyBytes {
@@ -80,13 +99,21 @@ public struct WebhookHandler: Sendable {
         if let user = update.user { logger[metadataKey: LogKey.userID] = .stringConvertible(user.id) }
 
         let route = routes.route(update, botUsername: botUsername)
-        let (response, outcome, claim) = process(update, route: route, state: state, logger: &logger)
-        if let claim {
-            do {
-                try state.finish(Completion(claim: claim))
-            } catch {
-                // The claim expires on its own; the update was answered, so nothing is lost.
-                logger[metadataKey: LogKey.degraded] = "true"
+        let response: WebhookResponse, outcome: RequestOutcome
+        switch begin(update, route: route, state: dependencies.state, logger: &logger) {
+        case .answer(let early, let earlyOutcome):
+            (response, outcome) = (early, earlyOutcome)
+        case .proceed(let claim, let session):
+            let (plan, planned) = plan(update, route: route, session: session, head: head, services: dependencies.services, logger: logger)
+            response = deliver(plan.methods, via: dependencies.botAPI, logger: logger)
+            outcome = planned
+            if let claim {
+                do {
+                    try dependencies.state.finish(Completion(claim: claim, stateChange: plan.stateChange, internalUserID: plan.internalUserID))
+                } catch {
+                    // The claim expires on its own; the update was answered, so nothing is lost.
+                    logger[metadataKey: LogKey.degraded] = "true"
+                }
             }
         }
         logger.info(
@@ -98,15 +125,17 @@ public struct WebhookHandler: Sendable {
         return response
     }
 
-    /// Applies the state store's decision, then answers. Returns the claim to finish, if any.
-    private func process(_ update: Update, route: Route, state: some StateStore, logger: inout Logger)
-        -> (WebhookResponse, RequestOutcome, Claim?)
-    {
-        if case .ignored = route { return (.acknowledged, .ignored, nil) }
-        guard let subject = StateSubject(update) else {
-            let (response, outcome) = answer(update, route: route, session: nil)
-            return (response, outcome, nil)
-        }
+    private enum Start {
+        /// Answer now without processing (duplicate, deferred, rate limited, ignored).
+        case answer(WebhookResponse, RequestOutcome)
+        /// Process; finish `claim` afterwards if there is one.
+        case proceed(Claim?, Session?)
+    }
+
+    /// Asks the state store whether and how to process the update.
+    private func begin(_ update: Update, route: Route, state: any StateStore, logger: inout Logger) -> Start {
+        if case .ignored = route { return .answer(.acknowledged, .ignored) }
+        guard let subject = StateSubject(update) else { return .proceed(nil, nil) }
         let request = BeginRequest(
             updateID: update.id, subject: subject, needsSession: route.needsSession,
             newInternalUserID: route.needsSession ? newInternalUserID() : "")
@@ -116,19 +145,17 @@ public struct WebhookHandler: Sendable {
         } catch {
             // Fail open: no rate limit, no session, no dedupe; the store's adapter warns (rate-limited).
             logger[metadataKey: LogKey.degraded] = "true"
-            let (response, outcome) = answer(update, route: route, session: nil)
-            return (response, outcome, nil)
+            return .proceed(nil, nil)
         }
         switch decision {
         case .duplicate:
-            return (.acknowledged, .duplicate, nil)
+            return .answer(.acknowledged, .duplicate)
         case .inProgress(let seconds), .busy(let seconds):
-            return (.retryLater(seconds: seconds), .deferred, nil)
+            return .answer(.retryLater(seconds: seconds), .deferred)
         case .limited(let warn):
-            return (limitedReply(update, warn: warn), .rateLimited, nil)
+            return .answer(limitedReply(update, warn: warn), .rateLimited)
         case .proceed(let claim, let session):
-            let (response, outcome) = answer(update, route: route, session: session)
-            return (response, outcome, claim)
+            return .proceed(claim, session)
         }
     }
 
@@ -144,24 +171,57 @@ public struct WebhookHandler: Sendable {
         }
     }
 
-    /// The answer that needs no service. Routes to services are decided here and delivered by
-    /// the downstream stage.
-    private func answer(_ update: Update, route: Route, session: Session?) -> (WebhookResponse, RequestOutcome) {
+    /// Decides the Bot API calls for a routed update, calling its service where it has one.
+    private func plan(
+        _ update: Update, route: Route, session: Session?, head: WebhookHead, services: any ServiceClient, logger: Logger
+    ) -> (ReplyPlan, RequestOutcome) {
         switch route {
         case .unknownCommand:
-            guard let chat = update.chat else { return (.acknowledged, .ignored) }
-            return (.webhookReply(.sendMessage(chatID: chat.id, text: texts.unknownCommand)), .replied)
+            guard let chatID = update.chat?.id else { return (ReplyPlan(methods: []), .ignored) }
+            return (ReplyPlan(methods: [.sendMessage(chatID: chatID, text: texts.unknownCommand)]), .replied)
         case .unknownCallback:
-            guard case .callbackQuery(let query) = update.content else { return (.acknowledged, .ignored) }
+            guard case .callbackQuery(let query) = update.content else { return (ReplyPlan(methods: []), .ignored) }
             return (
-                .webhookReply(.answerCallbackQuery(callbackQueryID: query.id, text: texts.unknownCallback, showAlert: false)),
+                ReplyPlan(methods: [.answerCallbackQuery(callbackQueryID: query.id, text: texts.unknownCallback, showAlert: false)]),
                 .replied
             )
-        case .ignored:
-            return (.acknowledged, .ignored)
-        case .command, .callback, .text:
-            return (.acknowledged, .routed)
+        case .ignored, .command(_, .generic), .text(.generic):
+            return (ReplyPlan(methods: []), .ignored)
+        case .callback(let prefix, .generic):
+            return (.forGenericCallback(prefix: prefix, update: update), .replied)
+        case .command(_, .service(let service)), .callback(_, .service(let service)), .text(.service(let service)):
+            let request = ServiceRequest(requestID: head.requestID, update: update, route: route, session: session)
+            let failure: ServiceCallError
+            do {
+                let body = try services.call(service, body: request.body)
+                switch ServiceAnswer.parse(body, isCallback: update.type == .callbackQuery) {
+                case .success(let answer): return (.forAnswer(answer, to: update), .replied)
+                case .failure(let error): failure = error
+                }
+            } catch {
+                failure = error
+            }
+            logger.warning(
+                "service call failed; the user gets the generic apology",
+                metadata: ["service": "\(service)", LogKey.error: "\(failure.shortDescription)"])
+            return (.forFailure(of: update, texts: texts), .serviceFailed)
         }
+    }
+
+    /// Sends every call but the last through the Bot API, in order, and returns the last as the
+    /// webhook reply. Sending an earlier one as the reply would reorder the messages: Telegram
+    /// executes the reply only after our answer.
+    private func deliver(_ methods: [BotMethod], via botAPI: any BotAPI, logger: Logger) -> WebhookResponse {
+        guard let last = methods.last else { return .acknowledged }
+        let throughAPI = webhookReply ? methods.dropLast() : methods[...]
+        for method in throughAPI {
+            do {
+                try botAPI.call(method)
+            } catch {
+                logger.warning("Bot API call failed", metadata: ["method": "\(method.name)", LogKey.error: "\(error)"])
+            }
+        }
+        return webhookReply ? .webhookReply(last) : .acknowledged
     }
 
     private func reject(_ head: WebhookHead, _ outcome: RequestOutcome, _ response: WebhookResponse, _ logger: Logger)

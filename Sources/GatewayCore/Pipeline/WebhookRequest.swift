@@ -54,8 +54,8 @@ public struct WebhookResponse: Sendable, Equatable {
 public enum RequestOutcome: String, Sendable {
     /// Answered with a webhook reply.
     case replied
-    /// Routed to a service.
-    case routed
+    /// The service failed, timed out or answered nonsense: the user got the generic apology.
+    case serviceFailed = "service_failed"
     /// Nothing to do for this update.
     case ignored
     /// The body is not an update; acknowledged so Telegram does not resend it forever.

@@ -1,0 +1,110 @@
+import Foundation
+import GatewayTestSupport
+import Logging
+import Testing
+
+@testable import GatewayCore
+
+/// Routed updates reach their service with the contract's request; answers become Bot API calls
+/// and a webhook reply; failures become the generic apology. In-memory fakes throughout.
+@Suite struct DownstreamPipelineTests {
+    let log = RecordingLog()
+    let state = InMemoryStateStore(policy: .testing)
+    let botAPI = RecordingBotAPI()
+
+    private func handle(_ body: String, services: ScriptedServiceClient, webhookReply: Bool = true, state: InMemoryStateStore? = nil) -> WebhookResponse {
+        let handler = WebhookHandler(
+            secrets: [Secret("s")], maxBodyBytes: 65_536, webhookReply: webhookReply, clock: { 0 },
+            newInternalUserID: { "fresh-id" })
+        let head = WebhookHead(method: "POST", secretToken: Array("s".utf8), contentLength: nil, requestID: "req-7", acceptedAt: 0)
+        return handler.handle(
+            head, body: Array(body.utf8), with: ThreadDependencies(state: state ?? self.state, services: services, botAPI: botAPI),
+            logger: log.logger())
+    }
+
+    @Test(arguments: [
+        (Fixtures.command, ServiceName.userProfile),
+        (Fixtures.message(text: "hello"), .conversation),
+        (Fixtures.callbackWithMessage, .matching),
+    ])
+    func eachRouteReachesItsServiceWithTheContractRequest(body: String, service: ServiceName) throws {
+        let services = ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"ok"}]}"#)
+        _ = handle(body, services: services)
+        let request = try #require(services.requests.first)
+        #expect(request.service == service)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any])
+        #expect(json["request_id"] as? String == "req-7")
+        #expect(json["internal_user_id"] as? String == "fresh-id")
+        #expect(json["session_available"] as? Bool == true)
+    }
+
+    @Test func threeActionsArriveInOrderWithTheLastAsTheWebhookReply() {
+        let services = ScriptedServiceClient(answering: #"""
+            {"actions":[{"type":"send_message","text":"one"},{"type":"send_message","text":"two"},{"type":"send_message","text":"three"}]}
+            """#)
+        let response = handle(Fixtures.message(text: "hello"), services: services)
+        #expect(botAPI.calls == [.sendMessage(chatID: 42, text: "one"), .sendMessage(chatID: 42, text: "two")])
+        #expect(response.body == BotMethod.sendMessage(chatID: 42, text: "three").webhookReplyBody)
+    }
+
+    @Test func withoutWebhookRepliesEverythingGoesThroughTheAPI() {
+        let services = ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"one"},{"type":"send_message","text":"two"}]}"#)
+        let response = handle(Fixtures.message(text: "hello"), services: services, webhookReply: false)
+        #expect(botAPI.calls == [.sendMessage(chatID: 42, text: "one"), .sendMessage(chatID: 42, text: "two")])
+        #expect(response == .acknowledged)
+    }
+
+    @Test(arguments: [ServiceCallError.timeout, .refused, .badStatus, .circuitOpen])
+    func aFailingServiceGetsTheUserTheApologyAndTelegram200(error: ServiceCallError) {
+        let services = ScriptedServiceClient { _, _ in .failure(error) }
+        let response = handle(Fixtures.message(text: "hello"), services: services)
+        #expect(response.status == 200)
+        #expect(response.body == BotMethod.sendMessage(chatID: 42, text: ReplyTexts.standard.serviceFailure).webhookReplyBody)
+        #expect(log.joined.contains(#""outcome":"service_failed""#))
+    }
+
+    @Test func nonsenseFromTheServiceIsAFailureToo() {
+        let services = ScriptedServiceClient(answering: "<html>oops</html>")
+        let response = handle(Fixtures.callbackWithMessage, services: services)
+        #expect(response.body == BotMethod.answerCallbackQuery(
+            callbackQueryID: "4382bfdwdsb323b2d9", text: ReplyTexts.standard.serviceFailure, showAlert: false).webhookReplyBody)
+    }
+
+    @Test func stateTheServiceSetsIsWhatItSeesNextTime() throws {
+        let services = ScriptedServiceClient { _, body in
+            let request = (try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any]) ?? [:]
+            let step = ((request["conversation_state"] as? [String: Any])?["step"] as? Int) ?? 0
+            return .success(Array(#"{"actions":[{"type":"set_state","state":{"step":\#(step + 1)}}]}"#.utf8))
+        }
+        for id in 1...3 { _ = handle(Fixtures.message(updateID: id, text: "next"), services: services) }
+        #expect(state.session(.user(42))?.conversationState == #"{"step":3}"#)
+    }
+
+    @Test func withRedisDownServicesAreToldTheSessionIsUnavailable() throws {
+        state.failing = true
+        let services = ScriptedServiceClient(answering: #"{"actions":[]}"#)
+        _ = handle(Fixtures.message(text: "hello"), services: services)
+        let request = try #require(services.requests.first)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any])
+        #expect(json["session_available"] as? Bool == false)
+        #expect(json["internal_user_id"] is NSNull)
+    }
+
+    @Test func confirmIsHandledByTheGatewayWithoutAService() {
+        let services = ScriptedServiceClient(answering: #"{"actions":[]}"#)
+        let body = Fixtures.callbackWithMessage.replacing("CONNECT:99", with: "CONFIRM:order-1")
+        let response = handle(body, services: services)
+        #expect(services.requests.isEmpty)
+        #expect(botAPI.calls == [.answerCallbackQuery(callbackQueryID: "4382bfdwdsb323b2d9", text: "Confirmed", showAlert: false)])
+        #expect(response.body == BotMethod.editMessageReplyMarkup(target: .chat(chatID: 42, messageID: 11), keyboard: nil).webhookReplyBody)
+    }
+
+    @Test func botAPIFailuresAreLoggedWithoutTheirContent() {
+        botAPI.fail(with: .rejected(status: 403))
+        let services = ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"secret words"},{"type":"send_message","text":"b"}]}"#)
+        let response = handle(Fixtures.message(text: "hello"), services: services)
+        #expect(response.status == 200)
+        #expect(log.joined.contains("Bot API call failed"))
+        #expect(!log.joined.contains("secret words"))
+    }
+}
