@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
         // C libraries: a module map and a shim each, linked by name (no pkgConfig).
@@ -47,6 +48,15 @@ let package = Package(
             dependencies: [
                 "GatewayCore", "GatewayFastCGI", "GatewayRedis", "GatewayHTTP",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // Loopback stand-ins for the services and the Bot API: local runs and tests only.
+        .executableTarget(
+            name: "gateway-standins",
+            dependencies: [
+                .product(name: "FlyingFox", package: "FlyingFox"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

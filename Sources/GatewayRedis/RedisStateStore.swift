@@ -98,9 +98,12 @@ public final class RedisStateStore: StateStore {
     }
 
     private func loadScripts(_ connection: RedisConnection) throws(StateStoreError) {
-        guard let begin = try connection.command("SCRIPT", "LOAD", RedisScripts.begin).text,
-            let finish = try connection.command("SCRIPT", "LOAD", RedisScripts.finish).text
-        else { throw .unexpectedReply }
+        let replies = [
+            try connection.command("SCRIPT", "LOAD", RedisScripts.begin), try connection.command("SCRIPT", "LOAD", RedisScripts.finish),
+        ]
+        // An error here is Redis refusing (still loading its data, out of memory, no permission).
+        if replies.contains(where: { if case .error = $0 { true } else { false } }) { throw .refused }
+        guard let begin = replies[0].text, let finish = replies[1].text else { throw .unexpectedReply }
         beginSHA = begin
         finishSHA = finish
     }

@@ -41,7 +41,19 @@ final class LocalStack {
             ?? packageRoot.appending(path: ".build/release/telegram-gateway").path
     }
 
-    init(mode: PoolMode = .spawnFCGI, processes: Int = 2, threads: Int = 4, extraEnvironment: [String: String] = [:]) throws {
+    static var standinsBinary: String {
+        ProcessInfo.processInfo.environment["GATEWAY_STANDINS"]
+            ?? packageRoot.appending(path: ".build/release/gateway-standins").path
+    }
+
+    /// The Bot API stand-in's port when the stack runs the stand-ins.
+    private(set) var botAPIPort: Int?
+    var recordsDirectory: URL { directory.appending(path: "records") }
+
+    init(
+        mode: PoolMode = .spawnFCGI, processes: Int = 2, threads: Int = 4, standins: Bool = false,
+        extraEnvironment: [String: String] = [:]
+    ) throws {
         guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
             throw StackError("no release responder at \(Self.binary): run scripts/test, or swift build -c release first")
         }
@@ -56,12 +68,33 @@ final class LocalStack {
             // No Redis unless the test brings one: a port where nothing listens (fail-open).
             "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "\(try Self.freePort())",
         ]
+        var standinArguments: [String]?
+        if standins {
+            let servicesPort = try Self.freePorts(count: 4)
+            let botAPIPort = try Self.freePort()
+            self.botAPIPort = botAPIPort
+            for (offset, variable) in ["CONVERSATION_SERVICE_URL", "USER_PROFILE_SERVICE_URL", "MATCHING_SERVICE_URL", "NOTIFICATION_SERVICE_URL"].enumerated() {
+                environment[variable] = "http://127.0.0.1:\(servicesPort + offset)"
+            }
+            environment["TELEGRAM_API_BASE_URL"] = "http://127.0.0.1:\(botAPIPort)"
+            standinArguments = [
+                "--services-port", "\(servicesPort)", "--bot-api-port", "\(botAPIPort)",
+                "--record", directory.appending(path: "records").path, "--quiet",
+            ]
+        }
         environment.merge(extraEnvironment) { _, new in new }
         let envFile = directory.appending(path: ".env")
         try environment.map { "\($0.key)=\($0.value)\n" }.sorted().joined().write(to: envFile, atomically: true, encoding: .utf8)
         client = try HTTPClient(caFile: directory.appending(path: "tls/cert.pem").path)
 
         do {
+            if let standinArguments {
+                guard FileManager.default.isExecutableFile(atPath: Self.standinsBinary) else {
+                    throw StackError("no stand-ins at \(Self.standinsBinary): run scripts/test")
+                }
+                _ = try launch(Self.standinsBinary, standinArguments)
+                try waitUntil("the stand-ins answer") { (try? self.control(["reset": true])) != nil }
+            }
             let secretsMap = directory.appending(path: "nginx-secrets.map").path
             let map = try ChildProcess.run(Self.binary, ["--env-file", envFile.path, "--print-nginx-secret-map"])
             try map.write(toFile: secretsMap, atomically: true, encoding: .utf8)
@@ -104,6 +137,50 @@ final class LocalStack {
 
     func post(_ body: String, secret: String? = LocalStack.secret) throws -> HTTPResponse {
         try post(Array(body.utf8), secret: secret)
+    }
+
+    /// Tells the stand-ins how to misbehave (see `gateway-standins`).
+    func control(_ settings: [String: Any]) throws {
+        guard let botAPIPort else { throw StackError("no stand-ins in this stack") }
+        let body = try JSONSerialization.data(withJSONObject: settings)
+        let response = try client.send(HTTPRequest(
+            method: "POST", url: "http://127.0.0.1:\(botAPIPort)/_control", body: Array(body), timeoutSeconds: 5))
+        guard response.status == 200 else { throw StackError("stand-in control failed") }
+    }
+
+    /// What the Bot API stand-in received, in order: method and parameters.
+    func botAPICalls() -> [(method: String, params: [String: Any])] {
+        records("bot-api.jsonl").map { ($0["method"] as? String ?? "", $0["params"] as? [String: Any] ?? [:]) }
+    }
+
+    /// What the service stand-ins received, in order.
+    func serviceRequests() -> [(service: String, request: [String: Any])] {
+        records("services.jsonl").map { ($0["service"] as? String ?? "", $0["request"] as? [String: Any] ?? [:]) }
+    }
+
+    private func records(_ name: String) -> [[String: Any]] {
+        let text = (try? String(contentsOf: recordsDirectory.appending(path: name), encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    /// A free range of `count` consecutive loopback ports.
+    static func freePorts(count: Int) throws -> Int {
+        for _ in 0..<50 {
+            let base = Int.random(in: 20_000...60_000)
+            let free = (0..<count).allSatisfy { offset in
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                defer { close(fd) }
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                address.sin_port = in_port_t(UInt16(base + offset).bigEndian)
+                return withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                } == 0
+            }
+            if free { return base }
+        }
+        throw StackError("no free range of \(count) ports")
     }
 
     /// Children of `pid`, from /proc.
@@ -184,7 +261,7 @@ func waitUntil(_ what: String, timeout: Double = 10, _ condition: () -> Bool) th
 /// always stops everything it started.
 func withStack<T>(
     mode: LocalStack.PoolMode = .spawnFCGI, processes: Int = 2, threads: Int = 4,
-    redis: (password: String?, useSocket: Bool)? = nil, environment: [String: String] = [:],
+    redis: (password: String?, useSocket: Bool)? = nil, standins: Bool = false, environment: [String: String] = [:],
     _ body: (LocalStack, RedisServer?) throws -> T
 ) throws -> T {
     let server = try redis.map { try RedisServer(password: $0.password) }
@@ -192,7 +269,7 @@ func withStack<T>(
     if let server, let redis { extra.merge(server.gatewayEnvironment(useSocket: redis.useSocket)) { _, new in new } }
     let stack: LocalStack
     do {
-        stack = try LocalStack(mode: mode, processes: processes, threads: threads, extraEnvironment: extra)
+        stack = try LocalStack(mode: mode, processes: processes, threads: threads, standins: standins, extraEnvironment: extra)
     } catch {
         try? server?.stop()
         throw error

@@ -1,0 +1,127 @@
+import ArgumentParser
+import FlyingFox
+import Foundation
+
+/// Loopback stand-ins for the four internal services and the Telegram Bot API, for local runs
+/// and tests. They answer in the service contract's shape, record what they receive (one JSON
+/// object per line under --record), print each Bot API call Telegram would have received, and
+/// can be made slow, failing or 429-answering through `POST /_control` on the Bot API port.
+@main
+struct GatewayStandins: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway-standins",
+        abstract: "Stand-ins for the internal services and the Bot API (never for production).")
+
+    @Option(help: "Port of the conversation service; user_profile, matching and notification take the next three.")
+    var servicesPort: UInt16 = 8101
+
+    @Option(help: "Port of the Bot API stand-in.")
+    var botAPIPort: UInt16 = 8180
+
+    @Option(help: "Folder for services.jsonl and bot-api.jsonl.")
+    var record: String?
+
+    @Flag(help: "Print nothing per call.")
+    var quiet = false
+
+    func run() async throws {
+        let recorder = try Recorder(folder: record, quiet: quiet)
+        let behaviour = Behaviour()
+        let services = ["conversation", "user_profile", "matching", "notification"]
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (offset, name) in services.enumerated() {
+                let server = HTTPServer(address: try .inet(ip4: "127.0.0.1", port: servicesPort + UInt16(offset)), timeout: 60)
+                await server.appendRoute("POST *") { request in
+                    try await ServiceStandin.answer(service: name, request: request, behaviour: behaviour, recorder: recorder)
+                }
+                group.addTask { try await server.run() }
+            }
+            let botAPI = HTTPServer(address: try .inet(ip4: "127.0.0.1", port: botAPIPort), timeout: 60)
+            await botAPI.appendRoute("POST /_control") { request in
+                try await behaviour.apply(try await request.bodyData)
+                return HTTPResponse(statusCode: .ok)
+            }
+            await botAPI.appendRoute("POST *") { request in
+                try await BotAPIStandin.answer(request: request, behaviour: behaviour, recorder: recorder)
+            }
+            group.addTask { try await botAPI.run() }
+            Recorder.say("stand-ins: services on 127.0.0.1:\(servicesPort)-\(servicesPort + 3), Bot API on 127.0.0.1:\(botAPIPort)")
+            try await group.waitForAll()
+        }
+    }
+}
+
+/// How the stand-ins misbehave, set by tests.
+actor Behaviour {
+    var delays: [String: Int] = [:]
+    var statuses: [String: Int] = [:]
+    var botAPI429s = 0
+    var botAPI500s = 0
+
+    /// `{"service":"matching","delay_ms":2000,"status":500}` or `{"bot_api_429":1,"bot_api_500":1}`;
+    /// `{"reset":true}` undoes everything.
+    func apply(_ data: Data) throws {
+        let json = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+        if json["reset"] as? Bool == true { (delays, statuses, botAPI429s, botAPI500s) = ([:], [:], 0, 0) }
+        if let service = json["service"] as? String {
+            if let delay = json["delay_ms"] as? Int { delays[service] = delay }
+            if let status = json["status"] as? Int { statuses[service] = status }
+        }
+        if let count = json["bot_api_429"] as? Int { botAPI429s = count }
+        if let count = json["bot_api_500"] as? Int { botAPI500s = count }
+    }
+
+    func misbehaviour(for service: String) -> (delay: Int, status: Int?) { (delays[service] ?? 0, statuses[service]) }
+
+    /// The status the next Bot API call gets, if it should fail.
+    func nextBotAPIFailure() -> Int? {
+        if botAPI429s > 0 { botAPI429s -= 1; return 429 }
+        if botAPI500s > 0 { botAPI500s -= 1; return 500 }
+        return nil
+    }
+}
+
+/// Appends one JSON object per line to the record files.
+final class Recorder: Sendable {
+    private let services: FileHandle?
+    private let botAPI: FileHandle?
+    private let lock = NSLock()
+    private let quiet: Bool
+
+    init(folder: String?, quiet: Bool) throws {
+        self.quiet = quiet
+        guard let folder else { (services, botAPI) = (nil, nil); return }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        func open(_ name: String) -> FileHandle? {
+            let path = folder + "/" + name
+            FileManager.default.createFile(atPath: path, contents: nil)
+            return FileHandle(forWritingAtPath: path)
+        }
+        services = open("services.jsonl")
+        botAPI = open("bot-api.jsonl")
+    }
+
+    func service(_ name: String, body: Data) {
+        write(#"{"service":"\#(name)","at":\#(Date().timeIntervalSince1970),"request":"#, body, to: services)
+        if !quiet { Self.say("service \(name): \(String(decoding: body, as: UTF8.self))") }
+    }
+
+    func botAPI(_ method: String, body: Data) {
+        write(#"{"method":"\#(method)","at":\#(Date().timeIntervalSince1970),"params":"#, body, to: botAPI)
+        if !quiet { Self.say("bot-api \(method): \(String(decoding: body, as: UTF8.self))") }
+    }
+
+    /// One unbuffered line on standard output, so a log file shows each call as it happens.
+    static func say(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    private func write(_ prefix: String, _ body: Data, to handle: FileHandle?) {
+        guard let handle else { return }
+        let json = (try? JSONSerialization.jsonObject(with: body)) != nil ? body : Data("null".utf8)
+        lock.lock()
+        defer { lock.unlock() }
+        handle.seekToEndOfFile()
+        handle.write(Data(prefix.utf8) + json + Data("}\n".utf8))
+    }
+}

@@ -1,0 +1,88 @@
+import FlyingFox
+import Foundation
+
+/// The four services' stand-in answers, in the contract's shape.
+enum ServiceStandin {
+    static func answer(service: String, request: HTTPRequest, behaviour: Behaviour, recorder: Recorder) async throws -> HTTPResponse {
+        let body = try await request.bodyData
+        recorder.service(service, body: body)
+        let (delay, status) = await behaviour.misbehaviour(for: service)
+        if delay > 0 { try await Task.sleep(nanoseconds: UInt64(delay) * 1_000_000) }
+        if let status { return HTTPResponse(statusCode: HTTPStatusCode(status, phrase: "Stand-in failure")) }
+        let json = (try? JSONSerialization.jsonObject(with: body) as? [String: Any]) ?? [:]
+        let actions = actions(service: service, request: json)
+        let data = try JSONSerialization.data(withJSONObject: ["actions": actions])
+        return HTTPResponse(statusCode: .ok, headers: [.contentType: "application/json"], body: data)
+    }
+
+    static func actions(service: String, request: [String: Any]) -> [[String: Any]] {
+        let user = request["user"] as? [String: Any] ?? [:]
+        let name = user["first_name"] as? String ?? "there"
+        let internalID = request["internal_user_id"] as? String ?? "unknown"
+        switch service {
+        case "user_profile":
+            let command = (request["command"] as? [String: Any])?["name"] as? String ?? ""
+            switch command {
+            case "start":
+                return [[
+                    "type": "send_message", "text": "Welcome, \(name)! Shall I find you a match?",
+                    "keyboard": [[["text": "Find a match", "callback_data": "CONNECT:\(internalID.prefix(40))"]], [["text": "Not now", "callback_data": "CANCEL:start"]]],
+                ]]
+            case "help":
+                return [["type": "send_message", "text": "Send /start to begin, /profile to see your profile."]]
+            default:
+                return [["type": "send_message", "text": "Your profile: \(name) (\(internalID))"]]
+            }
+        case "matching":
+            let data = (request["callback"] as? [String: Any])?["data"] as? String ?? ""
+            let prefix = data.split(separator: ":").first.map(String.init) ?? data
+            let text = [
+                "CONNECT": "Looking for a match…", "ACCEPT": "Match accepted.", "REJECT": "Match declined.", "SKIP": "Skipped.",
+            ][prefix] ?? "Done."
+            return [
+                ["type": "answer_callback", "text": text],
+                ["type": "edit_message", "text": text, "keyboard": [[["text": "Accept", "callback_data": "ACCEPT:1"], ["text": "Skip", "callback_data": "SKIP:1"]]]],
+            ]
+        case "conversation":
+            let text = request["text"] as? String ?? ""
+            let state = request["conversation_state"] as? [String: Any]
+            let count = (state?["messages"] as? Int ?? 0) + 1
+            if text == "three actions" {
+                return ["one", "two", "three"].map { ["type": "send_message", "text": $0] }
+            }
+            if text.hasPrefix("long "), let length = Int(text.dropFirst(5)), (1...20_000).contains(length) {
+                let pattern = Array("0123456789abcdefghijklmnopqrstuvwxyz\n")
+                return [["type": "send_message", "text": String((0..<length).map { pattern[$0 % pattern.count] })]]
+            }
+            return [
+                ["type": "send_message", "text": "You said: \(text) (message \(count) of this conversation)"],
+                ["type": "set_state", "state": ["flow": "chat", "messages": count]],
+            ]
+        default:
+            return [["type": "send_message", "text": "Noted."]]
+        }
+    }
+}
+
+/// The Bot API stand-in: records each call and answers like Telegram.
+enum BotAPIStandin {
+    static func answer(request: HTTPRequest, behaviour: Behaviour, recorder: Recorder) async throws -> HTTPResponse {
+        // Path: /bot<token>/<method>. The token is checked for shape only and never recorded.
+        let parts = request.path.split(separator: "/")
+        guard parts.count == 2, parts[0].hasPrefix("bot"), parts[0].contains(":") else {
+            return HTTPResponse(statusCode: .notFound, headers: [.contentType: "application/json"], body: Data(#"{"ok":false,"error_code":404,"description":"Not Found"}"#.utf8))
+        }
+        let method = String(parts[1])
+        let body = try await request.bodyData
+        if let failure = await behaviour.nextBotAPIFailure() {
+            recorder.botAPI(method + ":\(failure)", body: body)
+            let answer = failure == 429
+                ? #"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 1","parameters":{"retry_after":1}}"#
+                : #"{"ok":false,"error_code":500,"description":"Internal Server Error"}"#
+            return HTTPResponse(statusCode: HTTPStatusCode(failure, phrase: "Stand-in"), headers: [.contentType: "application/json"], body: Data(answer.utf8))
+        }
+        recorder.botAPI(method, body: body)
+        let result = method == "answerCallbackQuery" ? "true" : #"{"message_id":1,"date":0,"chat":{"id":0,"type":"private"}}"#
+        return HTTPResponse(statusCode: .ok, headers: [.contentType: "application/json"], body: Data(#"{"ok":true,"result":\#(result)}"#.utf8))
+    }
+}

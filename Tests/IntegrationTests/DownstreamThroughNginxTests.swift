@@ -1,0 +1,147 @@
+import Foundation
+import GatewayCore
+import GatewayHTTP
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The whole path: nginx, the release pool, real Redis, the service and Bot API stand-ins.
+@Suite(.serialized) struct DownstreamThroughNginxTests {
+    static func text(_ id: Int, user: Int64 = 5001, _ text: String) -> String {
+        RedisStateThroughNginxTests.command(id, user: user, text: text)
+    }
+
+    static func callback(_ id: Int, user: Int64 = 5001, data: String) -> String {
+        #"{"update_id":\#(id),"callback_query":{"id":"cbq-\#(id)","from":{"id":\#(user),"is_bot":false,"first_name":"Ada"},"message":{"message_id":77,"chat":{"id":\#(user),"type":"private"},"date":1732540000,"text":"Pick"},"chat_instance":"1","data":"\#(data)"}}"#
+    }
+
+    static func reply(_ response: HTTPResponseLike) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])
+    }
+
+    private func run(processes: Int = 2, environment: [String: String] = [:], _ body: (LocalStack) throws -> Void) throws {
+        var environment = environment
+        if environment["RATE_LIMIT_REQUESTS"] == nil { environment["RATE_LIMIT_REQUESTS"] = "100" }
+        try withStack(processes: processes, redis: (password: nil, useSocket: true), standins: true, environment: environment) { stack, _ in
+            try body(stack)
+            for forbidden in [LocalStack.token] {
+                #expect(!(stack.gatewayLog + stack.nginxLogs).contains(forbidden), "a log holds the bot token")
+            }
+        }
+    }
+
+    @Test func eachRouteReachesItsServiceAndTheUserGetsTheAnswer() throws {
+        try run { stack in
+            let start = try Self.reply(try stack.post(Self.text(1, "/start")))
+            #expect(start["method"] as? String == "sendMessage")
+            #expect((start["text"] as? String)?.hasPrefix("Welcome, Ada!") == true)
+            #expect(start["reply_markup"] != nil)
+
+            let chat = try Self.reply(try stack.post(Self.text(2, "hello")))
+            #expect(chat["text"] as? String == "You said: hello (message 1 of this conversation)")
+
+            let connect = try Self.reply(try stack.post(Self.callback(3, data: "CONNECT:abc")))
+            #expect(connect["method"] as? String == "editMessageText")
+            #expect(connect["message_id"] as? Int == 77)
+
+            let requests = stack.serviceRequests()
+            #expect(requests.map(\.service) == ["user_profile", "conversation", "matching"])
+            #expect((requests[0].request["command"] as? [String: Any])?["name"] as? String == "start")
+            #expect(requests[1].request["text"] as? String == "hello")
+            #expect((requests[2].request["callback"] as? [String: Any])?["data"] as? String == "CONNECT:abc")
+            #expect(requests.allSatisfy { ($0.request["internal_user_id"] as? String)?.count == 36 })
+            #expect(stack.botAPICalls().map(\.method) == ["answerCallbackQuery"], "the callback was answered through the API first")
+        }
+    }
+
+    @Test func threeActionsArriveInOrder() throws {
+        try run { stack in
+            let last = try Self.reply(try stack.post(Self.text(1, "three actions")))
+            #expect(stack.botAPICalls().map { $0.params["text"] as? String } == ["one", "two"])
+            #expect(last["text"] as? String == "three")
+        }
+    }
+
+    @Test func aTenThousandCharacterAnswerArrivesAsThreeMessagesThatJoinBack() throws {
+        try run { stack in
+            let last = try Self.reply(try stack.post(Self.text(1, "long 10000")))
+            let parts = stack.botAPICalls().compactMap { $0.params["text"] as? String } + [last["text"] as? String ?? ""]
+            #expect(parts.count == 3)
+            let pattern = Array("0123456789abcdefghijklmnopqrstuvwxyz\n")
+            #expect(parts.joined() == String((0..<10_000).map { pattern[$0 % pattern.count] }))
+            #expect(parts.allSatisfy { $0.utf16.count <= 4096 })
+        }
+    }
+
+    @Test func aSlowServiceGetsTheApologyWithinItsTimeout() throws {
+        try run(environment: ["MATCHING_TIMEOUT": "1"]) { stack in
+            try stack.control(["service": "matching", "delay_ms": 4000])
+            let started = Date()
+            let response = try stack.post(Self.callback(1, data: "CONNECT:x"))
+            let elapsed = Date().timeIntervalSince(started)
+            #expect(elapsed >= 1 && elapsed < 2, "\(elapsed)")
+            let reply = try Self.reply(response)
+            #expect(reply["method"] as? String == "answerCallbackQuery")
+            #expect(reply["text"] as? String == ReplyTexts.standard.serviceFailure)
+        }
+    }
+
+    @Test func aRefusedServiceIsRetriedOnceThenTheUserGetsTheApology() throws {
+        let closed = try LocalStack.freePort()
+        try run(environment: ["CONVERSATION_SERVICE_URL": "http://127.0.0.1:\(closed)"]) { stack in
+            let reply = try Self.reply(try stack.post(Self.text(1, "hello")))
+            #expect(reply["text"] as? String == ReplyTexts.standard.serviceFailure)
+            #expect(stack.gatewayLog.contains(#""error":"refused""#))
+        }
+    }
+
+    @Test func theCircuitOpensAfterRepeatedFailuresAndOtherRoutesAreUnaffected() throws {
+        // One process, so one breaker sees every failure.
+        try run(processes: 1) { stack in
+            try stack.control(["service": "matching", "status": 500])
+            for id in 1...8 { _ = try stack.post(Self.callback(id, data: "SKIP:\(id)")) }
+            let reached = stack.serviceRequests().filter { $0.service == "matching" }.count
+            // Five failures open the circuit; the three presses after it never reach the service.
+            #expect(reached == 5, "\(reached) calls reached the service")
+            #expect(stack.gatewayLog.contains(#""error":"circuit_open""#))
+            let chat = try Self.reply(try stack.post(Self.text(20, "hello")))
+            #expect(chat["text"] as? String == "You said: hello (message 1 of this conversation)")
+        }
+    }
+
+    @Test func botAPI429WithARetryAfterOfOneSecondIsDeliveredAfterIt() throws {
+        try run { stack in
+            try stack.control(["bot_api_429": 1])
+            let started = Date()
+            let last = try Self.reply(try stack.post(Self.text(1, "three actions")))
+            #expect(Date().timeIntervalSince(started) >= 1)
+            #expect(stack.botAPICalls().map(\.method) == ["sendMessage:429", "sendMessage", "sendMessage"])
+            #expect(stack.botAPICalls().compactMap { $0.params["text"] as? String } == ["one", "one", "two"])
+            #expect(last["text"] as? String == "three")
+        }
+    }
+
+    @Test func aButtonPressIsAnsweredEvenWhenItsServiceFails() throws {
+        try run { stack in
+            try stack.control(["service": "matching", "status": 503])
+            let reply = try Self.reply(try stack.post(Self.callback(1, data: "ACCEPT:1")))
+            #expect(reply["method"] as? String == "answerCallbackQuery")
+            #expect(reply["callback_query_id"] as? String == "cbq-1")
+        }
+    }
+
+    @Test func twoUpdatesOfOneUserAtOnceAreProcessedOneAfterTheOther() throws {
+        try run { stack in
+            let responses = RedisStateThroughNginxTests.postTogether([Self.text(1, "first"), Self.text(2, "second")], to: stack)
+            let texts = try responses.map { try Self.reply(try #require($0))["text"] as? String ?? "" }
+            // Each saw the state the other wrote, in one order or the other; never both "message 1".
+            #expect(Set(texts.map { $0.contains("message 1 ") }) == [true, false], "\(texts)")
+            let third = try Self.reply(try stack.post(Self.text(3, "third")))
+            #expect(third["text"] as? String == "You said: third (message 3 of this conversation)")
+        }
+    }
+}
+
+typealias HTTPResponseLike = GatewayHTTP.HTTPResponse
