@@ -19,6 +19,15 @@ func loadConfiguration(envFile: String) throws -> GatewayConfig {
     return try GatewayConfig.load(environment: GatewayConfig.merge(environment: environment, dotEnv: dotEnv))
 }
 
+/// The route table and services: the defaults, changed by ROUTES_FILE when it is set.
+func loadRoutes(_ config: GatewayConfig) throws -> (RouteTable, [ServiceName: GatewayConfig.ServiceSettings]) {
+    guard let path = config.routesFile else { return (.standard, config.services) }
+    guard let contents = readFile(path) else {
+        throw ConfigError(problems: [.init(variable: "ROUTES_FILE", message: "cannot read \(path)")])
+    }
+    return try RouteFile.apply(contents, to: .standard, services: config.services)
+}
+
 /// Sends every log line to standard error, or appends it to LOG_FILE. A failed write (a full
 /// disk) drops the line: logging never stops the gateway from answering.
 func bootstrapLogging(_ config: GatewayConfig) -> Logger {

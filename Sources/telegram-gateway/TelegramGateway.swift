@@ -66,8 +66,11 @@ struct TelegramGateway: ParsableCommand {
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
         let config: GatewayConfig
+        let routes: RouteTable
+        let services: [ServiceName: GatewayConfig.ServiceSettings]
         do {
             config = try loadConfiguration(envFile: envFile)
+            (routes, services) = try loadRoutes(config)
         } catch {
             printError("telegram-gateway: \(error)")
             throw ExitCode(78)  // EX_CONFIG
@@ -85,7 +88,7 @@ struct TelegramGateway: ParsableCommand {
             if socket != nil || port != nil {
                 try runSupervisor(config: config, logger: logger)
             } else {
-                try runResponder(config: config, logger: logger)
+                try runResponder(config: config, routes: routes, services: services, logger: logger)
             }
         } catch {
             logger.critical("cannot serve", metadata: [LogKey.error: "\(error)"])
@@ -94,18 +97,20 @@ struct TelegramGateway: ParsableCommand {
         }
     }
 
-    private func runResponder(config: GatewayConfig, logger: Logger) throws(FastCGIError) {
+    private func runResponder(
+        config: GatewayConfig, routes: RouteTable, services: [ServiceName: GatewayConfig.ServiceSettings], logger: Logger
+    ) throws(FastCGIError) {
         let supervisor = getenv(Supervisor.parentVariable).flatMap { pid_t(String(cString: $0)) }
         let warnings = DependencyWarnings(clock: monotonicNanoseconds)
-        let breaker = CircuitBreaker(clock: monotonicNanoseconds)
-        let redis = config.redis, policy = config.statePolicy, services = config.services
+        let breaker = CircuitBreaker(openSeconds: config.circuitOpenSeconds, clock: monotonicNanoseconds)
+        let redis = config.redis, policy = config.statePolicy(services: services)
         let apiBase = config.telegramAPIBaseURL, token = config.botToken
         HTTPClient.initializeLibrary()
         let pool = ResponderPool(
             settings: .init(
                 threads: threads ?? config.pool.threads, maxBodyBytes: config.maxBodyBytes,
                 shutdownTimeoutSeconds: shutdownTimeout, supervisorPID: supervisor),
-            handler: WebhookHandler(config: config, clock: monotonicNanoseconds, newInternalUserID: makeInternalUserID),
+            handler: WebhookHandler(config: config, routes: routes, clock: monotonicNanoseconds, newInternalUserID: makeInternalUserID),
             makeDependencies: {
                 ThreadDependencies(
                     state: RedisStateStore(config: redis, policy: policy, warnings: warnings, logger: logger, clock: monotonicNanoseconds),

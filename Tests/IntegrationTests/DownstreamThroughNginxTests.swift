@@ -111,6 +111,33 @@ import Glibc
         }
     }
 
+    @Test func theCircuitClosesOnceTheServiceRecovers() throws {
+        try run(processes: 1, environment: ["CIRCUIT_OPEN_SECONDS": "1"]) { stack in
+            try stack.control(["service": "matching", "status": 500])
+            for id in 1...6 { _ = try stack.post(Self.callback(id, data: "SKIP:\(id)")) }
+            #expect(stack.gatewayLog.contains(#""error":"circuit_open""#))
+            try stack.control(["reset": true])
+            usleep(1_100_000)
+            let probe = try Self.reply(try stack.post(Self.callback(7, data: "SKIP:7")))
+            #expect(probe["method"] as? String == "editMessageText", "the probe went through and closed the circuit")
+            let next = try Self.reply(try stack.post(Self.callback(8, data: "SKIP:8")))
+            #expect(next["method"] as? String == "editMessageText")
+        }
+    }
+
+    @Test func aRoutesFileAddsACommand() throws {
+        let routes = FileManager.default.temporaryDirectory.appending(path: "routes-\(UUID().uuidString).conf")
+        try "command orders notification\ncallback BUY matching\n".write(to: routes, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: routes) }
+        try run(environment: ["ROUTES_FILE": routes.path]) { stack in
+            let orders = try Self.reply(try stack.post(Self.text(1, "/orders")))
+            #expect(orders["text"] as? String == "Noted.")
+            let buy = try Self.reply(try stack.post(Self.callback(2, data: "BUY:42")))
+            #expect(buy["method"] as? String == "editMessageText")
+            #expect(stack.serviceRequests().map(\.service) == ["notification", "matching"])
+        }
+    }
+
     @Test func botAPI429WithARetryAfterOfOneSecondIsDeliveredAfterIt() throws {
         try run { stack in
             try stack.control(["bot_api_429": 1])

@@ -26,6 +26,10 @@ public struct GatewayConfig: Sendable {
     public var webhookReply: Bool
     /// Where Bot API calls go: Telegram's, or a stand-in in local runs and tests.
     public var telegramAPIBaseURL: String
+    /// A routes file to apply to the default route table (see ``RouteFile``).
+    public var routesFile: String?
+    /// How long a failing service's circuit stays open.
+    public var circuitOpenSeconds: Double
 
     public struct RedisSettings: Sendable, Equatable {
         public var host: String
@@ -109,6 +113,8 @@ public struct GatewayConfig: Sendable {
 
         let webhookReply = reader.choice("WEBHOOK_REPLY", default: true, choices: ["ON": true, "OFF": false, "TRUE": true, "FALSE": false, "1": true, "0": false])
         let apiBase = reader.httpURL("TELEGRAM_API_BASE_URL", default: "https://api.telegram.org")
+        let routesFile = reader.optionalString("ROUTES_FILE", matching: nil, form: "a file path")
+        let circuitOpen = reader.seconds("CIRCUIT_OPEN_SECONDS", default: 10, in: 0.1...600)
 
         guard reader.problems.isEmpty, let botToken, let currentSecret else {
             throw ConfigError(problems: reader.problems)
@@ -119,12 +125,16 @@ public struct GatewayConfig: Sendable {
             userWaitSeconds: userWait, rateLimit: rateLimit,
             services: services, logLevel: logLevel, logFormat: logFormat, logFile: logFile,
             maxBodyBytes: maxBodyBytes, pool: pool, webhookReply: webhookReply,
-            telegramAPIBaseURL: apiBase.hasSuffix("/") ? String(apiBase.dropLast()) : apiBase)
+            telegramAPIBaseURL: apiBase.hasSuffix("/") ? String(apiBase.dropLast()) : apiBase,
+            routesFile: routesFile, circuitOpenSeconds: circuitOpen)
     }
 
     /// The state store's numbers. An update's lease lasts as long as the slowest service may take
     /// plus time to deliver the answer, so it only expires when its responder is gone.
-    public var statePolicy: StatePolicy {
+    public var statePolicy: StatePolicy { statePolicy(services: services) }
+
+    /// The state store's numbers for the services in effect (a routes file may add slower ones).
+    public func statePolicy(services: [ServiceName: ServiceSettings]) -> StatePolicy {
         let slowest = services.values.map(\.timeoutSeconds).max() ?? 5
         return StatePolicy(
             rateLimitRequests: rateLimit.requests,

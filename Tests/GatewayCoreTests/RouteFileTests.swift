@@ -1,0 +1,48 @@
+import Testing
+
+@testable import GatewayCore
+
+@Suite struct RouteFileTests {
+    let services: [ServiceName: GatewayConfig.ServiceSettings] = [
+        .conversation: .init(url: "http://c", timeoutSeconds: 5), .userProfile: .init(url: "http://u", timeoutSeconds: 3),
+        .matching: .init(url: "http://m", timeoutSeconds: 3), .notification: .init(url: "http://n", timeoutSeconds: 3),
+    ]
+
+    @Test func rulesAddServicesCommandsAndCallbacks() throws {
+        let (table, all) = try RouteFile.apply(
+            """
+            # orders live elsewhere
+            service  orders   https://orders.internal/telegram  timeout=2.5
+            command  /orders  orders
+            command  help     conversation   # help moves
+            callback BUY      orders
+            callback SKIP     generic
+            text     none
+            """, to: .standard, services: services)
+        #expect(all[ServiceName("orders")] == .init(url: "https://orders.internal/telegram", timeoutSeconds: 2.5))
+        #expect(table.commands["orders"] == .service(ServiceName("orders")))
+        #expect(table.commands["help"] == .service(.conversation))
+        #expect(table.commands["start"] == .service(.userProfile), "untouched defaults stay")
+        #expect(table.callbackPrefixes["BUY"] == .service(ServiceName("orders")))
+        #expect(table.callbackPrefixes["SKIP"] == .generic)
+        #expect(table.text == nil)
+    }
+
+    @Test func everyBadLineIsReportedWithItsNumber() throws {
+        let error = try #require(throws: ConfigError.self) {
+            try RouteFile.apply(
+                """
+                command orders orders
+                service Orders http://x
+                service x ftp://x
+                callback A:B matching
+                command bad-name matching
+                frobnicate
+                service y http://y timeout=99
+                text
+                """, to: .standard, services: services)
+        }
+        #expect(error.problems.map(\.variable) == (1...8).map { "ROUTES_FILE:\($0)" })
+        #expect(error.problems[0].message.contains("unknown service 'orders'"))
+    }
+}
