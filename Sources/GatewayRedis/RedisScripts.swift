@@ -11,6 +11,10 @@ import GatewayCore
 ///   refreshed by every update.
 /// - `{tg:ID}:lease`: the user's processing lease, the TOKEN of the update holding it.
 public enum RedisScripts {
+    /// Long callback data behind a button's token: its own key (any responder resolves it,
+    /// whoever presses the button), living as long as a session.
+    public static func callbackDataKey(_ token: String) -> String { "tgcb:{\(token)}" }
+
     /// KEYS: update mark, rate bucket, session, user lease.
     /// ARGV: token, lease ms, dedupe TTL s, capacity, window ms, session TTL s, needs session
     /// (1/0), new internal id.

@@ -73,6 +73,34 @@ public final class RedisStateStore: StateStore {
         guard case .integer = reply else { throw failed(.unexpectedReply) }
     }
 
+    public func storeCallbackData(_ data: String, ttlSeconds: Int) throws(StateStoreError) -> String {
+        var generator = SystemRandomNumberGenerator()
+        let token = String(generator.next() as UInt64, radix: 36) + String(generator.next() as UInt64, radix: 36)
+        let reply: RedisReply
+        do {
+            reply = try connection.command("SET", RedisScripts.callbackDataKey(token), data, "EX", String(ttlSeconds))
+        } catch {
+            throw failed(error)
+        }
+        guard case .status = reply else { throw failed(.refused) }
+        return token
+    }
+
+    public func loadCallbackData(token: String) throws(StateStoreError) -> String? {
+        guard token.count <= 40, token.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else { return nil }
+        let reply: RedisReply
+        do {
+            reply = try connection.command("GET", RedisScripts.callbackDataKey(token))
+        } catch {
+            throw failed(error)
+        }
+        switch reply {
+        case .null: return nil
+        case .string: return reply.text
+        default: throw failed(.unexpectedReply)
+        }
+    }
+
     /// EVALSHA, reloading the scripts once if Redis lost them (a restart or SCRIPT FLUSH).
     private func evaluate(sha: (RedisStateStore) -> String, keys: [String], _ arguments: [String]) throws(StateStoreError) -> RedisReply {
         var reply: RedisReply = .null

@@ -13,6 +13,7 @@ public final class InMemoryStateStore: StateStore, Sendable {
         var leases: [StateSubject: (token: String, expiresAt: Int64)] = [:]
         var failing = false
         var tokens = 0
+        var callbackData: [String: (data: String, expiresAt: Int64)] = [:]
     }
 
     private let state = Mutex(State())
@@ -90,6 +91,24 @@ public final class InMemoryStateStore: StateStore, Sendable {
             state.marks[markKey] = ("lease:\(token)", now + policy.leaseMilliseconds)
             state.leases[request.subject] = (token, now + policy.leaseMilliseconds)
             return .proceed(Claim(updateID: request.updateID, subject: request.subject, token: token), session)
+        }
+    }
+
+    public func storeCallbackData(_ data: String, ttlSeconds: Int) throws(StateStoreError) -> String {
+        try state.withLock { (state: inout State) throws(StateStoreError) -> String in
+            if state.failing { throw .unavailable }
+            state.tokens += 1
+            let token = "cb\(state.tokens)"
+            state.callbackData[token] = (data, state.now + Int64(ttlSeconds) * 1000)
+            return token
+        }
+    }
+
+    public func loadCallbackData(token: String) throws(StateStoreError) -> String? {
+        try state.withLock { (state: inout State) throws(StateStoreError) -> String? in
+            if state.failing { throw .unavailable }
+            guard let entry = state.callbackData[token], entry.expiresAt > state.now else { return nil }
+            return entry.data
         }
     }
 

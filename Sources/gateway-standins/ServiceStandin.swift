@@ -47,6 +47,10 @@ enum ServiceStandin {
             let text = request["text"] as? String ?? ""
             let state = request["conversation_state"] as? [String: Any]
             let count = (state?["messages"] as? Int ?? 0) + 1
+            if text == "long button" {
+                let data = "CONNECT:" + String(repeating: "0123456789abcdef", count: 12)  // 200 bytes
+                return [["type": "send_message", "text": "A button with long data", "keyboard": [[["text": "Connect", "callback_data": data]]]]]
+            }
             if text == "three actions" {
                 return ["one", "two", "three"].map { ["type": "send_message", "text": $0] }
             }

@@ -108,3 +108,48 @@ import Testing
         #expect(!log.joined.contains("secret words"))
     }
 }
+
+@Suite struct LongCallbackDataTests {
+    let state = InMemoryStateStore(policy: .testing)
+    let botAPI = RecordingBotAPI()
+    let log = RecordingLog()
+
+    private func handle(_ body: String, services: ScriptedServiceClient) -> WebhookResponse {
+        let handler = WebhookHandler(secrets: [Secret("s")], maxBodyBytes: 65_536, clock: { 0 }, newInternalUserID: { "id" })
+        let head = WebhookHead(method: "POST", secretToken: Array("s".utf8), contentLength: nil, requestID: "r", acceptedAt: 0)
+        return handler.handle(
+            head, body: Array(body.utf8), with: ThreadDependencies(state: state, services: services, botAPI: botAPI), logger: log.logger())
+    }
+
+    @Test func longDataTravelsAsATokenAndComesBackWhole() throws {
+        let long = "CONNECT:" + String(repeating: "x", count: 192)
+        let services = ScriptedServiceClient { service, _ in
+            service == .conversation
+                ? .success(Array(#"{"actions":[{"type":"send_message","text":"t","keyboard":[[{"text":"b","callback_data":"\#(long)"},{"text":"s","callback_data":"SKIP"}]]}]}"#.utf8))
+                : .success(Array(#"{"actions":[]}"#.utf8))
+        }
+        let response = handle(Fixtures.message(text: "hello"), services: services)
+        let reply = String(decoding: response.body, as: UTF8.self)
+        #expect(!reply.contains(long))
+        #expect(reply.contains(#""callback_data":"SKIP""#), "short data is left alone")
+        let token = try #require(reply.firstRange(of: #""callback_data":"~"#).map { reply[$0.upperBound...].prefix { $0 != "\"" } })
+        #expect(("~" + token).utf8.count <= 64)
+
+        _ = handle(Fixtures.callbackWithMessage.replacing("CONNECT:99", with: "~" + token), services: services)
+        let press = try #require(services.requests.last)
+        #expect(press.service == .matching)
+        #expect(String(decoding: press.body, as: UTF8.self).contains(long))
+    }
+
+    @Test func anUnknownTokenIsAnUnknownButton() {
+        let services = ScriptedServiceClient(answering: #"{"actions":[]}"#)
+        let response = handle(Fixtures.callbackWithMessage.replacing("CONNECT:99", with: "~nosuchtoken"), services: services)
+        #expect(services.requests.isEmpty)
+        #expect(String(decoding: response.body, as: UTF8.self).contains(ReplyTexts.standard.unknownCallback))
+    }
+
+    @Test func servicesCannotForgeTokens() {
+        #expect(ServiceAnswer.parse(Array(#"{"actions":[{"type":"send_message","text":"t","keyboard":[[{"text":"b","callback_data":"~abc"}]]}]}"#.utf8), isCallback: false)
+            == .failure(.invalidAnswer))
+    }
+}

@@ -55,7 +55,7 @@ import Testing
     @Test func limitsAreEnforced() {
         let eleven = Array(repeating: #"{"type":"clear_state"}"#, count: 11).joined(separator: ",")
         #expect(parse(#"{"actions":[\#(eleven)]}"#) == .failure(.invalidAnswer))
-        let data = String(repeating: "d", count: 65)
+        let data = String(repeating: "d", count: 1025)
         #expect(parse(#"{"actions":[{"type":"send_message","text":"x","keyboard":[[{"text":"b","callback_data":"\#(data)"}]]}]}"#) == .failure(.invalidAnswer))
         let text = String(repeating: "t", count: 20_001)
         #expect(parse(#"{"actions":[{"type":"send_message","text":"\#(text)"}]}"#) == .failure(.invalidAnswer))

@@ -125,6 +125,21 @@ import Glibc
         }
     }
 
+    @Test func aButtonWith200BytesOfCallbackDataRoundTripsUnchanged() throws {
+        try run { stack in
+            let message = try Self.reply(try stack.post(Self.text(1, "long button")))
+            let keyboard = try #require((message["reply_markup"] as? [String: Any])?["inline_keyboard"] as? [[[String: Any]]])
+            let data = try #require(keyboard.first?.first?["callback_data"] as? String)
+            #expect(data.hasPrefix("~") && data.utf8.count <= 64)
+            // Pressed later, on whichever responder nginx picks.
+            _ = try stack.post(Self.callback(2, data: data))
+            let press = try #require(stack.serviceRequests().last)
+            #expect(press.service == "matching")
+            let original = "CONNECT:" + String(repeating: "0123456789abcdef", count: 12)
+            #expect((press.request["callback"] as? [String: Any])?["data"] as? String == original)
+        }
+    }
+
     @Test func aRoutesFileAddsACommand() throws {
         let routes = FileManager.default.temporaryDirectory.appending(path: "routes-\(UUID().uuidString).conf")
         try "command orders notification\ncallback BUY matching\n".write(to: routes, atomically: true, encoding: .utf8)

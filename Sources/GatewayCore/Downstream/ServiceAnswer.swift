@@ -29,8 +29,9 @@ public struct ServiceAnswer: Sendable, Equatable {
     public static let maxStateBytes = 16_384
     public static let maxKeyboardRows = 20
     public static let maxButtonsPerRow = 8
-    /// Telegram's own limit on callback data; longer data is not accepted from services.
-    public static let maxCallbackDataBytes = 64
+    /// Telegram takes at most 64 bytes of callback data; longer data (up to this) is kept in
+    /// Redis and the button carries a token (see ``CallbackDataToken``).
+    public static let maxCallbackDataBytes = 1024
 
     /// Parses and validates a service's answer. Anything that does not validate is a service error.
     public static func parse(_ body: [UInt8], isCallback: Bool) -> Result<ServiceAnswer, ServiceCallError> {
@@ -102,7 +103,9 @@ public struct ServiceAnswer: Sendable, Equatable {
                     && row.allSatisfy { button in
                         guard !button.text.isEmpty else { return false }
                         switch (button.callbackData, button.url) {
-                        case (let data?, nil): return (1...ServiceAnswer.maxCallbackDataBytes).contains(data.utf8.count)
+                        case (let data?, nil):
+                            return (1...ServiceAnswer.maxCallbackDataBytes).contains(data.utf8.count)
+                                && !data.hasPrefix(CallbackDataToken.marker)
                         case (nil, let url?): return url.hasPrefix("https://") || url.hasPrefix("http://") || url.hasPrefix("tg://")
                         default: return false
                         }

@@ -29,10 +29,13 @@ public struct WebhookHandler: Sendable {
     private let clock: @Sendable () -> UInt64
     /// Makes the internal id of a first-time user.
     private let newInternalUserID: @Sendable () -> String
+    /// How long stored callback data lives: as long as a session.
+    private let sessionTTLSeconds: Int
 
     public init(
         secrets: [Secret], maxBodyBytes: Int, routes: RouteTable = .standard, botUsername: String? = nil,
-        texts: ReplyTexts = .standard, webhookReply: Bool = true, clock: @escaping @Sendable () -> UInt64,
+        texts: ReplyTexts = .standard, webhookReply: Bool = true, sessionTTLSeconds: Int = 86_400,
+        clock: @escaping @Sendable () -> UInt64,
         newInternalUserID: @escaping @Sendable () -> String
     ) {
         self.secrets = secrets
@@ -41,6 +44,7 @@ public struct WebhookHandler: Sendable {
         self.botUsername = botUsername
         self.texts = texts
         self.webhookReply = webhookReply
+        self.sessionTTLSeconds = sessionTTLSeconds
         self.clock = clock
         self.newInternalUserID = newInternalUserID
     }
@@ -51,7 +55,8 @@ public struct WebhookHandler: Sendable {
     ) {
         self.init(
             secrets: config.webhookSecrets, maxBodyBytes: config.maxBodyBytes, routes: routes,
-            botUsername: config.botUsername, webhookReply: config.webhookReply, clock: clock,
+            botUsername: config.botUsername, webhookReply: config.webhookReply, sessionTTLSeconds: config.sessionTTLSeconds,
+            clock: clock,
             newInternalUserID: newInternalUserID)
     }
 
@@ -83,7 +88,7 @@ public struct WebhookHandler: Sendable {
         let update: Update
         switch decoder.decode(body) {
         case .success(let decoded):
-            update = decoded
+            update = CallbackDataToken.resolve(decoded, store: dependencies.state)
         case .failure(let error):
             logger.warning(
                 "undecodable update acknowledged",
@@ -105,7 +110,11 @@ public struct WebhookHandler: Sendable {
             (response, outcome) = (early, earlyOutcome)
         case .proceed(let claim, let session):
             let (plan, planned) = plan(update, route: route, session: session, head: head, services: dependencies.services, logger: logger)
-            response = deliver(plan.methods, via: dependencies.botAPI, logger: logger)
+            let (methods, dropped) = CallbackDataToken.shorten(plan.methods, store: dependencies.state, ttlSeconds: sessionTTLSeconds)
+            if dropped > 0 {
+                logger.warning("buttons with long callback data left out: the state store is unavailable", metadata: ["buttons": .stringConvertible(dropped)])
+            }
+            response = deliver(methods, via: dependencies.botAPI, logger: logger)
             outcome = planned
             if let claim {
                 do {

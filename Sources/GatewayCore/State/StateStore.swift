@@ -9,6 +9,13 @@ public protocol StateStore {
 
     /// Marks a claimed update done, releases the user's lease and applies state changes.
     func finish(_ completion: Completion) throws(StateStoreError)
+
+    /// Keeps callback data too long for Telegram (over 64 bytes) for `ttlSeconds` and returns
+    /// the short token that replaces it on the button.
+    func storeCallbackData(_ data: String, ttlSeconds: Int) throws(StateStoreError) -> String
+
+    /// The data a token stands for, or nil when it is unknown or expired.
+    func loadCallbackData(token: String) throws(StateStoreError) -> String?
 }
 
 /// Whose state an update touches: its user, or its chat where there is no user.
