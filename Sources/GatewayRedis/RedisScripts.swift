@@ -81,6 +81,40 @@ public enum RedisScripts {
         return {'ok', session[1], session[2] or false, created}
         """#
 
+    /// Outgoing limits, sliding windows of send times (sorted sets, future reservations
+    /// included). KEYS: the bot's window, the chat's window (`{tgout}:…`: one slot, as the bot's
+    /// budget is one counter anyway). ARGV: bot limit per second (0: none), chat limit, chat
+    /// window ms, longest wait ms, a unique member.
+    /// Returns the milliseconds to wait before sending, having reserved the slot, or -1 when
+    /// the wait would be longer than allowed (nothing reserved).
+    public static let outgoing = #"""
+        local time = redis.call('TIME')
+        local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+        local function earliest(key, limit, window)
+          redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+          local count = redis.call('ZCARD', key)
+          if count < limit then return now end
+          local entry = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+          return math.max(now, tonumber(entry[2]) + window)
+        end
+        local chatWindow = tonumber(ARGV[3])
+        local at = earliest(KEYS[2], tonumber(ARGV[2]), chatWindow)
+        local botLimit = tonumber(ARGV[1])
+        if botLimit > 0 then at = math.max(at, earliest(KEYS[1], botLimit, 1000)) end
+        local wait = at - now
+        if wait > tonumber(ARGV[4]) then return -1 end
+        redis.call('ZADD', KEYS[2], at, ARGV[5])
+        redis.call('PEXPIRE', KEYS[2], chatWindow + wait + 1000)
+        if botLimit > 0 then
+          redis.call('ZADD', KEYS[1], at, ARGV[5])
+          redis.call('PEXPIRE', KEYS[1], wait + 2000)
+        end
+        return wait
+        """#
+
+    public static let outgoingBotKey = "{tgout}:bot"
+    public static func outgoingChatKey(_ chatID: Int64) -> String { "{tgout}:chat:\(chatID)" }
+
     /// KEYS: update mark, session, user lease.
     /// ARGV: token, dedupe TTL s, session TTL s, state action (keep/set/clear), state JSON,
     /// internal id ('' keeps it).

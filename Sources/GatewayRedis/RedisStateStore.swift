@@ -7,7 +7,7 @@ import Glibc
 
 /// The `StateStore` on Redis through hiredis: one `EVALSHA` per decision, on this thread's own
 /// connection. Failures throw (the pipeline then fails open) and are warned about, rate-limited.
-public final class RedisStateStore: StateStore {
+public final class RedisStateStore: StateStore, OutgoingLimiter {
     private let connection: RedisConnection
     private let policy: StatePolicy
     private let warnings: DependencyWarnings
@@ -15,13 +15,16 @@ public final class RedisStateStore: StateStore {
     private let clock: @Sendable () -> UInt64
     private var beginSHA = ""
     private var finishSHA = ""
+    private var outgoingSHA = ""
+    private let limits: OutgoingLimits
     private var tokens = 0
     private let tokenPrefix: String
 
     public init(
-        config: GatewayConfig.RedisSettings, policy: StatePolicy, warnings: DependencyWarnings, logger: Logger,
-        clock: @escaping @Sendable () -> UInt64
+        config: GatewayConfig.RedisSettings, policy: StatePolicy, limits: OutgoingLimits = OutgoingLimits(),
+        warnings: DependencyWarnings, logger: Logger, clock: @escaping @Sendable () -> UInt64
     ) {
+        self.limits = limits
         connection = RedisConnection(
             settings: .init(
                 host: config.host, port: config.port, socket: config.socket, password: config.password,
@@ -101,6 +104,26 @@ public final class RedisStateStore: StateStore {
         }
     }
 
+    public func awaitSlot(chatID: Int64, throughBotAPI: Bool) -> Bool {
+        let isGroup = chatID < 0  // groups, supergroups and channels have negative ids
+        tokens += 1
+        let arguments = [
+            String(throughBotAPI ? limits.botMessagesPerSecond : 0),
+            String(isGroup ? limits.groupMessages : limits.privateChatMessages),
+            String(isGroup ? limits.groupWindowMilliseconds : limits.privateWindowMilliseconds),
+            String(limits.maxWaitMilliseconds), "\(tokenPrefix)-\(getpid())-\(tokens)",
+        ]
+        let reply: RedisReply
+        do {
+            reply = try evaluate(sha: { $0.outgoingSHA }, keys: [RedisScripts.outgoingBotKey, RedisScripts.outgoingChatKey(chatID)], arguments)
+        } catch {
+            return true  // fail open: send, and let Telegram's own limit be the judge
+        }
+        guard case .integer(let wait) = reply, wait >= 0 else { return false }
+        if wait > 0 { usleep(UInt32(min(wait, limits.maxWaitMilliseconds)) * 1000) }
+        return true
+    }
+
     /// EVALSHA, reloading the scripts once if Redis lost them (a restart or SCRIPT FLUSH).
     private func evaluate(sha: (RedisStateStore) -> String, keys: [String], _ arguments: [String]) throws(StateStoreError) -> RedisReply {
         var reply: RedisReply = .null
@@ -128,12 +151,14 @@ public final class RedisStateStore: StateStore {
     private func loadScripts(_ connection: RedisConnection) throws(StateStoreError) {
         let replies = [
             try connection.command("SCRIPT", "LOAD", RedisScripts.begin), try connection.command("SCRIPT", "LOAD", RedisScripts.finish),
+            try connection.command("SCRIPT", "LOAD", RedisScripts.outgoing),
         ]
         // An error here is Redis refusing (still loading its data, out of memory, no permission).
         if replies.contains(where: { if case .error = $0 { true } else { false } }) { throw .refused }
-        guard let begin = replies[0].text, let finish = replies[1].text else { throw .unexpectedReply }
+        guard let begin = replies[0].text, let finish = replies[1].text, let outgoing = replies[2].text else { throw .unexpectedReply }
         beginSHA = begin
         finishSHA = finish
+        outgoingSHA = outgoing
     }
 
     private func failed(_ error: StateStoreError, detail: String? = nil) -> StateStoreError {

@@ -103,7 +103,7 @@ struct TelegramGateway: ParsableCommand {
         let supervisor = getenv(Supervisor.parentVariable).flatMap { pid_t(String(cString: $0)) }
         let warnings = DependencyWarnings(clock: monotonicNanoseconds)
         let breaker = CircuitBreaker(openSeconds: config.circuitOpenSeconds, clock: monotonicNanoseconds)
-        let redis = config.redis, policy = config.statePolicy(services: services)
+        let redis = config.redis, policy = config.statePolicy(services: services), limits = config.outgoingLimits
         let apiBase = config.telegramAPIBaseURL, token = config.botToken
         HTTPClient.initializeLibrary()
         let pool = ResponderPool(
@@ -112,10 +112,12 @@ struct TelegramGateway: ParsableCommand {
                 shutdownTimeoutSeconds: shutdownTimeout, supervisorPID: supervisor),
             handler: WebhookHandler(config: config, routes: routes, clock: monotonicNanoseconds, newInternalUserID: makeInternalUserID),
             makeDependencies: {
-                ThreadDependencies(
-                    state: RedisStateStore(config: redis, policy: policy, warnings: warnings, logger: logger, clock: monotonicNanoseconds),
-                    services: CurlServiceClient(services: services, breaker: breaker, clock: monotonicNanoseconds),
-                    botAPI: CurlBotAPI(baseURL: apiBase, token: token, clock: monotonicNanoseconds))
+                // One Redis connection per thread serves state and the outgoing limits.
+                let store = RedisStateStore(
+                    config: redis, policy: policy, limits: limits, warnings: warnings, logger: logger, clock: monotonicNanoseconds)
+                return ThreadDependencies(
+                    state: store, services: CurlServiceClient(services: services, breaker: breaker, clock: monotonicNanoseconds),
+                    botAPI: CurlBotAPI(baseURL: apiBase, token: token, clock: monotonicNanoseconds), outgoing: store)
             },
             logger: logger, clock: monotonicNanoseconds)
         try pool.run()

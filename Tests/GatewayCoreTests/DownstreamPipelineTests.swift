@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import GatewayTestSupport
 import Logging
 import Testing
@@ -151,5 +152,34 @@ import Testing
     @Test func servicesCannotForgeTokens() {
         #expect(ServiceAnswer.parse(Array(#"{"actions":[{"type":"send_message","text":"t","keyboard":[[{"text":"b","callback_data":"~abc"}]]}]}"#.utf8), isCallback: false)
             == .failure(.invalidAnswer))
+    }
+}
+
+@Suite struct OutgoingPacingTests {
+    /// Grants `slots` messages, then refuses; records what it was asked.
+    final class CountingLimiter: OutgoingLimiter, Sendable {
+        let asked = Mutex<[(Int64, Bool)]>([])
+        let slots: Int
+        init(slots: Int) { self.slots = slots }
+        func awaitSlot(chatID: Int64, throughBotAPI: Bool) -> Bool {
+            asked.withLock { $0.append((chatID, throughBotAPI)); return $0.count <= slots }
+        }
+    }
+
+    @Test func messagesWithoutASlotAreLeftOutAndLogged() {
+        let limiter = CountingLimiter(slots: 1)
+        let botAPI = RecordingBotAPI()
+        let log = RecordingLog()
+        let services = ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"one"},{"type":"send_message","text":"two"}]}"#)
+        let handler = WebhookHandler(secrets: [Secret("s")], maxBodyBytes: 65_536, clock: { 0 }, newInternalUserID: { "id" })
+        let head = WebhookHead(method: "POST", secretToken: Array("s".utf8), contentLength: nil, requestID: "r", acceptedAt: 0)
+        let response = handler.handle(
+            head, body: Array(Fixtures.message(text: "hello").utf8),
+            with: ThreadDependencies(state: InMemoryStateStore(policy: .testing), services: services, botAPI: botAPI, outgoing: limiter),
+            logger: log.logger())
+        #expect(botAPI.calls == [.sendMessage(chatID: 42, text: "one")])
+        #expect(response == .acknowledged, "the second message had no slot")
+        #expect(limiter.asked.withLock { $0.map(\.1) } == [true, false], "only the webhook reply skips the bot-wide budget")
+        #expect(log.joined.contains("outgoing limit reached"))
     }
 }

@@ -140,6 +140,23 @@ import Glibc
         }
     }
 
+    @Test func fiftyUpdatesToOneGroupWithinASecondStayWithinTheGroupLimitAcrossTheProcesses() throws {
+        try run(processes: 2, environment: ["RATE_LIMIT_REQUESTS": "100"]) { stack in
+            let group: Int64 = -1_001_234_567
+            let bodies = (1...50).map { id in
+                #"{"update_id":\#(id),"message":{"message_id":\#(id),"from":{"id":\#(7000 + id),"is_bot":false,"first_name":"U"},"chat":{"id":\#(group),"type":"supergroup","title":"G"},"date":1732540000,"text":"/nope"}}"#
+            }
+            let started = Date()
+            let responses = RedisStateThroughNginxTests.postTogether(bodies, to: stack)
+            #expect(Date().timeIntervalSince(started) < 10)
+            #expect(responses.allSatisfy { $0?.status == 200 })
+            let sent = responses.compactMap { $0 }.filter { !$0.body.isEmpty }.count
+                + stack.botAPICalls().filter { ($0.params["chat_id"] as? Int).map(Int64.init) == group }.count
+            #expect(sent == 20, "Telegram allows 20 messages a minute to a group: \(sent) were sent")
+            #expect(stack.gatewayLog.contains("outgoing limit reached"))
+        }
+    }
+
     @Test func aRoutesFileAddsACommand() throws {
         let routes = FileManager.default.temporaryDirectory.appending(path: "routes-\(UUID().uuidString).conf")
         try "command orders notification\ncallback BUY matching\n".write(to: routes, atomically: true, encoding: .utf8)

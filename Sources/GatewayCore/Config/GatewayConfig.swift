@@ -30,6 +30,7 @@ public struct GatewayConfig: Sendable {
     public var routesFile: String?
     /// How long a failing service's circuit stays open.
     public var circuitOpenSeconds: Double
+    public var outgoingLimits: OutgoingLimits
 
     public struct RedisSettings: Sendable, Equatable {
         public var host: String
@@ -115,6 +116,9 @@ public struct GatewayConfig: Sendable {
         let apiBase = reader.httpURL("TELEGRAM_API_BASE_URL", default: "https://api.telegram.org")
         let routesFile = reader.optionalString("ROUTES_FILE", matching: nil, form: "a file path")
         let circuitOpen = reader.seconds("CIRCUIT_OPEN_SECONDS", default: 10, in: 0.1...600)
+        var outgoing = OutgoingLimits()
+        outgoing.botMessagesPerSecond = reader.integer("OUTGOING_PER_SECOND", default: 30, in: 0...100_000)
+        outgoing.maxWaitMilliseconds = Int64(reader.seconds("OUTGOING_MAX_WAIT", default: 2, in: 0...30) * 1000)
 
         guard reader.problems.isEmpty, let botToken, let currentSecret else {
             throw ConfigError(problems: reader.problems)
@@ -126,7 +130,7 @@ public struct GatewayConfig: Sendable {
             services: services, logLevel: logLevel, logFormat: logFormat, logFile: logFile,
             maxBodyBytes: maxBodyBytes, pool: pool, webhookReply: webhookReply,
             telegramAPIBaseURL: apiBase.hasSuffix("/") ? String(apiBase.dropLast()) : apiBase,
-            routesFile: routesFile, circuitOpenSeconds: circuitOpen)
+            routesFile: routesFile, circuitOpenSeconds: circuitOpen, outgoingLimits: outgoing)
     }
 
     /// The state store's numbers. An update's lease lasts as long as the slowest service may take

@@ -5,11 +5,13 @@ public struct ThreadDependencies {
     public var state: any StateStore
     public var services: any ServiceClient
     public var botAPI: any BotAPI
+    public var outgoing: any OutgoingLimiter
 
-    public init(state: any StateStore, services: any ServiceClient, botAPI: any BotAPI) {
+    public init(state: any StateStore, services: any ServiceClient, botAPI: any BotAPI, outgoing: any OutgoingLimiter = UnlimitedOutgoing()) {
         self.state = state
         self.services = services
         self.botAPI = botAPI
+        self.outgoing = outgoing
     }
 }
 
@@ -114,7 +116,7 @@ public struct WebhookHandler: Sendable {
             if dropped > 0 {
                 logger.warning("buttons with long callback data left out: the state store is unavailable", metadata: ["buttons": .stringConvertible(dropped)])
             }
-            response = deliver(methods, via: dependencies.botAPI, logger: logger)
+            response = deliver(methods, via: dependencies.botAPI, pacedBy: dependencies.outgoing, logger: logger)
             outcome = planned
             if let claim {
                 do {
@@ -219,18 +221,24 @@ public struct WebhookHandler: Sendable {
 
     /// Sends every call but the last through the Bot API, in order, and returns the last as the
     /// webhook reply. Sending an earlier one as the reply would reorder the messages: Telegram
-    /// executes the reply only after our answer.
-    private func deliver(_ methods: [BotMethod], via botAPI: any BotAPI, logger: Logger) -> WebhookResponse {
-        guard let last = methods.last else { return .acknowledged }
-        let throughAPI = webhookReply ? methods.dropLast() : methods[...]
-        for method in throughAPI {
+    /// executes the reply only after our answer. New messages wait for their slot in the pool's
+    /// outgoing budget; one that cannot get a slot in time is left out and logged.
+    private func deliver(_ methods: [BotMethod], via botAPI: any BotAPI, pacedBy outgoing: any OutgoingLimiter, logger: Logger) -> WebhookResponse {
+        for (index, method) in methods.enumerated() {
+            let isReply = webhookReply && index == methods.count - 1
+            // Wait for this message's slot, then send it at once, so the spacing holds.
+            if case .sendMessage(let chatID, _, _) = method, !outgoing.awaitSlot(chatID: chatID, throughBotAPI: !isReply) {
+                logger.warning("outgoing limit reached; message not sent", metadata: [LogKey.chatID: .stringConvertible(chatID)])
+                continue
+            }
+            if isReply { return .webhookReply(method) }
             do {
                 try botAPI.call(method)
             } catch {
                 logger.warning("Bot API call failed", metadata: ["method": "\(method.name)", LogKey.error: "\(error)"])
             }
         }
-        return webhookReply ? .webhookReply(last) : .acknowledged
+        return .acknowledged
     }
 
     private func reject(_ head: WebhookHead, _ outcome: RequestOutcome, _ response: WebhookResponse, _ logger: Logger)
