@@ -1,14 +1,18 @@
 -- wrk script for scripts/loadtest: posts Telegram-shaped updates with distinct update ids and
--- user ids (each wrk thread counts in its own range), then prints one summary line.
+-- user ids, then prints one summary line. Ids are unique across runs too (LOADTEST_RUN, set by
+-- scripts/loadtest from the clock), so no run meets the dedupe marks or rate limits of another.
 local kind = os.getenv("LOADTEST_KIND") or "unknown-command"
 local secret = os.getenv("LOADTEST_SECRET") or ""
-local users = tonumber(os.getenv("LOADTEST_USERS") or "1000000")
+-- 0: every update from its own user; N: users repeat every N updates.
+local users = tonumber(os.getenv("LOADTEST_USERS") or "0")
+local run = tonumber(os.getenv("LOADTEST_RUN") or "0")
 
 local threads = {}
 local thread_index = 0
 
 function setup(thread)
-  thread:set("base", thread_index * 100000000)
+  -- Below 2^53, so Lua's doubles keep every id exact.
+  thread:set("base", (run % 100000) * 10000000000 + thread_index * 1000000000)
   thread_index = thread_index + 1
   table.insert(threads, thread)
 end
@@ -28,7 +32,8 @@ local headers = {
 function request()
   counter = counter + 1
   local id = base + counter
-  local user = 100000 + (id % users)
+  local user = id
+  if users > 0 then user = 100000 + (id % users) end
   return wrk.format("POST", nil, headers, string.format(template, id, id, user, user))
 end
 
