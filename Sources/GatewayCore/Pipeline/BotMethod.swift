@@ -29,15 +29,6 @@ public enum BotMethod: Sendable, Equatable {
         return writer.finish()
     }
 
-    /// The chat a method sends to, for the outgoing limits; nil for callback answers.
-    public var chatID: Int64? {
-        switch self {
-        case .sendMessage(let chatID, _, _): chatID
-        case .editMessageText(.chat(let chatID, _), _, _), .editMessageReplyMarkup(.chat(let chatID, _), _): chatID
-        default: nil
-        }
-    }
-
     /// The JSON body of a webhook reply: the parameters plus `"method"`.
     public var webhookReplyBody: [UInt8] {
         var writer = JSONWriter()
