@@ -1,6 +1,7 @@
 import Foundation
 import GatewayCore
 import GatewayHTTP
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -204,3 +205,48 @@ import Glibc
 }
 
 typealias HTTPResponseLike = GatewayHTTP.HTTPResponse
+
+/// A responder killed in the middle of an update, for real: its claim holds the redelivery off
+/// (503) until the lease expires, then the redelivery is processed, once.
+@Suite(.serialized) struct KilledResponderTests {
+    @Test func anUpdateWhoseResponderWasKilledIsProcessedAfterItsLeaseExpires() throws {
+        // Every service times out after 0.5 s, so the lease is 5.5 s.
+        let timeouts = ["CONVERSATION_TIMEOUT", "USER_PROFILE_TIMEOUT", "MATCHING_TIMEOUT", "NOTIFICATION_TIMEOUT"]
+        let environment = Dictionary(uniqueKeysWithValues: timeouts.map { ($0, "0.5") })
+        try withStack(mode: .supervisor, processes: 1, threads: 2, redis: (password: nil, useSocket: true), standins: true, environment: environment) { stack, _ in
+            let supervisor = try #require(stack.poolPIDs.first)
+            try waitUntil("a child runs") { LocalStack.children(of: supervisor).count == 1 }
+            let child = try #require(LocalStack.children(of: supervisor).first)
+            try stack.control(["service": "conversation", "delay_ms": 3000])
+            let update = DownstreamThroughNginxTests.text(1, user: 6001, "hello")
+
+            let first = Mutex<Int?>(nil)
+            let url = stack.url, certificate = stack.directory.appending(path: "tls/cert.pem").path
+            let poster = Thread {
+                let client = try? HTTPClient(caFile: certificate)
+                let request = HTTPRequest(
+                    method: "POST", url: url, headers: [("X-Telegram-Bot-Api-Secret-Token", LocalStack.secret)],
+                    body: Array(update.utf8), timeoutSeconds: 30)
+                let status = (try? client?.send(request))??.status ?? -1
+                first.withLock { $0 = status }
+            }
+            poster.start()
+            try waitUntil("the service is called") { stack.serviceRequests().count == 1 }
+            kill(child, SIGKILL)
+            try waitUntil("nginx answered the first delivery") { first.withLock { $0 } != nil }
+            #expect(first.withLock { $0 } == 502, "Telegram sees an error and will redeliver")
+
+            try stack.control(["reset": true])
+            try waitUntil("the supervisor replaced the child") { LocalStack.children(of: supervisor).count == 1 }
+            let early = try stack.post(update)
+            #expect(early.status == 503, "the dead responder's lease still holds")
+            usleep(6_000_000)
+            let redelivery = try stack.post(update)
+            #expect(redelivery.status == 200)
+            let reply = try DownstreamThroughNginxTests.reply(redelivery)
+            #expect((reply["text"] as? String)?.hasPrefix("You said: hello") == true)
+            #expect(try stack.post(update).body.isEmpty, "processed once: a further redelivery is a duplicate")
+            #expect(stack.serviceRequests().count == 2, "the killed attempt and the one after the lease")
+        }
+    }
+}

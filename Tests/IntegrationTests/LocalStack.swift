@@ -14,7 +14,9 @@ final class LocalStack {
     enum PoolMode { case spawnFCGI, supervisor }
 
     static let secret = "integration-secret_\(UInt32.random(in: 0...UInt32.max))"
-    static let token = "987654:integration-token-not-real-\(UInt32.random(in: 0...UInt32.max))"
+    /// scripts/test sets GATEWAY_TEST_TOKEN and greps every log of the suite for it afterwards.
+    static let token = ProcessInfo.processInfo.environment["GATEWAY_TEST_TOKEN"]
+        ?? "987654:integration-token-not-real-\(UInt32.random(in: 0...UInt32.max))"
 
     let directory: URL
     let port: Int
@@ -195,7 +197,8 @@ final class LocalStack {
         }
     }
 
-    /// Stops nginx and the pool (SIGTERM), checks every process is gone, removes the folder.
+    /// Stops nginx and the pool (SIGTERM), checks every process is gone, keeps the logs for the
+    /// suite-wide check (GATEWAY_TEST_LOGS), removes the folder.
     func stop() throws {
         let started = children
         let descendants = (started + poolPIDs).flatMap(Self.children(of:))
@@ -214,8 +217,18 @@ final class LocalStack {
         }
         children.removeAll()
         poolPIDs.removeAll()
+        keepLogs()
         try? FileManager.default.removeItem(at: directory)
         if !lingering.isEmpty { throw StackError("processes lingered after SIGTERM: \(lingering)") }
+    }
+
+    private func keepLogs() {
+        guard let path = ProcessInfo.processInfo.environment["GATEWAY_TEST_LOGS"],
+            let handle = FileHandle(forWritingAtPath: path) ?? (FileManager.default.createFile(atPath: path, contents: nil) ? FileHandle(forWritingAtPath: path) : nil)
+        else { return }
+        handle.seekToEndOfFile()
+        handle.write(Data((gatewayLog + nginxLogs).utf8))
+        try? handle.close()
     }
 
     private func launch(_ executable: String, _ arguments: [String]) throws -> pid_t {
