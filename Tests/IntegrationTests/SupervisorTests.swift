@@ -55,3 +55,16 @@ import Glibc
         }
     }
 }
+
+@Suite(.serialized) struct OrphanTests {
+    @Test func childrenStopWhenTheSupervisorIsKilled() throws {
+        try withStack(mode: .supervisor, processes: 2, threads: 2) { stack in
+            let supervisor = try #require(stack.poolPIDs.first)
+            try waitUntil("two children run") { LocalStack.children(of: supervisor).count == 2 }
+            let children = LocalStack.children(of: supervisor)
+            kill(supervisor, SIGKILL)
+            try waitUntil("the orphaned children stop", timeout: 5) { children.allSatisfy(ChildProcess.isGone) }
+            #expect(stack.gatewayLog.contains("supervisor gone"))
+        }
+    }
+}
