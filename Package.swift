@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "telegram-gateway", targets: ["telegram-gateway"]),
+        .executable(name: "gatewayctl", targets: ["gatewayctl"]),
         .library(name: "GatewayCore", targets: ["GatewayCore"]),
     ],
     dependencies: [
@@ -40,13 +41,27 @@ let package = Package(
             dependencies: ["CHiredis", "GatewayCore", .product(name: "Logging", package: "swift-log")]
         ),
 
+        // What both executables do at start: configuration files, logging, clocks.
+        .target(
+            name: "GatewayRuntime",
+            dependencies: ["GatewayCore", .product(name: "Logging", package: "swift-log")]
+        ),
+
         // In-memory fakes behind the core's protocols, for tests only.
         .target(name: "GatewayTestSupport", dependencies: ["GatewayCore"]),
 
         .executableTarget(
             name: "telegram-gateway",
             dependencies: [
-                "GatewayCore", "GatewayFastCGI", "GatewayRedis", "GatewayHTTP",
+                "GatewayCore", "GatewayRuntime", "GatewayFastCGI", "GatewayRedis", "GatewayHTTP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "gatewayctl",
+            dependencies: [
+                "GatewayCore", "GatewayRuntime", "GatewayRedis", "GatewayHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

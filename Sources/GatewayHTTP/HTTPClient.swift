@@ -91,6 +91,22 @@ public final class HTTPClient {
         return HTTPResponse(status: status, headers: collector.headers, body: collector.body)
     }
 
+    /// Opens (and closes) a connection to `url`'s host without sending a request: whether a
+    /// service is reachable, without making it act.
+    public func probe(_ url: String, timeoutSeconds: Double) throws(HTTPClientError) {
+        curl_easy_reset(handle)
+        var code = ccurl_setopt_string(handle, CURLOPT_URL, url)
+        if code == CURLE_OK { code = ccurl_setopt_long(handle, CURLOPT_CONNECT_ONLY, 1) }
+        if code == CURLE_OK { code = ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1) }
+        if code == CURLE_OK { code = ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(timeoutSeconds * 1000)) }
+        if code == CURLE_OK, let caFile { code = ccurl_setopt_string(handle, CURLOPT_CAINFO, caFile) }
+        guard code == CURLE_OK else { throw HTTPClientError(kind: .setup, code: Int32(code.rawValue)) }
+        let result = curl_easy_perform(handle)
+        // The connect-only connection is not reusable for requests: drop it.
+        curl_easy_reset(handle)
+        guard result == CURLE_OK else { throw HTTPClientError(kind: Self.kind(of: result), code: Int32(result.rawValue)) }
+    }
+
     private static func kind(of code: CURLcode) -> HTTPClientError.Kind {
         switch code {
         case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY: .connectFailed

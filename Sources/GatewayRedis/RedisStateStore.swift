@@ -76,6 +76,11 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         guard case .integer = reply else { throw failed(.unexpectedReply) }
     }
 
+    /// Connects (loading the scripts) and pings: what `gatewayctl check-config` reports.
+    public func ping() throws(StateStoreError) {
+        guard case .status("PONG") = try connection.command("PING") else { throw .unexpectedReply }
+    }
+
     public func storeCallbackData(_ data: String, ttlSeconds: Int) throws(StateStoreError) -> String {
         var generator = SystemRandomNumberGenerator()
         let token = String(generator.next() as UInt64, radix: 36) + String(generator.next() as UInt64, radix: 36)

@@ -57,6 +57,10 @@ actor Behaviour {
     var statuses: [String: Int] = [:]
     var botAPI429s = 0
     var botAPI500s = 0
+    /// The parameters of the last setWebhook, as sent.
+    var webhook: Data?
+
+    func setWebhook(_ parameters: Data?) { webhook = parameters }
 
     /// `{"service":"matching","delay_ms":2000,"status":500}` or `{"bot_api_429":1,"bot_api_500":1}`;
     /// `{"reset":true}` undoes everything.

@@ -70,6 +70,22 @@ enum ServiceStandin {
 
 /// The Bot API stand-in: records each call and answers like Telegram.
 enum BotAPIStandin {
+    /// getWebhookInfo's result for the webhook last set (with a made-up delivery error, so
+    /// gatewayctl's report has something to explain).
+    static func webhookInfo(_ parameters: Data?) -> String {
+        guard let parameters, let json = try? JSONSerialization.jsonObject(with: parameters) as? [String: Any] else {
+            return #"{"url":"","has_custom_certificate":false,"pending_update_count":0}"#
+        }
+        var info: [String: Any] = [
+            "url": json["url"] as? String ?? "", "has_custom_certificate": false, "pending_update_count": 3,
+            "last_error_date": Int(Date().timeIntervalSince1970) - 300,
+            "last_error_message": "Wrong response from the webhook: 403 Forbidden",
+        ]
+        if let connections = json["max_connections"] { info["max_connections"] = connections }
+        if let updates = json["allowed_updates"] { info["allowed_updates"] = updates }
+        return String(decoding: (try? JSONSerialization.data(withJSONObject: info)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
     static func answer(request: HTTPRequest, behaviour: Behaviour, recorder: Recorder) async throws -> HTTPResponse {
         // Path: /bot<token>/<method>. The token is checked for shape only and never recorded.
         let parts = request.path.split(separator: "/")
@@ -86,7 +102,21 @@ enum BotAPIStandin {
             return HTTPResponse(statusCode: HTTPStatusCode(failure, phrase: "Stand-in"), headers: [.contentType: "application/json"], body: Data(answer.utf8))
         }
         recorder.botAPI(method, body: body)
-        let result = method == "answerCallbackQuery" ? "true" : #"{"message_id":1,"date":0,"chat":{"id":0,"type":"private"}}"#
+        let result: String
+        switch method {
+        case "setWebhook":
+            await behaviour.setWebhook(body)
+            result = "true"
+        case "deleteWebhook":
+            await behaviour.setWebhook(nil)
+            result = "true"
+        case "getWebhookInfo":
+            result = webhookInfo(await behaviour.webhook)
+        case "answerCallbackQuery":
+            result = "true"
+        default:
+            result = #"{"message_id":1,"date":0,"chat":{"id":0,"type":"private"}}"#
+        }
         return HTTPResponse(statusCode: .ok, headers: [.contentType: "application/json"], body: Data(#"{"ok":true,"result":\#(result)}"#.utf8))
     }
 }

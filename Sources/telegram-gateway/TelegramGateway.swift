@@ -3,6 +3,7 @@ import GatewayCore
 import GatewayFastCGI
 import GatewayHTTP
 import GatewayRedis
+import GatewayRuntime
 import Logging
 
 #if canImport(Glibc)

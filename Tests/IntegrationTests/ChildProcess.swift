@@ -12,14 +12,19 @@ enum ChildProcess {
 
     /// Starts `executable`; standard output goes to `outputPath` (or nowhere), stderr nowhere.
     static func spawn(
-        _ executable: String, _ arguments: [String], outputPath: String? = nil, environment extra: [String: String] = [:]
+        _ executable: String, _ arguments: [String], outputPath: String? = nil, environment extra: [String: String] = [:],
+        errorsToOutput: Bool = false
     ) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputPath ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        if errorsToOutput {
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        }
         // closefrom is not visible to Swift: close every other open descriptor one by one.
         let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
         for fd in open.compactMap(Int32.init) where fd > 2 && fcntl(fd, F_GETFD) >= 0 {
@@ -58,6 +63,15 @@ enum ChildProcess {
         let status = waitForExit(pid)
         guard status == 0 else { throw StackError("\(executable) \(arguments.first ?? "") exited with status \(status)") }
         return (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+    }
+
+    /// Runs a command to completion; its exit code and everything it printed (stdout and stderr).
+    static func runCapturing(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (code: Int32, output: String) {
+        let outputPath = FileManager.default.temporaryDirectory.appending(path: "out-\(UUID().uuidString)").path
+        defer { unlink(outputPath) }
+        let pid = try spawn(executable, arguments, outputPath: outputPath, environment: environment, errorsToOutput: true)
+        let status = waitForExit(pid)
+        return ((status >> 8) & 0xFF, (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "")
     }
 
     /// Reaps our child `pid` and returns its raw wait status.

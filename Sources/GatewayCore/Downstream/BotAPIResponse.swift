@@ -41,6 +41,11 @@ public enum BotAPIResponse {
         attempt == 0 && remainingSeconds > 0.5 ? .retry(afterSeconds: 0.1) : .failed(.transport)
     }
 
+    /// Telegram's own description of an error answer (it never holds the token), for operators.
+    public static func description(of body: [UInt8]) -> String {
+        (try? JSONDecoder().decode(ErrorBody.self, from: Data(body)))?.description ?? "no description"
+    }
+
     private struct ErrorBody: Decodable {
         struct Parameters: Decodable {
             let retryAfter: Int?

@@ -1,39 +1,39 @@
-/// Builds one JSON object into a byte buffer, for webhook replies and log lines.
+/// Builds one JSON object into a byte buffer, for webhook replies, Bot API parameters and log lines.
 ///
 /// Hand-written rather than `JSONEncoder`: both run once per request on the hot path, and
 /// both have a fixed, flat shape.
-struct JSONWriter {
+public struct JSONWriter {
     private(set) var bytes: [UInt8] = []
     private var needsComma = false
 
-    init(capacity: Int = 256) {
+    public init(capacity: Int = 256) {
         bytes.reserveCapacity(capacity)
         bytes.append(UInt8(ascii: "{"))
     }
 
-    mutating func field(_ key: String, _ value: String) {
+    public mutating func field(_ key: String, _ value: String) {
         appendKey(key)
         Self.appendString(value, to: &bytes)
     }
 
-    mutating func field(_ key: String, _ value: Int64) {
+    public mutating func field(_ key: String, _ value: Int64) {
         appendKey(key)
         bytes.append(contentsOf: String(value).utf8)
     }
 
-    mutating func field(_ key: String, _ value: Bool) {
+    public mutating func field(_ key: String, _ value: Bool) {
         appendKey(key)
         bytes.append(contentsOf: (value ? "true" : "false").utf8)
     }
 
     /// A value that is already JSON (a nested object or array written by another writer).
-    mutating func field(_ key: String, json: [UInt8]) {
+    public mutating func field(_ key: String, json: [UInt8]) {
         appendKey(key)
         bytes.append(contentsOf: json)
     }
 
     /// Closes the object and returns its bytes.
-    consuming func finish() -> [UInt8] {
+    public consuming func finish() -> [UInt8] {
         bytes.append(UInt8(ascii: "}"))
         return bytes
     }

@@ -5,8 +5,11 @@ import Logging
 import Glibc
 #endif
 
+/// What both executables do before anything else: configuration from the environment and
+/// `.env`, the routes file, logging, clocks.
+
 /// Reads `.env` (if present), overlays the process environment and validates the result.
-func loadConfiguration(envFile: String) throws -> GatewayConfig {
+public func loadConfiguration(envFile: String) throws -> GatewayConfig {
     var dotEnv: [String: String] = [:]
     if let contents = readFile(envFile) { dotEnv = try DotEnv.parse(contents) }
     var environment: [String: String] = [:]
@@ -20,7 +23,7 @@ func loadConfiguration(envFile: String) throws -> GatewayConfig {
 }
 
 /// The route table and services: the defaults, changed by ROUTES_FILE when it is set.
-func loadRoutes(_ config: GatewayConfig) throws -> (RouteTable, [ServiceName: GatewayConfig.ServiceSettings]) {
+public func loadRoutes(_ config: GatewayConfig) throws -> (RouteTable, [ServiceName: GatewayConfig.ServiceSettings]) {
     guard let path = config.routesFile else { return (.standard, config.services) }
     guard let contents = readFile(path) else {
         throw ConfigError(problems: [.init(variable: "ROUTES_FILE", message: "cannot read \(path)")])
@@ -30,7 +33,7 @@ func loadRoutes(_ config: GatewayConfig) throws -> (RouteTable, [ServiceName: Ga
 
 /// Sends every log line to standard error, or appends it to LOG_FILE. A failed write (a full
 /// disk) drops the line: logging never stops the gateway from answering.
-func bootstrapLogging(_ config: GatewayConfig) -> Logger {
+public func bootstrapLogging(_ config: GatewayConfig) -> Logger {
     var fd: Int32 = STDERR_FILENO
     if let path = config.logFile {
         let opened = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
@@ -53,14 +56,14 @@ func bootstrapLogging(_ config: GatewayConfig) -> Logger {
     return logger
 }
 
-@Sendable func monotonicNanoseconds() -> UInt64 {
+@Sendable public func monotonicNanoseconds() -> UInt64 {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)
     return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
 }
 
 /// A random (version 4) UUID for a first-time user's internal id.
-@Sendable func makeInternalUserID() -> String {
+@Sendable public func makeInternalUserID() -> String {
     var generator = SystemRandomNumberGenerator()
     var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
     bytes[6] = (bytes[6] & 0x0F) | 0x40
@@ -72,18 +75,18 @@ func bootstrapLogging(_ config: GatewayConfig) -> Logger {
     return parts.joined(separator: "-")
 }
 
-@Sendable func wallClock() -> (seconds: Int64, nanoseconds: Int32) {
+@Sendable public func wallClock() -> (seconds: Int64, nanoseconds: Int32) {
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)
     return (Int64(now.tv_sec), Int32(now.tv_nsec))
 }
 
-func printError(_ message: String) {
+public func printError(_ message: String) {
     let line = Array((message + "\n").utf8)
     _ = line.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
 }
 
-func absolutePath(_ path: String) -> String {
+public func absolutePath(_ path: String) -> String {
     if path.hasPrefix("/") { return path }
     var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
     guard getcwd(&buffer, buffer.count) != nil else { return path }

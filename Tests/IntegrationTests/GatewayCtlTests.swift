@@ -1,0 +1,76 @@
+import Foundation
+import Testing
+
+/// gatewayctl against the Bot API and service stand-ins.
+@Suite(.serialized) struct GatewayCtlTests {
+    static var binary: String {
+        ProcessInfo.processInfo.environment["GATEWAYCTL"] ?? LocalStack.packageRoot.appending(path: ".build/release/gatewayctl").path
+    }
+
+    private func ctl(_ stack: LocalStack, _ arguments: String...) throws -> (code: Int32, output: String) {
+        let result = try ChildProcess.runCapturing(Self.binary, arguments + ["--env-file", stack.directory.appending(path: ".env").path])
+        #expect(!result.output.contains(LocalStack.token), "gatewayctl printed the bot token")
+        return result
+    }
+
+    @Test func setWebhookSendsTheSecretThePoolCapacityAndTheRoutedUpdateTypes() throws {
+        try withStack(processes: 2, threads: 4, standins: true) { stack, _ in
+            let result = try ctl(stack, "set-webhook", "--url", "https://bot.example.com/webhook/telegram")
+            #expect(result.code == 0, "\(result.output)")
+            let call = try #require(stack.botAPICalls().last)
+            #expect(call.method == "setWebhook")
+            #expect(call.params["url"] as? String == "https://bot.example.com/webhook/telegram")
+            #expect(call.params["secret_token"] as? String == LocalStack.secret)
+            #expect(call.params["max_connections"] as? Int == 8)
+            #expect(call.params["allowed_updates"] as? [String] == ["message", "callback_query"])
+
+            let info = try ctl(stack, "webhook-info")
+            #expect(info.code == 0)
+            #expect(info.output.contains("Webhook: https://bot.example.com/webhook/telegram"))
+            #expect(info.output.contains("Updates waiting at Telegram: 3"))
+            #expect(info.output.contains("5 minutes ago: Wrong response from the webhook: 403 Forbidden"))
+            #expect(info.output.contains("Meaning: nginx refused the secret"))
+
+            #expect(try ctl(stack, "delete-webhook").code == 0)
+            #expect(try ctl(stack, "webhook-info").output.contains("No webhook is set"))
+        }
+    }
+
+    @Test func checkConfigReportsWhatIsUnreachable() throws {
+        try withStack(standins: true) { stack, _ in
+            // This stack has no Redis: its REDIS_PORT is a port where nothing listens.
+            let result = try ctl(stack, "check-config")
+            #expect(result.code != 0)
+            #expect(result.output.contains("configuration: ok"))
+            #expect(result.output.contains("redis: FAILED"))
+            #expect(result.output.contains("service conversation: reachable"))
+            #expect(result.output.contains("service matching: reachable"))
+        }
+        try withStack(redis: (password: nil, useSocket: false), standins: true) { stack, _ in
+            let result = try ctl(stack, "check-config")
+            #expect(result.code == 0, "\(result.output)")
+            #expect(result.output.contains("redis: ok"))
+        }
+    }
+
+    @Test func anUnreachableBotAPIIsReportedWithoutTheToken() throws {
+        try withStack(environment: ["TELEGRAM_API_BASE_URL": "http://127.0.0.1:\(try LocalStack.freePort())"]) { stack, _ in
+            let result = try ctl(stack, "webhook-info")
+            #expect(result.code != 0)
+            #expect(result.output.contains("getWebhookInfo failed: connect_failed"))
+        }
+    }
+
+    @Test func badConfigurationStopsWithEveryProblemNamed() throws {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "ctl-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let env = directory.appending(path: ".env")
+        try "TELEGRAM_WEBHOOK_SECRET=bad secret\nREDIS_PORT=0\n".write(to: env, atomically: true, encoding: .utf8)
+        let result = try ChildProcess.runCapturing(Self.binary, ["check-config", "--env-file", env.path])
+        #expect(result.code == 78)
+        #expect(result.output.contains("TELEGRAM_BOT_TOKEN: is required"))
+        #expect(result.output.contains("TELEGRAM_WEBHOOK_SECRET: has the wrong form (value not shown)"))
+        #expect(result.output.contains("REDIS_PORT: got '0'"))
+    }
+}
