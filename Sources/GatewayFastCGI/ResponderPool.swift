@@ -21,16 +21,24 @@ public final class ResponderPool: Sendable {
         public var shutdownTimeoutSeconds: Double
         /// The supervisor's pid when there is one: the responder stops once it is gone.
         public var supervisorPID: pid_t?
+        /// After this many requests the process stops gracefully to be replaced (bounds slow
+        /// leaks, like PHP-FPM's pm.max_requests); 0 never. Only useful under the supervisor.
+        public var maxRequests: Int
+        /// A request still running after this long means a stuck thread: the process exits at
+        /// once and is replaced (like PHP-FPM's request_terminate_timeout); 0 never.
+        public var requestTimeoutSeconds: Double
 
         public init(
             listenFD: Int32 = 0, threads: Int, maxBodyBytes: Int, shutdownTimeoutSeconds: Double = 10,
-            supervisorPID: pid_t? = nil
+            supervisorPID: pid_t? = nil, maxRequests: Int = 0, requestTimeoutSeconds: Double = 0
         ) {
             self.listenFD = listenFD
             self.threads = threads
             self.maxBodyBytes = maxBodyBytes
             self.shutdownTimeoutSeconds = shutdownTimeoutSeconds
             self.supervisorPID = supervisorPID
+            self.maxRequests = maxRequests
+            self.requestTimeoutSeconds = requestTimeoutSeconds
         }
     }
 
@@ -38,6 +46,8 @@ public final class ResponderPool: Sendable {
     private final class Worker: Sendable {
         static let starting = 0, accepting = 1, busy = 2, exited = 3
         let phase = Atomic<Int>(Worker.starting)
+        /// Monotonic nanoseconds when the current request was accepted.
+        let busySince = Atomic<UInt64>(0)
     }
 
     private let settings: Settings
@@ -47,6 +57,7 @@ public final class ResponderPool: Sendable {
     private let logger: Logger
     private let clock: @Sendable () -> UInt64
     private let stopping = Atomic<Bool>(false)
+    private let handled = Atomic<Int>(0)
 
     public init(
         settings: Settings, handler: WebhookHandler, makeDependencies: @escaping @Sendable () -> ThreadDependencies,
@@ -83,7 +94,7 @@ public final class ResponderPool: Sendable {
         }
         logger.info("responder started", metadata: ["threads": "\(settings.threads)", LogKey.pid: .stringConvertible(getpid())])
 
-        let reason = waitForStop(&stopSignals)
+        let reason = waitForStop(&stopSignals, workers: workers)
         logger.info("responder stopping", metadata: [LogKey.reason: "\(reason)", LogKey.pid: .stringConvertible(getpid())])
         stopping.store(true, ordering: .sequentiallyConsistent)
         FCGX_ShutdownPending()
@@ -110,13 +121,28 @@ public final class ResponderPool: Sendable {
         }
     }
 
-    /// Blocks until a stop signal arrives or the supervisor is gone; says which.
-    private func waitForStop(_ signals: inout sigset_t) -> String {
-        var interval = timespec(tv_sec: 1, tv_nsec: 0)
+    /// Blocks until a stop signal arrives, the supervisor is gone or the process has served its
+    /// `maxRequests`; says which. Exits the process at once when a request overruns its deadline.
+    private func waitForStop(_ signals: inout sigset_t, workers: [Worker]) -> String {
+        var interval = timespec(tv_sec: 0, tv_nsec: 250_000_000)
         while true {
             let received = sigtimedwait(&signals, nil, &interval)
             if received > 0 { return "signal \(received)" }
             if let supervisor = settings.supervisorPID, getppid() != supervisor { return "supervisor gone" }
+            if settings.maxRequests > 0, handled.load(ordering: .relaxed) >= settings.maxRequests { return "max requests served" }
+            if settings.requestTimeoutSeconds > 0 {
+                let limit = UInt64(settings.requestTimeoutSeconds * 1e9), now = clock()
+                let stuck = workers.filter { worker in
+                    let since = worker.busySince.load(ordering: .relaxed)
+                    return worker.phase.load(ordering: .relaxed) == Worker.busy && since > 0 && now > since && now - since > limit
+                }
+                if !stuck.isEmpty {
+                    // A thread cannot be stopped safely from outside; the process is replaced, as
+                    // PHP-FPM replaces a worker past request_terminate_timeout.
+                    logger.critical("request deadline exceeded; replacing this process", metadata: ["stuck_threads": .stringConvertible(stuck.count)])
+                    _exit(70)
+                }
+            }
         }
     }
 
@@ -134,9 +160,11 @@ public final class ResponderPool: Sendable {
                 continue
             }
             failures = 0
+            worker.busySince.store(clock(), ordering: .relaxed)
             worker.phase.store(Worker.busy, ordering: .sequentiallyConsistent)
             respond(to: request, with: dependencies)
             request.finish()
+            handled.add(1, ordering: .relaxed)
         }
         worker.phase.store(Worker.exited, ordering: .sequentiallyConsistent)
     }

@@ -124,6 +124,12 @@ public final class Supervisor {
                 logger.info("child retired", metadata: [LogKey.pid: .stringConvertible(pid), "exit": "\(exit)"])
                 continue
             }
+            if exit.isClean {
+                // A child that served its max requests and drained: replace it at once.
+                logger.info("child recycled; replacing it", metadata: [LogKey.pid: .stringConvertible(pid)])
+                pendingStarts.append(clock())
+                continue
+            }
             logger.warning("child died; restarting", metadata: [LogKey.pid: .stringConvertible(pid), "exit": "\(exit)"])
             let lived = clock() - child.startedAt
             quickFailures = lived < 1_000_000_000 ? quickFailures + 1 : 0
@@ -199,5 +205,7 @@ public final class Supervisor {
         var description: String {
             raw & 0x7F == 0 ? "code \((raw >> 8) & 0xFF)" : "signal \(raw & 0x7F)"
         }
+        /// Exited by itself with code 0.
+        var isClean: Bool { raw == 0 }
     }
 }

@@ -110,7 +110,11 @@ struct TelegramGateway: ParsableCommand {
         let pool = ResponderPool(
             settings: .init(
                 threads: threads ?? config.pool.threads, maxBodyBytes: config.maxBodyBytes,
-                shutdownTimeoutSeconds: shutdownTimeout, supervisorPID: supervisor),
+                shutdownTimeoutSeconds: shutdownTimeout, supervisorPID: supervisor,
+                // Replacing a process needs someone to start the next one: the supervisor
+                // (spawn-fcgi starts children once and never again).
+                maxRequests: supervisor == nil ? 0 : config.pool.maxRequests,
+                requestTimeoutSeconds: supervisor == nil ? 0 : config.pool.requestTimeoutSeconds),
             handler: WebhookHandler(config: config, routes: routes, clock: monotonicNanoseconds, newInternalUserID: makeInternalUserID),
             makeDependencies: {
                 // One Redis connection per thread serves state and the outgoing limits.

@@ -56,6 +56,10 @@ public struct GatewayConfig: Sendable {
     public struct PoolSettings: Sendable, Equatable {
         public var processes: Int
         public var threads: Int
+        /// Requests a process serves before it is replaced (0: never); needs the supervisor.
+        public var maxRequests: Int
+        /// Seconds after which a still-running request gets its process replaced (0: never).
+        public var requestTimeoutSeconds: Double
     }
 
     /// Environment variables naming each service's URL and timeout, with their defaults.
@@ -110,7 +114,9 @@ public struct GatewayConfig: Sendable {
         let maxBodyBytes = reader.integer("MAX_BODY_BYTES", default: 1_048_576, in: 1024...67_108_864)
         let pool = PoolSettings(
             processes: reader.integer("GATEWAY_PROCESSES", default: 2, in: 1...256),
-            threads: reader.integer("GATEWAY_THREADS", default: 8, in: 1...1024))
+            threads: reader.integer("GATEWAY_THREADS", default: 8, in: 1...1024),
+            maxRequests: reader.integer("MAX_REQUESTS", default: 0, in: 0...100_000_000),
+            requestTimeoutSeconds: reader.seconds("REQUEST_TIMEOUT", default: 60, in: 0...3600))
 
         let webhookReply = reader.choice("WEBHOOK_REPLY", default: true, choices: ["ON": true, "OFF": false, "TRUE": true, "FALSE": false, "1": true, "0": false])
         let apiBase = reader.httpURL("TELEGRAM_API_BASE_URL", default: "https://api.telegram.org")
