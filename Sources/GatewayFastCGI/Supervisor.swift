@@ -99,7 +99,6 @@ public final class Supervisor {
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
-        let executable = Self.ownExecutable()
         var environment = Self.environment().filter { !$0.hasPrefix(Self.parentVariable + "=") }
         environment.append("\(Self.parentVariable)=\(getpid())")
         let argv = ([executable] + settings.childArguments).map { strdup($0) } + [nil]
@@ -181,12 +180,20 @@ public final class Supervisor {
         logger.info("supervisor stopped")
     }
 
-    private static func ownExecutable() -> String {
+    /// The executable children run: the path the supervisor was started by, so that after an
+    /// upgrade installed a new binary there, SIGHUP starts children of the new version. Falls
+    /// back to /proc/self/exe when started through PATH.
+    private let executable: String = {
+        let argv0 = CommandLine.arguments.first ?? ""
+        if argv0.hasPrefix("/") { return argv0 }
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        if argv0.contains("/"), getcwd(&buffer, buffer.count) != nil {
+            return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/" + argv0
+        }
         let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard length > 0 else { return CommandLine.arguments[0] }
+        guard length > 0 else { return argv0 }
         return String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    }()
 
     private static func environment() -> [String] {
         var result: [String] = []

@@ -54,10 +54,10 @@ final class LocalStack {
 
     init(
         mode: PoolMode = .spawnFCGI, processes: Int = 2, threads: Int = 4, standins: Bool = false,
-        extraEnvironment: [String: String] = [:]
+        extraEnvironment: [String: String] = [:], binary: String = LocalStack.binary
     ) throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
-            throw StackError("no release responder at \(Self.binary): run scripts/test, or swift build -c release first")
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw StackError("no release responder at \(binary): run scripts/test, or swift build -c release first")
         }
         directory = FileManager.default.temporaryDirectory.appending(path: "tg-gateway-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -98,7 +98,7 @@ final class LocalStack {
                 try waitUntil("the stand-ins answer") { (try? self.control(["reset": true])) != nil }
             }
             let secretsMap = directory.appending(path: "nginx-secrets.map").path
-            let map = try ChildProcess.run(Self.binary, ["--env-file", envFile.path, "--print-nginx-secret-map"])
+            let map = try ChildProcess.run(binary, ["--env-file", envFile.path, "--print-nginx-secret-map"])
             try map.write(toFile: secretsMap, atomically: true, encoding: .utf8)
 
             switch mode {
@@ -106,12 +106,12 @@ final class LocalStack {
                 let pidFile = directory.appending(path: "pool.pid").path
                 try ChildProcess.run("/usr/bin/spawn-fcgi", [
                     "-s", socketPath, "-M", "0600", "-F", "\(processes)", "-P", pidFile, "--",
-                    Self.binary, "--env-file", envFile.path, "--threads", "\(threads)",
+                    binary, "--env-file", envFile.path, "--threads", "\(threads)",
                 ])
                 poolPIDs = try String(contentsOfFile: pidFile, encoding: .utf8).split(whereSeparator: \.isNewline)
                     .compactMap { pid_t($0) }
             case .supervisor:
-                let supervisor = try launch(Self.binary, ["--socket", socketPath, "--socket-mode", "0600", "--env-file", envFile.path])
+                let supervisor = try launch(binary, ["--socket", socketPath, "--socket-mode", "0600", "--env-file", envFile.path])
                 poolPIDs = [supervisor]
                 try waitUntil("the supervisor's socket exists") { FileManager.default.fileExists(atPath: self.socketPath) }
             }

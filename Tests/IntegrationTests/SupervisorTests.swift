@@ -68,3 +68,40 @@ import Glibc
         }
     }
 }
+
+@Suite(.serialized) struct UpgradeTests {
+    /// DEPLOY.md's upgrade: install the new binary over the old path (atomic rename), then
+    /// SIGHUP. The new children run the new file; the supervisor keeps running the old one.
+    @Test func afterAnInstallSighupStartsChildrenOfTheNewBinary() throws {
+        let folder = FileManager.default.temporaryDirectory.appending(path: "upgrade-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let installed = folder.appending(path: "telegram-gateway").path
+        try FileManager.default.copyItem(atPath: LocalStack.binary, toPath: installed)
+        func exe(_ pid: pid_t) -> String { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? "" }
+
+        let stack = try LocalStack(mode: .supervisor, processes: 2, threads: 2, binary: installed)
+        do {
+            let supervisor = try #require(stack.poolPIDs.first)
+            try waitUntil("two children run") { LocalStack.children(of: supervisor).count == 2 }
+            let staging = folder.appending(path: ".telegram-gateway.new").path
+            try FileManager.default.copyItem(atPath: LocalStack.binary, toPath: staging)
+            #expect(rename(staging, installed) == 0)
+            let old = Set(LocalStack.children(of: supervisor))
+            kill(supervisor, SIGHUP)
+            try waitUntil("new children replace the old") {
+                let now = Set(LocalStack.children(of: supervisor).filter { !ChildProcess.isGone($0) })
+                return now.count == 2 && now.isDisjoint(with: old)
+            }
+            #expect(exe(supervisor).hasSuffix("(deleted)"), "the supervisor still runs the replaced file")
+            for child in LocalStack.children(of: supervisor) where !ChildProcess.isGone(child) {
+                #expect(exe(child) == installed, "child \(child) runs \(exe(child))")
+            }
+            #expect(try stack.post(WebhookThroughNginxTests.update(1, text: "/x")).status == 200)
+            try stack.stop()
+        } catch {
+            try? stack.stop()
+            throw error
+        }
+    }
+}
