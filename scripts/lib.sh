@@ -11,6 +11,10 @@ GATEWAY_PACKAGES=(
     wrk openssl curl ca-certificates
 )
 
+# Only the tests need these: the deployment-file checks parse docker/compose.yaml and verify
+# the systemd units.
+TEST_PACKAGES=(python3-yaml systemd)
+
 # Installs whichever of the packages is missing: `apt-get update` once, then one install.
 ensure_packages() {
     local missing=() package

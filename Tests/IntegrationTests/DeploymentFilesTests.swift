@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+
+/// What can be checked of the deployment files without a Docker engine or a systemd host.
+@Suite(.serialized) struct DeploymentFilesTests {
+    let root = LocalStack.packageRoot
+
+    private func text(_ path: String) throws -> String {
+        try String(contentsOf: root.appending(path: path), encoding: .utf8)
+    }
+
+    @Test func everyFileTheDockerfileCopiesExists() throws {
+        let dockerfile = try text("docker/Dockerfile")
+        let copies = dockerfile.split(separator: "\n").filter { $0.hasPrefix("COPY ") && !$0.contains("--from=") }
+        #expect(!copies.isEmpty)
+        for line in copies {
+            let words = line.split(separator: " ").dropFirst().dropLast()  // sources, then the destination
+            for source in words {
+                #expect(FileManager.default.fileExists(atPath: root.appending(path: String(source)).path), "COPY \(source)")
+            }
+        }
+    }
+
+    @Test func theRuntimePackagesExistInDebian12() throws {
+        let dockerfile = try text("docker/Dockerfile")
+        let runtime = try #require(dockerfile.components(separatedBy: "AS runtime").last)
+        let install = try #require(runtime.split(separator: "\n").first { $0.contains("apt-get install") })
+        let packages = install.split(separator: " ").map(String.init).filter {
+            !$0.hasPrefix("-") && !["&&", "apt-get", "install", "\\"].contains($0)
+        }
+        #expect(packages.sorted() == ["ca-certificates", "libcurl4", "libfcgi0ldbl", "libhiredis0.14"])
+        for package in packages {
+            let shown = try ChildProcess.runCapturing("/usr/bin/apt-cache", ["show", "--no-all-versions", package])
+            #expect(shown.code == 0 && shown.output.contains("Package: \(package)"), "\(package) is not a Debian 12 package")
+        }
+    }
+
+    @Test func theComposeFileParsesAndNamesExistingFiles() throws {
+        let script = """
+            import sys, yaml
+            compose = yaml.safe_load(open(sys.argv[1]))
+            for name, service in compose["services"].items():
+                build = service.get("build")
+                if build:
+                    print("path", build["context"])
+                    print("path", build["context"] + "/" + build["dockerfile"])
+                for volume in service.get("volumes", []):
+                    source = volume.split(":")[0]
+                    if source.startswith("."):
+                        print("path", source)
+                for env in service.get("env_file", []) if isinstance(service.get("env_file"), list) else [service.get("env_file")] if service.get("env_file") else []:
+                    print("env", env)
+            """
+        let result = try ChildProcess.runCapturing("/usr/bin/python3", ["-c", script, root.appending(path: "docker/compose.yaml").path])
+        #expect(result.code == 0, "\(result.output)")
+        let lines = result.output.split(separator: "\n")
+        #expect(lines.count > 5)
+        for line in lines {
+            let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
+            let path = root.appending(path: "docker").appending(path: parts[1]).standardizedFileURL.path
+            if parts[0] == "env" {
+                // The operator's .env is not in the repository; its template is.
+                #expect(parts[1] == "../.env")
+                #expect(FileManager.default.fileExists(atPath: root.appending(path: ".env.example").path))
+            } else {
+                #expect(FileManager.default.fileExists(atPath: path), "compose names \(parts[1]), which does not exist")
+            }
+        }
+    }
+
+    @Test func theSystemdUnitsVerify() throws {
+        let folder = FileManager.default.temporaryDirectory.appending(path: "units-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for unit in ["telegram-gateway.service", "telegram-gateway-spawn-fcgi.service"] {
+            // Point ExecStart at the built binary: verify checks that it exists.
+            let contents = try text("scripts/systemd/\(unit)").replacing("/usr/local/bin/telegram-gateway", with: LocalStack.binary)
+            try contents.write(to: folder.appending(path: unit), atomically: true, encoding: .utf8)
+            #expect(contents.contains("User=telegram-gateway"), "\(unit) runs unprivileged")
+            #expect(contents.contains("NoNewPrivileges=yes"))
+        }
+        let result = try ChildProcess.runCapturing(
+            "/usr/bin/systemd-analyze", ["verify"] + ["telegram-gateway.service", "telegram-gateway-spawn-fcgi.service"].map { folder.appending(path: $0).path })
+        #expect(result.code == 0, "\(result.output)")
+    }
+}
