@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         // C libraries: a module map and a shim each, linked by name (no pkgConfig).
@@ -23,7 +24,10 @@ let package = Package(
         // Pure Swift: Telegram types, routing, replies, configuration, the request pipeline.
         .target(
             name: "GatewayCore",
-            dependencies: [.product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
         ),
 
         // One adapter per C library.
@@ -38,7 +42,10 @@ let package = Package(
 
         .target(
             name: "GatewayRedis",
-            dependencies: ["CHiredis", "GatewayCore", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "CHiredis", "GatewayCore", .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
         ),
 
         // What both executables do at start: configuration files, logging, clocks.
@@ -47,13 +54,19 @@ let package = Package(
             dependencies: ["GatewayCore", .product(name: "Logging", package: "swift-log")]
         ),
 
+        // The pool-wide swift-metrics backend: per-process snapshot files, summed on scrape.
+        .target(
+            name: "GatewayMetrics",
+            dependencies: [.product(name: "CoreMetrics", package: "swift-metrics")]
+        ),
+
         // In-memory fakes behind the core's protocols, for tests only.
         .target(name: "GatewayTestSupport", dependencies: ["GatewayCore"]),
 
         .executableTarget(
             name: "telegram-gateway",
             dependencies: [
-                "GatewayCore", "GatewayRuntime", "GatewayFastCGI", "GatewayRedis", "GatewayHTTP",
+                "GatewayCore", "GatewayRuntime", "GatewayFastCGI", "GatewayRedis", "GatewayHTTP", "GatewayMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -76,7 +89,7 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayTestSupport"]),
+        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayTestSupport", "GatewayMetrics"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["GatewayCore", "GatewayHTTP", "GatewayRedis"]

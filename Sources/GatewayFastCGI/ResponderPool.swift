@@ -56,13 +56,21 @@ public final class ResponderPool: Sendable {
     private let makeDependencies: @Sendable () -> ThreadDependencies
     private let logger: Logger
     private let clock: @Sendable () -> UInt64
+    /// Answers requests for paths other than the webhook (metrics, health); nil: not ours.
+    private let admin: (@Sendable (_ path: String, _ dependencies: ThreadDependencies) -> WebhookResponse?)?
+    /// Called about four times a second with the number of busy threads (metrics snapshots).
+    private let onTick: (@Sendable (_ busyThreads: Int) -> Void)?
     private let stopping = Atomic<Bool>(false)
     private let handled = Atomic<Int>(0)
 
     public init(
         settings: Settings, handler: WebhookHandler, makeDependencies: @escaping @Sendable () -> ThreadDependencies,
-        logger: Logger, clock: @escaping @Sendable () -> UInt64
+        logger: Logger, clock: @escaping @Sendable () -> UInt64,
+        admin: (@Sendable (_ path: String, _ dependencies: ThreadDependencies) -> WebhookResponse?)? = nil,
+        onTick: (@Sendable (_ busyThreads: Int) -> Void)? = nil
     ) {
+        self.admin = admin
+        self.onTick = onTick
         self.settings = settings
         self.handler = handler
         self.makeDependencies = makeDependencies
@@ -128,6 +136,7 @@ public final class ResponderPool: Sendable {
         while true {
             let received = sigtimedwait(&signals, nil, &interval)
             if received > 0 { return "signal \(received)" }
+            onTick?(workers.filter { $0.phase.load(ordering: .relaxed) == Worker.busy }.count)
             if let supervisor = settings.supervisorPID, getppid() != supervisor { return "supervisor gone" }
             if settings.maxRequests > 0, handled.load(ordering: .relaxed) >= settings.maxRequests { return "max requests served" }
             if settings.requestTimeoutSeconds > 0 {
@@ -171,6 +180,12 @@ public final class ResponderPool: Sendable {
 
     private func respond(to request: FastCGIRequest, with dependencies: ThreadDependencies) {
         let acceptedAt = clock()
+        if let admin, let uri = request.parameter("DOCUMENT_URI").map({ String(decoding: $0, as: UTF8.self) }),
+            uri != "/webhook/telegram", let response = admin(uri, dependencies)
+        {
+            request.write(response)
+            return
+        }
         let method = request.parameter("REQUEST_METHOD").map { String(decoding: $0, as: UTF8.self) } ?? ""
         let contentLength = request.parameter("CONTENT_LENGTH").flatMap { Int(String(decoding: $0, as: UTF8.self)) }
         let head = WebhookHead(

@@ -1,3 +1,4 @@
+import CoreMetrics
 import GatewayCore
 import Logging
 import Synchronization
@@ -17,6 +18,7 @@ public final class DependencyWarnings: Sendable {
     }
 
     public func failed(_ dependency: String, error: String, logger: Logger) {
+        Counter(label: GatewayMetric.dependencyFailures, dimensions: [("dependency", dependency)]).increment()
         isFailing.store(true, ordering: .relaxed)
         let now = clock()
         let last = lastWarning.load(ordering: .relaxed)

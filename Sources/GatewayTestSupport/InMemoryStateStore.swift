@@ -94,6 +94,10 @@ public final class InMemoryStateStore: StateStore, Sendable {
         }
     }
 
+    public func ping() throws(StateStoreError) {
+        if failing { throw .unavailable }
+    }
+
     public func storeCallbackData(_ data: String, ttlSeconds: Int) throws(StateStoreError) -> String {
         try state.withLock { (state: inout State) throws(StateStoreError) -> String in
             if state.failing { throw .unavailable }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import GatewayCore
 import GatewayFastCGI
+import CoreMetrics
 import GatewayHTTP
+import GatewayMetrics
 import GatewayRedis
 import GatewayRuntime
 import Logging
@@ -107,6 +109,12 @@ struct TelegramGateway: ParsableCommand {
         let redis = config.redis, policy = config.statePolicy(services: services), limits = config.outgoingLimits
         let apiBase = config.telegramAPIBaseURL, token = config.botToken
         HTTPClient.initializeLibrary()
+        let metrics = PoolMetrics()
+        MetricsSystem.bootstrap(metrics)
+        let files = MetricsFiles(directory: config.metricsDirectory)
+        files.createDirectory()
+        let inFlight = Gauge(label: GatewayMetric.inFlight)
+        let admin = AdminEndpoints(services: Array(services.keys), breaker: breaker, renderMetrics: { files.render() })
         let pool = ResponderPool(
             settings: .init(
                 threads: threads ?? config.pool.threads, maxBodyBytes: config.maxBodyBytes,
@@ -124,8 +132,14 @@ struct TelegramGateway: ParsableCommand {
                     state: store, services: CurlServiceClient(services: services, breaker: breaker, clock: monotonicNanoseconds),
                     botAPI: CurlBotAPI(baseURL: apiBase, token: token, clock: monotonicNanoseconds), outgoing: store)
             },
-            logger: logger, clock: monotonicNanoseconds)
+            logger: logger, clock: monotonicNanoseconds,
+            admin: { path, dependencies in admin.respond(to: path, state: dependencies.state) },
+            onTick: { busy in
+                inFlight.record(busy)
+                files.write(metrics.snapshot())
+            })
         try pool.run()
+        files.write(metrics.snapshot())
     }
 
     private func runSupervisor(config: GatewayConfig, logger: Logger) throws(FastCGIError) {
@@ -136,6 +150,7 @@ struct TelegramGateway: ParsableCommand {
             address = .tcp(host: bind, port: port ?? 0)
         }
         let listenFD = try ListeningSocket.open(address)
+        MetricsFiles(directory: config.metricsDirectory).prepare()
         var childArguments = ["--threads", "\(threads ?? config.pool.threads)", "--shutdown-timeout", "\(shutdownTimeout)"]
         childArguments += ["--env-file", absolutePath(envFile)]
         let supervisor = Supervisor(

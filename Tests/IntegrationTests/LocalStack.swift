@@ -69,6 +69,7 @@ final class LocalStack {
             "GATEWAY_THREADS": "\(threads)",
             // No Redis unless the test brings one: a port where nothing listens (fail-open).
             "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "\(try Self.freePort())",
+            "METRICS_DIR": directory.appending(path: "metrics").path,
         ]
         var standinArguments: [String]?
         if standins {

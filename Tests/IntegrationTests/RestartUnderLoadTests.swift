@@ -81,3 +81,56 @@ import Glibc
         }
     }
 }
+
+/// /telegram-gateway/metrics and /health through nginx, for the whole pool.
+@Suite(.serialized) struct MetricsAndHealthTests {
+    private func get(_ stack: LocalStack, _ path: String) throws -> (Int, String) {
+        let client = try HTTPClient(caFile: stack.directory.appending(path: "tls/cert.pem").path)
+        let response = try client.send(HTTPRequest(url: "https://127.0.0.1:\(stack.port)\(path)", timeoutSeconds: 5))
+        return (response.status, String(decoding: response.body, as: UTF8.self))
+    }
+
+    /// Sum of every series of `family` whose labels contain all of `labels`.
+    private func total(_ text: String, _ family: String, _ labels: [String] = []) -> Double {
+        text.split(separator: "\n").filter { line in
+            !line.hasPrefix("#") && (line.hasPrefix(family + "{") || line.hasPrefix(family + " ")) && labels.allSatisfy { line.contains($0) }
+        }.compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+    }
+
+    @Test func metricsAreSummedOverEveryProcessOfThePool() throws {
+        try withStack(processes: 2, threads: 4, redis: (password: nil, useSocket: true)) { stack, _ in
+            let responses = RedisStateThroughNginxTests.postTogether((1...40).map { RedisStateThroughNginxTests.command($0, user: Int64(9000 + $0)) }, to: stack)
+            #expect(responses.allSatisfy { $0?.status == 200 })
+            // Both processes served some (nginx spreads connections), and each writes its own file.
+            try waitUntil("both processes wrote metrics") {
+                ((try? FileManager.default.contentsOfDirectory(atPath: stack.directory.appending(path: "metrics").path)) ?? [])
+                    .filter { $0.hasSuffix(".metrics") }.count == 2
+            }
+            var text = ""
+            try waitUntil("the 40 updates are counted") {
+                text = (try? get(stack, "/telegram-gateway/metrics").1) ?? ""
+                return total(text, "telegram_gateway_updates_total", [#"outcome="replied""#, #"route="unknown_command""#]) == 40
+            }
+            #expect(text.contains("# TYPE telegram_gateway_updates_total counter"))
+            #expect(text.contains("telegram_gateway_in_flight_requests"))
+            // The sum is over processes: the log shows the updates were served by both.
+            let pids = Set(stack.gatewayLog.split(separator: "\n").filter { $0.contains(#""outcome":"replied""#) }.compactMap { line -> Substring? in
+                guard let range = line.firstRange(of: #""pid":"#) else { return nil }
+                return line[range.upperBound...].prefix { $0.isNumber }
+            })
+            #expect(pids.count == 2, "served by \(pids.count) process(es)")
+        }
+    }
+
+    @Test func healthIsDegradedWhileRedisIsDownAndOkWhenItReturns() throws {
+        try withStack(redis: (password: nil, useSocket: true)) { stack, redis in
+            let redis = try #require(redis)
+            #expect(try get(stack, "/telegram-gateway/health").1.contains(#""status":"ok""#))
+            redis.kill()
+            try waitUntil("health says degraded") { (try? get(stack, "/telegram-gateway/health").1.contains(#""status":"degraded""#)) == true }
+            #expect(try get(stack, "/telegram-gateway/health").1.contains(#""redis":"unavailable""#))
+            try redis.start()
+            try waitUntil("health says ok again", timeout: 15) { (try? get(stack, "/telegram-gateway/health").1.contains(#""status":"ok""#)) == true }
+        }
+    }
+}

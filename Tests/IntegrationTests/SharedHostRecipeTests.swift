@@ -87,6 +87,7 @@ import Glibc
                 .replacing("/etc/letsencrypt/live/gateway.example.com/fullchain.pem", with: stack.directory.appending(path: "tls/cert.pem").path)
                 .replacing("/etc/letsencrypt/live/gateway.example.com/privkey.pem", with: stack.directory.appending(path: "tls/key.pem").path)
                 .replacing("/etc/nginx/snippets/telegram-gateway-location.conf", with: rendered.appending(path: "snippets/telegram-gateway-location.conf").path)
+                .replacing("/etc/nginx/snippets/telegram-gateway-status.conf", with: rendered.appending(path: "snippets/telegram-gateway-status.conf").path)
             let folder = stack.directory.appending(path: "site-check")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             try site.write(to: folder.appending(path: "site.conf"), atomically: true, encoding: .utf8)

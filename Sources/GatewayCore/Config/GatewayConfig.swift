@@ -31,6 +31,8 @@ public struct GatewayConfig: Sendable {
     /// How long a failing service's circuit stays open.
     public var circuitOpenSeconds: Double
     public var outgoingLimits: OutgoingLimits
+    /// Where each process writes its metrics for the pool-wide /metrics.
+    public var metricsDirectory: String
 
     public struct RedisSettings: Sendable, Equatable {
         public var host: String
@@ -122,6 +124,7 @@ public struct GatewayConfig: Sendable {
         let apiBase = reader.httpURL("TELEGRAM_API_BASE_URL", default: "https://api.telegram.org")
         let routesFile = reader.optionalString("ROUTES_FILE", matching: nil, form: "a file path")
         let circuitOpen = reader.seconds("CIRCUIT_OPEN_SECONDS", default: 10, in: 0.1...600)
+        let metricsDirectory = reader.string("METRICS_DIR", default: "/run/telegram-gateway/metrics")
         var outgoing = OutgoingLimits()
         outgoing.botMessagesPerSecond = reader.integer("OUTGOING_PER_SECOND", default: 30, in: 0...100_000)
         outgoing.maxWaitMilliseconds = Int64(reader.seconds("OUTGOING_MAX_WAIT", default: 2, in: 0...30) * 1000)
@@ -136,7 +139,8 @@ public struct GatewayConfig: Sendable {
             services: services, logLevel: logLevel, logFormat: logFormat, logFile: logFile,
             maxBodyBytes: maxBodyBytes, pool: pool, webhookReply: webhookReply,
             telegramAPIBaseURL: apiBase.hasSuffix("/") ? String(apiBase.dropLast()) : apiBase,
-            routesFile: routesFile, circuitOpenSeconds: circuitOpen, outgoingLimits: outgoing)
+            routesFile: routesFile, circuitOpenSeconds: circuitOpen, outgoingLimits: outgoing,
+            metricsDirectory: metricsDirectory)
     }
 
     /// The state store's numbers. An update's lease lasts as long as the slowest service may take

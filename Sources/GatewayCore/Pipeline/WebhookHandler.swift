@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 
 /// What one worker thread brings to each request: its own connections, used by it alone.
@@ -133,6 +134,10 @@ public struct WebhookHandler: Sendable {
                 LogKey.route: "\(route.label)", LogKey.outcome: "\(outcome.rawValue)",
                 LogKey.latencyMilliseconds: .stringConvertible(elapsedMilliseconds(since: head)),
             ])
+        Counter(label: GatewayMetric.updates, dimensions: [
+            ("type", update.type.description), ("route", route.label), ("outcome", outcome.rawValue),
+        ]).increment()
+        if logger[metadataKey: LogKey.degraded] != nil { Counter(label: GatewayMetric.degraded).increment() }
         return response
     }
 
@@ -203,6 +208,11 @@ public struct WebhookHandler: Sendable {
         case .command(_, .service(let service)), .callback(_, .service(let service)), .text(.service(let service)):
             let request = ServiceRequest(requestID: head.requestID, update: update, route: route, session: session)
             let failure: ServiceCallError
+            let started = clock()
+            defer {
+                Timer(label: GatewayMetric.serviceSeconds, dimensions: [("service", service.rawValue)])
+                    .recordNanoseconds(Int64(truncatingIfNeeded: clock() &- started))
+            }
             do {
                 let body = try services.call(service, body: request.body)
                 switch ServiceAnswer.parse(body, isCallback: update.type == .callbackQuery) {
@@ -215,6 +225,7 @@ public struct WebhookHandler: Sendable {
             logger.warning(
                 "service call failed; the user gets the generic apology",
                 metadata: ["service": "\(service)", LogKey.error: "\(failure.shortDescription)"])
+            Counter(label: GatewayMetric.serviceErrors, dimensions: [("service", service.rawValue), ("error", failure.shortDescription)]).increment()
             return (.forFailure(of: update, texts: texts), .serviceFailed)
         }
     }
@@ -229,6 +240,7 @@ public struct WebhookHandler: Sendable {
             // Wait for this message's slot, then send it at once, so the spacing holds.
             if case .sendMessage(let chatID, _, _) = method, !outgoing.awaitSlot(chatID: chatID, throughBotAPI: !isReply) {
                 logger.warning("outgoing limit reached; message not sent", metadata: [LogKey.chatID: .stringConvertible(chatID)])
+                Counter(label: GatewayMetric.outgoingDropped).increment()
                 continue
             }
             if isReply { return .webhookReply(method) }
@@ -236,6 +248,7 @@ public struct WebhookHandler: Sendable {
                 try botAPI.call(method)
             } catch {
                 logger.warning("Bot API call failed", metadata: ["method": "\(method.name)", LogKey.error: "\(error)"])
+                Counter(label: GatewayMetric.botAPIErrors, dimensions: [("method", method.name), ("kind", error.shortDescription)]).increment()
             }
         }
         return .acknowledged

@@ -16,6 +16,9 @@ public protocol StateStore {
 
     /// The data a token stands for, or nil when it is unknown or expired.
     func loadCallbackData(token: String) throws(StateStoreError) -> String?
+
+    /// Whether the store answers now (the health endpoint, `gatewayctl check-config`).
+    func ping() throws(StateStoreError)
 }
 
 /// Whose state an update touches: its user, or its chat where there is no user.

@@ -1,0 +1,15 @@
+import CoreMetrics
+
+/// The gateway's metric names, declared once. Labels are bounded: update types, route labels,
+/// outcomes, service names and error codes, never ids or text.
+public enum GatewayMetric {
+    public static let updates = "telegram_gateway_updates_total"
+    public static let degraded = "telegram_gateway_degraded_total"
+    public static let serviceSeconds = "telegram_gateway_service_seconds"
+    public static let serviceErrors = "telegram_gateway_service_errors_total"
+    public static let botAPIErrors = "telegram_gateway_bot_api_errors_total"
+    public static let dependencyFailures = "telegram_gateway_dependency_failures_total"
+    public static let inFlight = "telegram_gateway_in_flight_requests"
+    public static let handled = "telegram_gateway_requests_total"
+    public static let outgoingDropped = "telegram_gateway_outgoing_dropped_total"
+}

@@ -1,0 +1,44 @@
+/// The pool's own endpoints next to the webhook, served to loopback only by nginx:
+/// Prometheus metrics for the whole pool, and a health summary.
+public struct AdminEndpoints: Sendable {
+    public static let metricsPath = "/telegram-gateway/metrics"
+    public static let healthPath = "/telegram-gateway/health"
+
+    private let renderMetrics: @Sendable () -> String
+    private let breaker: CircuitBreaker
+    private let services: [ServiceName]
+
+    public init(services: [ServiceName], breaker: CircuitBreaker, renderMetrics: @escaping @Sendable () -> String) {
+        self.services = services.sorted { $0.rawValue < $1.rawValue }
+        self.breaker = breaker
+        self.renderMetrics = renderMetrics
+    }
+
+    /// The answer for `path`, or nil when the path is not one of these endpoints.
+    public func respond(to path: String, state: any StateStore) -> WebhookResponse? {
+        switch path {
+        case Self.metricsPath:
+            return WebhookResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(renderMetrics().utf8))
+        case Self.healthPath:
+            let redisOK = (try? state.ping()) != nil
+            return WebhookResponse(status: 200, headers: [("Content-Type", "application/json")], body: Self.health(redisOK: redisOK, circuits: services.map { ($0, breaker.state(of: $0)) }))
+        default:
+            return nil
+        }
+    }
+
+    /// `ok` when Redis answers and every circuit is closed; `degraded` otherwise. Still 200:
+    /// a degraded gateway answers Telegram (it fails open), so it must not be taken out of service.
+    static func health(redisOK: Bool, circuits: [(ServiceName, CircuitBreaker.State)]) -> [UInt8] {
+        var writer = JSONWriter()
+        let healthy = redisOK && circuits.allSatisfy { $0.1 == .closed }
+        writer.field("status", healthy ? "ok" : "degraded")
+        writer.field("redis", redisOK ? "ok" : "unavailable")
+        var circuitWriter = JSONWriter()
+        for (service, state) in circuits {
+            circuitWriter.field(service.rawValue, state == .closed ? "closed" : state == .open ? "open" : "half_open")
+        }
+        writer.field("circuits", json: circuitWriter.finish())
+        return writer.finish()
+    }
+}

@@ -1,0 +1,133 @@
+import CoreMetrics
+import Synchronization
+
+/// A swift-metrics backend for a pool of processes: each process keeps its series in memory and
+/// writes them to its own file (`MetricsSnapshot`); whichever process serves `/metrics` sums the
+/// files of the whole pool (`MetricsAggregate`), the way prometheus_client's multiprocess mode
+/// does. Counters and histograms of exited processes still count; gauges only from live ones.
+public final class PoolMetrics: MetricsFactory, Sendable {
+    /// Histogram buckets in seconds: a webhook answer should take milliseconds, a service call
+    /// up to its timeout.
+    public static let buckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+    private let series = Mutex<[String: any SeriesCell]>([:])
+
+    public init() {}
+
+    /// Every series as snapshot lines: `KIND NAME{LABELS} VALUE`.
+    public func snapshot() -> String {
+        let cells = series.withLock { $0 }
+        return cells.keys.sorted().map { key in cells[key]?.lines(key) ?? "" }.joined()
+    }
+
+    private func cell<Cell: SeriesCell>(_ label: String, _ dimensions: [(String, String)], make: () -> Cell) -> Cell {
+        let key = Self.key(label, dimensions)
+        return series.withLock { series in
+            if let existing = series[key] as? Cell { return existing }
+            let cell = make()
+            series[key] = cell
+            return cell
+        }
+    }
+
+    /// `name{a="x",b="y"}` with labels sorted and values escaped, as Prometheus writes them.
+    static func key(_ label: String, _ dimensions: [(String, String)]) -> String {
+        let name = String(label.map { $0.isLetter || $0.isNumber || $0 == "_" ? $0 : "_" })
+        guard !dimensions.isEmpty else { return name }
+        let labels = dimensions.sorted { $0.0 < $1.0 }.map { name, value in
+            let escaped = value.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"").replacing("\n", with: "\\n")
+            return "\(name)=\"\(escaped)\""
+        }
+        return name + "{" + labels.joined(separator: ",") + "}"
+    }
+
+    public func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
+        cell(label, dimensions) { CounterCell() }
+    }
+
+    public func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
+        aggregate ? cell(label, dimensions) { HistogramCell() } : cell(label, dimensions) { GaugeCell() }
+    }
+
+    public func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
+        cell(label, dimensions) { GaugeCell() }
+    }
+
+    public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
+        cell(label, dimensions) { HistogramCell() }
+    }
+
+    public func destroyCounter(_ handler: any CounterHandler) {}
+    public func destroyRecorder(_ handler: any RecorderHandler) {}
+    public func destroyMeter(_ handler: any MeterHandler) {}
+    public func destroyTimer(_ handler: any TimerHandler) {}
+}
+
+protocol SeriesCell: AnyObject, Sendable {
+    func lines(_ key: String) -> String
+}
+
+final class CounterCell: CounterHandler, SeriesCell {
+    private let value = Atomic<Int64>(0)
+    func increment(by amount: Int64) { value.add(amount, ordering: .relaxed) }
+    func reset() { value.store(0, ordering: .relaxed) }
+    func lines(_ key: String) -> String { "counter \(key) \(value.load(ordering: .relaxed))\n" }
+}
+
+final class GaugeCell: RecorderHandler, MeterHandler, SeriesCell {
+    private let value = Mutex<Double>(0)
+    func record(_ value: Int64) { self.value.withLock { $0 = Double(value) } }
+    func record(_ value: Double) { self.value.withLock { $0 = value } }
+    func set(_ value: Int64) { record(value) }
+    func set(_ value: Double) { record(value) }
+    func increment(by amount: Double) { value.withLock { $0 += amount } }
+    func decrement(by amount: Double) { value.withLock { $0 -= amount } }
+    func lines(_ key: String) -> String { "gauge \(key) \(value.withLock { $0 })\n" }
+}
+
+final class HistogramCell: RecorderHandler, TimerHandler, SeriesCell {
+    private struct State {
+        var counts = [Int64](repeating: 0, count: PoolMetrics.buckets.count)
+        var sum = 0.0
+        var count: Int64 = 0
+    }
+
+    private let state = Mutex(State())
+
+    func record(_ value: Int64) { record(Double(value)) }
+    func record(_ value: Double) {
+        state.withLock { state in
+            if let bucket = PoolMetrics.buckets.firstIndex(where: { value <= $0 }) { state.counts[bucket] += 1 }
+            state.sum += value
+            state.count += 1
+        }
+    }
+    func recordNanoseconds(_ duration: Int64) { record(Double(duration) / 1e9) }
+
+    func lines(_ key: String) -> String {
+        let state = state.withLock { $0 }
+        let (name, labels) = PoolMetrics.split(key)
+        var text = ""
+        var cumulative: Int64 = 0
+        for (bound, count) in zip(PoolMetrics.buckets, state.counts) {
+            cumulative += count
+            text += "histogram \(name)_bucket{\(PoolMetrics.join(labels, "le=\"\(bound)\""))} \(cumulative)\n"
+        }
+        text += "histogram \(name)_bucket{\(PoolMetrics.join(labels, "le=\"+Inf\""))} \(state.count)\n"
+        text += "histogram \(name)_sum\(labels.isEmpty ? "" : "{\(labels)}") \(state.sum)\n"
+        text += "histogram \(name)_count\(labels.isEmpty ? "" : "{\(labels)}") \(state.count)\n"
+        return text
+    }
+}
+
+extension PoolMetrics {
+    /// `name{labels}` into the name and the inside of the braces.
+    static func split(_ key: String) -> (String, String) {
+        guard let brace = key.firstIndex(of: "{") else { return (key, "") }
+        return (String(key[..<brace]), String(key[key.index(after: brace)..<key.index(before: key.endIndex)]))
+    }
+
+    static func join(_ labels: String, _ extra: String) -> String {
+        labels.isEmpty ? extra : labels + "," + extra
+    }
+}
