@@ -183,3 +183,27 @@ import Testing
         #expect(log.joined.contains("outgoing limit reached"))
     }
 }
+
+@Suite struct SlowRequestLogTests {
+    @Test func aSlowRequestIsLoggedWithItsTimingsButNoContent() {
+        let log = RecordingLog()
+        let now = Mutex<UInt64>(0)
+        let services = ScriptedServiceClient { _, _ in
+            now.withLock { $0 += 7_000_000_000 }  // the service takes 7 s
+            return .success(Array(#"{"actions":[{"type":"send_message","text":"private answer"}]}"#.utf8))
+        }
+        let handler = WebhookHandler(
+            secrets: [Secret("s")], maxBodyBytes: 65_536, slowRequestSeconds: 5, clock: { now.withLock { $0 } }, newInternalUserID: { "id" })
+        let head = WebhookHead(method: "POST", secretToken: Array("s".utf8), contentLength: nil, requestID: "r", acceptedAt: 0)
+        _ = handler.handle(
+            head, body: Array(Fixtures.message(text: "secret question").utf8),
+            with: ThreadDependencies(state: InMemoryStateStore(policy: .testing), services: services, botAPI: RecordingBotAPI()),
+            logger: log.logger())
+        let line = log.all.last ?? ""
+        #expect(line.contains(#""level":"warning""#))
+        #expect(line.contains(#""message":"slow request""#))
+        #expect(line.contains(#""service_ms":7000"#))
+        #expect(line.contains(#""route":"conversation""#))
+        #expect(!log.joined.contains("secret question") && !log.joined.contains("private answer"))
+    }
+}

@@ -33,6 +33,8 @@ public struct GatewayConfig: Sendable {
     public var outgoingLimits: OutgoingLimits
     /// Where each process writes its metrics for the pool-wide /metrics.
     public var metricsDirectory: String
+    /// Requests slower than this are logged as slow, with their timings.
+    public var slowRequestSeconds: Double
 
     public struct RedisSettings: Sendable, Equatable {
         public var host: String
@@ -125,6 +127,7 @@ public struct GatewayConfig: Sendable {
         let routesFile = reader.optionalString("ROUTES_FILE", matching: nil, form: "a file path")
         let circuitOpen = reader.seconds("CIRCUIT_OPEN_SECONDS", default: 10, in: 0.1...600)
         let metricsDirectory = reader.string("METRICS_DIR", default: "/run/telegram-gateway/metrics")
+        let slowRequest = reader.seconds("SLOW_REQUEST", default: 5, in: 0.001...3600)
         var outgoing = OutgoingLimits()
         outgoing.botMessagesPerSecond = reader.integer("OUTGOING_PER_SECOND", default: 30, in: 0...100_000)
         outgoing.maxWaitMilliseconds = Int64(reader.seconds("OUTGOING_MAX_WAIT", default: 2, in: 0...30) * 1000)
@@ -140,7 +143,7 @@ public struct GatewayConfig: Sendable {
             maxBodyBytes: maxBodyBytes, pool: pool, webhookReply: webhookReply,
             telegramAPIBaseURL: apiBase.hasSuffix("/") ? String(apiBase.dropLast()) : apiBase,
             routesFile: routesFile, circuitOpenSeconds: circuitOpen, outgoingLimits: outgoing,
-            metricsDirectory: metricsDirectory)
+            metricsDirectory: metricsDirectory, slowRequestSeconds: slowRequest)
     }
 
     /// The state store's numbers. An update's lease lasts as long as the slowest service may take

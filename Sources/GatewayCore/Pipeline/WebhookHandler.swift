@@ -34,11 +34,13 @@ public struct WebhookHandler: Sendable {
     private let newInternalUserID: @Sendable () -> String
     /// How long stored callback data lives: as long as a session.
     private let sessionTTLSeconds: Int
+    /// Requests slower than this get a "slow request" warning with their timings.
+    private let slowRequestMilliseconds: Double
 
     public init(
         secrets: [Secret], maxBodyBytes: Int, routes: RouteTable = .standard, botUsername: String? = nil,
         texts: ReplyTexts = .standard, webhookReply: Bool = true, sessionTTLSeconds: Int = 86_400,
-        clock: @escaping @Sendable () -> UInt64,
+        slowRequestSeconds: Double = 5, clock: @escaping @Sendable () -> UInt64,
         newInternalUserID: @escaping @Sendable () -> String
     ) {
         self.secrets = secrets
@@ -48,6 +50,7 @@ public struct WebhookHandler: Sendable {
         self.texts = texts
         self.webhookReply = webhookReply
         self.sessionTTLSeconds = sessionTTLSeconds
+        self.slowRequestMilliseconds = slowRequestSeconds * 1000
         self.clock = clock
         self.newInternalUserID = newInternalUserID
     }
@@ -59,7 +62,7 @@ public struct WebhookHandler: Sendable {
         self.init(
             secrets: config.webhookSecrets, maxBodyBytes: config.maxBodyBytes, routes: routes,
             botUsername: config.botUsername, webhookReply: config.webhookReply, sessionTTLSeconds: config.sessionTTLSeconds,
-            clock: clock,
+            slowRequestSeconds: config.slowRequestSeconds, clock: clock,
             newInternalUserID: newInternalUserID)
     }
 
@@ -112,12 +115,16 @@ public struct WebhookHandler: Sendable {
         case .answer(let early, let earlyOutcome):
             (response, outcome) = (early, earlyOutcome)
         case .proceed(let claim, let session):
+            let planStarted = clock()
             let (plan, planned) = plan(update, route: route, session: session, head: head, services: dependencies.services, logger: logger)
+            let deliveryStarted = clock()
+            logger[metadataKey: "service_ms"] = .stringConvertible(Self.milliseconds(deliveryStarted &- planStarted))
             let (methods, dropped) = CallbackDataToken.shorten(plan.methods, store: dependencies.state, ttlSeconds: sessionTTLSeconds)
             if dropped > 0 {
                 logger.warning("buttons with long callback data left out: the state store is unavailable", metadata: ["buttons": .stringConvertible(dropped)])
             }
             response = deliver(methods, via: dependencies.botAPI, pacedBy: dependencies.outgoing, logger: logger)
+            logger[metadataKey: "delivery_ms"] = .stringConvertible(Self.milliseconds(clock() &- deliveryStarted))
             outcome = planned
             if let claim {
                 do {
@@ -128,11 +135,13 @@ public struct WebhookHandler: Sendable {
                 }
             }
         }
-        logger.info(
-            "update handled",
+        let latency = elapsedMilliseconds(since: head)
+        logger.log(
+            level: latency > slowRequestMilliseconds ? .warning : .info,
+            latency > slowRequestMilliseconds ? "slow request" : "update handled",
             metadata: [
                 LogKey.route: "\(route.label)", LogKey.outcome: "\(outcome.rawValue)",
-                LogKey.latencyMilliseconds: .stringConvertible(elapsedMilliseconds(since: head)),
+                LogKey.latencyMilliseconds: .stringConvertible(latency),
             ])
         Counter(label: GatewayMetric.updates, dimensions: [
             ("type", update.type.description), ("route", route.label), ("outcome", outcome.rawValue),
@@ -264,6 +273,10 @@ public struct WebhookHandler: Sendable {
                 LogKey.status: .stringConvertible(response.status), LogKey.latencyMilliseconds: .stringConvertible(elapsedMilliseconds(since: head)),
             ])
         return response
+    }
+
+    private static func milliseconds(_ nanoseconds: UInt64) -> Double {
+        Double(nanoseconds / 1000) / 1000
     }
 
     private func elapsedMilliseconds(since head: WebhookHead) -> Double {
