@@ -58,8 +58,9 @@ public final class ResponderPool: Sendable {
     private let clock: @Sendable () -> UInt64
     /// Answers requests for paths other than the webhook (metrics, health); nil: not ours.
     private let admin: (@Sendable (_ path: String, _ dependencies: ThreadDependencies) -> WebhookResponse?)?
-    /// Called about four times a second with the number of busy threads (metrics snapshots).
-    private let onTick: (@Sendable (_ busyThreads: Int) -> Void)?
+    /// Called about four times a second with the busy threads and the requests served so far
+    /// (metrics snapshots, the status page).
+    private let onTick: (@Sendable (_ busyThreads: Int, _ served: Int) -> Void)?
     private let stopping = Atomic<Bool>(false)
     private let handled = Atomic<Int>(0)
 
@@ -67,7 +68,7 @@ public final class ResponderPool: Sendable {
         settings: Settings, handler: WebhookHandler, makeDependencies: @escaping @Sendable () -> ThreadDependencies,
         logger: Logger, clock: @escaping @Sendable () -> UInt64,
         admin: (@Sendable (_ path: String, _ dependencies: ThreadDependencies) -> WebhookResponse?)? = nil,
-        onTick: (@Sendable (_ busyThreads: Int) -> Void)? = nil
+        onTick: (@Sendable (_ busyThreads: Int, _ served: Int) -> Void)? = nil
     ) {
         self.admin = admin
         self.onTick = onTick
@@ -136,7 +137,7 @@ public final class ResponderPool: Sendable {
         while true {
             let received = sigtimedwait(&signals, nil, &interval)
             if received > 0 { return "signal \(received)" }
-            onTick?(workers.filter { $0.phase.load(ordering: .relaxed) == Worker.busy }.count)
+            onTick?(workers.filter { $0.phase.load(ordering: .relaxed) == Worker.busy }.count, handled.load(ordering: .relaxed))
             if let supervisor = settings.supervisorPID, getppid() != supervisor { return "supervisor gone" }
             if settings.maxRequests > 0, handled.load(ordering: .relaxed) >= settings.maxRequests { return "max requests served" }
             if settings.requestTimeoutSeconds > 0 {

@@ -46,8 +46,15 @@ public final class Supervisor {
     /// Due times of children to start; a child that keeps dying young is restarted ever later.
     private var pendingStarts: [UInt64] = []
     private var quickFailures = 0
+    private var restarts = 0
+    /// Told the number of children and of restarts whenever they change (the status page).
+    private let onChange: ((_ processes: Int, _ restarts: Int) -> Void)?
 
-    public init(settings: Settings, logger: Logger, clock: @escaping @Sendable () -> UInt64) {
+    public init(
+        settings: Settings, logger: Logger, clock: @escaping @Sendable () -> UInt64,
+        onChange: ((_ processes: Int, _ restarts: Int) -> Void)? = nil
+    ) {
+        self.onChange = onChange
         self.settings = settings
         self.logger = logger
         self.clock = clock
@@ -60,6 +67,7 @@ public final class Supervisor {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         for _ in 0..<settings.processes { try spawn() }
+        onChange?(children.count, restarts)
         logger.info("supervisor started", metadata: ["processes": "\(settings.processes)", LogKey.pid: .stringConvertible(getpid())])
 
         var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
@@ -76,8 +84,10 @@ public final class Supervisor {
             default:
                 break
             }
+            let before = (children.count, restarts)
             reap()
             try startDueChildren()
+            if before != (children.count, restarts) { onChange?(children.count, restarts) }
         }
     }
 
@@ -130,6 +140,7 @@ public final class Supervisor {
                 continue
             }
             logger.warning("child died; restarting", metadata: [LogKey.pid: .stringConvertible(pid), "exit": "\(exit)"])
+            restarts += 1
             let lived = clock() - child.startedAt
             quickFailures = lived < 1_000_000_000 ? quickFailures + 1 : 0
             let delay = quickFailures == 0 ? 0 : min(UInt64(100_000_000) << min(quickFailures, 7), 10_000_000_000)

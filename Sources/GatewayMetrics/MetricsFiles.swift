@@ -33,23 +33,39 @@ public struct MetricsFiles: Sendable {
         if written == bytes.count { rename(temporary, path) } else { unlink(temporary) }
     }
 
+    /// One process's file: its series by kind.
+    public struct ProcessSnapshot: Sendable {
+        public let pid: pid_t
+        public let isAlive: Bool
+        /// Series name with labels → (kind, value).
+        public let series: [String: (kind: String, value: Double)]
+    }
+
+    /// Every process's latest snapshot, dead ones included.
+    public func processes() -> [ProcessSnapshot] {
+        names().filter { $0.hasSuffix(".metrics") }.compactMap { name in
+            guard let pid = pid_t(name.dropLast(".metrics".count)), let text = read(directory + "/" + name) else { return nil }
+            var series: [String: (kind: String, value: Double)] = [:]
+            for line in text.split(separator: "\n") {
+                let parts = line.split(separator: " ")
+                guard parts.count == 3, let value = Double(parts[2]) else { continue }
+                series[String(parts[1])] = (String(parts[0]), value)
+            }
+            return ProcessSnapshot(pid: pid, isAlive: kill(pid, 0) == 0, series: series)
+        }.sorted { $0.pid < $1.pid }
+    }
+
     /// The pool's metrics in Prometheus' text format: counters and histograms summed over every
     /// file, gauges over the files of live processes.
     public func render() -> String {
         var totals: [String: Double] = [:]
         var kinds: [String: String] = [:]
-        for name in names() where name.hasSuffix(".metrics") {
-            guard let pid = pid_t(name.dropLast(".metrics".count)), let text = read(directory + "/" + name) else { continue }
-            let alive = kill(pid, 0) == 0
-            for line in text.split(separator: "\n") {
-                let parts = line.split(separator: " ")
-                guard parts.count == 3, let value = Double(parts[2]) else { continue }
-                let kind = String(parts[0]), series = String(parts[1])
-                if kind == "gauge" && !alive { continue }
-                totals[series, default: 0] += value
+        for process in processes() {
+            for (series, entry) in process.series {
+                if entry.kind == "gauge" && !process.isAlive { continue }
+                totals[series, default: 0] += entry.value
                 let (family, _) = PoolMetrics.split(series)
-                let base = kind == "histogram" ? Self.histogramFamily(family) : family
-                kinds[base] = kind
+                kinds[entry.kind == "histogram" ? Self.histogramFamily(family) : family] = entry.kind
             }
         }
         var output = ""

@@ -7,6 +7,7 @@ import GatewayMetrics
 import GatewayRedis
 import GatewayRuntime
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -113,8 +114,13 @@ struct TelegramGateway: ParsableCommand {
         MetricsSystem.bootstrap(metrics)
         let files = MetricsFiles(directory: config.metricsDirectory)
         files.createDirectory()
-        let inFlight = Gauge(label: GatewayMetric.inFlight)
-        let admin = AdminEndpoints(services: Array(services.keys), breaker: breaker, renderMetrics: { files.render() })
+        let inFlight = Gauge(label: PoolStatus.busy)
+        Gauge(label: PoolStatus.threads).record(threads ?? config.pool.threads)
+        let served = Counter(label: PoolStatus.requests)
+        let counted = Mutex(0)
+        let admin = AdminEndpoints(
+            services: Array(services.keys), breaker: breaker, renderMetrics: { files.render() },
+            renderStatus: { PoolStatus.render(files) })
         let pool = ResponderPool(
             settings: .init(
                 threads: threads ?? config.pool.threads, maxBodyBytes: config.maxBodyBytes,
@@ -134,8 +140,9 @@ struct TelegramGateway: ParsableCommand {
             },
             logger: logger, clock: monotonicNanoseconds,
             admin: { path, dependencies in admin.respond(to: path, state: dependencies.state) },
-            onTick: { busy in
+            onTick: { busy, handled in
                 inFlight.record(busy)
+                served.increment(by: counted.withLock { counted in defer { counted = handled }; return handled - counted })
                 files.write(metrics.snapshot())
             })
         try pool.run()
@@ -150,14 +157,16 @@ struct TelegramGateway: ParsableCommand {
             address = .tcp(host: bind, port: port ?? 0)
         }
         let listenFD = try ListeningSocket.open(address)
-        MetricsFiles(directory: config.metricsDirectory).prepare()
+        let files = MetricsFiles(directory: config.metricsDirectory)
+        files.prepare()
         var childArguments = ["--threads", "\(threads ?? config.pool.threads)", "--shutdown-timeout", "\(shutdownTimeout)"]
         childArguments += ["--env-file", absolutePath(envFile)]
         let supervisor = Supervisor(
             settings: .init(
                 listenFD: listenFD, processes: processes ?? config.pool.processes, childArguments: childArguments,
                 shutdownTimeoutSeconds: shutdownTimeout, socketPath: socket),
-            logger: logger, clock: monotonicNanoseconds)
+            logger: logger, clock: monotonicNanoseconds,
+            onChange: { processes, restarts in PoolStatus.writeSupervisor(files, processes: processes, restarts: restarts) })
         try supervisor.run()
     }
 }

@@ -133,4 +133,29 @@ import Glibc
             try waitUntil("health says ok again", timeout: 15) { (try? get(stack, "/telegram-gateway/health").1.contains(#""status":"ok""#)) == true }
         }
     }
+
+    @Test func statusShowsEveryProcessItsThreadsRequestsAndRestarts() throws {
+        try withStack(mode: .supervisor, processes: 2, threads: 3) { stack, _ in
+            let supervisor = try #require(stack.poolPIDs.first)
+            for id in 1...10 { _ = try stack.post(RedisStateThroughNginxTests.command(id, user: Int64(9500 + id))) }
+            func status() throws -> [String: Any] {
+                try #require(try JSONSerialization.jsonObject(with: Data(get(stack, "/telegram-gateway/status").1.utf8)) as? [String: Any])
+            }
+            try waitUntil("both processes report 10 accepted requests") {
+                guard let status = try? status(), let processes = status["processes"] as? [[String: Any]] else { return false }
+                return processes.count == 2 && (status["accepted_requests"] as? Int ?? 0) >= 10
+            }
+            let processes = try #require(try status()["processes"] as? [[String: Any]])
+            #expect(processes.allSatisfy { $0["threads"] as? Int == 3 })
+            #expect(processes.allSatisfy { ($0["busy_threads"] as? Int ?? -1) + ($0["idle_threads"] as? Int ?? -1) == 3 })
+            #expect(try status()["restarts"] as? Int == 0)
+
+            let victim = try #require(LocalStack.children(of: supervisor).first)
+            kill(victim, SIGKILL)
+            try waitUntil("the restart is counted and two processes run again") {
+                guard let status = try? status() else { return false }
+                return status["restarts"] as? Int == 1 && (status["processes"] as? [[String: Any]])?.count == 2
+            }
+        }
+    }
 }

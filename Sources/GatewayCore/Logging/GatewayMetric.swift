@@ -9,7 +9,5 @@ public enum GatewayMetric {
     public static let serviceErrors = "telegram_gateway_service_errors_total"
     public static let botAPIErrors = "telegram_gateway_bot_api_errors_total"
     public static let dependencyFailures = "telegram_gateway_dependency_failures_total"
-    public static let inFlight = "telegram_gateway_in_flight_requests"
-    public static let handled = "telegram_gateway_requests_total"
     public static let outgoingDropped = "telegram_gateway_outgoing_dropped_total"
 }

@@ -3,15 +3,21 @@
 public struct AdminEndpoints: Sendable {
     public static let metricsPath = "/telegram-gateway/metrics"
     public static let healthPath = "/telegram-gateway/health"
+    public static let statusPath = "/telegram-gateway/status"
 
     private let renderMetrics: @Sendable () -> String
+    private let renderStatus: @Sendable () -> String
     private let breaker: CircuitBreaker
     private let services: [ServiceName]
 
-    public init(services: [ServiceName], breaker: CircuitBreaker, renderMetrics: @escaping @Sendable () -> String) {
+    public init(
+        services: [ServiceName], breaker: CircuitBreaker, renderMetrics: @escaping @Sendable () -> String,
+        renderStatus: @escaping @Sendable () -> String
+    ) {
         self.services = services.sorted { $0.rawValue < $1.rawValue }
         self.breaker = breaker
         self.renderMetrics = renderMetrics
+        self.renderStatus = renderStatus
     }
 
     /// The answer for `path`, or nil when the path is not one of these endpoints.
@@ -19,6 +25,8 @@ public struct AdminEndpoints: Sendable {
         switch path {
         case Self.metricsPath:
             return WebhookResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(renderMetrics().utf8))
+        case Self.statusPath:
+            return WebhookResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array(renderStatus().utf8))
         case Self.healthPath:
             let redisOK = (try? state.ping()) != nil
             return WebhookResponse(status: 200, headers: [("Content-Type", "application/json")], body: Self.health(redisOK: redisOK, circuits: services.map { ($0, breaker.state(of: $0)) }))

@@ -1,0 +1,36 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The pool at a glance, as PHP-FPM's status page shows it: each live process with its threads,
+/// busy and idle, and the requests it accepted; totals; and the supervisor's restarts.
+public enum PoolStatus {
+    public static let threads = "telegram_gateway_threads"
+    public static let busy = "telegram_gateway_in_flight_requests"
+    public static let requests = "telegram_gateway_requests_total"
+    public static let restarts = "telegram_gateway_child_restarts_total"
+    public static let processes = "telegram_gateway_processes"
+
+    /// JSON for `/telegram-gateway/status`.
+    public static func render(_ files: MetricsFiles) -> String {
+        let snapshots = files.processes()
+        var accepted = 0.0, inFlight = 0.0, restarts = 0.0
+        var entries: [String] = []
+        for snapshot in snapshots {
+            let value = { (name: String) in snapshot.series[name]?.value }
+            accepted += value(requests) ?? 0
+            restarts += value(Self.restarts) ?? 0
+            guard snapshot.isAlive, let threads = value(threads) else { continue }
+            let busy = value(busy) ?? 0
+            inFlight += busy
+            entries.append(
+                #"{"pid":\#(snapshot.pid),"threads":\#(Int(threads)),"busy_threads":\#(Int(busy)),"idle_threads":\#(Int(threads - busy)),"accepted_requests":\#(Int(value(requests) ?? 0))}"#)
+        }
+        return #"{"processes":[\#(entries.joined(separator: ","))],"accepted_requests":\#(Int(accepted)),"in_flight_requests":\#(Int(inFlight)),"restarts":\#(Int(restarts))}"#
+    }
+
+    /// The supervisor's own file: how many children it runs and has restarted.
+    public static func writeSupervisor(_ files: MetricsFiles, processes: Int, restarts: Int) {
+        files.write("gauge \(Self.processes) \(processes)\ncounter \(Self.restarts) \(restarts)\n")
+    }
+}
