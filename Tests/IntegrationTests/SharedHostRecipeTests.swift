@@ -105,3 +105,19 @@ import Glibc
         }
     }
 }
+
+/// DEPLOY.md's secret rotation: while both secrets are configured, nginx and the pool accept
+/// either, so updates sent with the old one during the switch are not lost.
+@Suite(.serialized) struct SecretRotationTests {
+    @Test func duringARotationBothSecretsAreAcceptedAndOthersRefused() throws {
+        let previous = "previous-secret_\(UInt32.random(in: 0...UInt32.max))"
+        try withStack(environment: ["TELEGRAM_WEBHOOK_SECRET_PREVIOUS": previous]) { stack, _ in
+            let current = try stack.post(WebhookThroughNginxTests.update(1, text: "/nope"), secret: LocalStack.secret)
+            let old = try stack.post(WebhookThroughNginxTests.update(2, text: "/nope"), secret: previous)
+            let other = try stack.post(WebhookThroughNginxTests.update(3, text: "/nope"), secret: previous + "x")
+            #expect(current.status == 200)
+            #expect(old.status == 200)
+            #expect(other.status == 403)
+        }
+    }
+}
