@@ -142,6 +142,19 @@ final class LocalStack {
         try post(Array(body.utf8), secret: secret)
     }
 
+    /// Starts `scripts/loadtest` against this stack (bounded: `seconds`, 16 connections). Wait
+    /// for it with `finishLoadtest`, which returns its summary line.
+    func startLoadtest(seconds: Int) throws -> pid_t {
+        try ChildProcess.spawn(
+            "/bin/bash", [Self.packageRoot.appending(path: "scripts/loadtest").path, "-d", "\(seconds)", "-c", "16", url],
+            outputPath: directory.appending(path: "loadtest.out").path, environment: ["LOADTEST_SECRET": Self.secret])
+    }
+
+    func finishLoadtest(_ pid: pid_t) throws -> String {
+        ChildProcess.waitForExit(pid)
+        return try String(contentsOf: directory.appending(path: "loadtest.out"), encoding: .utf8)
+    }
+
     /// Tells the stand-ins how to misbehave (see `gateway-standins`).
     func control(_ settings: [String: Any]) throws {
         guard let botAPIPort else { throw StackError("no stand-ins in this stack") }

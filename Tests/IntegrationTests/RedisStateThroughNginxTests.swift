@@ -127,14 +127,10 @@ import Glibc
     @Test func redisKilledUnderLoadStillAnswers200AndRecoversWhenItReturns() throws {
         try withStack(processes: 2, threads: 4, redis: (password: nil, useSocket: false)) { stack, redis in
             let redis = try #require(redis)
-            let output = stack.directory.appending(path: "loadtest.out").path
-            let loadtest = try ChildProcess.spawn(
-                "/bin/bash", [LocalStack.packageRoot.appending(path: "scripts/loadtest").path, "-d", "4", "-c", "16", stack.url],
-                outputPath: output, environment: ["LOADTEST_SECRET": LocalStack.secret])
+            let loadtest = try stack.startLoadtest(seconds: 4)
             usleep(1_000_000)
             redis.kill()
-            ChildProcess.waitForExit(loadtest)
-            let summary = try String(contentsOfFile: output, encoding: .utf8)
+            let summary = try stack.finishLoadtest(loadtest)
             #expect(summary.contains("loadtest:"), "\(summary)")
             #expect(summary.contains(" non2xx=0 "), "\(summary)")
             #expect(summary.contains(" socket_errors=0 "), "\(summary)")

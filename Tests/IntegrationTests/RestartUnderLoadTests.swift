@@ -13,16 +13,12 @@ import Glibc
     @Test func reloadingThePoolUnderLoadLosesNoRequest() throws {
         try withStack(mode: .supervisor, processes: 2, threads: 4, redis: (password: nil, useSocket: true)) { stack, _ in
             let supervisor = try #require(stack.poolPIDs.first)
-            let output = stack.directory.appending(path: "loadtest.out").path
-            let loadtest = try ChildProcess.spawn(
-                "/bin/bash", [LocalStack.packageRoot.appending(path: "scripts/loadtest").path, "-d", "6", "-c", "16", stack.url],
-                outputPath: output, environment: ["LOADTEST_SECRET": LocalStack.secret])
+            let loadtest = try stack.startLoadtest(seconds: 6)
             for _ in 0..<3 {
                 usleep(1_500_000)
                 kill(supervisor, SIGHUP)
             }
-            ChildProcess.waitForExit(loadtest)
-            let summary = try String(contentsOfFile: output, encoding: .utf8)
+            let summary = try stack.finishLoadtest(loadtest)
             #expect(summary.contains("loadtest:"), "\(summary)")
             #expect(summary.contains(" non2xx=0 "), "\(summary)")
             #expect(summary.contains(" socket_errors=0 "), "\(summary)")
@@ -36,12 +32,7 @@ import Glibc
 @Suite(.serialized) struct PoolGuardTests {
     @Test func aChildPastMaxRequestsIsReplacedWithoutAFailedRequest() throws {
         try withStack(mode: .supervisor, processes: 2, threads: 4, redis: (password: nil, useSocket: true), environment: ["MAX_REQUESTS": "2000"]) { stack, _ in
-            let output = stack.directory.appending(path: "loadtest.out").path
-            let loadtest = try ChildProcess.spawn(
-                "/bin/bash", [LocalStack.packageRoot.appending(path: "scripts/loadtest").path, "-d", "4", "-c", "16", stack.url],
-                outputPath: output, environment: ["LOADTEST_SECRET": LocalStack.secret])
-            ChildProcess.waitForExit(loadtest)
-            let summary = try String(contentsOfFile: output, encoding: .utf8)
+            let summary = try stack.finishLoadtest(try stack.startLoadtest(seconds: 4))
             #expect(summary.contains(" non2xx=0 "), "\(summary)")
             #expect(summary.contains(" socket_errors=0 "), "\(summary)")
             #expect(stack.gatewayLog.contains("child recycled; replacing it"))
