@@ -22,6 +22,8 @@ local templates = {
   ["unknown-command"] = '{"update_id":%d,"message":{"message_id":%d,"from":{"id":%d,"is_bot":false,"first_name":"Load"},"chat":{"id":%d,"type":"private"},"date":1700000000,"text":"/loadtest_unknown","entities":[{"type":"bot_command","offset":0,"length":17}]}}',
   ["start"] = '{"update_id":%d,"message":{"message_id":%d,"from":{"id":%d,"is_bot":false,"first_name":"Load"},"chat":{"id":%d,"type":"private"},"date":1700000000,"text":"/start","entities":[{"type":"bot_command","offset":0,"length":6}]}}',
   ["text"] = '{"update_id":%d,"message":{"message_id":%d,"from":{"id":%d,"is_bot":false,"first_name":"Load"},"chat":{"id":%d,"type":"private"},"date":1700000000,"text":"hello from the load test"}}',
+  -- The conversation stand-in answers "two actions" with two messages: one Bot API call, one webhook reply.
+  ["full"] = '{"update_id":%d,"message":{"message_id":%d,"from":{"id":%d,"is_bot":false,"first_name":"Load"},"chat":{"id":%d,"type":"private"},"date":1700000000,"text":"two actions"}}',
 }
 local template = templates[kind] or templates["unknown-command"]
 local headers = {

@@ -27,6 +27,9 @@ public final class ResponderPool: Sendable {
         /// A request still running after this long means a stuck thread: the process exits at
         /// once and is replaced (like PHP-FPM's request_terminate_timeout); 0 never.
         public var requestTimeoutSeconds: Double
+        /// Benchmarks only: answer every request 200 without looking at it, to measure the
+        /// ceiling of nginx + FastCGI + the pool.
+        public var trivial = false
 
         public init(
             listenFD: Int32 = 0, threads: Int, maxBodyBytes: Int, shutdownTimeoutSeconds: Double = 10,
@@ -180,6 +183,10 @@ public final class ResponderPool: Sendable {
     }
 
     private func respond(to request: FastCGIRequest, with dependencies: ThreadDependencies) {
+        if settings.trivial {
+            request.write(.acknowledged)
+            return
+        }
         let acceptedAt = clock()
         if let admin, let uri = request.parameter("DOCUMENT_URI").map({ String(decoding: $0, as: UTF8.self) }),
             uri != "/webhook/telegram", let response = admin(uri, dependencies)

@@ -51,6 +51,9 @@ enum ServiceStandin {
                 let data = "CONNECT:" + String(repeating: "0123456789abcdef", count: 12)  // 200 bytes
                 return [["type": "send_message", "text": "A button with long data", "keyboard": [[["text": "Connect", "callback_data": data]]]]]
             }
+            if text == "two actions" {
+                return ["one", "two"].map { ["type": "send_message", "text": $0] }
+            }
             if text == "three actions" {
                 return ["one", "two", "three"].map { ["type": "send_message", "text": $0] }
             }

@@ -55,6 +55,9 @@ struct TelegramGateway: ParsableCommand {
     @Flag(help: "Validate the configuration, print what is wrong, and exit.")
     var checkConfig = false
 
+    @Flag(help: .hidden)
+    var trivial = false
+
     @Flag(help: "Print nginx's secret map for the configured webhook secrets, and exit.")
     var printNginxSecretMap = false
 
@@ -121,14 +124,16 @@ struct TelegramGateway: ParsableCommand {
         let admin = AdminEndpoints(
             services: Array(services.keys), breaker: breaker, renderMetrics: { files.render() },
             renderStatus: { PoolStatus.render(files) })
+        var settings = ResponderPool.Settings(
+            threads: threads ?? config.pool.threads, maxBodyBytes: config.maxBodyBytes,
+            shutdownTimeoutSeconds: shutdownTimeout, supervisorPID: supervisor,
+            // Replacing a process needs someone to start the next one: the supervisor
+            // (spawn-fcgi starts children once and never again).
+            maxRequests: supervisor == nil ? 0 : config.pool.maxRequests,
+            requestTimeoutSeconds: supervisor == nil ? 0 : config.pool.requestTimeoutSeconds)
+        settings.trivial = trivial  // scripts/bench's ceiling of nginx + FastCGI + the pool
         let pool = ResponderPool(
-            settings: .init(
-                threads: threads ?? config.pool.threads, maxBodyBytes: config.maxBodyBytes,
-                shutdownTimeoutSeconds: shutdownTimeout, supervisorPID: supervisor,
-                // Replacing a process needs someone to start the next one: the supervisor
-                // (spawn-fcgi starts children once and never again).
-                maxRequests: supervisor == nil ? 0 : config.pool.maxRequests,
-                requestTimeoutSeconds: supervisor == nil ? 0 : config.pool.requestTimeoutSeconds),
+            settings: settings,
             handler: WebhookHandler(config: config, routes: routes, clock: monotonicNanoseconds, newInternalUserID: makeInternalUserID),
             makeDependencies: {
                 // One Redis connection per thread serves state and the outgoing limits.
@@ -160,6 +165,7 @@ struct TelegramGateway: ParsableCommand {
         let files = MetricsFiles(directory: config.metricsDirectory)
         files.prepare()
         var childArguments = ["--threads", "\(threads ?? config.pool.threads)", "--shutdown-timeout", "\(shutdownTimeout)"]
+        if trivial { childArguments.append("--trivial") }
         childArguments += ["--env-file", absolutePath(envFile)]
         let supervisor = Supervisor(
             settings: .init(
