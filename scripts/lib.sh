@@ -30,6 +30,14 @@ ensure_packages() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Package lists for apt-cache (the deployment checks look packages up), fetched once if absent.
+ensure_package_lists() {
+    compgen -G "/var/lib/apt/lists/*_Packages" >/dev/null && return 0
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+}
+
 # A self-signed certificate for loopback, made once.
 ensure_certificate() {
     local dir="$1"
