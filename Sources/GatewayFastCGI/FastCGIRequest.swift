@@ -51,8 +51,9 @@ final class FastCGIRequest {
             let want = min(chunk, limit + 1 - body.count)
             let before = body.count
             body.append(contentsOf: repeatElement(0, count: want))
-            let got = body.withUnsafeMutableBufferPointer { buffer in
-                buffer.baseAddress!.advanced(by: before).withMemoryRebound(to: CChar.self, capacity: want) {
+            let got = body.withUnsafeMutableBufferPointer { buffer -> Int32 in
+                guard let base = buffer.baseAddress else { return 0 }
+                return base.advanced(by: before).withMemoryRebound(to: CChar.self, capacity: want) {
                     FCGX_GetStr($0, Int32(want), request.pointee.in)
                 }
             }
@@ -73,9 +74,9 @@ final class FastCGIRequest {
     }
 
     private func put(_ bytes: [UInt8]) -> Bool {
-        if bytes.isEmpty { return true }
         return bytes.withUnsafeBufferPointer { buffer in
-            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
+            guard let base = buffer.baseAddress, !buffer.isEmpty else { return true }
+            return base.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
                 FCGX_PutStr($0, Int32(buffer.count), request.pointee.out) == Int32(buffer.count)
             }
         }

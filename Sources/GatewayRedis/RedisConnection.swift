@@ -72,23 +72,25 @@ final class RedisConnection {
 
     private func withArgv<R>(_ arguments: [[UInt8]], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
         // Each argument is copied to one buffer that lives for the call; hiredis copies it into its output buffer.
+        let argv = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: max(1, arguments.count))
+        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: max(1, arguments.count))
         var storage: [UnsafeMutablePointer<CChar>] = []
         storage.reserveCapacity(arguments.count)
-        defer { storage.forEach { $0.deallocate() } }
-        var pointers: [UnsafePointer<CChar>?] = []
-        var lengths: [Int] = []
-        for argument in arguments {
+        defer {
+            storage.forEach { $0.deallocate() }
+            argv.deallocate()
+            lengths.deallocate()
+        }
+        for (index, argument) in arguments.enumerated() {
             let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, argument.count))
             argument.withUnsafeBytes { raw in
                 if let base = raw.baseAddress { UnsafeMutableRawPointer(buffer).copyMemory(from: base, byteCount: raw.count) }
             }
             storage.append(buffer)
-            pointers.append(UnsafePointer(buffer))
-            lengths.append(argument.count)
+            argv[index] = UnsafePointer(buffer)
+            lengths[index] = argument.count
         }
-        return pointers.withUnsafeMutableBufferPointer { argv in
-            lengths.withUnsafeBufferPointer { body(argv.baseAddress!, $0.baseAddress!) }
-        }
+        return body(argv, lengths)
     }
 
     private func connected() throws(StateStoreError) -> UnsafeMutablePointer<redisContext> {

@@ -41,9 +41,10 @@ public func bootstrapLogging(_ config: GatewayConfig) -> Logger {
     }
     let sink: LogLineHandler.Sink = { [fd] line in
         line.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return }
             var offset = 0
             while offset < raw.count {
-                let written = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                let written = write(fd, base + offset, raw.count - offset)
                 if written <= 0 { if errno == EINTR { continue } else { return } }
                 offset += written
             }
