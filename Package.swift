@@ -80,6 +80,9 @@ let package = Package(
             ]
         ),
 
+        // Timing loops over the hot pure functions, for scripts/bench.
+        .executableTarget(name: "gateway-microbench", dependencies: ["GatewayCore"]),
+
         // Loopback stand-ins for the services and the Bot API: local runs and tests only.
         .executableTarget(
             name: "gateway-standins",

@@ -6,6 +6,10 @@ local secret = os.getenv("LOADTEST_SECRET") or ""
 -- 0: every update from its own user; N: users repeat every N updates.
 local users = tonumber(os.getenv("LOADTEST_USERS") or "0")
 local run = tonumber(os.getenv("LOADTEST_RUN") or "0")
+-- LOADTEST_RATE > 0 paces the whole run at about that many requests a second (wrk's delay()
+-- per connection), for latency at a fixed load rather than at saturation.
+local rate = tonumber(os.getenv("LOADTEST_RATE") or "0")
+local connections = tonumber(os.getenv("LOADTEST_CONNECTIONS") or "1")
 
 local threads = {}
 local thread_index = 0
@@ -39,12 +43,18 @@ function request()
   return wrk.format("POST", nil, headers, string.format(template, id, id, user, user))
 end
 
+if rate > 0 then
+  function delay()
+    return 1000 * connections / rate
+  end
+end
+
 function done(summary, latency, requests)
   local seconds = summary.duration / 1e6
   local e = summary.errors
   io.write(string.format(
-    "loadtest: kind=%s requests=%d duration_s=%.1f rps=%.0f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f non2xx=%d socket_errors=%d (connect=%d read=%d write=%d timeout=%d)\n",
+    "loadtest: kind=%s requests=%d duration_s=%.1f rps=%.0f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f p999_ms=%.2f max_ms=%.2f non2xx=%d socket_errors=%d (connect=%d read=%d write=%d timeout=%d)\n",
     kind, summary.requests, seconds, summary.requests / seconds,
-    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000, latency.max / 1000,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000, latency:percentile(99.9) / 1000, latency.max / 1000,
     e.status, e.connect + e.read + e.write + e.timeout, e.connect, e.read, e.write, e.timeout))
 end
