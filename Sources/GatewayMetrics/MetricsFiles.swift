@@ -1,3 +1,5 @@
+import GatewayRuntime
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -44,7 +46,7 @@ public struct MetricsFiles: Sendable {
     /// Every process's latest snapshot, dead ones included.
     public func processes() -> [ProcessSnapshot] {
         names().filter { $0.hasSuffix(".metrics") }.compactMap { name in
-            guard let pid = pid_t(name.dropLast(".metrics".count)), let text = read(directory + "/" + name) else { return nil }
+            guard let pid = pid_t(name.dropLast(".metrics".count)), let text = readFile(directory + "/" + name) else { return nil }
             var series: [String: (kind: String, value: Double)] = [:]
             for line in text.split(separator: "\n") {
                 let parts = line.split(separator: " ")
@@ -96,19 +98,5 @@ public struct MetricsFiles: Sendable {
             result.append(name)
         }
         return result
-    }
-
-    private func read(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let count = Glibc.read(fd, &chunk, chunk.count)
-            if count <= 0 { break }
-            bytes += chunk[0..<count]
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -95,7 +95,8 @@ public func absolutePath(_ path: String) -> String {
     return String(decoding: directory, as: UTF8.self) + "/" + path
 }
 
-private func readFile(_ path: String) -> String? {
+/// A whole file as text, or nil when it cannot be opened.
+public func readFile(_ path: String) -> String? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }

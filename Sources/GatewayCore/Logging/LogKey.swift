@@ -11,6 +11,10 @@ public enum LogKey {
     public static let route = "route"
     public static let outcome = "outcome"
     public static let latencyMilliseconds = "latency_ms"
+    /// Time spent deciding the answer (the service call, if any).
+    public static let serviceMilliseconds = "service_ms"
+    /// Time spent delivering it (Bot API calls, outgoing-limit waits).
+    public static let deliveryMilliseconds = "delivery_ms"
     public static let reason = "reason"
     public static let bodyBytes = "body_bytes"
     public static let status = "status"

@@ -118,13 +118,13 @@ public struct WebhookHandler: Sendable {
             let planStarted = clock()
             let (plan, planned) = plan(update, route: route, session: session, head: head, services: dependencies.services, logger: logger)
             let deliveryStarted = clock()
-            logger[metadataKey: "service_ms"] = .stringConvertible(Self.milliseconds(deliveryStarted &- planStarted))
+            logger[metadataKey: LogKey.serviceMilliseconds] = .stringConvertible(Self.milliseconds(deliveryStarted &- planStarted))
             let (methods, dropped) = CallbackDataToken.shorten(plan.methods, store: dependencies.state, ttlSeconds: sessionTTLSeconds)
             if dropped > 0 {
                 logger.warning("buttons with long callback data left out: the state store is unavailable", metadata: ["buttons": .stringConvertible(dropped)])
             }
             response = deliver(methods, via: dependencies.botAPI, pacedBy: dependencies.outgoing, logger: logger)
-            logger[metadataKey: "delivery_ms"] = .stringConvertible(Self.milliseconds(clock() &- deliveryStarted))
+            logger[metadataKey: LogKey.deliveryMilliseconds] = .stringConvertible(Self.milliseconds(clock() &- deliveryStarted))
             outcome = planned
             if let claim {
                 do {
