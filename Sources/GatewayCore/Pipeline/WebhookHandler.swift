@@ -102,6 +102,8 @@ public struct WebhookHandler: Sendable {
                     LogKey.outcome: "\(RequestOutcome.malformed.rawValue)", LogKey.reason: "\(error.shortDescription)",
                     LogKey.bodyBytes: .stringConvertible(body.count), LogKey.latencyMilliseconds: .stringConvertible(elapsedMilliseconds(since: head)),
                 ])
+            Counter(label: GatewayMetric.updates, dimensions: [("type", "none"), ("route", "none"), ("outcome", RequestOutcome.malformed.rawValue)])
+                .increment()
             return .acknowledged
         }
 
@@ -266,6 +268,7 @@ public struct WebhookHandler: Sendable {
     private func reject(_ head: WebhookHead, _ outcome: RequestOutcome, _ response: WebhookResponse, _ logger: Logger)
         -> WebhookResponse
     {
+        Counter(label: GatewayMetric.updates, dimensions: [("type", "none"), ("route", "none"), ("outcome", outcome.rawValue)]).increment()
         logger.warning(
             "webhook request rejected",
             metadata: [
