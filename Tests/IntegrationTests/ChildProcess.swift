@@ -57,21 +57,26 @@ enum ChildProcess {
     /// Runs a command to completion and returns its standard output; throws on a non-zero exit.
     @discardableResult
     static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> String {
-        let outputPath = FileManager.default.temporaryDirectory.appending(path: "out-\(UUID().uuidString)").path
-        defer { unlink(outputPath) }
-        let pid = try spawn(executable, arguments, outputPath: outputPath, environment: environment)
-        let status = waitForExit(pid)
+        let (status, output) = try execute(executable, arguments, environment: environment, errorsToOutput: false)
         guard status == 0 else { throw StackError("\(executable) \(arguments.first ?? "") exited with status \(status)") }
-        return (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        return output
     }
 
     /// Runs a command to completion; its exit code and everything it printed (stdout and stderr).
     static func runCapturing(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (code: Int32, output: String) {
+        let (status, output) = try execute(executable, arguments, environment: environment, errorsToOutput: true)
+        return ((status >> 8) & 0xFF, output)
+    }
+
+    /// Runs a command to completion with its output in a temporary file; the raw wait status and the output.
+    private static func execute(
+        _ executable: String, _ arguments: [String], environment: [String: String], errorsToOutput: Bool
+    ) throws -> (status: Int32, output: String) {
         let outputPath = FileManager.default.temporaryDirectory.appending(path: "out-\(UUID().uuidString)").path
         defer { unlink(outputPath) }
-        let pid = try spawn(executable, arguments, outputPath: outputPath, environment: environment, errorsToOutput: true)
+        let pid = try spawn(executable, arguments, outputPath: outputPath, environment: environment, errorsToOutput: errorsToOutput)
         let status = waitForExit(pid)
-        return ((status >> 8) & 0xFF, (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "")
+        return (status, (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "")
     }
 
     /// Reaps our child `pid` and returns its raw wait status.

@@ -18,7 +18,7 @@ import Glibc
         #"{"update_id":\#(id),"callback_query":{"id":"cbq-\#(id)","from":{"id":\#(user),"is_bot":false,"first_name":"Ada"},"message":{"message_id":77,"chat":{"id":\#(user),"type":"private"},"date":1732540000,"text":"Pick"},"chat_instance":"1","data":"\#(data)"}}"#
     }
 
-    static func reply(_ response: HTTPResponseLike) throws -> [String: Any] {
+    static func reply(_ response: HTTPResponse) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])
     }
 
@@ -204,7 +204,6 @@ import Glibc
     }
 }
 
-typealias HTTPResponseLike = GatewayHTTP.HTTPResponse
 
 /// A responder killed in the middle of an update, for real: its claim holds the redelivery off
 /// (503) until the lease expires, then the redelivery is processed, once.

@@ -183,18 +183,7 @@ final class LocalStack {
     static func freePorts(count: Int) throws -> Int {
         for _ in 0..<50 {
             let base = Int.random(in: 20_000...60_000)
-            let free = (0..<count).allSatisfy { offset in
-                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                defer { close(fd) }
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                address.sin_port = in_port_t(UInt16(base + offset).bigEndian)
-                return withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                } == 0
-            }
-            if free { return base }
+            if (0..<count).allSatisfy({ (try? bindLoopback(port: base + $0)) != nil }) { return base }
         }
         throw StackError("no free range of \(count) ports")
     }
@@ -252,12 +241,17 @@ final class LocalStack {
     }
 
     static func freePort() throws -> Int {
+        try bindLoopback(port: 0)
+    }
+
+    /// Binds a socket to 127.0.0.1:`port` (0: any free port), closes it, and returns the port it got.
+    private static func bindLoopback(port: Int) throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
@@ -265,7 +259,7 @@ final class LocalStack {
                 return getsockname(fd, pointer, &length)
             }
         }
-        guard bound == 0 else { throw StackError("no free port") }
+        guard bound == 0 else { throw StackError("port \(port) is not free") }
         return Int(UInt16(bigEndian: address.sin_port))
     }
 }

@@ -72,13 +72,6 @@ final class RedisServer {
         try cli(["--eval", scriptFile] + keys + [","] + arguments).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
     }
 
-    /// Redis's clock in milliseconds.
-    func now() throws -> Int64 {
-        let parts = try cli("TIME").split(separator: "\n")
-        guard parts.count == 2, let seconds = Int64(parts[0]), let micros = Int64(parts[1]) else { throw StackError("bad TIME") }
-        return seconds * 1000 + micros / 1000
-    }
-
     /// The environment that points the gateway at this server.
     func gatewayEnvironment(useSocket: Bool) -> [String: String] {
         var environment = useSocket ? ["REDIS_SOCKET": socketPath] : ["REDIS_HOST": "127.0.0.1", "REDIS_PORT": "\(port)"]
