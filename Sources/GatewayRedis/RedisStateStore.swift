@@ -18,7 +18,10 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
     private var outgoingSHA = ""
     private let limits: OutgoingLimits
     private var tokens = 0
+    /// Random per store, with the pid: tokens of different threads and processes never meet.
     private let tokenPrefix: String
+    /// The begin script's arguments that come from the policy, formatted once.
+    private let policyArguments: [String]
 
     public init(
         config: GatewayConfig.RedisSettings, policy: StatePolicy, limits: OutgoingLimits = OutgoingLimits(),
@@ -36,19 +39,19 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         self.logger = logger
         self.clock = clock
         var generator = SystemRandomNumberGenerator()
-        tokenPrefix = String(generator.next() as UInt64, radix: 36)
+        tokenPrefix = String(generator.next() as UInt64, radix: 36) + "-\(getpid())"
+        policyArguments = [
+            String(policy.leaseMilliseconds), String(policy.dedupeTTLSeconds), String(policy.rateLimitRequests),
+            String(policy.rateLimitWindowMilliseconds), String(policy.sessionTTLSeconds),
+        ]
         connection.onConnect = { [unowned self] connection throws(StateStoreError) in try loadScripts(connection) }
     }
 
     public func begin(_ request: BeginRequest) throws(StateStoreError) -> BeginDecision {
         let keys = StateSubjectKeys(subject: request.subject, updateID: request.updateID)
         tokens += 1
-        let token = "\(tokenPrefix)-\(getpid())-\(tokens)"
-        let arguments = [
-            token, String(policy.leaseMilliseconds), String(policy.dedupeTTLSeconds), String(policy.rateLimitRequests),
-            String(policy.rateLimitWindowMilliseconds), String(policy.sessionTTLSeconds),
-            request.needsSession ? "1" : "0", request.newInternalUserID,
-        ]
+        let token = "\(tokenPrefix)-\(tokens)"
+        let arguments = [token] + policyArguments + [request.needsSession ? "1" : "0", request.newInternalUserID]
         // A second update of a user waits for the first, polling with backoff, within userWait.
         let deadline = clock() + UInt64(policy.userWaitMilliseconds) * 1_000_000
         var pause: UInt32 = 5_000
@@ -116,7 +119,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
             String(throughBotAPI ? limits.botMessagesPerSecond : 0),
             String(isGroup ? limits.groupMessages : limits.privateChatMessages),
             String(isGroup ? limits.groupWindowMilliseconds : limits.privateWindowMilliseconds),
-            String(limits.maxWaitMilliseconds), "\(tokenPrefix)-\(getpid())-\(tokens)",
+            String(limits.maxWaitMilliseconds), "\(tokenPrefix)-\(tokens)",
         ]
         let reply: RedisReply
         do {
