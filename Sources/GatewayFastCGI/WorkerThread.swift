@@ -4,15 +4,15 @@ import Glibc
 
 /// A POSIX thread running a closure. Plain pthreads rather than Foundation's `Thread`: the pool
 /// needs the `pthread_t` to wake a worker blocked in `accept` at shutdown.
-struct WorkerThread: Sendable {
-    let id: pthread_t
+public struct WorkerThread: Sendable {
+    public let id: pthread_t
 
     private final class Body: Sendable {
         let run: @Sendable () -> Void
         init(_ run: @escaping @Sendable () -> Void) { self.run = run }
     }
 
-    static func start(stackBytes: Int = 1 << 20, _ run: @escaping @Sendable () -> Void) throws(FastCGIError) -> WorkerThread {
+    public static func start(stackBytes: Int = 1 << 20, _ run: @escaping @Sendable () -> Void) throws(FastCGIError) -> WorkerThread {
         var attributes = pthread_attr_t()
         pthread_attr_init(&attributes)
         defer { pthread_attr_destroy(&attributes) }
@@ -31,7 +31,7 @@ struct WorkerThread: Sendable {
         return WorkerThread(id: id)
     }
 
-    func join() {
+    public func join() {
         pthread_join(id, nil)
     }
 }

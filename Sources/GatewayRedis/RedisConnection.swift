@@ -24,8 +24,8 @@ final class RedisConnection {
     private var context: UnsafeMutablePointer<redisContext>?
     private var retryAt: UInt64 = 0
     private var backoffNanoseconds: UInt64 = minimumBackoff
-    /// Called after each new connection is ready (to load scripts).
-    var onConnect: ((RedisConnection) throws(StateStoreError) -> Void)?
+    /// The digests of the scripts this connection loaded, by script name.
+    private var digests: [String: String] = [:]
 
     static let minimumBackoff: UInt64 = 50_000_000
     static let maximumBackoff: UInt64 = 2_000_000_000
@@ -55,6 +55,31 @@ final class RedisConnection {
 
     func command(_ arguments: String...) throws(StateStoreError) -> RedisReply {
         try command(arguments.map { Array($0.utf8) })
+    }
+
+    /// Runs `script` with EVALSHA, loading it on first use and again when Redis lost it (a
+    /// restart or SCRIPT FLUSH). Error replies are returned as `.error`.
+    func evaluate(_ script: RedisScript, keys: [String], arguments: [[UInt8]]) throws(StateStoreError) -> RedisReply {
+        for attempt in 0..<2 {
+            let digest: String
+            if let known = digests[script.name] {
+                digest = known
+            } else {
+                let loaded = try command("SCRIPT", "LOAD", script.source)
+                // An error here is Redis refusing (still loading its data, out of memory, no permission).
+                if case .error = loaded { throw .refused }
+                guard let text = loaded.text else { throw .unexpectedReply }
+                digests[script.name] = text
+                digest = text
+            }
+            let reply = try command([Array("EVALSHA".utf8), Array(digest.utf8), Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + arguments)
+            if case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), attempt == 0 {
+                digests[script.name] = nil
+                continue
+            }
+            return reply
+        }
+        throw .refused
     }
 
     private func send(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) throws(StateStoreError) -> RedisReply {
@@ -99,7 +124,6 @@ final class RedisConnection {
         do {
             let context = try connect()
             self.context = context
-            try onConnect?(self)
             backoffNanoseconds = Self.minimumBackoff
             return context
         } catch {

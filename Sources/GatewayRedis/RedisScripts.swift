@@ -15,49 +15,58 @@ public enum RedisScripts {
     /// whoever presses the button), living as long as a session.
     public static func callbackDataKey(_ token: String) -> String { "tgcb:{\(token)}" }
 
+    /// The token bucket on Redis's clock, in milli-tokens (see TokenBucket.swift), shared by
+    /// the begin and enqueue scripts: `take(key, capacity, window ms)` returns allowed, warn.
+    static let tokenBucket = #"""
+        local function take(key, capacity, window)
+          local time = redis.call('TIME')
+          local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+          local full = capacity * 1000
+          local bucket = redis.call('HMGET', key, 'mt', 'at', 'warned')
+          local tokens = tonumber(bucket[1]) or full
+          local at = tonumber(bucket[2]) or now
+          local warned = tonumber(bucket[3])
+          local elapsed = math.min(math.max(0, now - at), window)
+          local refill = math.floor(elapsed * full / window)
+          tokens = math.min(full, tokens + refill)
+          if tokens < full then at = at + math.floor(refill * window / full) else at = now end
+          local allowed = tokens >= 1000
+          local warn = 0
+          if allowed then
+            tokens = tokens - 1000
+          elseif (not warned) or now - warned >= window then
+            warned = now
+            warn = 1
+          end
+          if warned then
+            redis.call('HSET', key, 'mt', tokens, 'at', at, 'warned', warned)
+          else
+            redis.call('HSET', key, 'mt', tokens, 'at', at)
+          end
+          redis.call('PEXPIRE', key, window * 2)
+          return allowed, warn
+        end
+
+        """#
+
     /// KEYS: update mark, rate bucket, session, user lease.
     /// ARGV: token, lease ms, dedupe TTL s, capacity, window ms, session TTL s, needs session
-    /// (1/0), new internal id.
+    /// (1/0), new internal id, queued (1/0: a queue worker; no rate limit, leases taken over).
     /// Returns `{"duplicate"}`, `{"in_progress", pttl}`, `{"busy", pttl}`, `{"limited", warn}`,
     /// `{"ok"}` (done at once) or `{"ok", internal id, state or false, created}`.
-    public static let begin = #"""
+    public static let begin = RedisScript(name: "begin", source: tokenBucket + #"""
+        local queued = ARGV[9] == '1'
         local mark = redis.call('GET', KEYS[1])
         if mark == 'done' then return {'duplicate'} end
-        if mark then return {'in_progress', redis.call('PTTL', KEYS[1])} end
+        if mark and not queued then return {'in_progress', redis.call('PTTL', KEYS[1])} end
         local needs = ARGV[7] == '1'
-        if needs then
+        if needs and not queued then
           local holder = redis.call('GET', KEYS[4])
           if holder and holder ~= ARGV[1] then return {'busy', redis.call('PTTL', KEYS[4])} end
         end
 
-        -- Token bucket on Redis's clock, in milli-tokens (see TokenBucket.swift).
-        local time = redis.call('TIME')
-        local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-        local capacity = tonumber(ARGV[4])
-        local window = tonumber(ARGV[5])
-        local full = capacity * 1000
-        local bucket = redis.call('HMGET', KEYS[2], 'mt', 'at', 'warned')
-        local tokens = tonumber(bucket[1]) or full
-        local at = tonumber(bucket[2]) or now
-        local warned = tonumber(bucket[3])
-        local elapsed = math.min(math.max(0, now - at), window)
-        local refill = math.floor(elapsed * full / window)
-        tokens = math.min(full, tokens + refill)
-        if tokens < full then at = at + math.floor(refill * window / full) else at = now end
-        local allowed = tokens >= 1000
-        local warn = 0
-        if allowed then
-          tokens = tokens - 1000
-        elseif (not warned) or now - warned >= window then
-          warned = now
-          warn = 1
-        end
-        if warned then
-          redis.call('HSET', KEYS[2], 'mt', tokens, 'at', at, 'warned', warned)
-        else
-          redis.call('HSET', KEYS[2], 'mt', tokens, 'at', at)
-        end
-        redis.call('PEXPIRE', KEYS[2], window * 2)
+        local allowed, warn = true, 0
+        if not queued then allowed, warn = take(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5])) end
 
         if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[6]) end
         if not allowed then
@@ -79,7 +88,7 @@ public enum RedisScripts {
         redis.call('SET', KEYS[1], 'lease:' .. ARGV[1], 'PX', ARGV[2])
         redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
         return {'ok', session[1], session[2] or false, created}
-        """#
+        """#)
 
     /// Outgoing limits, sliding windows of send times (sorted sets, future reservations
     /// included). KEYS: the bot's window, the chat's window (`{tgout}:…`: one slot, as the bot's
@@ -87,7 +96,7 @@ public enum RedisScripts {
     /// window ms, longest wait ms, a unique member.
     /// Returns the milliseconds to wait before sending, having reserved the slot, or -1 when
     /// the wait would be longer than allowed (nothing reserved).
-    public static let outgoing = #"""
+    public static let outgoing = RedisScript(name: "outgoing", source: #"""
         local time = redis.call('TIME')
         local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
         local function earliest(key, limit, window)
@@ -110,7 +119,7 @@ public enum RedisScripts {
           redis.call('PEXPIRE', KEYS[1], wait + 2000)
         end
         return wait
-        """#
+        """#)
 
     public static let outgoingBotKey = "{tgout}:bot"
     public static func outgoingChatKey(_ chatID: Int64) -> String { "{tgout}:chat:\(chatID)" }
@@ -120,7 +129,7 @@ public enum RedisScripts {
     /// internal id ('' keeps it).
     /// Returns 1 when the user's lease was still ours and the changes were applied, else 0
     /// (the lease expired and another update may own the state now).
-    public static let finish = #"""
+    public static let finish = RedisScript(name: "finish", source: #"""
         if redis.call('GET', KEYS[1]) == 'lease:' .. ARGV[1] then
           redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
         end
@@ -134,7 +143,7 @@ public enum RedisScripts {
         if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'id', ARGV[6]) end
         if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
         return 1
-        """#
+        """#)
 }
 
 /// The keys of one subject, as the scripts expect them.
@@ -151,4 +160,10 @@ public struct StateSubjectKeys: Sendable, Equatable {
         session = "\(tag):session"
         lease = "\(tag):lease"
     }
+}
+
+/// A Lua script by name; connections load it once and call it by digest.
+public struct RedisScript: Sendable {
+    public let name: String
+    public let source: String
 }

@@ -9,13 +9,10 @@ import Glibc
 /// connection. Failures throw (the pipeline then fails open) and are warned about, rate-limited.
 public final class RedisStateStore: StateStore, OutgoingLimiter {
     private let connection: RedisConnection
-    private let policy: StatePolicy
+    let policy: StatePolicy
     private let warnings: DependencyWarnings
     private let logger: Logger
     private let clock: @Sendable () -> UInt64
-    private var beginSHA = ""
-    private var finishSHA = ""
-    private var outgoingSHA = ""
     private let limits: OutgoingLimits
     private var tokens = 0
     /// Random per store, with the pid: tokens of different threads and processes never meet.
@@ -44,19 +41,18 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
             String(policy.leaseMilliseconds), String(policy.dedupeTTLSeconds), String(policy.rateLimitRequests),
             String(policy.rateLimitWindowMilliseconds), String(policy.sessionTTLSeconds),
         ]
-        connection.onConnect = { [unowned self] connection throws(StateStoreError) in try loadScripts(connection) }
     }
 
     public func begin(_ request: BeginRequest) throws(StateStoreError) -> BeginDecision {
         let keys = StateSubjectKeys(subject: request.subject, updateID: request.updateID)
         tokens += 1
         let token = "\(tokenPrefix)-\(tokens)"
-        let arguments = [token] + policyArguments + [request.needsSession ? "1" : "0", request.newInternalUserID]
+        let arguments = [token] + policyArguments + [request.needsSession ? "1" : "0", request.newInternalUserID, request.queued ? "1" : "0"]
         // A second update of a user waits for the first, polling with backoff, within userWait.
         let deadline = clock() + UInt64(policy.userWaitMilliseconds) * 1_000_000
         var pause: UInt32 = 5_000
         while true {
-            let reply = try evaluate(sha: { $0.beginSHA }, keys: [keys.update, keys.rate, keys.session, keys.lease], arguments)
+            let reply = try evaluate(RedisScripts.begin, keys: [keys.update, keys.rate, keys.session, keys.lease], arguments)
             let decision = try Self.decision(reply, claim: Claim(updateID: request.updateID, subject: request.subject, token: token))
             guard case .busy = decision, clock() < deadline else { return decision }
             usleep(pause)
@@ -74,7 +70,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         case .clear: action = "clear"
         }
         let reply = try evaluate(
-            sha: { $0.finishSHA }, keys: [keys.update, keys.session, keys.lease],
+            RedisScripts.finish, keys: [keys.update, keys.session, keys.lease],
             [claim.token, String(policy.dedupeTTLSeconds), String(policy.sessionTTLSeconds), action, json, completion.internalUserID ?? ""])
         guard case .integer = reply else { throw failed(.unexpectedReply) }
     }
@@ -123,7 +119,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         ]
         let reply: RedisReply
         do {
-            reply = try evaluate(sha: { $0.outgoingSHA }, keys: [RedisScripts.outgoingBotKey, RedisScripts.outgoingChatKey(chatID)], arguments)
+            reply = try evaluate(RedisScripts.outgoing, keys: [RedisScripts.outgoingBotKey, RedisScripts.outgoingChatKey(chatID)], arguments)
         } catch {
             return true  // fail open: send, and let Telegram's own limit be the judge
         }
@@ -132,41 +128,21 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         return true
     }
 
-    /// EVALSHA, reloading the scripts once if Redis lost them (a restart or SCRIPT FLUSH).
-    private func evaluate(sha: (RedisStateStore) -> String, keys: [String], _ arguments: [String]) throws(StateStoreError) -> RedisReply {
-        var reply: RedisReply = .null
-        for attempt in 0..<2 {
-            do {
-                // Connecting loads the scripts, so connect before reading their digests.
-                if !connection.isConnected { _ = try connection.command("PING") }
-                reply = try connection.command((["EVALSHA", sha(self), String(keys.count)] + keys + arguments).map { Array($0.utf8) })
-            } catch {
-                throw failed(error)
-            }
-            if case .error(let message) = reply {
-                if message.hasPrefix("NOSCRIPT"), attempt == 0 {
-                    do { try loadScripts(connection) } catch { throw failed(error) }
-                    continue
-                }
-                throw failed(.refused, detail: String(message.prefix(40)))
-            }
-            break
-        }
-        warnings.succeeded("redis", logger: logger)
-        return reply
+    /// Runs a script, warning (rate-limited) when Redis fails or refuses.
+    func evaluate(_ script: RedisScript, keys: [String], _ arguments: [String]) throws(StateStoreError) -> RedisReply {
+        try evaluate(script, keys: keys, bytes: arguments.map { Array($0.utf8) })
     }
 
-    private func loadScripts(_ connection: RedisConnection) throws(StateStoreError) {
-        let replies = [
-            try connection.command("SCRIPT", "LOAD", RedisScripts.begin), try connection.command("SCRIPT", "LOAD", RedisScripts.finish),
-            try connection.command("SCRIPT", "LOAD", RedisScripts.outgoing),
-        ]
-        // An error here is Redis refusing (still loading its data, out of memory, no permission).
-        if replies.contains(where: { if case .error = $0 { true } else { false } }) { throw .refused }
-        guard let begin = replies[0].text, let finish = replies[1].text, let outgoing = replies[2].text else { throw .unexpectedReply }
-        beginSHA = begin
-        finishSHA = finish
-        outgoingSHA = outgoing
+    func evaluate(_ script: RedisScript, keys: [String], bytes arguments: [[UInt8]]) throws(StateStoreError) -> RedisReply {
+        let reply: RedisReply
+        do {
+            reply = try connection.evaluate(script, keys: keys, arguments: arguments)
+        } catch {
+            throw failed(error)
+        }
+        if case .error(let message) = reply { throw failed(.refused, detail: String(message.prefix(40))) }
+        warnings.succeeded("redis", logger: logger)
+        return reply
     }
 
     private func failed(_ error: StateStoreError, detail: String? = nil) -> StateStoreError {

@@ -56,15 +56,19 @@ public final class InMemoryStateStore: StateStore, Sendable {
             let markKey = "\(request.subject.hashTag):update:\(request.updateID)"
             if let mark = state.marks[markKey], mark.expiresAt > now {
                 if mark.value == "done" { return .duplicate }
-                return .inProgress(retryAfterSeconds: Int((mark.expiresAt - now + 999) / 1000))
+                if !request.queued { return .inProgress(retryAfterSeconds: Int((mark.expiresAt - now + 999) / 1000)) }
             }
-            if request.needsSession, let lease = state.leases[request.subject], lease.expiresAt > now {
+            if request.needsSession, !request.queued, let lease = state.leases[request.subject], lease.expiresAt > now {
                 return .busy(retryAfterSeconds: Int((lease.expiresAt - now + 999) / 1000))
             }
-            let (bucket, outcome) = TokenBucket.take(
-                state.buckets[request.subject], now: now, capacity: policy.rateLimitRequests,
-                windowMilliseconds: policy.rateLimitWindowMilliseconds)
-            state.buckets[request.subject] = bucket
+            var outcome = (allowed: true, warn: false)
+            if !request.queued {
+                let (bucket, taken) = TokenBucket.take(
+                    state.buckets[request.subject], now: now, capacity: policy.rateLimitRequests,
+                    windowMilliseconds: policy.rateLimitWindowMilliseconds)
+                state.buckets[request.subject] = bucket
+                outcome = (taken.allowed, taken.warn)
+            }
             let ttl = Int64(policy.sessionTTLSeconds) * 1000
             if let entry = state.sessions[request.subject], entry.expiresAt > now {
                 state.sessions[request.subject]?.expiresAt = now + ttl

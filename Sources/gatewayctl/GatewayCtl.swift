@@ -15,8 +15,10 @@ import Glibc
 struct GatewayCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatewayctl",
-        abstract: "Set and inspect the Telegram webhook, and check the gateway's configuration.",
-        subcommands: [SetWebhook.self, WebhookInfoCommand.self, DeleteWebhook.self, CheckConfig.self])
+        abstract: "Set and inspect the Telegram webhook, check the gateway's configuration, inspect the queue.",
+        subcommands: [
+            SetWebhook.self, WebhookInfoCommand.self, DeleteWebhook.self, CheckConfig.self, QueueStatus.self, DeadLetters.self,
+        ])
 }
 
 struct CommonOptions: ParsableArguments {

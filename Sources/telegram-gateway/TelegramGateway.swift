@@ -132,17 +132,19 @@ struct TelegramGateway: ParsableCommand {
             maxRequests: supervisor == nil ? 0 : config.pool.maxRequests,
             requestTimeoutSeconds: supervisor == nil ? 0 : config.pool.requestTimeoutSeconds)
         settings.trivial = trivial  // scripts/bench's ceiling of nginx + FastCGI + the pool
+        let handler = WebhookHandler(config: config, routes: routes, clock: monotonicNanoseconds, newInternalUserID: makeInternalUserID)
+        let queue = config.deliveryMode == .queue ? config.queue : nil
+        let makeDependencies: @Sendable (_ enqueues: Bool) -> ThreadDependencies = { enqueues in
+            // One Redis connection per thread serves state, the outgoing limits and the queue's front door.
+            let store = RedisStateStore(
+                config: redis, policy: policy, limits: limits, warnings: warnings, logger: logger, clock: monotonicNanoseconds)
+            return ThreadDependencies(
+                state: store, services: CurlServiceClient(services: services, breaker: breaker, clock: monotonicNanoseconds),
+                botAPI: CurlBotAPI(baseURL: apiBase, token: token, clock: monotonicNanoseconds), outgoing: store,
+                queue: enqueues && queue != nil ? queue.map { RedisUpdateQueue(store: store, settings: $0) } : nil)
+        }
         let pool = ResponderPool(
-            settings: settings,
-            handler: WebhookHandler(config: config, routes: routes, clock: monotonicNanoseconds, newInternalUserID: makeInternalUserID),
-            makeDependencies: {
-                // One Redis connection per thread serves state and the outgoing limits.
-                let store = RedisStateStore(
-                    config: redis, policy: policy, limits: limits, warnings: warnings, logger: logger, clock: monotonicNanoseconds)
-                return ThreadDependencies(
-                    state: store, services: CurlServiceClient(services: services, breaker: breaker, clock: monotonicNanoseconds),
-                    botAPI: CurlBotAPI(baseURL: apiBase, token: token, clock: monotonicNanoseconds), outgoing: store)
-            },
+            settings: settings, handler: handler, makeDependencies: { makeDependencies(true) },
             logger: logger, clock: monotonicNanoseconds,
             admin: { path, dependencies in admin.respond(to: path, state: dependencies.state) },
             onTick: { busy, handled in
@@ -150,8 +152,36 @@ struct TelegramGateway: ParsableCommand {
                 served.increment(by: counted.withLock { counted in defer { counted = handled }; return handled - counted })
                 files.write(metrics.snapshot())
             })
+        var workers: QueueWorkers?
+        var workerThreads: [WorkerThread] = []
+        if let queue, !trivial, queue.workers > 0 {
+            raiseOpenFileLimit()
+            let started = QueueWorkers(
+                settings: queue, redis: redis, handler: handler, makeDependencies: { makeDependencies(false) }, logger: logger,
+                clock: monotonicNanoseconds)
+            let running = Atomic<Int>(queue.workers)
+            for index in 0..<queue.workers {
+                workerThreads.append(try WorkerThread.start { started.runWorker(index); running.subtract(1, ordering: .sequentiallyConsistent) })
+            }
+            workerThreads.append(try WorkerThread.start { started.runHeartbeat { running.load(ordering: .sequentiallyConsistent) == 0 } })
+            logger.info("queue workers started", metadata: ["workers": .stringConvertible(queue.workers), "partitions": .stringConvertible(queue.partitions)])
+            workers = started
+        }
         try pool.run()
+        // The front door is closed; workers finish the entry in hand (one cut short is claimed
+        // again by the partition's next holder).
+        workers?.stop()
+        workerThreads.forEach { $0.join() }
         files.write(metrics.snapshot())
+    }
+
+    /// Each worker holds a Redis connection and a service and Bot API connection: lift the
+    /// soft limit on open files to the hard one, as servers with many connections do.
+    private func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
 
     private func runSupervisor(config: GatewayConfig, logger: Logger) throws(FastCGIError) {

@@ -14,7 +14,7 @@ struct EnvironmentReader {
         return value
     }
 
-    private mutating func problem(_ name: String, _ message: String) {
+    mutating func problem(_ name: String, _ message: String) {
         problems.append(.init(variable: name, message: message))
     }
 

@@ -35,6 +35,8 @@ public struct GatewayConfig: Sendable {
     public var metricsDirectory: String
     /// Requests slower than this are logged as slow, with their timings.
     public var slowRequestSeconds: Double
+    public var deliveryMode: DeliveryMode
+    public var queue: QueueSettings
 
     public struct RedisSettings: Sendable, Equatable {
         public var host: String
@@ -132,6 +134,11 @@ public struct GatewayConfig: Sendable {
         outgoing.botMessagesPerSecond = reader.integer("OUTGOING_PER_SECOND", default: 30, in: 0...100_000)
         outgoing.maxWaitMilliseconds = Int64(reader.seconds("OUTGOING_MAX_WAIT", default: 2, in: 0...30) * 1000)
 
+        let deliveryMode = reader.choice(
+            "DELIVERY_MODE", default: .sync,
+            choices: Dictionary(uniqueKeysWithValues: DeliveryMode.allCases.map { ($0.rawValue.uppercased(), $0) }))
+        let queue = queueSettings(&reader, mode: deliveryMode, processes: pool.processes)
+
         guard reader.problems.isEmpty, let botToken, let currentSecret else {
             throw ConfigError(problems: reader.problems)
         }
@@ -143,7 +150,28 @@ public struct GatewayConfig: Sendable {
             maxBodyBytes: maxBodyBytes, pool: pool, webhookReply: webhookReply,
             telegramAPIBaseURL: apiBase.hasSuffix("/") ? String(apiBase.dropLast()) : apiBase,
             routesFile: routesFile, circuitOpenSeconds: circuitOpen, outgoingLimits: outgoing,
-            metricsDirectory: metricsDirectory, slowRequestSeconds: slowRequest)
+            metricsDirectory: metricsDirectory, slowRequestSeconds: slowRequest, deliveryMode: deliveryMode, queue: queue)
+    }
+
+    private static func queueSettings(_ reader: inout EnvironmentReader, mode: DeliveryMode, processes: Int) -> QueueSettings {
+        let defaults = QueueSettings()
+        let settings = QueueSettings(
+            partitions: reader.integer("QUEUE_PARTITIONS", default: defaults.partitions, in: 1...4096),
+            workers: reader.integer("QUEUE_WORKERS", default: defaults.workers, in: 0...1024),
+            leaseMilliseconds: Int64(reader.seconds("QUEUE_LEASE", default: 5, in: 1...300) * 1000),
+            maxAttempts: reader.integer("QUEUE_MAX_ATTEMPTS", default: defaults.maxAttempts, in: 1...100),
+            maxBacklog: reader.integer("QUEUE_MAX_BACKLOG", default: defaults.maxBacklog, in: 1...10_000_000),
+            maxAgeMilliseconds: Int64(reader.seconds("QUEUE_MAX_AGE", default: 60, in: 1...86_400) * 1000),
+            retryAfterSeconds: reader.integer("QUEUE_RETRY_AFTER", default: defaults.retryAfterSeconds, in: 1...3600),
+            callbackPromptMilliseconds: Int64(reader.seconds("QUEUE_CALLBACK_PROMPT", default: 5, in: 0...140) * 1000),
+            deadLetterLimit: reader.integer("QUEUE_DEAD_LETTERS", default: defaults.deadLetterLimit, in: 100...10_000_000))
+        // Every partition needs a worker of its own, or its users wait forever.
+        if mode == .queue, settings.workers * processes < settings.partitions {
+            reader.problem(
+                "QUEUE_WORKERS",
+                "\(settings.workers) workers x \(processes) processes (GATEWAY_PROCESSES) leave partitions of the \(settings.partitions) (QUEUE_PARTITIONS) without a worker; give at least as many workers as partitions")
+        }
+        return settings
     }
 
     /// The state store's numbers. An update's lease lasts as long as the slowest service may take

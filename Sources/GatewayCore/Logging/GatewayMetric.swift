@@ -10,4 +10,9 @@ public enum GatewayMetric {
     public static let botAPIErrors = "telegram_gateway_bot_api_errors_total"
     public static let dependencyFailures = "telegram_gateway_dependency_failures_total"
     public static let outgoingDropped = "telegram_gateway_outgoing_dropped_total"
+    public static let queueEnqueued = "telegram_gateway_queue_enqueued_total"
+    public static let queueFull = "telegram_gateway_queue_full_total"
+    public static let queueRetries = "telegram_gateway_queue_retries_total"
+    public static let queueDeadLetters = "telegram_gateway_queue_dead_letters_total"
+    public static let queueProcessed = "telegram_gateway_queue_processed_total"
 }

@@ -7,8 +7,14 @@ public struct ThreadDependencies {
     public var services: any ServiceClient
     public var botAPI: any BotAPI
     public var outgoing: any OutgoingLimiter
+    /// Queue mode: where the responder stores updates instead of processing them.
+    public var queue: (any UpdateQueue)?
 
-    public init(state: any StateStore, services: any ServiceClient, botAPI: any BotAPI, outgoing: any OutgoingLimiter = UnlimitedOutgoing()) {
+    public init(
+        state: any StateStore, services: any ServiceClient, botAPI: any BotAPI, outgoing: any OutgoingLimiter = UnlimitedOutgoing(),
+        queue: (any UpdateQueue)? = nil
+    ) {
+        self.queue = queue
         self.state = state
         self.services = services
         self.botAPI = botAPI
@@ -21,15 +27,15 @@ public struct ThreadDependencies {
 public struct WebhookHandler: Sendable {
     private let secrets: [Secret]
     private let maxBodyBytes: Int
-    private let routes: RouteTable
-    private let botUsername: String?
-    private let texts: ReplyTexts
+    let routes: RouteTable
+    let botUsername: String?
+    let texts: ReplyTexts
     /// Send the last Bot API call as the webhook reply (Telegram executes it after our answer,
     /// and never tells whether it worked); off sends everything through the Bot API.
     private let webhookReply: Bool
-    private let decoder = UpdateDecoder()
+    let decoder = UpdateDecoder()
     /// Monotonic nanoseconds, for latencies.
-    private let clock: @Sendable () -> UInt64
+    let clock: @Sendable () -> UInt64
     /// Makes the internal id of a first-time user.
     private let newInternalUserID: @Sendable () -> String
     /// How long stored callback data lives: as long as a session.
@@ -113,28 +119,16 @@ public struct WebhookHandler: Sendable {
 
         let route = routes.route(update, botUsername: botUsername)
         let response: WebhookResponse, outcome: RequestOutcome
-        switch begin(update, route: route, state: dependencies.state, logger: &logger) {
-        case .answer(let early, let earlyOutcome):
-            (response, outcome) = (early, earlyOutcome)
-        case .proceed(let claim, let session):
-            let planStarted = clock()
-            let (plan, planned) = plan(update, route: route, session: session, head: head, services: dependencies.services, logger: logger)
-            let deliveryStarted = clock()
-            logger[metadataKey: LogKey.serviceMilliseconds] = .stringConvertible(Self.milliseconds(deliveryStarted &- planStarted))
-            let (methods, dropped) = CallbackDataToken.shorten(plan.methods, store: dependencies.state, ttlSeconds: sessionTTLSeconds)
-            if dropped > 0 {
-                logger.warning("buttons with long callback data left out: the state store is unavailable", metadata: ["buttons": .stringConvertible(dropped)])
-            }
-            response = deliver(methods, via: dependencies.botAPI, pacedBy: dependencies.outgoing, logger: logger)
-            logger[metadataKey: LogKey.deliveryMilliseconds] = .stringConvertible(Self.milliseconds(clock() &- deliveryStarted))
-            outcome = planned
-            if let claim {
-                do {
-                    try dependencies.state.finish(Completion(claim: claim, stateChange: plan.stateChange, internalUserID: plan.internalUserID))
-                } catch {
-                    // The claim expires on its own; the update was answered, so nothing is lost.
-                    logger[metadataKey: LogKey.degraded] = "true"
-                }
+        if let queue = dependencies.queue {
+            (response, outcome) = enqueue(update, route: route, body: body, queue: queue, logger: &logger)
+        } else {
+            switch begin(update, route: route, queued: false, state: dependencies.state, logger: &logger) {
+            case .answer(let early, let earlyOutcome):
+                (response, outcome) = (early, earlyOutcome)
+            case .proceed(let claim, let session):
+                let step = Step(update: update, route: route, claim: claim, session: session, requestID: head.requestID)
+                (response, outcome) = complete(step, with: dependencies, webhookReply: webhookReply, logger: &logger)
+                    ?? (.acknowledged, .serviceFailed)
             }
         }
         let latency = elapsedMilliseconds(since: head)
@@ -152,7 +146,48 @@ public struct WebhookHandler: Sendable {
         return response
     }
 
-    private enum Start {
+    /// An update the state store let through, with what processing it needs.
+    struct Step {
+        var update: Update
+        var route: Route
+        var claim: Claim?
+        var session: Session?
+        var requestID: String
+        /// Queue mode: the callback query was answered when the update was enqueued.
+        var callbackAnswered = false
+    }
+
+    /// Plans, delivers and finishes `step`. With `deferFailure`, a failed service call returns
+    /// nil having sent nothing and kept the claim, so the update can be tried again.
+    func complete(
+        _ step: Step, with dependencies: ThreadDependencies, webhookReply: Bool, deferFailure: Bool = false, logger: inout Logger
+    ) -> (WebhookResponse, RequestOutcome)? {
+        let planStarted = clock()
+        let (plan, outcome) = plan(step.update, route: step.route, session: step.session, requestID: step.requestID, services: dependencies.services, logger: logger)
+        if deferFailure, outcome == .serviceFailed { return nil }
+        let deliveryStarted = clock()
+        logger[metadataKey: LogKey.serviceMilliseconds] = .stringConvertible(Self.milliseconds(deliveryStarted &- planStarted))
+        var (methods, dropped) = CallbackDataToken.shorten(plan.methods, store: dependencies.state, ttlSeconds: sessionTTLSeconds)
+        if dropped > 0 {
+            logger.warning("buttons with long callback data left out: the state store is unavailable", metadata: ["buttons": .stringConvertible(dropped)])
+        }
+        if step.callbackAnswered {
+            methods.removeAll { if case .answerCallbackQuery = $0 { true } else { false } }
+        }
+        let response = deliver(methods, via: dependencies.botAPI, pacedBy: dependencies.outgoing, webhookReply: webhookReply, logger: logger)
+        logger[metadataKey: LogKey.deliveryMilliseconds] = .stringConvertible(Self.milliseconds(clock() &- deliveryStarted))
+        if let claim = step.claim {
+            do {
+                try dependencies.state.finish(Completion(claim: claim, stateChange: plan.stateChange, internalUserID: plan.internalUserID))
+            } catch {
+                // The claim expires on its own; the update was answered, so nothing is lost.
+                logger[metadataKey: LogKey.degraded] = "true"
+            }
+        }
+        return (response, outcome)
+    }
+
+    enum Start {
         /// Answer now without processing (duplicate, deferred, rate limited, ignored).
         case answer(WebhookResponse, RequestOutcome)
         /// Process; finish `claim` afterwards if there is one.
@@ -160,12 +195,12 @@ public struct WebhookHandler: Sendable {
     }
 
     /// Asks the state store whether and how to process the update.
-    private func begin(_ update: Update, route: Route, state: any StateStore, logger: inout Logger) -> Start {
+    func begin(_ update: Update, route: Route, queued: Bool, state: any StateStore, logger: inout Logger) -> Start {
         if case .ignored = route { return .answer(.acknowledged, .ignored) }
         guard let subject = StateSubject(update) else { return .proceed(nil, nil) }
         let request = BeginRequest(
             updateID: update.id, subject: subject, needsSession: route.needsSession,
-            newInternalUserID: route.needsSession ? newInternalUserID() : "")
+            newInternalUserID: route.needsSession ? newInternalUserID() : "", queued: queued)
         let decision: BeginDecision
         do {
             decision = try state.begin(request)
@@ -188,7 +223,7 @@ public struct WebhookHandler: Sendable {
 
     /// A limited message gets the friendly warning once per window; a limited button press is
     /// always answered (with the warning when due) so the button stops spinning.
-    private func limitedReply(_ update: Update, warn: Bool) -> WebhookResponse {
+    func limitedReply(_ update: Update, warn: Bool) -> WebhookResponse {
         switch update.content {
         case .callbackQuery(let query):
             return .webhookReply(.answerCallbackQuery(callbackQueryID: query.id, text: warn ? texts.rateLimited : nil, showAlert: false))
@@ -200,7 +235,7 @@ public struct WebhookHandler: Sendable {
 
     /// Decides the Bot API calls for a routed update, calling its service where it has one.
     private func plan(
-        _ update: Update, route: Route, session: Session?, head: WebhookHead, services: any ServiceClient, logger: Logger
+        _ update: Update, route: Route, session: Session?, requestID: String, services: any ServiceClient, logger: Logger
     ) -> (ReplyPlan, RequestOutcome) {
         switch route {
         case .unknownCommand:
@@ -217,7 +252,7 @@ public struct WebhookHandler: Sendable {
         case .callback(let prefix, .generic):
             return (.forGenericCallback(prefix: prefix, update: update), .replied)
         case .command(_, .service(let service)), .callback(_, .service(let service)), .text(.service(let service)):
-            let request = ServiceRequest(requestID: head.requestID, update: update, route: route, session: session)
+            let request = ServiceRequest(requestID: requestID, update: update, route: route, session: session)
             let failure: ServiceCallError
             let started = clock()
             defer {
@@ -245,7 +280,9 @@ public struct WebhookHandler: Sendable {
     /// webhook reply. Sending an earlier one as the reply would reorder the messages: Telegram
     /// executes the reply only after our answer. New messages wait for their slot in the pool's
     /// outgoing budget; one that cannot get a slot in time is left out and logged.
-    private func deliver(_ methods: [BotMethod], via botAPI: any BotAPI, pacedBy outgoing: any OutgoingLimiter, logger: Logger) -> WebhookResponse {
+    private func deliver(
+        _ methods: [BotMethod], via botAPI: any BotAPI, pacedBy outgoing: any OutgoingLimiter, webhookReply: Bool, logger: Logger
+    ) -> WebhookResponse {
         for (index, method) in methods.enumerated() {
             let isReply = webhookReply && index == methods.count - 1
             // Wait for this message's slot, then send it at once, so the spacing holds.
@@ -265,7 +302,7 @@ public struct WebhookHandler: Sendable {
         return .acknowledged
     }
 
-    private func reject(_ head: WebhookHead, _ outcome: RequestOutcome, _ response: WebhookResponse, _ logger: Logger)
+    func reject(_ head: WebhookHead, _ outcome: RequestOutcome, _ response: WebhookResponse, _ logger: Logger)
         -> WebhookResponse
     {
         Counter(label: GatewayMetric.updates, dimensions: [("type", "none"), ("route", "none"), ("outcome", outcome.rawValue)]).increment()
@@ -278,11 +315,11 @@ public struct WebhookHandler: Sendable {
         return response
     }
 
-    private static func milliseconds(_ nanoseconds: UInt64) -> Double {
+    static func milliseconds(_ nanoseconds: UInt64) -> Double {
         Double(nanoseconds / 1000) / 1000
     }
 
-    private func elapsedMilliseconds(since head: WebhookHead) -> Double {
+    func elapsedMilliseconds(since head: WebhookHead) -> Double {
         let now = clock()
         let elapsed = now >= head.acceptedAt ? now - head.acceptedAt : 0
         return Double(elapsed / 1000) / 1000

@@ -54,6 +54,8 @@ public struct WebhookResponse: Sendable, Equatable {
 public enum RequestOutcome: String, Sendable {
     /// Answered with a webhook reply.
     case replied
+    /// Queue mode: stored for a worker, acknowledged.
+    case queued
     /// The service failed, timed out or answered nonsense: the user got the generic apology.
     case serviceFailed = "service_failed"
     /// Nothing to do for this update.

@@ -60,8 +60,13 @@ public struct BeginRequest: Sendable, Equatable {
     public var needsSession: Bool
     /// The internal id a first-time user gets (a fresh UUID).
     public var newInternalUserID: String
+    /// Queue mode's worker: the update was deduplicated and rate limited when it was enqueued,
+    /// and its partition's worker is the only one processing the user's updates, so the rate
+    /// limit is skipped and leases left by a worker that died are taken over.
+    public var queued: Bool
 
-    public init(updateID: Int64, subject: StateSubject, needsSession: Bool, newInternalUserID: String) {
+    public init(updateID: Int64, subject: StateSubject, needsSession: Bool, newInternalUserID: String, queued: Bool = false) {
+        self.queued = queued
         self.updateID = updateID
         self.subject = subject
         self.needsSession = needsSession

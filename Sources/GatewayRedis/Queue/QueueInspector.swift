@@ -1,0 +1,109 @@
+import GatewayCore
+
+/// What `gatewayctl` reads and changes in queue mode: each partition's backlog and holder, and
+/// the dead letters, which it can replay.
+public final class QueueInspector {
+    public struct PartitionStatus: Sendable, Equatable {
+        public var partition: Int
+        /// Entries waiting or being processed.
+        public var backlog: Int
+        /// Entries handed to a worker and not yet acknowledged.
+        public var pending: Int
+        public var owner: String?
+        /// Milliseconds since the oldest entry was enqueued (0 when there is none).
+        public var oldestAgeMilliseconds: Int64
+        public var deadLetters: Int
+    }
+
+    /// A dead letter as shown to the operator: ids, type and reason, never the update's text.
+    public struct DeadLetter: Sendable, Equatable {
+        public var partition: Int
+        public var id: String
+        public var reason: String
+        public var attempts: Int
+        public var updateID: Int64?
+        public var updateType: String
+    }
+
+    private let connection: RedisConnection
+    private let settings: QueueSettings
+
+    public init(redis: GatewayConfig.RedisSettings, settings: QueueSettings, clock: @escaping @Sendable () -> UInt64) {
+        self.settings = settings
+        connection = RedisConnection(
+            settings: .init(
+                host: redis.host, port: redis.port, socket: redis.socket, password: redis.password, database: redis.database,
+                connectTimeoutSeconds: max(1, redis.connectTimeoutSeconds), commandTimeoutSeconds: max(5, redis.commandTimeoutSeconds)),
+            clock: clock)
+    }
+
+    public func status() throws(StateStoreError) -> [PartitionStatus] {
+        let now = try serverMilliseconds()
+        var result: [PartitionStatus] = []
+        for partition in 0..<settings.partitions {
+            let keys = QueueKeys(partition: partition)
+            let backlog = try integer(connection.command("XLEN", keys.stream))
+            let deadLetters = try integer(connection.command("XLEN", keys.dead))
+            var pending = 0
+            if backlog > 0, case .array(let summary) = try connection.command("XPENDING", keys.stream, QueueKeys.group),
+                case .integer(let count)? = summary.first
+            {
+                pending = Int(count)
+            }
+            var age: Int64 = 0
+            if backlog > 0, case .array(let first) = try connection.command("XRANGE", keys.stream, "-", "+", "COUNT", "1"),
+                case .array(let entry)? = first.first, let id = entry.first?.text, let stamp = Int64(id.prefix { $0 != "-" })
+            {
+                age = max(0, now - stamp)
+            }
+            let owner = try connection.command("GET", keys.owner).text
+            result.append(PartitionStatus(
+                partition: partition, backlog: backlog, pending: pending, owner: owner, oldestAgeMilliseconds: age, deadLetters: deadLetters))
+        }
+        return result
+    }
+
+    /// Up to `limit` dead letters of each partition, oldest first.
+    public func deadLetters(limit: Int = 100) throws(StateStoreError) -> [DeadLetter] {
+        var result: [DeadLetter] = []
+        let decoder = UpdateDecoder()
+        for partition in 0..<settings.partitions {
+            let reply = try connection.command("XRANGE", QueueKeys(partition: partition).dead, "-", "+", "COUNT", String(limit))
+            guard case .array(let entries) = reply else { continue }
+            for case .array(let entry) in entries {
+                guard entry.count == 2, let id = entry[0].text, case .array(let fields) = entry[1] else { continue }
+                var values: [String: RedisReply] = [:]
+                for index in stride(from: 0, to: fields.count - 1, by: 2) {
+                    if let name = fields[index].text { values[name] = fields[index + 1] }
+                }
+                var update: Update?
+                if case .string(let body)? = values["u"], case .success(let decoded) = decoder.decode(body) { update = decoded }
+                result.append(DeadLetter(
+                    partition: partition, id: id, reason: values["reason"]?.text ?? "?", attempts: Int(values["attempts"]?.text ?? "") ?? 0,
+                    updateID: update?.id, updateType: update.map { "\($0.type)" } ?? "undecodable"))
+            }
+        }
+        return result
+    }
+
+    /// Puts a dead letter back at the end of its partition. Returns false when there is no such dead letter.
+    public func replay(partition: Int, id: String) throws(StateStoreError) -> Bool {
+        guard (0..<settings.partitions).contains(partition) else { return false }
+        let keys = QueueKeys(partition: partition)
+        let reply = try connection.evaluate(QueueScripts.replay, keys: [keys.dead, keys.stream], arguments: [Array(id.utf8)])
+        if case .error = reply { throw .refused }
+        return reply.text != nil
+    }
+
+    private func serverMilliseconds() throws(StateStoreError) -> Int64 {
+        guard case .array(let time) = try connection.command("TIME"), time.count == 2, let seconds = Int64(time[0].text ?? ""),
+            let micros = Int64(time[1].text ?? "")
+        else { throw .unexpectedReply }
+        return seconds * 1000 + micros / 1000
+    }
+
+    private func integer(_ reply: RedisReply) throws(StateStoreError) -> Int {
+        guard case .integer(let value) = reply else { throw .unexpectedReply }
+        return Int(value)
+    }
+}

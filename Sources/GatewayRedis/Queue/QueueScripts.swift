@@ -1,0 +1,124 @@
+import GatewayCore
+
+/// Queue mode's keys and scripts. Everything of one partition carries the partition's hash tag
+/// (`{tgq:N}`), so each script touches one Redis Cluster slot.
+///
+/// Keys of partition N:
+/// - `{tgq:N}:stream`: the updates waiting or being processed (entries are deleted when
+///   done, so its length is the backlog); consumer group `workers`.
+/// - `{tgq:N}:seen:UPDATE_ID`: the update was enqueued (or refused by the rate limit); kept
+///   DEDUPE_TTL seconds so a redelivery is acknowledged without a second entry.
+/// - `{tgq:N}:rate:u:ID` / `rate:c:ID`: the subject's token bucket at the front door.
+/// - `{tgq:N}:owner`: the worker holding the partition, with a lease its process renews.
+/// - `{tgq:N}:attempts`: attempts per entry id, counted before each attempt.
+/// - `{tgq:N}:dead`: dead letters (the update, the reason, the attempts), trimmed to a bound.
+public struct QueueKeys: Sendable, Equatable {
+    public static let group = "workers"
+    public let partition: Int
+    public let stream: String
+    public let owner: String
+    public let attempts: String
+    public let dead: String
+
+    public init(partition: Int) {
+        self.partition = partition
+        let tag = "{tgq:\(partition)}"
+        stream = "\(tag):stream"
+        owner = "\(tag):owner"
+        attempts = "\(tag):attempts"
+        dead = "\(tag):dead"
+    }
+
+    public func seen(_ updateID: Int64) -> String { "{tgq:\(partition)}:seen:\(updateID)" }
+
+    public func rate(_ subject: StateSubject?) -> String {
+        switch subject?.kind {
+        case .user: "{tgq:\(partition)}:rate:u:\(subject?.id ?? 0)"
+        case .chat: "{tgq:\(partition)}:rate:c:\(subject?.id ?? 0)"
+        case nil: "{tgq:\(partition)}:rate:none"
+        }
+    }
+}
+
+public enum QueueScripts {
+    /// KEYS: stream, seen mark, rate bucket.
+    /// ARGV: update body, dedupe TTL s, capacity, window ms, rate limit (1/0), max backlog, max
+    /// age ms, callback (1/0), callback prompt ms.
+    /// Returns `{"duplicate"}`, `{"full", backlog, age ms}`, `{"limited", warn}` or
+    /// `{"queued", answered now (1/0)}`.
+    public static let enqueue = RedisScript(name: "enqueue", source: RedisScripts.tokenBucket + #"""
+        if redis.call('EXISTS', KEYS[2]) == 1 then return {'duplicate'} end
+        local time = redis.call('TIME')
+        local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+        local backlog = redis.call('XLEN', KEYS[1])
+        local age = 0
+        if backlog > 0 then
+          local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+          if first[1] then age = math.max(0, now - tonumber(string.match(first[1][1], '^(%d+)'))) end
+        end
+        -- Button presses are small and expire: they may use twice the bound and ignore the age.
+        local callback = ARGV[8] == '1'
+        local bound = tonumber(ARGV[6])
+        if callback then bound = bound * 2 end
+        if backlog >= bound or ((not callback) and age > tonumber(ARGV[7])) then return {'full', backlog, age} end
+        if ARGV[5] == '1' then
+          local allowed, warn = take(KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[4]))
+          if not allowed then
+            redis.call('SET', KEYS[2], 'limited', 'EX', ARGV[2])
+            return {'limited', warn}
+          end
+        end
+        local answered = 0
+        if callback and age >= tonumber(ARGV[9]) then answered = 1 end
+        redis.call('XADD', KEYS[1], '*', 'u', ARGV[1], 'a', answered)
+        redis.call('SET', KEYS[2], 'queued', 'EX', ARGV[2])
+        return {'queued', answered}
+        """#)
+
+    /// KEYS: owner. ARGV: worker, lease ms. Takes a free partition or renews our own: 1, else 0.
+    public static let acquire = RedisScript(name: "acquire", source: #"""
+        local owner = redis.call('GET', KEYS[1])
+        if owner and owner ~= ARGV[1] then return 0 end
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        return 1
+        """#)
+
+    /// KEYS: owner. ARGV: worker. Gives the partition up if it is still ours.
+    public static let release = RedisScript(name: "release", source: #"""
+        if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+        return 0
+        """#)
+
+    /// KEYS: stream, attempts. ARGV: entry id. The entry is done: acknowledged and deleted.
+    public static let acknowledge = RedisScript(name: "acknowledge", source: #"""
+        redis.call('XACK', KEYS[1], 'workers', ARGV[1])
+        redis.call('XDEL', KEYS[1], ARGV[1])
+        redis.call('HDEL', KEYS[2], ARGV[1])
+        return 1
+        """#)
+
+    /// KEYS: stream, attempts, dead. ARGV: entry id, update body, reason, attempts, dead-letter
+    /// bound. Moves the entry to the dead letters in one step.
+    public static let deadLetter = RedisScript(name: "dead_letter", source: #"""
+        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'u', ARGV[2], 'reason', ARGV[3], 'attempts', ARGV[4], 'entry', ARGV[1])
+        redis.call('XACK', KEYS[1], 'workers', ARGV[1])
+        redis.call('XDEL', KEYS[1], ARGV[1])
+        redis.call('HDEL', KEYS[2], ARGV[1])
+        return 1
+        """#)
+
+    /// KEYS: dead, stream. ARGV: dead-letter id. Puts the update back at the end of its
+    /// partition (as a new entry) and removes the dead letter. Returns the new entry id, or
+    /// false when there is no such dead letter.
+    public static let replay = RedisScript(name: "replay", source: #"""
+        local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+        if not found[1] then return false end
+        local fields = found[1][2]
+        local body
+        for i = 1, #fields, 2 do if fields[i] == 'u' then body = fields[i + 1] end end
+        if not body then return false end
+        local id = redis.call('XADD', KEYS[2], '*', 'u', body, 'a', 0)
+        redis.call('XDEL', KEYS[1], ARGV[1])
+        return id
+        """#)
+}

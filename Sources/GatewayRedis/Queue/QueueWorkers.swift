@@ -1,0 +1,189 @@
+import CoreMetrics
+import GatewayCore
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Queue mode's workers in one responder process: `settings.workers` loops, each holding at most
+/// one partition at a time and working its entries one after another (so a user's updates keep
+/// their order and never run at once), plus a heartbeat that renews the partitions' leases.
+///
+/// A worker takes any free partition; when a process dies its leases run out and standing-by
+/// workers (of any process, on any host) take the partitions over, first claiming the entries
+/// the dead worker left pending (`XAUTOCLAIM`).
+public final class QueueWorkers: Sendable {
+    private let settings: QueueSettings
+    private let redis: GatewayConfig.RedisSettings
+    private let handler: WebhookHandler
+    private let makeDependencies: @Sendable () -> ThreadDependencies
+    private let logger: Logger
+    private let clock: @Sendable () -> UInt64
+    private let stopping = Atomic<Bool>(false)
+    /// Partition held by each worker (by name), for the heartbeat; workers whose lease was lost.
+    private let held = Mutex<(partitions: [String: Int], lost: Set<String>)>(([:], []))
+    private let prefix: String
+    /// How long a read waits for a new entry before the worker checks for a stop.
+    static let blockMilliseconds = 1_000
+
+    public init(
+        settings: QueueSettings, redis: GatewayConfig.RedisSettings, handler: WebhookHandler,
+        makeDependencies: @escaping @Sendable () -> ThreadDependencies, logger: Logger, clock: @escaping @Sendable () -> UInt64
+    ) {
+        self.settings = settings
+        self.redis = redis
+        self.handler = handler
+        self.makeDependencies = makeDependencies
+        self.logger = logger
+        self.clock = clock
+        var generator = SystemRandomNumberGenerator()
+        var host = [CChar](repeating: 0, count: 256)
+        gethostname(&host, host.count - 1)
+        let hostName = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        prefix = "\(hostName)-\(getpid())-\(String(generator.next() as UInt32, radix: 36))"
+    }
+
+    /// Asks every loop to stop after its current entry.
+    public func stop() {
+        stopping.store(true, ordering: .sequentiallyConsistent)
+    }
+
+    private var isStopping: Bool { stopping.load(ordering: .sequentiallyConsistent) }
+
+    /// One worker's loop; returns after `stop()`.
+    public func runWorker(_ index: Int) {
+        let name = "\(prefix)-\(index)"
+        var logger = logger
+        logger[metadataKey: "worker"] = "\(index)"
+        let connection = makeConnection(commandTimeout: redis.commandTimeoutSeconds + Double(Self.blockMilliseconds) / 1000 + 1)
+        let dependencies = makeDependencies()
+        var current: QueuePartition?
+        var drainPending = false
+        while !isStopping {
+            guard let partition = current else {
+                current = acquire(name, connection: connection, logger: logger)
+                drainPending = true
+                if current == nil { pause(seconds: 1) }
+                continue
+            }
+            if held.withLock({ $0.lost.contains(name) }) {
+                logger.warning("partition lease lost; leaving it", metadata: ["partition": .stringConvertible(partition.keys.partition)])
+                forget(name)
+                current = nil
+                continue
+            }
+            do throws(StateStoreError) {
+                var entry: StreamEntry?
+                if drainPending {
+                    entry = try partition.claimPending()
+                    drainPending = entry != nil
+                }
+                if entry == nil { entry = try partition.readNew(blockMilliseconds: Self.blockMilliseconds) }
+                if let entry { try work(entry, in: partition, with: dependencies, logger: logger) }
+            } catch {
+                logger.warning("queue read failed; retrying", metadata: [LogKey.error: "\(error)", "partition": .stringConvertible(partition.keys.partition)])
+                drainPending = true
+                pause(seconds: 1)
+            }
+        }
+        if let current {
+            _ = try? connection.evaluate(QueueScripts.release, keys: [current.keys.owner], arguments: [Array(name.utf8)])
+            forget(name)
+        }
+    }
+
+    /// Renews the lease of every partition this process holds, three times per lease, until
+    /// `stop()` and the workers are done.
+    public func runHeartbeat(until workersDone: @Sendable () -> Bool) {
+        let connection = makeConnection(commandTimeout: redis.commandTimeoutSeconds)
+        let lease = Array(String(settings.leaseMilliseconds).utf8)
+        while !workersDone() {
+            for (name, partition) in held.withLock({ $0.partitions }) {
+                let reply = try? connection.evaluate(
+                    QueueScripts.acquire, keys: [QueueKeys(partition: partition).owner], arguments: [Array(name.utf8), lease])
+                if reply == .integer(0) { _ = held.withLock { $0.lost.insert(name) } }
+            }
+            usleep(UInt32(min(settings.leaseMilliseconds / 3, 1_000)) * 1000)
+        }
+    }
+
+    /// Processes one entry to its end: acknowledged, dead-lettered, or left pending at a stop
+    /// (the next holder claims it). Failed attempts wait 1, 2, 4… s (at most 30) in place, so
+    /// the partition's later entries keep waiting behind it.
+    private func work(_ entry: StreamEntry, in partition: QueuePartition, with dependencies: ThreadDependencies, logger: Logger) throws(StateStoreError) {
+        while true {
+            let attempt = try partition.countAttempt(entry)
+            if attempt > settings.maxAttempts {
+                // Attempts that never reported back (the worker died in them) count too.
+                try deadLetter(entry, in: partition, reason: "attempts_exhausted", attempts: attempt - 1, logger: logger)
+                return
+            }
+            let update = QueuedUpdate(
+                body: entry.body, callbackAnswered: entry.callbackAnswered, attempt: attempt, isLastAttempt: attempt >= settings.maxAttempts)
+            switch handler.process(update, requestID: "q\(partition.keys.partition)-\(entry.id)", with: dependencies, logger: logger) {
+            case .done:
+                try partition.acknowledge(entry)
+                Counter(label: GatewayMetric.queueProcessed).increment()
+                return
+            case .deadLetter(let reason):
+                try deadLetter(entry, in: partition, reason: reason, attempts: attempt, logger: logger)
+                return
+            case .retry:
+                pause(seconds: min(30, 1 << min(attempt - 1, 5)))
+                if isStopping { return }
+            }
+        }
+    }
+
+    private func deadLetter(_ entry: StreamEntry, in partition: QueuePartition, reason: String, attempts: Int, logger: Logger) throws(StateStoreError) {
+        try partition.deadLetter(entry, reason: reason, attempts: attempts, limit: settings.deadLetterLimit)
+        Counter(label: GatewayMetric.queueDeadLetters, dimensions: [("reason", reason)]).increment()
+        logger.error(
+            "queue entry dead-lettered",
+            metadata: ["partition": .stringConvertible(partition.keys.partition), "entry": "\(entry.id)", LogKey.reason: "\(reason)"])
+    }
+
+    /// Tries up to 32 partitions in random order; takes the first that is free.
+    private func acquire(_ name: String, connection: RedisConnection, logger: Logger) -> QueuePartition? {
+        let lease = Array(String(settings.leaseMilliseconds).utf8)
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<min(32, settings.partitions * 2) {
+            let keys = QueueKeys(partition: Int.random(in: 0..<settings.partitions, using: &generator))
+            guard (try? connection.evaluate(QueueScripts.acquire, keys: [keys.owner], arguments: [Array(name.utf8), lease])) == .integer(1)
+            else { continue }
+            let partition = QueuePartition(keys: keys, worker: name, connection: connection)
+            do {
+                try partition.prepare()
+            } catch {
+                _ = try? connection.evaluate(QueueScripts.release, keys: [keys.owner], arguments: [Array(name.utf8)])
+                return nil
+            }
+            held.withLock { $0.partitions[name] = keys.partition }
+            logger.debug("partition taken", metadata: ["partition": .stringConvertible(keys.partition)])
+            return partition
+        }
+        return nil
+    }
+
+    private func forget(_ name: String) {
+        held.withLock {
+            $0.partitions[name] = nil
+            $0.lost.remove(name)
+        }
+    }
+
+    /// Sleeps up to `seconds`, waking early for a stop.
+    private func pause(seconds: Int) {
+        for _ in 0..<(seconds * 10) where !isStopping { usleep(100_000) }
+    }
+
+    private func makeConnection(commandTimeout: Double) -> RedisConnection {
+        RedisConnection(
+            settings: .init(
+                host: redis.host, port: redis.port, socket: redis.socket, password: redis.password, database: redis.database,
+                connectTimeoutSeconds: redis.connectTimeoutSeconds, commandTimeoutSeconds: commandTimeout),
+            clock: clock)
+    }
+}

@@ -1,0 +1,89 @@
+import ArgumentParser
+import GatewayCore
+import GatewayRedis
+import GatewayRuntime
+
+struct QueueStatus: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queue-status", abstract: "Queue mode: each partition's backlog, holder and dead letters.")
+
+    @OptionGroup var common: CommonOptions
+
+    func run() throws {
+        let config = try common.load()
+        let partitions = try inspect(config) { try $0.status() }
+        print("partition  backlog  pending  oldest_s  dead  worker")
+        for status in partitions {
+            let age = String(status.oldestAgeMilliseconds / 1000)
+            let columns: [String] = [
+                String(status.partition), String(status.backlog), String(status.pending), age, String(status.deadLetters), status.owner ?? "-",
+            ]
+            print(columns.joined(separator: "  "))
+        }
+        let backlog = partitions.reduce(0) { $0 + $1.backlog }, dead = partitions.reduce(0) { $0 + $1.deadLetters }
+        let unowned = partitions.filter { $0.owner == nil }.count
+        print("total: \(backlog) waiting, \(dead) dead letters, \(unowned) of \(partitions.count) partitions without a worker")
+    }
+}
+
+struct DeadLetters: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dead-letters",
+        abstract: "Queue mode: list the updates that failed every attempt, and replay them.",
+        discussion: """
+            A replayed update goes to the end of its partition as a new entry and is processed \
+            with fresh attempts; its dead letter is removed. Replay after fixing the cause (a \
+            service down for longer than the attempts lasted).
+            """)
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(name: .customLong("replay"), help: "Replay one dead letter, as PARTITION/ID from the list (repeatable).")
+    var replays: [String] = []
+
+    @Flag(help: "Replay every dead letter.")
+    var replayAll = false
+
+    func run() throws {
+        let config = try common.load()
+        let letters = try inspect(config) { try $0.deadLetters(limit: replayAll ? 1_000_000 : 100) }
+        guard replayAll || !replays.isEmpty else {
+            for letter in letters {
+                print(
+                    "\(letter.partition)/\(letter.id)  update \(letter.updateID.map(String.init) ?? "?")  \(letter.updateType)  "
+                        + "\(letter.reason) after \(letter.attempts) attempts")
+            }
+            print("\(letters.count) dead letters")
+            return
+        }
+        let targets: [(Int, String)] =
+            replayAll
+            ? letters.map { ($0.partition, $0.id) }
+            : try replays.map { text in
+                let parts = text.split(separator: "/", maxSplits: 1)
+                guard parts.count == 2, let partition = Int(parts[0]) else { throw ValidationError("--replay takes PARTITION/ID, got \(text)") }
+                return (partition, String(parts[1]))
+            }
+        var missing = 0
+        for (partition, id) in targets {
+            if try inspect(config, { try $0.replay(partition: partition, id: id) }) {
+                print("replayed \(partition)/\(id)")
+            } else {
+                missing += 1
+                print("no dead letter \(partition)/\(id)")
+            }
+        }
+        if missing > 0 { throw ExitCode.failure }
+    }
+}
+
+/// Runs `body` against the configured Redis, turning a failure into a plain message.
+private func inspect<Result>(_ config: GatewayConfig, _ body: (QueueInspector) throws -> Result) throws -> Result {
+    let inspector = QueueInspector(redis: config.redis, settings: config.queue, clock: monotonicNanoseconds)
+    do {
+        return try body(inspector)
+    } catch {
+        printError("gatewayctl: redis: \((error as? StateStoreError)?.shortDescription ?? "\(error)")")
+        throw ExitCode.failure
+    }
+}
