@@ -51,13 +51,14 @@ public enum RedisScripts {
 
     /// KEYS: update mark, rate bucket, session, user lease.
     /// ARGV: token, lease ms, dedupe TTL s, capacity, window ms, session TTL s, needs session
-    /// (1/0), new internal id, queued (1/0: a queue worker; no rate limit, leases taken over).
+    /// (1/0), new internal id, queued (1/0: a queue worker; no rate limit, leases taken over),
+    /// replay (1/0: an operator's replay, processed although marked done).
     /// Returns `{"duplicate"}`, `{"in_progress", pttl}`, `{"busy", pttl}`, `{"limited", warn}`,
     /// `{"ok"}` (done at once) or `{"ok", internal id, state or false, created}`.
     public static let begin = RedisScript(name: "begin", source: tokenBucket + #"""
         local queued = ARGV[9] == '1'
         local mark = redis.call('GET', KEYS[1])
-        if mark == 'done' then return {'duplicate'} end
+        if mark == 'done' and ARGV[10] ~= '1' then return {'duplicate'} end
         if mark and not queued then return {'in_progress', redis.call('PTTL', KEYS[1])} end
         local needs = ARGV[7] == '1'
         if needs and not queued then

@@ -47,7 +47,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         let keys = StateSubjectKeys(subject: request.subject, updateID: request.updateID)
         tokens += 1
         let token = "\(tokenPrefix)-\(tokens)"
-        let arguments = [token] + policyArguments + [request.needsSession ? "1" : "0", request.newInternalUserID, request.queued ? "1" : "0"]
+        let arguments = [token] + policyArguments + [request.needsSession ? "1" : "0", request.newInternalUserID, request.queued ? "1" : "0", request.replay ? "1" : "0"]
         // A second update of a user waits for the first, polling with backoff, within userWait.
         let deadline = clock() + UInt64(policy.userWaitMilliseconds) * 1_000_000
         var pause: UInt32 = 5_000

@@ -55,7 +55,7 @@ public final class InMemoryStateStore: StateStore, Sendable {
             let now = state.now
             let markKey = "\(request.subject.hashTag):update:\(request.updateID)"
             if let mark = state.marks[markKey], mark.expiresAt > now {
-                if mark.value == "done" { return .duplicate }
+                if mark.value == "done", !request.replay { return .duplicate }
                 if !request.queued { return .inProgress(retryAfterSeconds: Int((mark.expiresAt - now + 999) / 1000)) }
             }
             if request.needsSession, !request.queued, let lease = state.leases[request.subject], lease.expiresAt > now {

@@ -135,6 +135,10 @@ struct TelegramGateway: ParsableCommand {
         let handler = WebhookHandler(config: config, routes: routes, clock: monotonicNanoseconds, newInternalUserID: makeInternalUserID)
         let queue = config.deliveryMode == .queue ? config.queue : nil
         let makeDependencies: @Sendable (_ enqueues: Bool) -> ThreadDependencies = { enqueues in
+            // A queue worker has no Telegram request waiting: it waits for a chat's next slot
+            // rather than leaving the message out.
+            var limits = limits
+            if !enqueues { limits.maxWaitMilliseconds = max(limits.maxWaitMilliseconds, QueueSettings.outgoingMaxWaitMilliseconds) }
             // One Redis connection per thread serves state, the outgoing limits and the queue's front door.
             let store = RedisStateStore(
                 config: redis, policy: policy, limits: limits, warnings: warnings, logger: logger, clock: monotonicNanoseconds)
@@ -157,8 +161,8 @@ struct TelegramGateway: ParsableCommand {
         if let queue, !trivial, queue.workers > 0 {
             raiseOpenFileLimit()
             let started = QueueWorkers(
-                settings: queue, redis: redis, handler: handler, makeDependencies: { makeDependencies(false) }, logger: logger,
-                clock: monotonicNanoseconds)
+                settings: queue, processes: processes ?? config.pool.processes, redis: redis, handler: handler,
+                makeDependencies: { makeDependencies(false) }, logger: logger, clock: monotonicNanoseconds)
             let running = Atomic<Int>(queue.workers)
             for index in 0..<queue.workers {
                 workerThreads.append(try WorkerThread.start { started.runWorker(index); running.subtract(1, ordering: .sequentiallyConsistent) })

@@ -174,6 +174,22 @@ final class LocalStack {
         records("services.jsonl").map { ($0["service"] as? String ?? "", $0["request"] as? [String: Any] ?? [:]) }
     }
 
+    /// How many calls the Bot API stand-in recorded, without parsing them (cheap enough to poll under load).
+    func botAPICallCount() -> Int {
+        guard let data = FileManager.default.contents(atPath: recordsDirectory.appending(path: "bot-api.jsonl").path) else { return 0 }
+        return data.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+    }
+
+    /// When the Bot API stand-in received each call, in order.
+    func botAPICallTimes() -> [Date] {
+        records("bot-api.jsonl").compactMap { ($0["at"] as? Double).map(Date.init(timeIntervalSince1970:)) }
+    }
+
+    /// When the service stand-ins received each request, in order.
+    func serviceRequestTimes() -> [Date] {
+        records("services.jsonl").compactMap { ($0["at"] as? Double).map(Date.init(timeIntervalSince1970:)) }
+    }
+
     private func records(_ name: String) -> [[String: Any]] {
         let text = (try? String(contentsOf: recordsDirectory.appending(path: name), encoding: .utf8)) ?? ""
         return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }

@@ -52,7 +52,7 @@ extension WebhookHandler {
         let route = routes.route(update, botUsername: botUsername)
 
         let outcome: RequestOutcome
-        switch begin(update, route: route, queued: true, state: dependencies.state, logger: &logger) {
+        switch begin(update, route: route, queued: true, replay: entry.isReplay, state: dependencies.state, logger: &logger) {
         case .answer(_, let early):
             outcome = early
         case .proceed(let claim, let session):

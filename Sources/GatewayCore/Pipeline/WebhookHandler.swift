@@ -195,12 +195,13 @@ public struct WebhookHandler: Sendable {
     }
 
     /// Asks the state store whether and how to process the update.
-    func begin(_ update: Update, route: Route, queued: Bool, state: any StateStore, logger: inout Logger) -> Start {
+    func begin(_ update: Update, route: Route, queued: Bool, replay: Bool = false, state: any StateStore, logger: inout Logger) -> Start {
         if case .ignored = route { return .answer(.acknowledged, .ignored) }
         guard let subject = StateSubject(update) else { return .proceed(nil, nil) }
-        let request = BeginRequest(
+        var request = BeginRequest(
             updateID: update.id, subject: subject, needsSession: route.needsSession,
             newInternalUserID: route.needsSession ? newInternalUserID() : "", queued: queued)
+        request.replay = replay
         let decision: BeginDecision
         do {
             decision = try state.begin(request)

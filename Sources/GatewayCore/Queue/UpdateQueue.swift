@@ -31,6 +31,9 @@ public struct QueueSettings: Sendable, Equatable {
     public var callbackPromptMilliseconds: Int64
     /// Dead letters kept per partition (oldest trimmed first).
     public var deadLetterLimit: Int
+    /// How long a worker waits for a chat's next outgoing slot (Telegram allows about one
+    /// message a second per chat) before leaving a message out; no Telegram request is waiting.
+    public static let outgoingMaxWaitMilliseconds: Int64 = 30_000
 
     public init(
         partitions: Int = 16, workers: Int = 16, leaseMilliseconds: Int64 = 5_000, maxAttempts: Int = 5, maxBacklog: Int = 1_000,
@@ -97,6 +100,8 @@ public struct QueuedUpdate: Sendable, Equatable {
     /// This is attempt `attempt` of `maxAttempts`.
     public var attempt: Int
     public var isLastAttempt: Bool
+    /// An operator replayed it from the dead letters: process it even though it was finished.
+    public var isReplay = false
 
     public init(body: [UInt8], callbackAnswered: Bool, attempt: Int, isLastAttempt: Bool) {
         self.body = body

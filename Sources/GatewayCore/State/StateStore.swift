@@ -64,6 +64,8 @@ public struct BeginRequest: Sendable, Equatable {
     /// and its partition's worker is the only one processing the user's updates, so the rate
     /// limit is skipped and leases left by a worker that died are taken over.
     public var queued: Bool
+    /// A replay from the dead letters: processed again although the update is marked done.
+    public var replay = false
 
     public init(updateID: Int64, subject: StateSubject, needsSession: Bool, newInternalUserID: String, queued: Bool = false) {
         self.queued = queued

@@ -5,17 +5,19 @@ struct StreamEntry: Equatable {
     var id: String
     var body: [UInt8]
     var callbackAnswered: Bool
+    var isReplay: Bool
 
     /// The first entry of an `XREADGROUP` or `XAUTOCLAIM` reply's entry list, if any.
     init?(entries: RedisReply) {
         guard case .array(let list) = entries, case .array(let entry)? = list.first, entry.count == 2,
             let id = entry[0].text, case .array(let fields) = entry[1]
         else { return nil }
-        var body: [UInt8]?, answered = false
+        var body: [UInt8]?, answered = false, replay = false
         for index in stride(from: 0, to: fields.count - 1, by: 2) {
             switch fields[index].text {
             case "u": if case .string(let bytes) = fields[index + 1] { body = bytes }
             case "a": answered = fields[index + 1].text == "1"
+            case "replay": replay = fields[index + 1].text == "1"
             default: break
             }
         }
@@ -23,6 +25,7 @@ struct StreamEntry: Equatable {
         self.id = id
         self.body = body
         self.callbackAnswered = answered
+        self.isReplay = replay
     }
 }
 

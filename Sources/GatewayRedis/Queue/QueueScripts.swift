@@ -108,7 +108,8 @@ public enum QueueScripts {
         """#)
 
     /// KEYS: dead, stream. ARGV: dead-letter id. Puts the update back at the end of its
-    /// partition (as a new entry) and removes the dead letter. Returns the new entry id, or
+    /// partition (as a new entry, marked as a replay so it is processed although it was
+    /// finished with an apology) and removes the dead letter. Returns the new entry id, or
     /// false when there is no such dead letter.
     public static let replay = RedisScript(name: "replay", source: #"""
         local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
@@ -117,7 +118,7 @@ public enum QueueScripts {
         local body
         for i = 1, #fields, 2 do if fields[i] == 'u' then body = fields[i + 1] end end
         if not body then return false end
-        local id = redis.call('XADD', KEYS[2], '*', 'u', body, 'a', 0)
+        local id = redis.call('XADD', KEYS[2], '*', 'u', body, 'a', 0, 'replay', 1)
         redis.call('XDEL', KEYS[1], ARGV[1])
         return id
         """#)

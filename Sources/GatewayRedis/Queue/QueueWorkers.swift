@@ -23,16 +23,21 @@ public final class QueueWorkers: Sendable {
     private let clock: @Sendable () -> UInt64
     private let stopping = Atomic<Bool>(false)
     /// Partition held by each worker (by name), for the heartbeat; workers whose lease was lost.
-    private let held = Mutex<(partitions: [String: Int], lost: Set<String>)>(([:], []))
+    private let held = Mutex<(partitions: [String: Int], lost: Set<String>, acquiring: Int)>(([:], [], 0))
     private let prefix: String
+    /// Partitions this process takes at once; workers beyond it look for free partitions only
+    /// once a lease, so the processes started together share them and the rest stand by.
+    private let share: Int
     /// How long a read waits for a new entry before the worker checks for a stop.
     static let blockMilliseconds = 1_000
 
+    /// `processes`: how many processes share the partitions (GATEWAY_PROCESSES).
     public init(
-        settings: QueueSettings, redis: GatewayConfig.RedisSettings, handler: WebhookHandler,
+        settings: QueueSettings, processes: Int, redis: GatewayConfig.RedisSettings, handler: WebhookHandler,
         makeDependencies: @escaping @Sendable () -> ThreadDependencies, logger: Logger, clock: @escaping @Sendable () -> UInt64
     ) {
         self.settings = settings
+        share = (settings.partitions + max(1, processes) - 1) / max(1, processes)
         self.redis = redis
         self.handler = handler
         self.makeDependencies = makeDependencies
@@ -63,7 +68,17 @@ public final class QueueWorkers: Sendable {
         var drainPending = false
         while !isStopping {
             guard let partition = current else {
-                current = acquire(name, connection: connection, logger: logger)
+                let withinShare = held.withLock { held in
+                    guard held.partitions.count + held.acquiring < share else { return false }
+                    held.acquiring += 1
+                    return true
+                }
+                if !withinShare {
+                    // Stand by: look for a free partition once a lease, after the other processes.
+                    pause(seconds: Int(settings.leaseMilliseconds / 1000))
+                }
+                current = acquire(name, everywhere: withinShare, connection: connection, logger: logger)
+                if withinShare { held.withLock { $0.acquiring -= 1 } }
                 drainPending = true
                 if current == nil { pause(seconds: 1) }
                 continue
@@ -120,8 +135,9 @@ public final class QueueWorkers: Sendable {
                 try deadLetter(entry, in: partition, reason: "attempts_exhausted", attempts: attempt - 1, logger: logger)
                 return
             }
-            let update = QueuedUpdate(
+            var update = QueuedUpdate(
                 body: entry.body, callbackAnswered: entry.callbackAnswered, attempt: attempt, isLastAttempt: attempt >= settings.maxAttempts)
+            update.isReplay = entry.isReplay
             switch handler.process(update, requestID: "q\(partition.keys.partition)-\(entry.id)", with: dependencies, logger: logger) {
             case .done:
                 try partition.acknowledge(entry)
@@ -145,12 +161,13 @@ public final class QueueWorkers: Sendable {
             metadata: ["partition": .stringConvertible(partition.keys.partition), "entry": "\(entry.id)", LogKey.reason: "\(reason)"])
     }
 
-    /// Tries up to 32 partitions in random order; takes the first that is free.
-    private func acquire(_ name: String, connection: RedisConnection, logger: Logger) -> QueuePartition? {
+    /// Takes the first free partition from a random starting point: looking at every partition
+    /// when taking this process's share (so none is left without a worker), at 16 when standing by.
+    private func acquire(_ name: String, everywhere: Bool, connection: RedisConnection, logger: Logger) -> QueuePartition? {
         let lease = Array(String(settings.leaseMilliseconds).utf8)
-        var generator = SystemRandomNumberGenerator()
-        for _ in 0..<min(32, settings.partitions * 2) {
-            let keys = QueueKeys(partition: Int.random(in: 0..<settings.partitions, using: &generator))
+        let start = Int.random(in: 0..<settings.partitions)
+        for step in 0..<(everywhere ? settings.partitions : min(16, settings.partitions)) {
+            let keys = QueueKeys(partition: (start + step) % settings.partitions)
             guard (try? connection.evaluate(QueueScripts.acquire, keys: [keys.owner], arguments: [Array(name.utf8), lease])) == .integer(1)
             else { continue }
             let partition = QueuePartition(keys: keys, worker: name, connection: connection)

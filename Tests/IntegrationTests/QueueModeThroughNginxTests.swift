@@ -1,0 +1,192 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Queue mode end to end: nginx, the pool under spawn-fcgi with its workers, a real
+/// redis-server and the stand-ins, checked from what the stand-ins recorded.
+@Suite(.serialized) struct QueueModeThroughNginxTests {
+    /// Queue mode with `partitions` partitions and enough workers per process for all of them.
+    static func queueEnvironment(partitions: Int, workers: Int, _ extra: [String: String] = [:]) -> [String: String] {
+        [
+            "DELIVERY_MODE": "queue", "QUEUE_PARTITIONS": "\(partitions)", "QUEUE_WORKERS": "\(workers)", "QUEUE_LEASE": "2",
+            // The stand-in Bot API has no bot-wide limit; Telegram's (30/s) is not what is measured here.
+            "OUTGOING_PER_SECOND": "0", "RATE_LIMIT_REQUESTS": "100",
+        ].merging(extra) { _, new in new }
+    }
+
+    /// The texts the Bot API stand-in was asked to send, in order.
+    private func sentTexts(_ stack: LocalStack) -> [String] {
+        stack.botAPICalls().filter { $0.method == "sendMessage" }.compactMap { $0.params["text"] as? String }
+    }
+
+    private func gatewayctl(_ stack: LocalStack, _ arguments: String...) throws -> (code: Int32, output: String) {
+        let result = try ChildProcess.runCapturing(GatewayCtlTests.binary, arguments + ["--env-file", stack.directory.appending(path: ".env").path])
+        #expect(!result.output.contains(LocalStack.token), "gatewayctl printed the bot token")
+        return result
+    }
+
+    @Test func aSlowServiceCapsSyncModeButNotQueueMode() throws {
+        let updates = { (count: Int, base: Int) in (0..<count).map { textUpdate(id: base + $0, user: base + $0, text: "hi \($0)") } }
+        // Sync: 40 threads, so Telegram's 40 connections are the limit, as in production.
+        let sync = try withStack(processes: 2, threads: 20, redis: (nil, false), standins: true, environment: ["OUTGOING_PER_SECOND": "0"]) {
+            stack, _ in
+            try stack.control(["service": "conversation", "delay_ms": 2000])
+            return try TelegramSender(stack: stack, connections: 40).deliver(updates(160, 10_000))
+        }
+        let syncRate = 160 / sync.seconds
+        #expect(sync.undelivered == 0)
+
+        let count = 2000
+        let (queue, processed) = try withStack(
+            processes: 2, threads: 8, redis: (nil, false), standins: true,
+            environment: Self.queueEnvironment(partitions: 800, workers: 400)
+        ) { stack, _ in
+            try stack.control(["service": "conversation", "delay_ms": 2000])
+            let started = Date()
+            let report = try TelegramSender(stack: stack, connections: 40).deliver(updates(count, 100_000))
+            try waitUntil("every update is processed", timeout: 60) {
+                usleep(200_000)
+                return stack.botAPICallCount() >= count
+            }
+            // Processed: from the first post to the last answer the Bot API stand-in received.
+            let seconds = try #require(stack.botAPICallTimes().last).timeIntervalSince(started)
+            return (report, seconds)
+        }
+        let queueRate = Double(count) / processed
+        print(
+            "slow service (2 s), 40 senders: sync \(Int(syncRate)) updates/s; queue \(Int(queueRate)) updates/s processed "
+                + "(\(String(format: "%.1f", queueRate / syncRate))x), acknowledgements p50 \(String(format: "%.1f", queue.percentile(0.5))) ms "
+                + "p99 \(String(format: "%.1f", queue.percentile(0.99))) ms")
+        #expect(queue.undelivered == 0)
+        #expect(queue.statuses[200] == count)
+        #expect(queueRate >= 10 * syncRate)
+    }
+
+    @Test func aUsersUpdatesAreProcessedInOrderAndOnce() throws {
+        try withStack(processes: 2, threads: 4, redis: (nil, false), standins: true, environment: Self.queueEnvironment(partitions: 4, workers: 4)) {
+            stack, _ in
+            try stack.control(["service": "conversation", "delay_ms": 150])
+            for index in 1...5 {
+                let response = try stack.post(textUpdate(id: 500 + index, user: 7, text: "m\(index)"))
+                #expect(response.status == 200)
+                #expect(response.body.isEmpty, "queue mode answers Telegram without a webhook reply")
+            }
+            // Telegram redelivers one of them: acknowledged, not processed again.
+            #expect(try stack.post(textUpdate(id: 501, user: 7, text: "m1")).status == 200)
+            try waitUntil("five answers are sent", timeout: 20) { sentTexts(stack).count >= 5 }
+            usleep(500_000)
+            let texts = sentTexts(stack)
+            #expect(texts.count == 5)
+            #expect(texts.map { $0.hasPrefix("You said: m") } == Array(repeating: true, count: 5))
+            #expect(texts.map { String($0.dropFirst(11).prefix(1)) } == ["1", "2", "3", "4", "5"])
+            #expect(stack.serviceRequests().compactMap { $0.request["text"] as? String } == ["m1", "m2", "m3", "m4", "m5"])
+        }
+    }
+
+    @Test func workersKilledMidProcessingLoseNothingAndDoubleNothingTheUserSees() throws {
+        try withStack(processes: 2, threads: 4, redis: (nil, false), standins: true, environment: Self.queueEnvironment(partitions: 8, workers: 8)) {
+            stack, redis in
+            try stack.control(["service": "conversation", "delay_ms": 2000])
+            let users = 40
+            for index in 0..<users { #expect(try stack.post(textUpdate(id: 900 + index, user: 300 + index, text: "k\(index)")).status == 200) }
+            // Kill a process while its workers wait for the service (the first round's calls take 2 s).
+            try waitUntil("the first round reaches the service") { stack.serviceRequests().count >= 8 }
+            usleep(700_000)
+            let owners = try #require(redis).cli("keys", "{tgq:*}:owner").split(separator: "\n").count
+            #expect(owners == 8)
+            let victim = stack.poolPIDs[0]
+            let victimPartitions = try (0..<8).filter { try #require(redis).cli("get", "{tgq:\($0)}:owner").contains("-\(victim)-") }.count
+            let killedAt = Date()
+            kill(victim, SIGKILL)
+            let inFlight = stack.serviceRequests().count
+            try waitUntil("every update is answered", timeout: 60) { sentTexts(stack).count >= users }
+            usleep(1_000_000)
+
+            let texts = sentTexts(stack)
+            let answered = Dictionary(grouping: texts) { $0 }
+            #expect(texts.count == users, "each update answered exactly once")
+            #expect(answered.count == users)
+            let calls = stack.serviceRequests().compactMap { $0.request["text"] as? String }
+            let repeated = calls.count - Set(calls).count
+            #expect(Set(calls).count == users)
+            // Only calls cut short by the kill are made again (the service is called at least once).
+            #expect(repeated <= victimPartitions)
+            // The reclaim time: from the kill to the service seeing a cut-short update again.
+            let cutShort = Set(calls.prefix(inFlight))
+            let times = stack.serviceRequestTimes()
+            let reclaimed = try #require(zip(calls, times).dropFirst(inFlight).first { cutShort.contains($0.0) }?.1)
+            print(
+                "worker process killed holding \(victimPartitions) of 8 partitions: \(users) updates answered once each, \(repeated) service calls repeated, "
+                    + "first reclaimed entry at the service \(String(format: "%.1f", reclaimed.timeIntervalSince(killedAt))) s after the kill")
+        }
+    }
+
+    @Test func aPoisonUpdateIsDeadLetteredAndReplaysOnceTheServiceIsFixed() throws {
+        let environment = Self.queueEnvironment(partitions: 2, workers: 2, ["QUEUE_MAX_ATTEMPTS": "2"])
+        try withStack(processes: 1, threads: 2, redis: (nil, false), standins: true, environment: environment) { stack, _ in
+            try stack.control(["service": "conversation", "status": 500])
+            #expect(try stack.post(textUpdate(id: 77, user: 11, text: "poison")).status == 200)
+            try waitUntil("the update is dead-lettered", timeout: 20) {
+                (try? gatewayctl(stack, "dead-letters").output.contains("1 dead letters")) == true
+            }
+            let listing = try gatewayctl(stack, "dead-letters").output
+            #expect(listing.contains("update 77  message  service_failed after 2 attempts"), "\(listing)")
+            #expect(!listing.contains("poison"), "dead letters are listed without their text")
+            #expect(stack.serviceRequests().count == 2)
+            #expect(sentTexts(stack).count == 1, "the user got the apology once")
+
+            try stack.control(["reset": true])
+            let replay = try gatewayctl(stack, "dead-letters", "--replay-all")
+            #expect(replay.code == 0, "\(replay.output)")
+            try waitUntil("the replayed update is answered", timeout: 20) { sentTexts(stack).contains("You said: poison (message 1 of this conversation)") }
+            #expect(try gatewayctl(stack, "dead-letters").output.contains("0 dead letters"))
+            let status = try gatewayctl(stack, "queue-status").output
+            #expect(status.contains("total: 0 waiting, 0 dead letters, 0 of 2 partitions without a worker"), "\(status)")
+        }
+    }
+
+    @Test func theBacklogBoundAnswers503AndLosesNothingOnceItDrains() throws {
+        let environment = Self.queueEnvironment(partitions: 1, workers: 1, ["QUEUE_MAX_BACKLOG": "3", "QUEUE_RETRY_AFTER": "1"])
+        try withStack(processes: 1, threads: 8, redis: (nil, false), standins: true, environment: environment) { stack, _ in
+            try stack.control(["service": "conversation", "delay_ms": 200])
+            let updates = (0..<12).map { textUpdate(id: 1_200 + $0, user: 40 + $0, text: "b\($0)") }
+            let report = try TelegramSender(stack: stack, connections: 12, retryCapSeconds: 0.3).deliver(updates, deadline: 40)
+            #expect(report.undelivered == 0)
+            #expect((report.statuses[503] ?? 0) > 0, "the bound was reached: \(report.statuses)")
+            #expect(report.statuses.keys.allSatisfy { [200, 503].contains($0) })
+            try waitUntil("every update is answered", timeout: 20) { sentTexts(stack).count >= updates.count }
+            usleep(300_000)
+            #expect(Set(sentTexts(stack)).count == updates.count)
+            #expect(sentTexts(stack).count == updates.count)
+            #expect(stack.nginxLogs.contains("\" 503 "), "the 503s are nginx-visible for the operator")
+        }
+    }
+
+    @Test func aButtonPressBehindTheQueueIsAnsweredAtOnceAndNotTwice() throws {
+        let environment = Self.queueEnvironment(partitions: 1, workers: 1, ["QUEUE_CALLBACK_PROMPT": "0"])
+        try withStack(processes: 1, threads: 2, redis: (nil, false), standins: true, environment: environment) { stack, _ in
+            let press = #"{"update_id":61,"callback_query":{"id":"cb-61","from":{"id":5,"is_bot":false,"first_name":"U"},"message":{"message_id":3,"chat":{"id":5,"type":"private"},"date":1},"chat_instance":"1","data":"CONNECT:9"}}"#
+            let response = try stack.post(press)
+            #expect(response.status == 200)
+            #expect(String(decoding: response.body, as: UTF8.self).contains(#""method":"answerCallbackQuery""#))
+            try waitUntil("the worker edits the message", timeout: 20) { stack.botAPICalls().contains { $0.method == "editMessageText" } }
+            #expect(!stack.botAPICalls().contains { $0.method == "answerCallbackQuery" })
+        }
+    }
+
+    @Test func oddInputInQueueModeIsAnsweredAndNothingOddIsStored() throws {
+        try withStack(processes: 1, threads: 2, redis: (nil, false), standins: true, environment: Self.queueEnvironment(partitions: 2, workers: 2)) {
+            stack, _ in
+            let odd: [[UInt8]] = [[], Array("{".utf8), [0xff, 0xfe, 0x00], Array(#"{"update_id":"x"}"#.utf8), Array(#"[1,2]"#.utf8)]
+            for body in odd { #expect(try stack.post(body).status == 200) }
+            #expect(try stack.post(Array("{}".utf8), secret: "wrong").status == 403)
+            let status = try gatewayctl(stack, "queue-status").output
+            #expect(status.contains("total: 0 waiting, 0 dead letters"), "\(status)")
+            #expect(try stack.post(textUpdate(id: 1, user: 2, text: "still there")).status == 200)
+            try waitUntil("the pool still processes", timeout: 20) { !sentTexts(stack).isEmpty }
+        }
+    }
+}
