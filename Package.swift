@@ -83,6 +83,15 @@ let package = Package(
         // Timing loops over the hot pure functions, for scripts/bench.
         .executableTarget(name: "gateway-microbench", dependencies: ["GatewayCore"]),
 
+        // libFuzzer targets (scripts/fuzz builds them with -sanitize=fuzzer); built normally, a
+        // corpus replayer.
+        .executableTarget(
+            name: "gateway-fuzz",
+            dependencies: [
+                "GatewayCore", "GatewayFastCGI", "GatewayTestSupport", .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // Loopback stand-ins for the services and the Bot API: local runs and tests only.
         .executableTarget(
             name: "gateway-standins",

@@ -187,21 +187,12 @@ public final class ResponderPool: Sendable {
             request.write(.acknowledged)
             return
         }
-        let acceptedAt = clock()
-        if let admin, let uri = request.parameter("DOCUMENT_URI").map({ String(decoding: $0, as: UTF8.self) }),
-            uri != "/webhook/telegram", let response = admin(uri, dependencies)
-        {
+        let (uri, head) = FastCGIParameters.head(acceptedAt: clock()) { request.parameter($0) }
+        if let admin, let uri, uri != "/webhook/telegram", let response = admin(uri, dependencies) {
             request.write(response)
             return
         }
-        let method = request.parameter("REQUEST_METHOD").map { String(decoding: $0, as: UTF8.self) } ?? ""
-        let contentLength = request.parameter("CONTENT_LENGTH").flatMap { Int(String(decoding: $0, as: UTF8.self)) }
-        let head = WebhookHead(
-            method: method,
-            secretToken: request.parameter("HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN"),
-            contentLength: contentLength,
-            requestID: RequestID.sanitized(request.parameter("REQUEST_ID")) ?? RequestID.make(),
-            acceptedAt: acceptedAt)
+        let contentLength = head.contentLength
         let response = handler.admit(head, logger: logger)
             ?? handler.handle(
                 head, body: request.readBody(limit: settings.maxBodyBytes, expected: contentLength), with: dependencies, logger: logger)

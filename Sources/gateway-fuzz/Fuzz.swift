@@ -1,0 +1,125 @@
+import GatewayCore
+import GatewayFastCGI
+import GatewayTestSupport
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// libFuzzer targets for the code that reads what others send: Telegram's updates, command
+/// text, callback data, FastCGI parameters and the services' answers. Built by `scripts/fuzz`
+/// with `-sanitize=fuzzer` (libFuzzer then owns `main`); `FUZZ_TARGET` picks the target.
+/// Built normally, `gateway-fuzz TARGET FILE...` runs files through a target once (the
+/// corpus as a regression test).
+enum FuzzTarget: String, CaseIterable {
+    case decoder, command, callback, fastcgi, serviceAnswer = "service-answer"
+
+    private static let handler = WebhookHandler(secrets: [Secret("fuzz-secret")], maxBodyBytes: 65_536, clock: { 0 }, newInternalUserID: { "id" })
+    private static let logger = Logger(label: "fuzz") { _ in SwiftLogNoOpLogHandler() }
+
+    func run(_ bytes: [UInt8]) {
+        switch self {
+        case .decoder:
+            // Decoding, then everything the pipeline derives from an update.
+            guard case .success(let update) = UpdateDecoder().decode(bytes) else { return }
+            let route = RouteTable.standard.route(update, botUsername: "fuzz_bot")
+            _ = StateSubject(update)
+            _ = ServiceRequest(requestID: "r", update: update, route: route, session: nil).body
+        case .command:
+            // The first byte sets how many entities the text claims (offsets from the next two).
+            let text = String(decoding: bytes.dropFirst(3), as: UTF8.self)
+            let entities = bytes.count >= 3 ? [MessageEntity(type: "bot_command", offset: Int(bytes[1]) - 8, length: Int(bytes[2]))] : []
+            if let command = BotCommand(text: text, entities: bytes.first.map { $0 % 2 == 0 } == true ? entities : []) {
+                _ = command.isAddressed(to: "fuzz_bot")
+            }
+        case .callback:
+            // A button press carrying the bytes as its data, through the whole worker pipeline:
+            // token resolution, routing by prefix, the generic CONFIRM/CANCEL handler, the reply.
+            let data = String(decoding: bytes, as: UTF8.self)
+            var query = JSONWriter()
+            query.field("id", "q")
+            query.field("from", json: Array(#"{"id":1,"is_bot":false,"first_name":"F"}"#.utf8))
+            query.field("message", json: Array(#"{"message_id":3,"chat":{"id":1,"type":"private"},"date":0,"text":"t"}"#.utf8))
+            query.field("chat_instance", "1")
+            query.field("data", data)
+            var update = JSONWriter()
+            update.field("update_id", 1)
+            update.field("callback_query", json: query.finish())
+            // A fresh store per input, so no input is a duplicate of an earlier one.
+            let dependencies = ThreadDependencies(
+                state: InMemoryStateStore(policy: .testing), services: ScriptedServiceClient(answering: "{}"), botAPI: RecordingBotAPI())
+            _ = Self.handler.process(
+                QueuedUpdate(body: update.finish(), callbackAnswered: false, attempt: 1, isLastAttempt: true), requestID: "r",
+                with: dependencies, logger: Self.logger)
+            _ = RouteTable.prefix(ofCallbackData: data)
+        case .fastcgi:
+            // NUL-separated name, value, name, value…
+            let fields = bytes.split(separator: 0, omittingEmptySubsequences: false).map(Array.init)
+            var parameters: [String: [UInt8]] = [:]
+            for index in stride(from: 0, to: fields.count - 1, by: 2) {
+                parameters[String(decoding: fields[index], as: UTF8.self)] = fields[index + 1]
+            }
+            let (_, head) = FastCGIParameters.head(acceptedAt: 0) { parameters[$0] }
+            _ = Self.handler.admit(head, logger: Self.logger)
+        case .serviceAnswer:
+            guard let isCallback = bytes.first.map({ $0 % 2 == 1 }) else { return }
+            guard case .success(let answer) = ServiceAnswer.parse(Array(bytes.dropFirst()), isCallback: isCallback) else { return }
+            let update = Update(id: 1, type: .message, content: .message(Message(messageID: 1, from: nil, chat: Chat(id: 5, type: "private"), text: "t")))
+            for method in ReplyPlan.forAnswer(answer, to: update).methods { _ = method.webhookReplyBody }
+        }
+    }
+}
+
+#if FUZZING
+/// libFuzzer's driver, run from this executable's own entry point (SwiftPM names an executable
+/// module's `main` after the module, so libFuzzer's `main` would never be linked).
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
+) -> Int32
+
+@_cdecl("gateway_fuzz_main")
+func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guard Selected.target != nil else {
+        print("set FUZZ_TARGET to one of: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))")
+        return 64
+    }
+    var count = argc, arguments = argv
+    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in fuzzOneInput(data, size) }
+}
+
+/// The input callback; exported under libFuzzer's name too, which its own `main` refers to.
+@_cdecl("LLVMFuzzerTestOneInput")
+func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    Selected.target?.run(data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? [])
+    return 0
+}
+
+enum Selected {
+    static let target = getenv("FUZZ_TARGET").flatMap { FuzzTarget(rawValue: String(cString: $0)) }
+}
+#else
+@main
+enum ReplayCorpus {
+    static func main() {
+        let arguments = CommandLine.arguments.dropFirst()
+        guard let name = arguments.first, let target = FuzzTarget(rawValue: name) else {
+            print("usage: gateway-fuzz TARGET FILE...   (targets: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", ")))")
+            exit(64)
+        }
+        var count = 0
+        for path in arguments.dropFirst() {
+            guard let file = fopen(path, "rb") else { continue }
+            var bytes: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65_536)
+            while case let read = fread(&buffer, 1, buffer.count, file), read > 0 { bytes += buffer[..<read] }
+            fclose(file)
+            target.run(bytes)
+            count += 1
+        }
+        print("\(name): \(count) inputs, none crashed")
+    }
+}
+#endif
