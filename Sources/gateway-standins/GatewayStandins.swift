@@ -1,13 +1,13 @@
 import ArgumentParser
-import FlyingFox
 import Foundation
+import Synchronization
 
 /// Loopback stand-ins for the four internal services and the Telegram Bot API, for local runs
 /// and tests. They answer in the service contract's shape, record what they receive (one JSON
 /// object per line under --record), print each Bot API call Telegram would have received, and
 /// can be made slow, failing or 429-answering through `POST /_control` on the Bot API port.
 @main
-struct GatewayStandins: AsyncParsableCommand {
+struct GatewayStandins: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway-standins",
         abstract: "Stand-ins for the internal services and the Bot API (never for production).")
@@ -24,64 +24,73 @@ struct GatewayStandins: AsyncParsableCommand {
     @Flag(help: "Print nothing per call.")
     var quiet = false
 
-    func run() async throws {
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)
         let recorder = try Recorder(folder: record, quiet: quiet)
         let behaviour = Behaviour()
         let services = ["conversation", "user_profile", "matching", "notification"]
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for (offset, name) in services.enumerated() {
-                let server = HTTPServer(address: try .inet(ip4: "127.0.0.1", port: servicesPort + UInt16(offset)), timeout: 60)
-                await server.appendRoute("POST *") { request in
-                    try await ServiceStandin.answer(service: name, request: request, behaviour: behaviour, recorder: recorder)
-                }
-                group.addTask { try await server.run() }
-            }
-            let botAPI = HTTPServer(address: try .inet(ip4: "127.0.0.1", port: botAPIPort), timeout: 60)
-            await botAPI.appendRoute("POST /_control") { request in
-                try await behaviour.apply(try await request.bodyData)
-                return HTTPResponse(statusCode: .ok)
-            }
-            await botAPI.appendRoute("POST *") { request in
-                try await BotAPIStandin.answer(request: request, behaviour: behaviour, recorder: recorder)
-            }
-            group.addTask { try await botAPI.run() }
-            Recorder.say("stand-ins: services on 127.0.0.1:\(servicesPort)-\(servicesPort + 3), Bot API on 127.0.0.1:\(botAPIPort)")
-            try await group.waitForAll()
+        var servers: [StandinServer] = []
+        for (offset, name) in services.enumerated() {
+            servers.append(try StandinServer(port: servicesPort + UInt16(offset)) { request in
+                ServiceStandin.answer(service: name, request: request, behaviour: behaviour, recorder: recorder)
+            })
         }
+        servers.append(try StandinServer(port: botAPIPort) { request in
+            if request.path == "/_control" {
+                return behaviour.apply(request.body) ? .json("{}") : .json(#"{"error":"not a control object"}"#, status: 400)
+            }
+            return BotAPIStandin.answer(request: request, behaviour: behaviour, recorder: recorder)
+        })
+        servers.forEach { $0.start() }
+        Recorder.say("stand-ins: services on 127.0.0.1:\(servicesPort)-\(servicesPort + 3), Bot API on 127.0.0.1:\(botAPIPort)")
+        while true { sleep(3600) }
     }
 }
 
 /// How the stand-ins misbehave, set by tests.
-actor Behaviour {
-    var delays: [String: Int] = [:]
-    var statuses: [String: Int] = [:]
-    var botAPI429s = 0
-    var botAPI500s = 0
-    /// The parameters of the last setWebhook, as sent.
-    var webhook: Data?
-
-    func setWebhook(_ parameters: Data?) { webhook = parameters }
-
-    /// `{"service":"matching","delay_ms":2000,"status":500}` or `{"bot_api_429":1,"bot_api_500":1}`;
-    /// `{"reset":true}` undoes everything.
-    func apply(_ data: Data) throws {
-        let json = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-        if json["reset"] as? Bool == true { (delays, statuses, botAPI429s, botAPI500s) = ([:], [:], 0, 0) }
-        if let service = json["service"] as? String {
-            if let delay = json["delay_ms"] as? Int { delays[service] = delay }
-            if let status = json["status"] as? Int { statuses[service] = status }
-        }
-        if let count = json["bot_api_429"] as? Int { botAPI429s = count }
-        if let count = json["bot_api_500"] as? Int { botAPI500s = count }
+final class Behaviour: Sendable {
+    private struct State {
+        var delays: [String: Int] = [:]
+        var statuses: [String: Int] = [:]
+        var botAPI429s = 0
+        var botAPI500s = 0
+        /// The parameters of the last setWebhook, as sent.
+        var webhook: Data?
     }
 
-    func misbehaviour(for service: String) -> (delay: Int, status: Int?) { (delays[service] ?? 0, statuses[service]) }
+    private let state = Mutex(State())
+
+    var webhook: Data? { state.withLock { $0.webhook } }
+
+    func setWebhook(_ parameters: Data?) { state.withLock { $0.webhook = parameters } }
+
+    /// `{"service":"matching","delay_ms":2000,"status":500}` or `{"bot_api_429":1,"bot_api_500":1}`;
+    /// `{"reset":true}` undoes everything. False when the body is not a JSON object.
+    func apply(_ data: Data) -> Bool {
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return data.isEmpty }
+        state.withLock { state in
+            if json["reset"] as? Bool == true { (state.delays, state.statuses, state.botAPI429s, state.botAPI500s) = ([:], [:], 0, 0) }
+            if let service = json["service"] as? String {
+                if let delay = json["delay_ms"] as? Int { state.delays[service] = delay }
+                if let status = json["status"] as? Int { state.statuses[service] = status }
+            }
+            if let count = json["bot_api_429"] as? Int { state.botAPI429s = count }
+            if let count = json["bot_api_500"] as? Int { state.botAPI500s = count }
+        }
+        return true
+    }
+
+    func misbehaviour(for service: String) -> (delay: Int, status: Int?) {
+        state.withLock { ($0.delays[service] ?? 0, $0.statuses[service]) }
+    }
 
     /// The status the next Bot API call gets, if it should fail.
     func nextBotAPIFailure() -> Int? {
-        if botAPI429s > 0 { botAPI429s -= 1; return 429 }
-        if botAPI500s > 0 { botAPI500s -= 1; return 500 }
-        return nil
+        state.withLock { state in
+            if state.botAPI429s > 0 { state.botAPI429s -= 1; return 429 }
+            if state.botAPI500s > 0 { state.botAPI500s -= 1; return 500 }
+            return nil
+        }
     }
 }
 

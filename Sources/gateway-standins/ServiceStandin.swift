@@ -1,18 +1,17 @@
-import FlyingFox
 import Foundation
 
 /// The four services' stand-in answers, in the contract's shape.
 enum ServiceStandin {
-    static func answer(service: String, request: HTTPRequest, behaviour: Behaviour, recorder: Recorder) async throws -> HTTPResponse {
-        let body = try await request.bodyData
+    static func answer(service: String, request: StandinServer.Request, behaviour: Behaviour, recorder: Recorder) -> StandinServer.Response {
+        let body = request.body
         recorder.service(service, body: body)
-        let (delay, status) = await behaviour.misbehaviour(for: service)
-        if delay > 0 { try await Task.sleep(nanoseconds: UInt64(delay) * 1_000_000) }
-        if let status { return HTTPResponse(statusCode: HTTPStatusCode(status, phrase: "Stand-in failure")) }
+        let (delay, status) = behaviour.misbehaviour(for: service)
+        if delay > 0 { usleep(UInt32(delay) * 1000) }
+        if let status { return .json(#"{"error":"stand-in failure"}"#, status: status) }
         let json = (try? JSONSerialization.jsonObject(with: body) as? [String: Any]) ?? [:]
         let actions = actions(service: service, request: json)
-        let data = try JSONSerialization.data(withJSONObject: ["actions": actions])
-        return HTTPResponse(statusCode: .ok, headers: [.contentType: "application/json"], body: data)
+        let data = (try? JSONSerialization.data(withJSONObject: ["actions": actions])) ?? Data("{}".utf8)
+        return StandinServer.Response(status: 200, body: data)
     }
 
     static func actions(service: String, request: [String: Any]) -> [[String: Any]] {
@@ -89,37 +88,37 @@ enum BotAPIStandin {
         return String(decoding: (try? JSONSerialization.data(withJSONObject: info)) ?? Data("{}".utf8), as: UTF8.self)
     }
 
-    static func answer(request: HTTPRequest, behaviour: Behaviour, recorder: Recorder) async throws -> HTTPResponse {
+    static func answer(request: StandinServer.Request, behaviour: Behaviour, recorder: Recorder) -> StandinServer.Response {
         // Path: /bot<token>/<method>. The token is checked for shape only and never recorded.
         let parts = request.path.split(separator: "/")
         guard parts.count == 2, parts[0].hasPrefix("bot"), parts[0].contains(":") else {
-            return HTTPResponse(statusCode: .notFound, headers: [.contentType: "application/json"], body: Data(#"{"ok":false,"error_code":404,"description":"Not Found"}"#.utf8))
+            return .json(#"{"ok":false,"error_code":404,"description":"Not Found"}"#, status: 404)
         }
         let method = String(parts[1])
-        let body = try await request.bodyData
-        if let failure = await behaviour.nextBotAPIFailure() {
+        let body = request.body
+        if let failure = behaviour.nextBotAPIFailure() {
             recorder.botAPI(method + ":\(failure)", body: body)
             let answer = failure == 429
                 ? #"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 1","parameters":{"retry_after":1}}"#
                 : #"{"ok":false,"error_code":500,"description":"Internal Server Error"}"#
-            return HTTPResponse(statusCode: HTTPStatusCode(failure, phrase: "Stand-in"), headers: [.contentType: "application/json"], body: Data(answer.utf8))
+            return .json(answer, status: failure)
         }
         recorder.botAPI(method, body: body)
         let result: String
         switch method {
         case "setWebhook":
-            await behaviour.setWebhook(body)
+            behaviour.setWebhook(body)
             result = "true"
         case "deleteWebhook":
-            await behaviour.setWebhook(nil)
+            behaviour.setWebhook(nil)
             result = "true"
         case "getWebhookInfo":
-            result = webhookInfo(await behaviour.webhook)
+            result = webhookInfo(behaviour.webhook)
         case "answerCallbackQuery":
             result = "true"
         default:
             result = #"{"message_id":1,"date":0,"chat":{"id":0,"type":"private"}}"#
         }
-        return HTTPResponse(statusCode: .ok, headers: [.contentType: "application/json"], body: Data(#"{"ok":true,"result":\#(result)}"#.utf8))
+        return .json(#"{"ok":true,"result":\#(result)}"#)
     }
 }

@@ -39,12 +39,16 @@ import Glibc
         let syncRate = 160 / sync.seconds
         #expect(sync.undelivered == 0)
 
-        let count = 2000
+        let count = 1600  // two per partition
         let (queue, processed) = try withStack(
             processes: 2, threads: 8, redis: (nil, false), standins: true,
             environment: Self.queueEnvironment(partitions: 800, workers: 400)
-        ) { stack, _ in
+        ) { stack, redis in
             try stack.control(["service": "conversation", "delay_ms": 2000])
+            // Measure processing, not start-up: every partition has its worker first.
+            try waitUntil("every partition has a worker", timeout: 30) {
+                (try? #require(redis).cli("eval", "return #redis.call('keys', '{tgq:*}:owner')", "0")) == "800"
+            }
             let started = Date()
             let report = try TelegramSender(stack: stack, connections: 40).deliver(updates(count, 100_000))
             try waitUntil("every update is processed", timeout: 60) {
@@ -53,6 +57,10 @@ import Glibc
             }
             // Processed: from the first post to the last answer the Bot API stand-in received.
             let seconds = try #require(stack.botAPICallTimes().last).timeIntervalSince(started)
+            if ProcessInfo.processInfo.environment["QUEUE_DEBUG"] != nil {
+                let times = stack.serviceRequestTimes().map { Int($0.timeIntervalSince(started)) }
+                print("service calls per second:", Dictionary(grouping: times) { $0 }.mapValues(\.count).sorted { $0.key < $1.key })
+            }
             return (report, seconds)
         }
         let queueRate = Double(count) / processed
