@@ -10,22 +10,34 @@ public final class PoolMetrics: MetricsFactory, Sendable {
     /// up to its timeout.
     public static let buckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
-    private let series = Mutex<[String: any SeriesCell]>([:])
+    /// A series as the code names it: looked up on every `Counter(label:dimensions:)`, so it is
+    /// hashed as given; the Prometheus form is rendered once, when the series is created.
+    private struct SeriesName: Hashable {
+        let label: String
+        let dimensions: [String]
+
+        init(_ label: String, _ dimensions: [(String, String)]) {
+            self.label = label
+            self.dimensions = dimensions.flatMap { [$0.0, $0.1] }
+        }
+    }
+
+    private let series = Mutex<[SeriesName: (key: String, cell: any SeriesCell)]>([:])
 
     public init() {}
 
     /// Every series as snapshot lines: `KIND NAME{LABELS} VALUE`.
     public func snapshot() -> String {
-        let cells = series.withLock { $0 }
-        return cells.keys.sorted().map { key in cells[key]?.lines(key) ?? "" }.joined()
+        let cells = series.withLock { Array($0.values) }
+        return cells.sorted { $0.key < $1.key }.map { $0.cell.lines($0.key) }.joined()
     }
 
     private func cell<Cell: SeriesCell>(_ label: String, _ dimensions: [(String, String)], make: () -> Cell) -> Cell {
-        let key = Self.key(label, dimensions)
+        let name = SeriesName(label, dimensions)
         return series.withLock { series in
-            if let existing = series[key] as? Cell { return existing }
+            if let existing = series[name]?.cell as? Cell { return existing }
             let cell = make()
-            series[key] = cell
+            series[name] = (Self.key(label, dimensions), cell)
             return cell
         }
     }
