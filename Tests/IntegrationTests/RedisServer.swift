@@ -14,7 +14,11 @@ final class RedisServer {
 
     var socketPath: String { directory.appending(path: "redis.sock").path }
 
-    init(password: String? = nil) throws {
+    /// `appendfsync`: run append-only with this fsync policy (`always`, `everysec`); nil keeps nothing.
+    let appendfsync: String?
+
+    init(password: String? = nil, appendfsync: String? = nil) throws {
+        self.appendfsync = appendfsync
         directory = FileManager.default.temporaryDirectory.appending(path: "tg-redis-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         port = try LocalStack.freePort()
@@ -26,10 +30,11 @@ final class RedisServer {
     func start() throws {
         var arguments = [
             "--port", "\(port)", "--bind", "127.0.0.1", "--unixsocket", socketPath, "--unixsocketperm", "700",
-            "--dir", directory.path, "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
+            "--dir", directory.path, "--save", "", "--appendonly", appendfsync == nil ? "no" : "yes", "--daemonize", "no", "--loglevel", "warning",
             "--logfile", directory.appending(path: "redis.log").path,
         ]
         if let password { arguments += ["--requirepass", password] }
+        if let appendfsync { arguments += ["--appendfsync", appendfsync] }
         pid = try ChildProcess.spawn("/usr/bin/redis-server", arguments)
         try waitUntil("redis-server answers") { (try? self.cli("PING")) == "PONG" }
     }
