@@ -56,7 +56,7 @@ let package = Package(
         // The pool-wide swift-metrics backend: per-process snapshot files, summed on scrape.
         .target(
             name: "GatewayMetrics",
-            dependencies: ["GatewayRuntime", .product(name: "CoreMetrics", package: "swift-metrics")]
+            dependencies: ["GatewayCore", "GatewayRuntime", .product(name: "CoreMetrics", package: "swift-metrics")]
         ),
 
         // In-memory fakes behind the core's protocols, for tests only.

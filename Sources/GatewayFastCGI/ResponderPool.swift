@@ -125,6 +125,11 @@ public final class ResponderPool: Sendable {
             if running == 0 { break }
             usleep(20_000)
         }
+        // Join the workers that finished; one still inside a request past the timeout is left
+        // to the process's exit.
+        for (worker, thread) in zip(workers, threads) {
+            if worker.phase.load(ordering: .sequentiallyConsistent) == Worker.exited { thread.join() } else { thread.detach() }
+        }
         let unfinished = workers.filter { $0.phase.load(ordering: .sequentiallyConsistent) == Worker.busy }.count
         if unfinished > 0 {
             logger.warning("responder stopped with requests unfinished", metadata: ["unfinished": "\(unfinished)"])

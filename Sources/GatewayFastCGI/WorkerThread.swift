@@ -34,4 +34,9 @@ public struct WorkerThread: Sendable {
     public func join() {
         pthread_join(id, nil)
     }
+
+    /// Lets the thread's resources go when it ends, without waiting for it.
+    public func detach() {
+        pthread_detach(id)
+    }
 }

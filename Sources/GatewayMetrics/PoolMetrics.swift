@@ -1,4 +1,5 @@
 import CoreMetrics
+import GatewayCore
 import Synchronization
 
 /// A swift-metrics backend for a pool of processes: each process keeps its series in memory and
@@ -22,7 +23,7 @@ public final class PoolMetrics: MetricsFactory, Sendable {
         }
     }
 
-    private let series = Mutex<[SeriesName: (key: String, cell: any SeriesCell)]>([:])
+    private let series = Locked<[SeriesName: (key: String, cell: any SeriesCell)]>([:])
 
     public init() {}
 
@@ -87,7 +88,7 @@ final class CounterCell: CounterHandler, SeriesCell {
 }
 
 final class GaugeCell: RecorderHandler, MeterHandler, SeriesCell {
-    private let value = Mutex<Double>(0)
+    private let value = Locked<Double>(0)
     func record(_ value: Int64) { self.value.withLock { $0 = Double(value) } }
     func record(_ value: Double) { self.value.withLock { $0 = value } }
     func set(_ value: Int64) { record(value) }
@@ -104,7 +105,7 @@ final class HistogramCell: RecorderHandler, TimerHandler, SeriesCell {
         var count: Int64 = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func record(_ value: Int64) { record(Double(value)) }
     func record(_ value: Double) {

@@ -120,7 +120,7 @@ struct TelegramGateway: ParsableCommand {
         let inFlight = Gauge(label: PoolStatus.busy)
         Gauge(label: PoolStatus.threads).record(threads ?? config.pool.threads)
         let served = Counter(label: PoolStatus.requests)
-        let counted = Mutex(0)
+        let counted = Locked(0)
         let admin = AdminEndpoints(
             services: Array(services.keys), breaker: breaker, renderMetrics: { files.render() },
             renderStatus: { PoolStatus.render(files) })

@@ -8,7 +8,10 @@ import Glibc
 /// only stdin, stdout and stderr (no test-runner descriptors leak into daemons such as
 /// spawn-fcgi's children), and its pid is ours to signal and reap.
 enum ChildProcess {
+    /// A clean PATH, plus sanitizer settings when scripts/sanitize runs the suite, so a
+    /// sanitized responder writes its reports where the script looks for them.
     static let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+        + ProcessInfo.processInfo.environment.filter { $0.key.hasSuffix("SAN_OPTIONS") }.map { "\($0.key)=\($0.value)" }
 
     /// Starts `executable`; standard output goes to `outputPath` (or nowhere), stderr nowhere.
     static func spawn(

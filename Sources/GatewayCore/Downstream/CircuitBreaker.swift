@@ -15,7 +15,7 @@ public final class CircuitBreaker: Sendable {
     private let threshold: Int
     private let openNanoseconds: UInt64
     private let clock: @Sendable () -> UInt64
-    private let entries = Mutex<[ServiceName: Entry]>([:])
+    private let entries = Locked<[ServiceName: Entry]>([:])
 
     public init(threshold: Int = 5, openSeconds: Double = 10, clock: @escaping @Sendable () -> UInt64) {
         self.threshold = threshold

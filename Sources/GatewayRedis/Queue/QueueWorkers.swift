@@ -23,7 +23,7 @@ public final class QueueWorkers: Sendable {
     private let clock: @Sendable () -> UInt64
     private let stopping = Atomic<Bool>(false)
     /// Partition held by each worker (by name), for the heartbeat; workers whose lease was lost.
-    private let held = Mutex<(partitions: [String: Int], lost: Set<String>, acquiring: Int)>(([:], [], 0))
+    private let held = Locked<(partitions: [String: Int], lost: Set<String>, acquiring: Int)>(([:], [], 0))
     private let prefix: String
     /// Partitions this process takes at once; workers beyond it look for free partitions only
     /// once a lease, so the processes started together share them and the rest stand by.
