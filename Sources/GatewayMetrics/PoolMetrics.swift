@@ -118,18 +118,21 @@ final class HistogramCell: RecorderHandler, TimerHandler, SeriesCell {
     func recordNanoseconds(_ duration: Int64) { record(Double(duration) / 1e9) }
 
     func lines(_ key: String) -> String {
-        let state = state.withLock { $0 }
         let (name, labels) = PoolMetrics.split(key)
-        var text = ""
-        var cumulative: Int64 = 0
-        for (bound, count) in zip(PoolMetrics.buckets, state.counts) {
-            cumulative += count
-            text += "histogram \(name)_bucket{\(PoolMetrics.join(labels, "le=\"\(bound)\""))} \(cumulative)\n"
+        // Rendered under the lock: a copy of the counts taken out of it would share their
+        // buffer with the next `record` (copy-on-write), which ThreadSanitizer cannot follow.
+        return state.withLock { state in
+            var text = ""
+            var cumulative: Int64 = 0
+            for (bound, count) in zip(PoolMetrics.buckets, state.counts) {
+                cumulative += count
+                text += "histogram \(name)_bucket{\(PoolMetrics.join(labels, "le=\"\(bound)\""))} \(cumulative)\n"
+            }
+            text += "histogram \(name)_bucket{\(PoolMetrics.join(labels, "le=\"+Inf\""))} \(state.count)\n"
+            text += "histogram \(name)_sum\(labels.isEmpty ? "" : "{\(labels)}") \(state.sum)\n"
+            text += "histogram \(name)_count\(labels.isEmpty ? "" : "{\(labels)}") \(state.count)\n"
+            return text
         }
-        text += "histogram \(name)_bucket{\(PoolMetrics.join(labels, "le=\"+Inf\""))} \(state.count)\n"
-        text += "histogram \(name)_sum\(labels.isEmpty ? "" : "{\(labels)}") \(state.sum)\n"
-        text += "histogram \(name)_count\(labels.isEmpty ? "" : "{\(labels)}") \(state.count)\n"
-        return text
     }
 }
 

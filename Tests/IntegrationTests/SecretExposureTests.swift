@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The bot token and the webhook secret never show up where other users of the host, or log
 /// readers, can see them: process command lines, and log lines, including libcurl's own error
 /// messages about a Bot API URL (which holds the token).
@@ -16,6 +20,22 @@ import Testing
                 let text = String(decoding: commandLine.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
                 #expect(text.contains("telegram-gateway"))
                 #expect(!text.contains(LocalStack.token) && !text.contains(LocalStack.secret), "pid \(pid): \(text)")
+            }
+        }
+    }
+
+    @Test func theSocketAndTheRunFilesAreOwnedByThePoolAndNotOpenToOthers() throws {
+        try withStack(mode: .supervisor) { stack, _ in
+            var info = stat()
+            #expect(stat(stack.socketPath, &info) == 0)
+            #expect(info.st_mode & S_IFMT == S_IFSOCK)
+            #expect(info.st_mode & 0o777 == 0o600, "the socket has the mode given (--socket-mode 0600)")
+            #expect(info.st_uid == getuid())
+            let metrics = stack.directory.appending(path: "metrics").path
+            for name in try FileManager.default.contentsOfDirectory(atPath: metrics) {
+                #expect(stat(metrics + "/" + name, &info) == 0)
+                #expect(info.st_mode & 0o002 == 0, "\(name) is not world-writable")
+                #expect(info.st_uid == getuid())
             }
         }
     }

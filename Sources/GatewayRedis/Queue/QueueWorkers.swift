@@ -115,7 +115,7 @@ public final class QueueWorkers: Sendable {
         let connection = makeConnection(commandTimeout: redis.commandTimeoutSeconds)
         let lease = Array(String(settings.leaseMilliseconds).utf8)
         while !workersDone() {
-            for (name, partition) in held.withLock({ $0.partitions }) {
+            for (name, partition) in held.withLock({ Array($0.partitions) }) {
                 let reply = try? connection.evaluate(
                     QueueScripts.acquire, keys: [QueueKeys(partition: partition).owner], arguments: [Array(name.utf8), lease])
                 if reply == .integer(0) { _ = held.withLock { $0.lost.insert(name) } }
