@@ -17,6 +17,17 @@ final class RedisConnection {
         var database: Int
         var connectTimeoutSeconds: Double
         var commandTimeoutSeconds: Double
+
+        /// The configured server, with the configured timeouts unless others are given.
+        init(_ config: GatewayConfig.RedisSettings, connectTimeoutSeconds: Double? = nil, commandTimeoutSeconds: Double? = nil) {
+            host = config.host
+            port = config.port
+            socket = config.socket
+            password = config.password
+            database = config.database
+            self.connectTimeoutSeconds = connectTimeoutSeconds ?? config.connectTimeoutSeconds
+            self.commandTimeoutSeconds = commandTimeoutSeconds ?? config.commandTimeoutSeconds
+        }
     }
 
     private let settings: Settings

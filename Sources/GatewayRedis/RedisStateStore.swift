@@ -26,11 +26,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
     ) {
         self.limits = limits
         connection = RedisConnection(
-            settings: .init(
-                host: config.host, port: config.port, socket: config.socket, password: config.password,
-                database: config.database, connectTimeoutSeconds: config.connectTimeoutSeconds,
-                commandTimeoutSeconds: config.commandTimeoutSeconds),
-            clock: clock)
+            settings: .init(config), clock: clock)
         self.policy = policy
         self.warnings = warnings
         self.logger = logger

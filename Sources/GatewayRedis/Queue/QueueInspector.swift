@@ -31,9 +31,7 @@ public final class QueueInspector {
     public init(redis: GatewayConfig.RedisSettings, settings: QueueSettings, clock: @escaping @Sendable () -> UInt64) {
         self.settings = settings
         connection = RedisConnection(
-            settings: .init(
-                host: redis.host, port: redis.port, socket: redis.socket, password: redis.password, database: redis.database,
-                connectTimeoutSeconds: max(1, redis.connectTimeoutSeconds), commandTimeoutSeconds: max(5, redis.commandTimeoutSeconds)),
+            settings: .init(redis, connectTimeoutSeconds: max(1, redis.connectTimeoutSeconds), commandTimeoutSeconds: max(5, redis.commandTimeoutSeconds)),
             clock: clock)
     }
 

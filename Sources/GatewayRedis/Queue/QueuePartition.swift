@@ -45,10 +45,16 @@ struct QueuePartition {
 
     /// An entry left pending by an earlier holder of the partition (whose lease ran out), oldest first.
     func claimPending() throws(StateStoreError) -> StreamEntry? {
-        let reply = try connection.command("XAUTOCLAIM", keys.stream, QueueKeys.group, worker, "0", "0-0", "COUNT", "1")
-        if case .error(let message) = reply { return try recreateGroup(after: message) }
-        guard case .array(let parts) = reply, parts.count >= 2 else { throw .unexpectedReply }
-        return StreamEntry(entries: parts[1])
+        var cursor = "0-0"
+        while true {
+            let reply = try connection.command("XAUTOCLAIM", keys.stream, QueueKeys.group, worker, "0", cursor, "COUNT", "1")
+            if case .error(let message) = reply { return try recreateGroup(after: message) }
+            guard case .array(let parts) = reply, parts.count >= 2, let next = parts[0].text else { throw .unexpectedReply }
+            if let entry = StreamEntry(entries: parts[1]) { return entry }
+            // A pending id whose entry is gone (deleted from outside) is dropped by Redis; go on.
+            guard next != "0-0" else { return nil }
+            cursor = next
+        }
     }
 
     /// The next new entry, waiting up to `blockMilliseconds` for one.

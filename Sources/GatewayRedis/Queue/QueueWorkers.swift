@@ -148,7 +148,8 @@ public final class QueueWorkers: Sendable {
                 return
             case .retry:
                 pause(seconds: min(30, 1 << min(attempt - 1, 5)))
-                if isStopping { return }
+                // Stopping, or the partition went to another worker: leave the entry pending for its next holder.
+                if isStopping || held.withLock({ $0.lost.contains(partition.worker) }) { return }
             }
         }
     }
@@ -198,9 +199,6 @@ public final class QueueWorkers: Sendable {
 
     private func makeConnection(commandTimeout: Double) -> RedisConnection {
         RedisConnection(
-            settings: .init(
-                host: redis.host, port: redis.port, socket: redis.socket, password: redis.password, database: redis.database,
-                connectTimeoutSeconds: redis.connectTimeoutSeconds, commandTimeoutSeconds: commandTimeout),
-            clock: clock)
+            settings: .init(redis, commandTimeoutSeconds: commandTimeout), clock: clock)
     }
 }
