@@ -183,6 +183,21 @@ import Glibc
         }
     }
 
+    @Test func botAPI500IsRetriedOnceAndTwoInARowLeaveTheMessageOutLogged() throws {
+        try run { stack in
+            try stack.control(["bot_api_500": 1])
+            _ = try Self.reply(try stack.post(Self.text(1, "three actions")))
+            #expect(stack.botAPICalls().map(\.method) == ["sendMessage:500", "sendMessage", "sendMessage"])
+            try stack.control(["bot_api_500": 2])
+            let last = try Self.reply(try stack.post(Self.text(2, user: 5043, "three actions")))
+            // "one" failed twice and is left out (logged); "two" goes on, "three" is the webhook reply.
+            #expect(stack.botAPICalls().map(\.method).suffix(3) == ["sendMessage:500", "sendMessage:500", "sendMessage"])
+            #expect(stack.botAPICalls().compactMap { $0.params["text"] as? String }.suffix(3) == ["one", "one", "two"])
+            #expect(last["text"] as? String == "three")
+            try waitUntil("the failure is logged") { stack.gatewayLog.contains("Bot API call failed") }
+        }
+    }
+
     @Test func aButtonPressIsAnsweredEvenWhenItsServiceFails() throws {
         try run { stack in
             try stack.control(["service": "matching", "status": 503])
