@@ -35,7 +35,7 @@ extension WebhookHandler {
 
     /// Processes one stored update for a worker: session, route, service, delivery through the
     /// Bot API, finish. A failing service or state store is retried until the last attempt;
-    /// then the user gets the generic apology and the entry is done.
+    /// then the user gets the generic apology and the entry goes to the dead letters.
     public func process(_ entry: QueuedUpdate, requestID: String, with dependencies: ThreadDependencies, logger: Logger) -> QueuedResult {
         var logger = logger
         logger[metadataKey: LogKey.requestID] = "\(requestID)"
