@@ -68,16 +68,12 @@ public final class QueueInspector {
         for partition in 0..<settings.partitions {
             let reply = try connection.command("XRANGE", QueueKeys(partition: partition).dead, "-", "+", "COUNT", String(limit))
             guard case .array(let entries) = reply else { continue }
-            for case .array(let entry) in entries {
-                guard entry.count == 2, let id = entry[0].text, case .array(let fields) = entry[1] else { continue }
-                var values: [String: RedisReply] = [:]
-                for index in stride(from: 0, to: fields.count - 1, by: 2) {
-                    if let name = fields[index].text { values[name] = fields[index + 1] }
-                }
+            for case let entry? in entries.map(RawStreamEntry.init) {
+                let values = entry.fields
                 var update: Update?
                 if case .string(let body)? = values["u"], case .success(let decoded) = decoder.decode(body) { update = decoded }
                 result.append(DeadLetter(
-                    partition: partition, id: id, reason: values["reason"]?.text ?? "?", attempts: Int(values["attempts"]?.text ?? "") ?? 0,
+                    partition: partition, id: entry.id, reason: values["reason"]?.text ?? "?", attempts: Int(values["attempts"]?.text ?? "") ?? 0,
                     updateID: update?.id, updateType: update.map { "\($0.type)" } ?? "undecodable"))
             }
         }

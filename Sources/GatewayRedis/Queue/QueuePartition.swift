@@ -1,5 +1,21 @@
 import GatewayCore
 
+/// A stream entry as Redis returns it (`[id, [field, value, …]]`): its id and fields by name.
+struct RawStreamEntry {
+    var id: String
+    var fields: [String: RedisReply]
+
+    init?(_ reply: RedisReply) {
+        guard case .array(let entry) = reply, entry.count == 2, let id = entry[0].text, case .array(let pairs) = entry[1] else { return nil }
+        var fields: [String: RedisReply] = [:]
+        for index in stride(from: 0, to: pairs.count - 1, by: 2) {
+            if let name = pairs[index].text { fields[name] = pairs[index + 1] }
+        }
+        self.id = id
+        self.fields = fields
+    }
+}
+
 /// One entry read from a partition.
 struct StreamEntry: Equatable {
     var id: String
@@ -9,23 +25,13 @@ struct StreamEntry: Equatable {
 
     /// The first entry of an `XREADGROUP` or `XAUTOCLAIM` reply's entry list, if any.
     init?(entries: RedisReply) {
-        guard case .array(let list) = entries, case .array(let entry)? = list.first, entry.count == 2,
-            let id = entry[0].text, case .array(let fields) = entry[1]
+        guard case .array(let list) = entries, let first = list.first, let entry = RawStreamEntry(first),
+            case .string(let body)? = entry.fields["u"]
         else { return nil }
-        var body: [UInt8]?, answered = false, replay = false
-        for index in stride(from: 0, to: fields.count - 1, by: 2) {
-            switch fields[index].text {
-            case "u": if case .string(let bytes) = fields[index + 1] { body = bytes }
-            case "a": answered = fields[index + 1].text == "1"
-            case "replay": replay = fields[index + 1].text == "1"
-            default: break
-            }
-        }
-        guard let body else { return nil }
-        self.id = id
+        id = entry.id
         self.body = body
-        self.callbackAnswered = answered
-        self.isReplay = replay
+        callbackAnswered = entry.fields["a"]?.text == "1"
+        isReplay = entry.fields["replay"]?.text == "1"
     }
 }
 
@@ -35,6 +41,21 @@ struct QueuePartition {
     let keys: QueueKeys
     let worker: String
     let connection: RedisConnection
+
+    /// Takes the partition's lease for this worker, or renews it: true when it is ours, false
+    /// when another worker holds it, nil when Redis could not tell.
+    func takeLease(milliseconds: [UInt8]) -> Bool? {
+        switch try? connection.evaluate(QueueScripts.acquire, keys: [keys.owner], arguments: [Array(worker.utf8), milliseconds]) {
+        case .integer(1): true
+        case .integer(0): false
+        default: nil
+        }
+    }
+
+    /// Gives the lease up if it is still this worker's.
+    func releaseLease() {
+        _ = try? connection.evaluate(QueueScripts.release, keys: [keys.owner], arguments: [Array(worker.utf8)])
+    }
 
     /// Creates the stream and its group if they do not exist yet (a group created late still
     /// reads the entries already there).

@@ -104,21 +104,21 @@ public final class QueueWorkers: Sendable {
             }
         }
         if let current {
-            _ = try? connection.evaluate(QueueScripts.release, keys: [current.keys.owner], arguments: [Array(name.utf8)])
+            current.releaseLease()
             forget(name)
         }
     }
 
-    /// Renews the lease of every partition this process holds, three times per lease, until
+    /// Renews the lease of every partition this process holds, every second (every third of a
+    /// shorter lease), until
     /// `stop()` and the workers are done.
     public func runHeartbeat(until workersDone: @Sendable () -> Bool) {
         let connection = makeConnection(commandTimeout: redis.commandTimeoutSeconds)
         let lease = Array(String(settings.leaseMilliseconds).utf8)
         while !workersDone() {
             for (name, partition) in held.withLock({ Array($0.partitions) }) {
-                let reply = try? connection.evaluate(
-                    QueueScripts.acquire, keys: [QueueKeys(partition: partition).owner], arguments: [Array(name.utf8), lease])
-                if reply == .integer(0) { _ = held.withLock { $0.lost.insert(name) } }
+                let renewed = QueuePartition(keys: QueueKeys(partition: partition), worker: name, connection: connection).takeLease(milliseconds: lease)
+                if renewed == false { _ = held.withLock { $0.lost.insert(name) } }
             }
             usleep(UInt32(min(settings.leaseMilliseconds / 3, 1_000)) * 1000)
         }
@@ -168,18 +168,16 @@ public final class QueueWorkers: Sendable {
         let lease = Array(String(settings.leaseMilliseconds).utf8)
         let start = Int.random(in: 0..<settings.partitions)
         for step in 0..<(everywhere ? settings.partitions : min(16, settings.partitions)) {
-            let keys = QueueKeys(partition: (start + step) % settings.partitions)
-            guard (try? connection.evaluate(QueueScripts.acquire, keys: [keys.owner], arguments: [Array(name.utf8), lease])) == .integer(1)
-            else { continue }
-            let partition = QueuePartition(keys: keys, worker: name, connection: connection)
+            let partition = QueuePartition(keys: QueueKeys(partition: (start + step) % settings.partitions), worker: name, connection: connection)
+            guard partition.takeLease(milliseconds: lease) == true else { continue }
             do {
                 try partition.prepare()
             } catch {
-                _ = try? connection.evaluate(QueueScripts.release, keys: [keys.owner], arguments: [Array(name.utf8)])
+                partition.releaseLease()
                 return nil
             }
-            held.withLock { $0.partitions[name] = keys.partition }
-            logger.debug("partition taken", metadata: ["partition": .stringConvertible(keys.partition)])
+            held.withLock { $0.partitions[name] = partition.keys.partition }
+            logger.debug("partition taken", metadata: ["partition": .stringConvertible(partition.keys.partition)])
             return partition
         }
         return nil
