@@ -11,7 +11,8 @@ struct QueueStatus: ParsableCommand {
 
     func run() throws {
         let config = try common.load()
-        let partitions = try inspect(config) { try $0.status() }
+        let inspector = QueueInspector(config)
+        let partitions = try reportingFailure { try inspector.status() }
         print("partition  backlog  pending  oldest_s  dead  worker")
         for status in partitions {
             let age = String(status.oldestAgeMilliseconds / 1000)
@@ -46,8 +47,9 @@ struct DeadLetters: ParsableCommand {
 
     func run() throws {
         let config = try common.load()
-        let letters = try inspect(config) { try $0.deadLetters(limit: replayAll ? 1_000_000 : 100) }
+        let inspector = QueueInspector(config)
         guard replayAll || !replays.isEmpty else {
+            let letters = try reportingFailure { try inspector.deadLetters() }
             for letter in letters {
                 print(
                     "\(letter.partition)/\(letter.id)  update \(letter.updateID.map(String.init) ?? "?")  \(letter.updateType)  "
@@ -58,7 +60,7 @@ struct DeadLetters: ParsableCommand {
         }
         let targets: [(Int, String)] =
             replayAll
-            ? letters.map { ($0.partition, $0.id) }
+            ? try reportingFailure { try inspector.deadLetters(limit: 1_000_000) }.map { ($0.partition, $0.id) }
             : try replays.map { text in
                 let parts = text.split(separator: "/", maxSplits: 1)
                 guard parts.count == 2, let partition = Int(parts[0]) else { throw ValidationError("--replay takes PARTITION/ID, got \(text)") }
@@ -66,7 +68,7 @@ struct DeadLetters: ParsableCommand {
             }
         var missing = 0
         for (partition, id) in targets {
-            if try inspect(config, { try $0.replay(partition: partition, id: id) }) {
+            if try reportingFailure({ try inspector.replay(partition: partition, id: id) }) {
                 print("replayed \(partition)/\(id)")
             } else {
                 missing += 1
@@ -77,11 +79,17 @@ struct DeadLetters: ParsableCommand {
     }
 }
 
-/// Runs `body` against the configured Redis, turning a failure into a plain message.
-private func inspect<Result>(_ config: GatewayConfig, _ body: (QueueInspector) throws -> Result) throws -> Result {
-    let inspector = QueueInspector(redis: config.redis, settings: config.queue, clock: monotonicNanoseconds)
+extension QueueInspector {
+    /// The inspector of the configured Redis and queue.
+    convenience init(_ config: GatewayConfig) {
+        self.init(redis: config.redis, settings: config.queue, clock: monotonicNanoseconds)
+    }
+}
+
+/// Runs `body` (calls to Redis), turning a failure into a plain message.
+private func reportingFailure<Result>(_ body: () throws -> Result) throws -> Result {
     do {
-        return try body(inspector)
+        return try body()
     } catch {
         printError("gatewayctl: redis: \((error as? StateStoreError)?.shortDescription ?? "\(error)")")
         throw ExitCode.failure
