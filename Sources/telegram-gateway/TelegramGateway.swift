@@ -145,7 +145,7 @@ struct TelegramGateway: ParsableCommand {
             return ThreadDependencies(
                 state: store, services: CurlServiceClient(services: services, breaker: breaker, clock: monotonicNanoseconds),
                 botAPI: CurlBotAPI(baseURL: apiBase, token: token, clock: monotonicNanoseconds), outgoing: store,
-                queue: enqueues && queue != nil ? queue.map { RedisUpdateQueue(store: store, settings: $0) } : nil)
+                queue: enqueues ? queue.map { RedisUpdateQueue(store: store, settings: $0) } : nil)
         }
         let pool = ResponderPool(
             settings: settings, handler: handler, makeDependencies: { makeDependencies(true) },
