@@ -78,8 +78,7 @@ extension WebhookHandler {
                 LogKey.route: "\(route.label)", LogKey.outcome: "\(outcome.rawValue)", "attempt": .stringConvertible(entry.attempt),
                 LogKey.latencyMilliseconds: .stringConvertible(Self.milliseconds(clock() &- started)),
             ])
-        Counter(label: GatewayMetric.updates, dimensions: [("type", update.type.description), ("route", route.label), ("outcome", outcome.rawValue)])
-            .increment()
+        Self.count(outcome, update: update, route: route)
         return .done(outcome)
     }
 

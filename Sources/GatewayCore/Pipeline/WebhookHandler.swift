@@ -108,8 +108,7 @@ public struct WebhookHandler: Sendable {
                     LogKey.outcome: "\(RequestOutcome.malformed.rawValue)", LogKey.reason: "\(error.shortDescription)",
                     LogKey.bodyBytes: .stringConvertible(body.count), LogKey.latencyMilliseconds: .stringConvertible(elapsedMilliseconds(since: head)),
                 ])
-            Counter(label: GatewayMetric.updates, dimensions: [("type", "none"), ("route", "none"), ("outcome", RequestOutcome.malformed.rawValue)])
-                .increment()
+            Self.count(.malformed)
             return .acknowledged
         }
 
@@ -139,9 +138,7 @@ public struct WebhookHandler: Sendable {
                 LogKey.route: "\(route.label)", LogKey.outcome: "\(outcome.rawValue)",
                 LogKey.latencyMilliseconds: .stringConvertible(latency),
             ])
-        Counter(label: GatewayMetric.updates, dimensions: [
-            ("type", update.type.description), ("route", route.label), ("outcome", outcome.rawValue),
-        ]).increment()
+        Self.count(outcome, update: update, route: route)
         if logger[metadataKey: LogKey.degraded] != nil { Counter(label: GatewayMetric.degraded).increment() }
         return response
     }
@@ -306,7 +303,7 @@ public struct WebhookHandler: Sendable {
     func reject(_ head: WebhookHead, _ outcome: RequestOutcome, _ response: WebhookResponse, _ logger: Logger)
         -> WebhookResponse
     {
-        Counter(label: GatewayMetric.updates, dimensions: [("type", "none"), ("route", "none"), ("outcome", outcome.rawValue)]).increment()
+        Self.count(outcome)
         logger.warning(
             "webhook request rejected",
             metadata: [
@@ -314,6 +311,13 @@ public struct WebhookHandler: Sendable {
                 LogKey.status: .stringConvertible(response.status), LogKey.latencyMilliseconds: .stringConvertible(elapsedMilliseconds(since: head)),
             ])
         return response
+    }
+
+    /// Counts an update by type, route and outcome; "none" for requests that never became one.
+    static func count(_ outcome: RequestOutcome, update: Update? = nil, route: Route? = nil) {
+        Counter(label: GatewayMetric.updates, dimensions: [
+            ("type", update?.type.description ?? "none"), ("route", route?.label ?? "none"), ("outcome", outcome.rawValue),
+        ]).increment()
     }
 
     static func milliseconds(_ nanoseconds: UInt64) -> Double {
