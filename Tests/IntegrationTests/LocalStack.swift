@@ -222,7 +222,7 @@ final class LocalStack {
         let started = children
         let descendants = (started + poolPIDs).flatMap(Self.children(of:))
         for pid in Set(started + poolPIDs) { kill(pid, SIGTERM) }
-        var lingering: [pid_t] = []
+        var lingering: [pid_t] = [], lingeringDetails: [String] = []
         for pid in Set(started + poolPIDs + descendants) {
             let isOurs = started.contains(pid)
             let gone = (try? waitUntil("pid \(pid) exits", timeout: 15) {
@@ -230,6 +230,7 @@ final class LocalStack {
             }) != nil
             if !gone {
                 lingering.append(pid)
+                lingeringDetails.append(Self.describe(pid, log: gatewayLog))
                 kill(pid, SIGKILL)
                 if isOurs { ChildProcess.waitForExit(pid) }
             }
@@ -238,7 +239,23 @@ final class LocalStack {
         poolPIDs.removeAll()
         keepLogs()
         try? FileManager.default.removeItem(at: directory)
-        if !lingering.isEmpty { throw StackError("processes lingered after SIGTERM: \(lingering)") }
+        if !lingering.isEmpty { throw StackError("processes lingered after SIGTERM: \(lingering)\n" + lingeringDetails.joined(separator: "\n")) }
+    }
+
+    /// What a process that ignores SIGTERM is doing: its command, each thread's state and kernel
+    /// wait channel, and its last log lines.
+    private static func describe(_ pid: pid_t, log: String) -> String {
+        let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.replacingOccurrences(of: "\0", with: " ") ?? "?"
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        let threads = tasks.sorted().map { task in
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8)) ?? ""
+            let state = stat.lastIndex(of: ")").map { stat[stat.index(after: $0)...].split(separator: " ").first.map(String.init) ?? "?" } ?? "?"
+            let wchan = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/wchan", encoding: .utf8)) ?? "?"
+            return "\(state):\(wchan)"
+        }
+        let counted = Dictionary(grouping: threads) { $0 }.map { "\($0.value.count)x \($0.key)" }.sorted()
+        let lines = log.split(separator: "\n").filter { $0.contains("\(pid)") }.suffix(8)
+        return "pid \(pid) (\(command)): threads \(counted)\n  " + lines.joined(separator: "\n  ")
     }
 
     private func keepLogs() {

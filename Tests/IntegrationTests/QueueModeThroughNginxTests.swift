@@ -132,6 +132,36 @@ import Glibc
         }
     }
 
+    @Test func aStopSignalLetsTheEntryInHandFinishAndReleasesThePartitions() throws {
+        // A long lease: only a release, not an expiry, clears the owners within the test.
+        try withStack(processes: 1, threads: 2, redis: (nil, false), standins: true, environment: Self.queueEnvironment(partitions: 4, workers: 4, ["QUEUE_LEASE": "60"])) {
+            stack, redis in
+            let redis = try #require(redis)
+            let process = try #require(stack.poolPIDs.first)
+            try waitUntil("every partition has a worker") { (try? redis.cli("keys", "{tgq:*}:owner").split(separator: "\n").count) == 4 }
+            // Only the main thread, which waits for it, may take a stop signal: taken by another,
+            // libfcgi's SIGTERM handler swallows it and the process never drains (while waiting,
+            // the main thread's own mask leaves the signal open).
+            let threads = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(process)/task").filter { $0 != "\(process)" }
+            #expect(threads.count >= 4 + 2 + 1)
+            for thread in threads {
+                let status = try String(contentsOfFile: "/proc/\(process)/task/\(thread)/status", encoding: .utf8)
+                let blocked = status.split(separator: "\n").first { $0.hasPrefix("SigBlk:") }.flatMap { UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) }
+                #expect(blocked.map { $0 & (1 << (UInt64(SIGTERM) - 1)) != 0 } == true, "thread \(thread) can take SIGTERM")
+            }
+
+            try stack.control(["service": "conversation", "delay_ms": 1500])
+            #expect(try stack.post(textUpdate(id: 61, user: 61, text: "in hand")).status == 200)
+            try waitUntil("the update reaches the service") { stack.serviceRequests().count == 1 }
+            kill(process, SIGTERM)
+            try waitUntil("the process exits", timeout: 10) { ChildProcess.isGone(process) }
+            #expect(sentTexts(stack) == ["You said: in hand (message 1 of this conversation)"])
+            #expect(try redis.cli("keys", "{tgq:*}:owner").isEmpty, "the partitions were released, not left to their lease")
+            let waiting = try (0..<4).map { try redis.cli("xlen", "{tgq:\($0)}:stream") }
+            #expect(waiting == ["0", "0", "0", "0"], "the entry in hand was acknowledged")
+        }
+    }
+
     @Test func aPoisonUpdateIsDeadLetteredAndReplaysOnceTheServiceIsFixed() throws {
         let environment = Self.queueEnvironment(partitions: 2, workers: 2, ["QUEUE_MAX_ATTEMPTS": "2"])
         try withStack(processes: 1, threads: 2, redis: (nil, false), standins: true, environment: environment) { stack, _ in
