@@ -2,6 +2,10 @@ import ArgumentParser
 import Foundation
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Loopback stand-ins for the four internal services and the Telegram Bot API, for local runs
 /// and tests. They answer in the service contract's shape, record what they receive (one JSON
 /// object per line under --record), print each Bot API call Telegram would have received, and
@@ -106,9 +110,9 @@ final class Recorder: Sendable {
         guard let folder else { (services, botAPI) = (nil, nil); return }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         func open(_ name: String) -> FileHandle? {
-            let path = folder + "/" + name
-            FileManager.default.createFile(atPath: path, contents: nil)
-            return FileHandle(forWritingAtPath: path)
+            // Not FileManager.createFile: on Linux it writes through a TemporaryDirectory.* it leaves behind.
+            let fd = Glibc.open(folder + "/" + name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            return fd < 0 ? nil : FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         }
         services = open("services.jsonl")
         botAPI = open("bot-api.jsonl")

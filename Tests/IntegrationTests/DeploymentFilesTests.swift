@@ -75,7 +75,7 @@ import Testing
         for unit in ["telegram-gateway.service", "telegram-gateway-spawn-fcgi.service"] {
             // Point ExecStart at the built binary: verify checks that it exists.
             let contents = try text("scripts/systemd/\(unit)").replacing("/usr/local/bin/telegram-gateway", with: LocalStack.binary)
-            try contents.write(to: folder.appending(path: unit), atomically: true, encoding: .utf8)
+            try contents.write(to: folder.appending(path: unit), atomically: false, encoding: .utf8)
             #expect(contents.contains("User=telegram-gateway"), "\(unit) runs unprivileged")
             #expect(contents.contains("NoNewPrivileges=yes"))
         }

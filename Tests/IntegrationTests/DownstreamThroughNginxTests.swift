@@ -160,7 +160,7 @@ import Glibc
 
     @Test func aRoutesFileAddsACommand() throws {
         let routes = FileManager.default.temporaryDirectory.appending(path: "routes-\(UUID().uuidString).conf")
-        try "command orders notification\ncallback BUY matching\n".write(to: routes, atomically: true, encoding: .utf8)
+        try "command orders notification\ncallback BUY matching\n".write(to: routes, atomically: false, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: routes) }
         try run(environment: ["ROUTES_FILE": routes.path]) { stack in
             let orders = try Self.reply(try stack.post(Self.text(1, "/orders")))

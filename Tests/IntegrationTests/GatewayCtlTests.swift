@@ -66,7 +66,7 @@ import Testing
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let env = directory.appending(path: ".env")
-        try "TELEGRAM_WEBHOOK_SECRET=bad secret\nREDIS_PORT=0\n".write(to: env, atomically: true, encoding: .utf8)
+        try "TELEGRAM_WEBHOOK_SECRET=bad secret\nREDIS_PORT=0\n".write(to: env, atomically: false, encoding: .utf8)
         let result = try ChildProcess.runCapturing(Self.binary, ["check-config", "--env-file", env.path])
         #expect(result.code == 78)
         #expect(result.output.contains("TELEGRAM_BOT_TOKEN: is required"))

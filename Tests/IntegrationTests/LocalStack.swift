@@ -87,7 +87,7 @@ final class LocalStack {
         }
         environment.merge(extraEnvironment) { _, new in new }
         let envFile = directory.appending(path: ".env")
-        try environment.map { "\($0.key)=\($0.value)\n" }.sorted().joined().write(to: envFile, atomically: true, encoding: .utf8)
+        try environment.map { "\($0.key)=\($0.value)\n" }.sorted().joined().write(to: envFile, atomically: false, encoding: .utf8)
         client = try HTTPClient(caFile: directory.appending(path: "tls/cert.pem").path)
 
         do {
@@ -100,7 +100,7 @@ final class LocalStack {
             }
             let secretsMap = directory.appending(path: "nginx-secrets.map").path
             let map = try ChildProcess.run(binary, ["--env-file", envFile.path, "--print-nginx-secret-map"])
-            try map.write(toFile: secretsMap, atomically: true, encoding: .utf8)
+            try map.write(toFile: secretsMap, atomically: false, encoding: .utf8)
 
             switch mode {
             case .spawnFCGI:
@@ -260,9 +260,9 @@ final class LocalStack {
 
     private func keepLogs() {
         guard let path = ProcessInfo.processInfo.environment["GATEWAY_TEST_LOGS"],
-            let handle = FileHandle(forWritingAtPath: path) ?? (FileManager.default.createFile(atPath: path, contents: nil) ? FileHandle(forWritingAtPath: path) : nil)
+            case let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600), fd >= 0
         else { return }
-        handle.seekToEndOfFile()
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         handle.write(Data((gatewayLog + nginxLogs).utf8))
         try? handle.close()
     }

@@ -162,8 +162,8 @@ struct ScriptFiles {
         self.redis = redis
         begin = redis.directory.appending(path: "begin.lua").path
         finish = redis.directory.appending(path: "finish.lua").path
-        try RedisScripts.begin.source.write(toFile: begin, atomically: true, encoding: .utf8)
-        try RedisScripts.finish.source.write(toFile: finish, atomically: true, encoding: .utf8)
+        try RedisScripts.begin.source.write(toFile: begin, atomically: false, encoding: .utf8)
+        try RedisScripts.finish.source.write(toFile: finish, atomically: false, encoding: .utf8)
     }
 
     func begin(user: Int64, update: Int64, token: String, capacity: Int = 100, window: Int64 = 1000, needs: Bool = true) throws -> [String] {

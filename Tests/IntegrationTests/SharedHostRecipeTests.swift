@@ -46,7 +46,7 @@ import Glibc
                 """
             }
             let conf = folder.appending(path: "nginx.conf")
-            try config(recipe: false).write(to: conf, atomically: true, encoding: .utf8)
+            try config(recipe: false).write(to: conf, atomically: false, encoding: .utf8)
             let nginx = try ChildProcess.spawn("/usr/sbin/nginx", ["-p", folder.path, "-c", conf.path, "-e", folder.path + "/logs/error.log", "-g", "daemon off;"])
             defer {
                 kill(nginx, SIGTERM)
@@ -64,7 +64,7 @@ import Glibc
             let before = try [get(other, "/"), get(other, "/upload", body: big, method: "POST"), get(shared, "/"), get(shared, "/webhook/telegram")]
 
             // The recipe: the http-level file and the location snippet, then a reload.
-            try config(recipe: true).write(to: conf, atomically: true, encoding: .utf8)
+            try config(recipe: true).write(to: conf, atomically: false, encoding: .utf8)
             let test = try ChildProcess.runCapturing("/usr/sbin/nginx", ["-t", "-p", folder.path, "-c", conf.path, "-e", folder.path + "/logs/error.log"])
             #expect(test.code == 0, "\(test.output)")
             kill(nginx, SIGHUP)
@@ -90,7 +90,7 @@ import Glibc
                 .replacing("/etc/nginx/snippets/telegram-gateway-status.conf", with: rendered.appending(path: "snippets/telegram-gateway-status.conf").path)
             let folder = stack.directory.appending(path: "site-check")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            try site.write(to: folder.appending(path: "site.conf"), atomically: true, encoding: .utf8)
+            try site.write(to: folder.appending(path: "site.conf"), atomically: false, encoding: .utf8)
             let conf = folder.appending(path: "nginx.conf")
             try """
                 pid \(folder.path)/nginx.pid;
@@ -99,7 +99,7 @@ import Glibc
                     include \(rendered.path)/conf.d/telegram-gateway.conf;
                     include \(folder.path)/site.conf;
                 }
-                """.write(to: conf, atomically: true, encoding: .utf8)
+                """.write(to: conf, atomically: false, encoding: .utf8)
             let result = try ChildProcess.runCapturing("/usr/sbin/nginx", ["-t", "-p", folder.path, "-c", conf.path, "-e", folder.path + "/error.log"])
             #expect(result.code == 0, "\(result.output)")
         }
