@@ -89,7 +89,7 @@ public final class ResponderPool: Sendable {
         // Stop signals are taken by this thread with sigwait; workers inherit the mask.
         var stopSignals = sigset_t()
         sigemptyset(&stopSignals)
-        for signal in [SIGTERM, SIGINT, SIGQUIT] { sigaddset(&stopSignals, signal) }
+        for signal in WorkerThread.stopSignals { sigaddset(&stopSignals, signal) }
         pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
         // A launcher may hand over a blocked SIGUSR1 (the mask survives exec); the wake-up needs it.
         var wakeUp = sigset_t()

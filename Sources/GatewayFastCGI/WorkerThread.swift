@@ -12,17 +12,17 @@ public struct WorkerThread: Sendable {
         init(_ run: @escaping @Sendable () -> Void) { self.run = run }
     }
 
-    /// Signals a worker thread never takes: the process's owner thread waits for them
-    /// (`sigtimedwait`). A thread leaving one unblocked could take it, and a stop signal taken
-    /// there ends the process at once instead of draining it.
-    public static let processSignals = [SIGTERM, SIGINT, SIGQUIT, SIGHUP]
+    /// The signals that stop a responder. Only its main thread takes them (`sigtimedwait`): a
+    /// worker thread that took one would run libfcgi's SIGTERM handler (installed by
+    /// `FCGX_Init`), which swallows it, and the process would never drain.
+    public static let stopSignals = [SIGTERM, SIGINT, SIGQUIT]
 
-    /// Starts `run` on a new thread with `processSignals` blocked, whatever the caller's mask.
+    /// Starts `run` on a new thread with `stopSignals` blocked, whatever the caller's mask.
     public static func start(stackBytes: Int = 1 << 20, _ run: @escaping @Sendable () -> Void) throws(FastCGIError) -> WorkerThread {
         // A thread inherits its creator's mask: block around the creation, then restore.
         var blocked = sigset_t(), previous = sigset_t()
         sigemptyset(&blocked)
-        for signal in processSignals { sigaddset(&blocked, signal) }
+        for signal in stopSignals { sigaddset(&blocked, signal) }
         pthread_sigmask(SIG_BLOCK, &blocked, &previous)
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
         var attributes = pthread_attr_t()
