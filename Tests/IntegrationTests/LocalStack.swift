@@ -254,7 +254,7 @@ final class LocalStack {
             return "\(state):\(wchan)"
         }
         let counted = Dictionary(grouping: threads) { $0 }.map { "\($0.value.count)x \($0.key)" }.sorted()
-        let lines = log.split(separator: "\n").filter { $0.contains("\"pid\":\(pid),") }.suffix(8)
+        let lines = log.split(separator: "\n").filter { $0.contains("\"pid\":\(pid),") || $0.contains("\"pid\":\(pid)}") }.suffix(8)
         return "pid \(pid) (\(command)): threads \(counted)\n  " + lines.joined(separator: "\n  ")
     }
 
