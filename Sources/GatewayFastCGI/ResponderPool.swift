@@ -86,10 +86,9 @@ public final class ResponderPool: Sendable {
     public func run() throws(FastCGIError) {
         guard Self.isListeningSocket(settings.listenFD) else { throw .notASocket() }
 
-        // Stop signals are taken by this thread with sigwait; workers inherit the mask.
-        var stopSignals = sigset_t()
-        sigemptyset(&stopSignals)
-        for signal in WorkerThread.stopSignals { sigaddset(&stopSignals, signal) }
+        // Stop signals are taken by this thread with sigtimedwait (WorkerThread starts the
+        // workers with them blocked).
+        var stopSignals = WorkerThread.stopSignals
         pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
         // A launcher may hand over a blocked SIGUSR1 (the mask survives exec); the wake-up needs it.
         var wakeUp = sigset_t()
@@ -197,10 +196,9 @@ public final class ResponderPool: Sendable {
             request.write(response)
             return
         }
-        let contentLength = head.contentLength
         let response = handler.admit(head, logger: logger)
             ?? handler.handle(
-                head, body: request.readBody(limit: settings.maxBodyBytes, expected: contentLength), with: dependencies, logger: logger)
+                head, body: request.readBody(limit: settings.maxBodyBytes, expected: head.contentLength), with: dependencies, logger: logger)
         if !request.write(response) {
             logger.info("web server closed the connection before the answer", metadata: [LogKey.requestID: "\(head.requestID)"])
         }

@@ -15,14 +15,17 @@ public struct WorkerThread: Sendable {
     /// The signals that stop a responder. Only its main thread takes them (`sigtimedwait`): a
     /// worker thread that took one would run libfcgi's SIGTERM handler (installed by
     /// `FCGX_Init`), which swallows it, and the process would never drain.
-    public static let stopSignals = [SIGTERM, SIGINT, SIGQUIT]
+    public static var stopSignals: sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in [SIGTERM, SIGINT, SIGQUIT] { sigaddset(&set, signal) }
+        return set
+    }
 
     /// Starts `run` on a new thread with `stopSignals` blocked, whatever the caller's mask.
     public static func start(stackBytes: Int = 1 << 20, _ run: @escaping @Sendable () -> Void) throws(FastCGIError) -> WorkerThread {
         // A thread inherits its creator's mask: block around the creation, then restore.
-        var blocked = sigset_t(), previous = sigset_t()
-        sigemptyset(&blocked)
-        for signal in stopSignals { sigaddset(&blocked, signal) }
+        var blocked = stopSignals, previous = sigset_t()
         pthread_sigmask(SIG_BLOCK, &blocked, &previous)
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
         var attributes = pthread_attr_t()
