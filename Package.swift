@@ -53,6 +53,12 @@ let package = Package(
             dependencies: ["GatewayCore", .product(name: "Logging", package: "swift-log")]
         ),
 
+        // The gateway assembled from its configuration: what the executable runs, and tests build.
+        .target(
+            name: "GatewayAssembly",
+            dependencies: ["GatewayCore", "GatewayRedis", "GatewayHTTP", "GatewayRuntime", .product(name: "Logging", package: "swift-log")]
+        ),
+
         // The pool-wide swift-metrics backend: per-process snapshot files, summed on scrape.
         .target(
             name: "GatewayMetrics",
@@ -65,7 +71,7 @@ let package = Package(
         .executableTarget(
             name: "telegram-gateway",
             dependencies: [
-                "GatewayCore", "GatewayRuntime", "GatewayFastCGI", "GatewayRedis", "GatewayHTTP", "GatewayMetrics",
+                "GatewayCore", "GatewayRuntime", "GatewayFastCGI", "GatewayAssembly", "GatewayMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -100,7 +106,7 @@ let package = Package(
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayTestSupport", "GatewayMetrics"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["GatewayCore", "GatewayHTTP", "GatewayRedis"]
+            dependencies: ["GatewayCore", "GatewayHTTP", "GatewayRedis", "GatewayAssembly", "GatewayTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -54,7 +54,7 @@ public final class ResponderPool: Sendable {
     }
 
     private let settings: Settings
-    private let handler: WebhookHandler
+    private let processor: UpdateProcessor
     /// Makes each worker thread's own connections (Redis, services, Bot API).
     private let makeDependencies: @Sendable () -> ThreadDependencies
     private let logger: Logger
@@ -68,7 +68,7 @@ public final class ResponderPool: Sendable {
     private let handled = Atomic<Int>(0)
 
     public init(
-        settings: Settings, handler: WebhookHandler, makeDependencies: @escaping @Sendable () -> ThreadDependencies,
+        settings: Settings, processor: UpdateProcessor, makeDependencies: @escaping @Sendable () -> ThreadDependencies,
         logger: Logger, clock: @escaping @Sendable () -> UInt64,
         admin: (@Sendable (_ path: String, _ dependencies: ThreadDependencies) -> WebhookResponse?)? = nil,
         onTick: (@Sendable (_ busyThreads: Int, _ served: Int) -> Void)? = nil
@@ -76,7 +76,7 @@ public final class ResponderPool: Sendable {
         self.admin = admin
         self.onTick = onTick
         self.settings = settings
-        self.handler = handler
+        self.processor = processor
         self.makeDependencies = makeDependencies
         self.logger = logger
         self.clock = clock
@@ -156,7 +156,7 @@ public final class ResponderPool: Sendable {
                 if !stuck.isEmpty {
                     // A thread cannot be stopped safely from outside; the process is replaced, as
                     // PHP-FPM replaces a worker past request_terminate_timeout.
-                    logger.critical("request deadline exceeded; replacing this process", metadata: ["stuck_threads": .stringConvertible(stuck.count)])
+                    logger.critical("request stuck past REQUEST_TIMEOUT; replacing this process", metadata: ["stuck_threads": .stringConvertible(stuck.count)])
                     _exit(70)
                 }
             }
@@ -196,8 +196,8 @@ public final class ResponderPool: Sendable {
             request.write(response)
             return
         }
-        let response = handler.admit(head, logger: logger)
-            ?? handler.handle(
+        let response = processor.admit(head, logger: logger)
+            ?? processor.handle(
                 head, body: request.readBody(limit: settings.maxBodyBytes, expected: head.contentLength), with: dependencies, logger: logger)
         if !request.write(response) {
             logger.info("web server closed the connection before the answer", metadata: [LogKey.requestID: "\(head.requestID)"])

@@ -12,6 +12,8 @@ public final class CurlBotAPI: BotAPI {
     private let timeoutSeconds: Double
     private let clock: @Sendable () -> UInt64
     private var client: HTTPClient?
+    /// Telegram's answers are small; a larger one is not read.
+    static let maxAnswerBytes = 1 << 20
 
     public init(baseURL: String, token: Secret, timeoutSeconds: Double = 10, clock: @escaping @Sendable () -> UInt64) {
         self.baseURL = baseURL
@@ -20,33 +22,40 @@ public final class CurlBotAPI: BotAPI {
         self.clock = clock
     }
 
-    public func call(_ method: BotMethod) throws(BotAPIError) {
+    public func call(_ call: BotCall, deadline: Deadline) throws(BotAPIError) {
         guard let client = client ?? (try? HTTPClient()) else { throw .transport }
         self.client = client
-        let deadline = clock() + UInt64(timeoutSeconds * 1e9)
-        let url = "\(baseURL)/bot\(token.reveal())/\(method.name)"
-        let body = method.parameters
+        let own = Deadline.after(seconds: timeoutSeconds, from: clock()).capped(by: deadline)
+        let url = "\(baseURL)/bot\(token.reveal())/\(call.name)"
         var attempt = 0
         while true {
-            let now = clock()
-            let remaining = now < deadline ? Double(deadline - now) / 1e9 : 0
-            guard remaining > 0 else { throw .transport }
+            guard let remaining = own.timeout(cappedAt: timeoutSeconds, at: clock()) else { throw .transport }
+            let remainingMilliseconds = Int64(remaining * 1000)
             let verdict: BotAPIResponse.Verdict
             do {
                 let response = try client.send(HTTPRequest(
-                    method: "POST", url: url, headers: [("Content-Type", "application/json")], body: body,
-                    timeoutSeconds: remaining, connectTimeoutSeconds: min(2, remaining)))
-                verdict = BotAPIResponse.verdict(status: response.status, body: response.body, attempt: attempt, remainingSeconds: remaining)
+                    method: "POST", url: url, headers: [("Content-Type", "application/json")], body: call.parameters,
+                    timeoutSeconds: remaining, connectTimeoutSeconds: min(2, remaining), maxResponseBytes: Self.maxAnswerBytes))
+                verdict = BotAPIResponse.verdict(
+                    status: response.status, body: response.body, attempt: attempt, remainingMilliseconds: remainingMilliseconds)
             } catch {
-                verdict = BotAPIResponse.verdictForTransportFailure(attempt: attempt, remainingSeconds: remaining)
+                verdict = BotAPIResponse.verdictForTransportFailure(attempt: attempt, remainingMilliseconds: remainingMilliseconds)
             }
             switch verdict {
             case .delivered: return
             case .failed(let error): throw error
-            case .retry(let seconds):
-                usleep(UInt32(seconds * 1_000_000))
+            case .retry(let milliseconds):
+                Self.sleep(milliseconds: milliseconds)
                 attempt += 1
             }
         }
+    }
+
+    /// Sleeps `milliseconds` (never negative, whatever a peer said).
+    static func sleep(milliseconds: Int64) {
+        let clamped = max(0, milliseconds)
+        var request = timespec(tv_sec: Int(clamped / 1000), tv_nsec: Int(clamped % 1000) * 1_000_000)
+        var left = timespec()
+        while nanosleep(&request, &left) != 0 && errno == EINTR { request = left }
     }
 }

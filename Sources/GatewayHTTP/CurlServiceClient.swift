@@ -1,13 +1,10 @@
 import GatewayCore
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Calls internal services over HTTP with libcurl: one reused handle per service on this thread,
-/// the service's own timeout as a hard deadline, and one retry only where it is safe: the
-/// connection was refused (nothing was sent) or the service answered 502/503 (it did not
-/// process the request), and only while the deadline allows.
+/// the service's own timeout cut to what the update's deadline leaves, answers read up to
+/// ``ServiceAnswer/maxAnswerBytes``, and one retry only where it is safe: the connection was
+/// refused (nothing was sent) or the service answered 502/503 (it did not process the
+/// request), and only while the deadline allows.
 public final class CurlServiceClient: ServiceClient {
     private let services: [ServiceName: GatewayConfig.ServiceSettings]
     private let breaker: CircuitBreaker
@@ -20,11 +17,13 @@ public final class CurlServiceClient: ServiceClient {
         self.clock = clock
     }
 
-    public func call(_ service: ServiceName, body: [UInt8]) throws(ServiceCallError) -> [UInt8] {
+    public func call(_ service: ServiceName, body: [UInt8], deadline: Deadline) throws(ServiceCallError) -> [UInt8] {
         guard let settings = services[service] else { throw .unknownService }
+        // No time left is not the service's failure: its circuit is left alone.
+        guard deadline.timeout(cappedAt: settings.timeoutSeconds, at: clock()) != nil else { throw .timeout }
         guard breaker.allows(service) else { throw .circuitOpen }
         do {
-            let answer = try exchange(service, settings: settings, body: body)
+            let answer = try exchange(service, settings: settings, body: body, deadline: deadline)
             breaker.recordSuccess(service)
             return answer
         } catch {
@@ -33,16 +32,16 @@ public final class CurlServiceClient: ServiceClient {
         }
     }
 
-    private func exchange(_ service: ServiceName, settings: GatewayConfig.ServiceSettings, body: [UInt8]) throws(ServiceCallError) -> [UInt8] {
-        let deadline = clock() + UInt64(settings.timeoutSeconds * 1e9)
+    private func exchange(
+        _ service: ServiceName, settings: GatewayConfig.ServiceSettings, body: [UInt8], deadline: Deadline
+    ) throws(ServiceCallError) -> [UInt8] {
+        let own = Deadline.after(seconds: settings.timeoutSeconds, from: clock()).capped(by: deadline)
         let client = try client(for: service)
         for attempt in 0..<2 {
-            let now = clock()
-            guard now < deadline else { throw .timeout }
-            let remaining = Double(deadline - now) / 1e9
+            guard let remaining = own.timeout(cappedAt: settings.timeoutSeconds, at: clock()) else { throw .timeout }
             let request = HTTPRequest(
                 method: "POST", url: settings.url, headers: [("Content-Type", "application/json")], body: body,
-                timeoutSeconds: remaining, connectTimeoutSeconds: min(1, remaining))
+                timeoutSeconds: remaining, connectTimeoutSeconds: min(1, remaining), maxResponseBytes: ServiceAnswer.maxAnswerBytes)
             do {
                 let response = try client.send(request)
                 if (200..<300).contains(response.status) { return response.body }
@@ -53,6 +52,7 @@ public final class CurlServiceClient: ServiceClient {
                 case .connectFailed where attempt == 0: continue
                 case .connectFailed: throw .refused
                 case .timedOut: throw .timeout
+                case .tooLarge: throw .tooLarge
                 default: throw .transport
                 }
             } catch let error as ServiceCallError {

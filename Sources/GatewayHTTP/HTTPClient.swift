@@ -27,11 +27,28 @@ public final class HTTPClient {
     private final class Collector {
         var body: [UInt8] = []
         var headers: [(name: String, value: String)] = []
+        var headerBytes = 0
+        let maxBodyBytes: Int
+        /// Set when the body went over `maxBodyBytes`: the transfer was stopped there.
+        var overflowed = false
+
+        init(maxBodyBytes: Int) { self.maxBodyBytes = maxBodyBytes }
+    }
+
+    /// Headers kept per response at most: a peer cannot make the client hold more than this.
+    static let maxHeaderBytes = 65_536
+
+    /// libcurl's timeouts in whole milliseconds, never 0 (which libcurl reads as "no timeout").
+    static func milliseconds(_ seconds: Double) -> Int {
+        guard seconds.isFinite, seconds > 0 else { return 1 }
+        return max(1, Int((seconds * 1000).rounded(.up)))
     }
 
     public func send(_ request: HTTPRequest) throws(HTTPClientError) -> HTTPResponse {
+        // Under a millisecond is no time at all: nothing is sent.
+        guard request.timeoutSeconds >= 0.001 else { throw HTTPClientError(kind: .timedOut, code: Int32(CURLE_OPERATION_TIMEDOUT.rawValue)) }
         curl_easy_reset(handle)
-        let collector = Collector()
+        let collector = Collector(maxBodyBytes: request.maxResponseBytes)
         var headerList: UnsafeMutablePointer<curl_slist>?
         for header in request.headers { headerList = curl_slist_append(headerList, "\(header.name): \(header.value)") }
         // An empty Expect stops curl from waiting for "100 Continue" on larger bodies.
@@ -43,12 +60,17 @@ public final class HTTPClient {
         func set(_ result: CURLcode) { if code == CURLE_OK { code = result } }
         set(ccurl_setopt_string(handle, CURLOPT_URL, request.url))
         set(ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
-        set(ccurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, Int(request.timeoutSeconds * 1000)))
-        set(ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeoutSeconds * 1000)))
+        set(ccurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, Self.milliseconds(request.timeoutSeconds)))
+        set(ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(min(request.connectTimeoutSeconds, request.timeoutSeconds))))
         set(ccurl_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList))
         set(ccurl_setopt_write_function(handle) { data, size, count, context in
             guard let data, let context else { return 0 }
             let collector = Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue()
+            guard collector.body.count + size * count <= collector.maxBodyBytes else {
+                // Returning less than given stops the transfer (CURLE_WRITE_ERROR).
+                collector.overflowed = true
+                return 0
+            }
             data.withMemoryRebound(to: UInt8.self, capacity: size * count) {
                 collector.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: size * count))
             }
@@ -58,6 +80,8 @@ public final class HTTPClient {
         set(ccurl_setopt_header_function(handle) { data, size, count, context in
             guard let data, let context else { return 0 }
             let collector = Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue()
+            collector.headerBytes += size * count
+            guard collector.headerBytes <= HTTPClient.maxHeaderBytes else { return 0 }
             let line = data.withMemoryRebound(to: UInt8.self, capacity: size * count) {
                 String(decoding: UnsafeBufferPointer(start: $0, count: size * count), as: UTF8.self)
             }
@@ -85,6 +109,7 @@ public final class HTTPClient {
             }
             return curl_easy_perform(handle)
         }
+        if collector.overflowed { throw HTTPClientError(kind: .tooLarge, code: Int32(result.rawValue)) }
         guard result == CURLE_OK else { throw HTTPClientError(kind: Self.kind(of: result), code: Int32(result.rawValue)) }
         var status = 0
         _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
@@ -98,7 +123,7 @@ public final class HTTPClient {
         var code = ccurl_setopt_string(handle, CURLOPT_URL, url)
         if code == CURLE_OK { code = ccurl_setopt_long(handle, CURLOPT_CONNECT_ONLY, 1) }
         if code == CURLE_OK { code = ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1) }
-        if code == CURLE_OK { code = ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(timeoutSeconds * 1000)) }
+        if code == CURLE_OK { code = ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(timeoutSeconds)) }
         if code == CURLE_OK, let caFile { code = ccurl_setopt_string(handle, CURLOPT_CAINFO, caFile) }
         guard code == CURLE_OK else { throw HTTPClientError(kind: .setup, code: Int32(code.rawValue)) }
         let result = curl_easy_perform(handle)

@@ -4,14 +4,17 @@ public struct HTTPRequest: Sendable {
     public var url: String
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
-    /// The whole exchange's deadline, connection included.
+    /// The whole exchange's deadline, connection included. Under a millisecond nothing is sent.
     public var timeoutSeconds: Double
     public var connectTimeoutSeconds: Double
+    /// The most of the answer's body read; past it the transfer stops with `tooLarge`.
+    public var maxResponseBytes: Int
 
     public init(
         method: String = "GET", url: String, headers: [(name: String, value: String)] = [], body: [UInt8] = [],
-        timeoutSeconds: Double, connectTimeoutSeconds: Double = 1
+        timeoutSeconds: Double, connectTimeoutSeconds: Double = 1, maxResponseBytes: Int = 16 << 20
     ) {
+        self.maxResponseBytes = maxResponseBytes
         self.method = method
         self.url = url
         self.headers = headers
@@ -45,6 +48,8 @@ public struct HTTPClientError: Error, Sendable, CustomStringConvertible {
         /// The connection broke while sending or receiving.
         case transport = "transport_failed"
         case setup = "setup_failed"
+        /// The answer was larger than the request allowed; reading stopped there.
+        case tooLarge = "too_large"
     }
 
     public let kind: Kind

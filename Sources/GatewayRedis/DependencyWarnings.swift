@@ -22,7 +22,9 @@ public final class DependencyWarnings: Sendable {
         isFailing.store(true, ordering: .relaxed)
         let now = clock()
         let last = lastWarning.load(ordering: .relaxed)
-        guard last == 0 || now - last >= interval,
+        // Another thread may have stored a later time than this one read: compare before
+        // subtracting (UInt64 arithmetic traps below zero).
+        guard last == 0 || (now > last && now - last >= interval),
             lastWarning.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged
         else {
             suppressed.add(1, ordering: .relaxed)

@@ -52,12 +52,20 @@ final class RedisConnection {
 
     var isConnected: Bool { context != nil }
 
-    /// Sends one command and returns its reply. A Redis error reply is returned as `.error`;
-    /// transport failures throw.
-    func command(_ arguments: [[UInt8]]) throws(StateStoreError) -> RedisReply {
-        let context = try connected()
+    /// Sends one command and returns its reply, within the command timeout cut to what
+    /// `deadline` leaves (under a millisecond left: nothing is sent). A Redis error reply is
+    /// returned as `.error`; transport failures throw.
+    func command(_ arguments: [[UInt8]], deadline: Deadline = .distantFuture) throws(StateStoreError) -> RedisReply {
+        guard let timeout = deadline.timeout(cappedAt: settings.commandTimeoutSeconds, at: clock()) else { throw .timeout }
+        let context = try connected(deadline: deadline)
+        // The socket's timeout is the configured one; only a deadline closer than that costs
+        // the two setsockopt calls, there and back.
+        let shortened = timeout < settings.commandTimeoutSeconds
+        if shortened { redisSetTimeout(context, Self.timeval(timeout)) }
         do {
-            return try send(context, arguments)
+            let reply = try send(context, arguments)
+            if shortened { redisSetTimeout(context, Self.timeval(settings.commandTimeoutSeconds)) }
+            return reply
         } catch {
             disconnect()
             throw error
@@ -70,20 +78,21 @@ final class RedisConnection {
 
     /// Runs `script` with EVALSHA, loading it on first use and again when Redis lost it (a
     /// restart or SCRIPT FLUSH). Error replies are returned as `.error`.
-    func evaluate(_ script: RedisScript, keys: [String], arguments: [[UInt8]]) throws(StateStoreError) -> RedisReply {
+    func evaluate(_ script: RedisScript, keys: [String], arguments: [[UInt8]], deadline: Deadline = .distantFuture) throws(StateStoreError) -> RedisReply {
         for attempt in 0..<2 {
             let digest: String
             if let known = digests[script.name] {
                 digest = known
             } else {
-                let loaded = try command("SCRIPT", "LOAD", script.source)
+                let loaded = try command([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(script.source.utf8)], deadline: deadline)
                 // An error here is Redis refusing (still loading its data, out of memory, no permission).
                 if case .error = loaded { throw .refused }
                 guard let text = loaded.text else { throw .unexpectedReply }
                 digests[script.name] = text
                 digest = text
             }
-            let reply = try command([Array("EVALSHA".utf8), Array(digest.utf8), Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + arguments)
+            let reply = try command(
+                [Array("EVALSHA".utf8), Array(digest.utf8), Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + arguments, deadline: deadline)
             if case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), attempt == 0 {
                 digests[script.name] = nil
                 continue
@@ -129,11 +138,12 @@ final class RedisConnection {
         return body(argv, lengths)
     }
 
-    private func connected() throws(StateStoreError) -> UnsafeMutablePointer<redisContext> {
+    private func connected(deadline: Deadline) throws(StateStoreError) -> UnsafeMutablePointer<redisContext> {
         if let context { return context }
         guard clock() >= retryAt else { throw .unavailable }
+        guard let connectTimeout = deadline.timeout(cappedAt: settings.connectTimeoutSeconds, at: clock()) else { throw .timeout }
         do {
-            let context = try connect()
+            let context = try connect(timeout: connectTimeout)
             self.context = context
             backoffNanoseconds = Self.minimumBackoff
             return context
@@ -143,8 +153,8 @@ final class RedisConnection {
         }
     }
 
-    private func connect() throws(StateStoreError) -> UnsafeMutablePointer<redisContext> {
-        let connectTimeout = Self.timeval(settings.connectTimeoutSeconds)
+    private func connect(timeout: Double) throws(StateStoreError) -> UnsafeMutablePointer<redisContext> {
+        let connectTimeout = Self.timeval(timeout)
         let made: UnsafeMutablePointer<redisContext>? =
             if let socket = settings.socket {
                 redisConnectUnixWithTimeout(socket, connectTimeout)
@@ -178,7 +188,9 @@ final class RedisConnection {
         backoffNanoseconds = min(backoffNanoseconds * 2, Self.maximumBackoff)
     }
 
+    /// Never zero: hiredis and the kernel read a zero timeout as none.
     private static func timeval(_ seconds: Double) -> Glibc.timeval {
-        Glibc.timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
+        let clamped = max(0.001, seconds.isFinite ? seconds : 0.001)
+        return Glibc.timeval(tv_sec: Int(clamped), tv_usec: Int((clamped - Double(Int(clamped))) * 1_000_000))
     }
 }

@@ -1,26 +1,51 @@
 import GatewayCore
 
-/// The Lua scripts behind `RedisStateStore`. Every key of one call carries the subject's hash
-/// tag (`{tg:42}`), so the scripts run unchanged on Redis Cluster.
+/// The Lua scripts behind `RedisStateStore`. Every key of one call carries one hash tag (the
+/// subject's `{tg:42}`, a group's `{tgc:-100}`, or the bot's `{tgout}`), so the scripts run
+/// unchanged on Redis Cluster.
 ///
 /// Keys of a subject:
 /// - `{tg:ID}:update:UPDATE_ID`: `lease:TOKEN` while the update is processed, then `done`
-///   for DEDUPE_TTL seconds.
+///   (`done:REPLAY` after an operator's replay) for DEDUPE_TTL seconds.
 /// - `{tg:ID}:rate`: the token bucket (`mt` milli-tokens, `at` ms, `warned` ms), 2 windows TTL.
 /// - `{tg:ID}:session`: `id` (internal user id), `state` (conversation JSON), SESSION_TTL,
 ///   refreshed by every update.
-/// - `{tg:ID}:lease`: the user's processing lease, the TOKEN of the update holding it.
+/// - `{tg:ID}:lease`: the user's processing lease, the TOKEN of the update holding it (`s…` a
+///   webhook request, `w…` a stream worker).
+/// - `{tg:ID}:queued`: what of the user waits in the stream (update ids, `o` for the outbox):
+///   while it is not empty the webhook path hands the user's updates over instead of
+///   overtaking them.
+/// - `{tg:ID}:outbox`: Bot API calls waiting to be sent, in order (``PendingSend``).
+/// - `{tg:ID}:out`: the sending window of the user's private chat (a sorted set of send
+///   times, reservations included); a group's is `{tgc:ID}:out`, the bot's `{tgout}:bot`.
 public enum RedisScripts {
     /// Long callback data behind a button's token: its own key (any responder resolves it,
     /// whoever presses the button), living as long as a session.
     public static func callbackDataKey(_ token: String) -> String { "tgcb:{\(token)}" }
 
+    /// The bot-wide budget of Bot API sends: one key for the whole bot.
+    public static let botWindowKey = "{tgout}:bot"
+    /// Set for a 429's `retry_after`: no Bot API send of the pool goes out before it expires.
+    public static let botPauseKey = "{tgout}:pause"
+
+    /// The sending window of `chatID`, with the subject that owns it.
+    public static func windowKey(of chatID: Int64) -> String { StateSubject.windowOwner(of: chatID).hashTag + ":out" }
+
+    /// Redis's clock in milliseconds, shared by the scripts: every responder on every host
+    /// agrees on it.
+    static let clock = #"""
+        local function now_ms()
+          local time = redis.call('TIME')
+          return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+        end
+
+        """#
+
     /// The token bucket on Redis's clock, in milli-tokens (see TokenBucket.swift), shared by
     /// the begin and enqueue scripts: `take(key, capacity, window ms)` returns allowed, warn.
-    static let tokenBucket = #"""
+    static let tokenBucket = clock + #"""
         local function take(key, capacity, window)
-          local time = redis.call('TIME')
-          local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+          local now = now_ms()
           local full = capacity * 1000
           local bucket = redis.call('HMGET', key, 'mt', 'at', 'warned')
           local tokens = tonumber(bucket[1]) or full
@@ -49,34 +74,97 @@ public enum RedisScripts {
 
         """#
 
-    /// KEYS: update mark, rate bucket, session, user lease.
-    /// ARGV: token, lease ms, dedupe TTL s, capacity, window ms, session TTL s, needs session
-    /// (1/0), new internal id, queued (1/0: a queue worker; no rate limit, leases taken over),
-    /// replay (1/0: an operator's replay, processed although marked done).
-    /// Returns `{"duplicate"}`, `{"in_progress", pttl}`, `{"busy", pttl}`, `{"limited", warn}`,
-    /// `{"ok"}` (done at once) or `{"ok", internal id, state or false, created}`.
-    public static let begin = RedisScript(name: "begin", source: tokenBucket + #"""
-        local queued = ARGV[9] == '1'
-        local mark = redis.call('GET', KEYS[1])
-        if mark == 'done' and ARGV[10] ~= '1' then return {'duplicate'} end
-        if mark and not queued then return {'in_progress', redis.call('PTTL', KEYS[1])} end
-        local needs = ARGV[7] == '1'
-        if needs and not queued then
-          local holder = redis.call('GET', KEYS[4])
-          if holder and holder ~= ARGV[1] then return {'busy', redis.call('PTTL', KEYS[4])} end
+    /// Sliding windows of send times in a sorted set, future reservations included:
+    /// `earliest(key, limit, span, now)` is when the next message may go; `reserve` records one
+    /// at `at`, keeping the key until its last reservation has left the window. `admit(…)`
+    /// takes a webhook reply's slot now when nothing waits in the outbox before it, and
+    /// otherwise appends the reply to the outbox.
+    static let windows = #"""
+        local function earliest(key, limit, span, now)
+          redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span)
+          local count = redis.call('ZCARD', key)
+          if count < limit then return now end
+          local entry = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+          return math.max(now, tonumber(entry[2]) + span)
         end
 
-        local allowed, warn = true, 0
-        if not queued then allowed, warn = take(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5])) end
+        local function reserve(key, at, span, member)
+          redis.call('ZADD', key, at, member)
+          local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+          redis.call('PEXPIREAT', key, tonumber(last[2]) + span + 1000)
+        end
 
+        local function keep(outbox, queued, item, ttl)
+          redis.call('RPUSH', outbox, item)
+          redis.call('EXPIRE', outbox, ttl)
+          redis.call('SADD', queued, 'o')
+          redis.call('EXPIRE', queued, ttl)
+        end
+
+        local function admit(outbox, queued, window, reply, limit, span, member, ttl)
+          if redis.call('LLEN', outbox) == 0 then
+            local now = now_ms()
+            if earliest(window, limit, span, now) == now then
+              reserve(window, now, span, member)
+              return 'now'
+            end
+          end
+          keep(outbox, queued, reply, ttl)
+          return 'kept'
+        end
+
+        """#
+
+    /// KEYS: update mark, rate bucket, session, user lease, queued, outbox, the reply's window.
+    /// ARGV: token, lease ms, dedupe TTL s, capacity, window ms, session TTL s, needs session
+    /// (1/0), new internal id, origin (`s` webhook, `w` worker), replay id or '', update id,
+    /// reply or '', reply window limit, reply window ms, reply member.
+    /// Returns `{"duplicate", outbox}`, `{"in_progress", pttl}`, `{"limited", warn}`,
+    /// `{"deferred"}`, `{"busy", pttl}`, `{"done", reply admission, outbox}` (nothing to
+    /// claim) or `{"claimed", internal id, state or false, created, outbox}`.
+    public static let begin = RedisScript(name: "begin", source: tokenBucket + windows + #"""
+        local worker = ARGV[9] == 'w'
+        local mark = redis.call('GET', KEYS[1])
+        local finished = mark and string.sub(mark, 1, 4) == 'done'
+        if finished and (ARGV[10] == '' or mark == 'done:' .. ARGV[10]) then
+          if worker then redis.call('SREM', KEYS[5], ARGV[11]) end
+          return {'duplicate', redis.call('LLEN', KEYS[6])}
+        end
+        if mark and not finished and not worker then return {'in_progress', redis.call('PTTL', KEYS[1])} end
+
+        -- The rate limit comes before anything that could make the update wait.
+        local allowed, warn = true, 0
+        if not worker then allowed, warn = take(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5])) end
         if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[6]) end
         if not allowed then
           redis.call('SET', KEYS[1], 'done', 'EX', ARGV[3])
           return {'limited', warn}
         end
+
+        local needs = ARGV[7] == '1'
+        local holder = redis.call('GET', KEYS[4])
+        if not worker then
+          -- Busy: another update holds the user, or the user's earlier updates or answers wait
+          -- in the stream. The update is counted as waiting; the caller appends it to the stream.
+          if (needs and holder and holder ~= ARGV[1]) or redis.call('SCARD', KEYS[5]) > 0 then
+            redis.call('SADD', KEYS[5], ARGV[11])
+            redis.call('EXPIRE', KEYS[5], ARGV[3])
+            return {'deferred'}
+          end
+        elseif holder and holder ~= ARGV[1] and string.sub(holder, 1, 1) == 's' then
+          -- A webhook request holds the user: the worker waits. A worker's lease left by an
+          -- earlier holder of this partition is simply taken over.
+          return {'busy', redis.call('PTTL', KEYS[4])}
+        end
+
         if not needs then
           redis.call('SET', KEYS[1], 'done', 'EX', ARGV[3])
-          return {'ok'}
+          if worker then redis.call('SREM', KEYS[5], ARGV[11]) end
+          local admitted = 'none'
+          if ARGV[12] ~= '' then
+            admitted = admit(KEYS[6], KEYS[5], KEYS[7], ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[14]), ARGV[15], ARGV[3])
+          end
+          return {'done', admitted, redis.call('LLEN', KEYS[6])}
         end
         local session = redis.call('HMGET', KEYS[3], 'id', 'state')
         local created = 0
@@ -88,61 +176,78 @@ public enum RedisScripts {
         redis.call('EXPIRE', KEYS[3], ARGV[6])
         redis.call('SET', KEYS[1], 'lease:' .. ARGV[1], 'PX', ARGV[2])
         redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
-        return {'ok', session[1], session[2] or false, created}
+        return {'claimed', session[1], session[2] or false, created, redis.call('LLEN', KEYS[6])}
         """#)
 
-    /// Outgoing limits, sliding windows of send times (sorted sets, future reservations
-    /// included). KEYS: the bot's window, the chat's window (`{tgout}:…`: one slot, as the bot's
-    /// budget is one counter anyway). ARGV: bot limit per second (0: none), chat limit, chat
-    /// window ms, longest wait ms, a unique member.
-    /// Returns the milliseconds to wait before sending, having reserved the slot, or -1 when
-    /// the wait would be longer than allowed (nothing reserved).
-    public static let outgoing = RedisScript(name: "outgoing", source: #"""
-        local time = redis.call('TIME')
-        local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-        local function earliest(key, limit, window)
-          redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-          local count = redis.call('ZCARD', key)
-          if count < limit then return now end
-          local entry = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
-          return math.max(now, tonumber(entry[2]) + window)
+    /// KEYS: update mark, session, user lease, queued, outbox, the reply's window.
+    /// ARGV: token ('' when nothing was claimed), dedupe TTL s, session TTL s, state action
+    /// (keep/set/clear), state JSON, internal id ('' keeps it), replay id or '', update id,
+    /// reply or '', reply window limit, reply window ms, reply member, then the tail's calls.
+    /// With a token: marks the update done, writes the state it was given whoever holds the
+    /// lease now (it is never lost), and releases the lease if it is still the token's. Then
+    /// the update no longer waits, the reply is admitted or kept, the tail kept.
+    /// Returns `{reply admission, calls in the outbox, lease was ours (1/0)}`.
+    public static let finish = RedisScript(name: "finish", source: clock + windows + #"""
+        local ours = 1
+        if ARGV[1] ~= '' then
+          local done = 'done'
+          if ARGV[7] ~= '' then done = 'done:' .. ARGV[7] end
+          redis.call('SET', KEYS[1], done, 'EX', ARGV[2])
+          local holder = redis.call('GET', KEYS[3])
+          if holder == ARGV[1] then redis.call('DEL', KEYS[3]) elseif holder then ours = 0 end
+          if ARGV[4] == 'set' then
+            redis.call('HSET', KEYS[2], 'state', ARGV[5])
+          elseif ARGV[4] == 'clear' then
+            redis.call('HDEL', KEYS[2], 'state')
+          end
+          if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'id', ARGV[6]) end
+          if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
         end
-        local chatWindow = tonumber(ARGV[3])
-        local at = earliest(KEYS[2], tonumber(ARGV[2]), chatWindow)
-        local botLimit = tonumber(ARGV[1])
-        if botLimit > 0 then at = math.max(at, earliest(KEYS[1], botLimit, 1000)) end
-        local wait = at - now
-        if wait > tonumber(ARGV[4]) then return -1 end
-        redis.call('ZADD', KEYS[2], at, ARGV[5])
-        redis.call('PEXPIRE', KEYS[2], chatWindow + wait + 1000)
-        if botLimit > 0 then
-          redis.call('ZADD', KEYS[1], at, ARGV[5])
-          redis.call('PEXPIRE', KEYS[1], wait + 2000)
+        redis.call('SREM', KEYS[4], ARGV[8])
+        local admitted = 'none'
+        if ARGV[9] ~= '' then
+          admitted = admit(KEYS[5], KEYS[4], KEYS[6], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12], ARGV[2])
         end
-        return wait
+        for i = 13, #ARGV do keep(KEYS[5], KEYS[4], ARGV[i], ARGV[2]) end
+        return {admitted, redis.call('LLEN', KEYS[5]), ours}
         """#)
 
-    public static let outgoingBotKey = "{tgout}:bot"
-    public static func outgoingChatKey(_ chatID: Int64) -> String { "{tgout}:chat:\(chatID)" }
+    /// KEYS: a window (a chat's, or the bot's), optionally the bot's pause (same slot).
+    /// ARGV: limit, window ms, longest wait ms, a unique member, shortest wait ms (the bot's
+    /// budget after the chat's slot).
+    /// Returns the milliseconds to wait, having reserved the slot, or -1 when the wait would be
+    /// longer than allowed (nothing reserved).
+    public static let reserve = RedisScript(name: "reserve", source: clock + windows + #"""
+        local now = now_ms()
+        local span = tonumber(ARGV[2])
+        local at = math.max(now + tonumber(ARGV[5]), earliest(KEYS[1], tonumber(ARGV[1]), span, now))
+        if KEYS[2] then
+          local paused = redis.call('PTTL', KEYS[2])
+          if paused > 0 then at = math.max(at, now + paused) end
+        end
+        if at - now > tonumber(ARGV[3]) then return -1 end
+        reserve(KEYS[1], at, span, ARGV[4])
+        return at - now
+        """#)
 
-    /// KEYS: update mark, session, user lease.
-    /// ARGV: token, dedupe TTL s, session TTL s, state action (keep/set/clear), state JSON,
-    /// internal id ('' keeps it).
-    /// Returns 1 when the user's lease was still ours and the changes were applied, else 0
-    /// (the lease expired and another update may own the state now).
-    public static let finish = RedisScript(name: "finish", source: #"""
-        if redis.call('GET', KEYS[1]) == 'lease:' .. ARGV[1] then
-          redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
-        end
-        if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
-        redis.call('DEL', KEYS[3])
-        if ARGV[4] == 'set' then
-          redis.call('HSET', KEYS[2], 'state', ARGV[5])
-        elseif ARGV[4] == 'clear' then
-          redis.call('HDEL', KEYS[2], 'state')
-        end
-        if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'id', ARGV[6]) end
-        if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
+    /// KEYS: the bot's pause. ARGV: ms. Pauses the pool's Bot API sends; never shortens a pause.
+    public static let pause = RedisScript(name: "pause", source: #"""
+        if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
+        return 1
+        """#)
+
+    /// KEYS: outbox, queued. ARGV: the call expected first. Removes it if it is still first;
+    /// an empty outbox no longer holds the user's updates back. Returns the calls left.
+    public static let popOutbox = RedisScript(name: "pop_outbox", source: #"""
+        if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) end
+        local left = redis.call('LLEN', KEYS[1])
+        if left == 0 then redis.call('SREM', KEYS[2], 'o') end
+        return left
+        """#)
+
+    /// KEYS: outbox. ARGV: the call expected first, its replacement.
+    public static let replaceOutboxHead = RedisScript(name: "replace_outbox_head", source: #"""
+        if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LSET', KEYS[1], 0, ARGV[2]) end
         return 1
         """#)
 }
@@ -153,6 +258,9 @@ public struct StateSubjectKeys: Sendable, Equatable {
     public let rate: String
     public let session: String
     public let lease: String
+    public let queued: String
+    public let outbox: String
+    public let window: String
 
     public init(subject: StateSubject, updateID: Int64) {
         let tag = subject.hashTag
@@ -160,6 +268,9 @@ public struct StateSubjectKeys: Sendable, Equatable {
         rate = "\(tag):rate"
         session = "\(tag):session"
         lease = "\(tag):lease"
+        queued = "\(tag):queued"
+        outbox = "\(tag):outbox"
+        window = "\(tag):out"
     }
 }
 

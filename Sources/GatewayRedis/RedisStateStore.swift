@@ -5,70 +5,146 @@ import Logging
 import Glibc
 #endif
 
-/// The `StateStore` on Redis through hiredis: one `EVALSHA` per decision, on this thread's own
-/// connection. Failures throw (the pipeline then fails open) and are warned about, rate-limited.
+/// The `StateStore` and `OutgoingLimiter` on Redis through hiredis: one `EVALSHA` per decision,
+/// on this thread's own connection, within the update's deadline. Failures throw (the pipeline
+/// then fails open) and are warned about, rate-limited.
 public final class RedisStateStore: StateStore, OutgoingLimiter {
-    private let connection: RedisConnection
+    let connection: RedisConnection
     let policy: StatePolicy
     private let warnings: DependencyWarnings
     private let logger: Logger
-    private let clock: @Sendable () -> UInt64
-    private let limits: OutgoingLimits
-    private var tokens = 0
-    /// Random per store, with the pid: tokens of different threads and processes never meet.
-    private let tokenPrefix: String
+    /// Window members: unique per store by a counter, across stores by the random prefix.
+    private var members = 0
+    private let memberPrefix: String
     /// The begin script's arguments that come from the policy, formatted once.
-    private let policyArguments: [String]
+    private let policyArguments: (lease: [UInt8], dedupe: [UInt8], capacity: [UInt8], window: [UInt8], session: [UInt8])
 
     public init(
-        config: GatewayConfig.RedisSettings, policy: StatePolicy, limits: OutgoingLimits = OutgoingLimits(),
-        warnings: DependencyWarnings, logger: Logger, clock: @escaping @Sendable () -> UInt64
+        config: GatewayConfig.RedisSettings, policy: StatePolicy, warnings: DependencyWarnings, logger: Logger,
+        clock: @escaping @Sendable () -> UInt64
     ) {
-        self.limits = limits
-        connection = RedisConnection(
-            settings: .init(config), clock: clock)
+        connection = RedisConnection(settings: .init(config), clock: clock)
         self.policy = policy
         self.warnings = warnings
         self.logger = logger
-        self.clock = clock
         var generator = SystemRandomNumberGenerator()
-        tokenPrefix = String(generator.next() as UInt64, radix: 36) + "-\(getpid())"
-        policyArguments = [
-            String(policy.leaseMilliseconds), String(policy.dedupeTTLSeconds), String(policy.rateLimitRequests),
-            String(policy.rateLimitWindowMilliseconds), String(policy.sessionTTLSeconds),
-        ]
+        memberPrefix = String(generator.next() as UInt64, radix: 36) + "-\(getpid())-"
+        policyArguments = (
+            Self.bytes(policy.leaseMilliseconds), Self.bytes(policy.dedupeTTLSeconds), Self.bytes(policy.rateLimitRequests),
+            Self.bytes(policy.rateLimitWindowMilliseconds), Self.bytes(policy.sessionTTLSeconds)
+        )
     }
 
-    public func begin(_ request: BeginRequest) throws(StateStoreError) -> BeginDecision {
+    public func begin(_ request: BeginRequest, deadline: Deadline) throws(StateStoreError) -> BeginDecision {
         let keys = StateSubjectKeys(subject: request.subject, updateID: request.updateID)
-        tokens += 1
-        let token = "\(tokenPrefix)-\(tokens)"
-        let arguments = [token] + policyArguments + [request.needsSession ? "1" : "0", request.newInternalUserID, request.queued ? "1" : "0", request.replay ? "1" : "0"]
-        // A second update of a user waits for the first, polling with backoff, within userWait.
-        let deadline = clock() + UInt64(policy.userWaitMilliseconds) * 1_000_000
-        var pause: UInt32 = 5_000
-        while true {
-            let reply = try evaluate(RedisScripts.begin, keys: [keys.update, keys.rate, keys.session, keys.lease], arguments)
-            let decision = try Self.decision(reply, claim: Claim(updateID: request.updateID, subject: request.subject, token: token))
-            guard case .busy = decision, clock() < deadline else { return decision }
-            usleep(pause)
-            pause = min(pause * 2, 100_000)
+        let window = request.reply?.pacedChatID.map { policy.outgoing.window(of: $0) }
+        let arguments: [[UInt8]] = [
+            Array(request.token.utf8), policyArguments.lease, policyArguments.dedupe, policyArguments.capacity, policyArguments.window,
+            policyArguments.session, request.needsSession ? [0x31] : [0x30], Array(request.newInternalUserID.utf8),
+            request.origin == .webhook ? [0x73] : [0x77], Array((request.replay ?? "").utf8), Self.bytes(request.updateID),
+            request.reply?.encoded ?? [], Self.bytes(window?.messages ?? 0), Self.bytes(window?.milliseconds ?? 0), nextMember(),
+        ]
+        let reply = try evaluate(
+            RedisScripts.begin, keys: [keys.update, keys.rate, keys.session, keys.lease, keys.queued, keys.outbox, keys.window],
+            arguments: arguments, deadline: deadline)
+        do {
+            return try Self.decision(reply, claim: Claim(updateID: request.updateID, subject: request.subject, token: request.token))
+        } catch {
+            throw failed(error)
         }
     }
 
-    public func finish(_ completion: Completion) throws(StateStoreError) {
-        let claim = completion.claim
-        let keys = StateSubjectKeys(subject: claim.subject, updateID: claim.updateID)
+    public func finish(_ completion: Completion, deadline: Deadline) throws(StateStoreError) -> FinishReport {
+        let keys = StateSubjectKeys(subject: completion.subject, updateID: completion.updateID)
         var action = "keep", json = ""
         switch completion.stateChange {
         case .keep: break
         case .set(let state): (action, json) = ("set", state)
         case .clear: action = "clear"
         }
+        let window = completion.reply?.pacedChatID.map { policy.outgoing.window(of: $0) }
+        let arguments: [[UInt8]] =
+            [
+                Array((completion.claim?.token ?? "").utf8), policyArguments.dedupe, policyArguments.session, Array(action.utf8), Array(json.utf8),
+                Array((completion.internalUserID ?? "").utf8), Array((completion.replay ?? "").utf8), Self.bytes(completion.updateID),
+                completion.reply?.encoded ?? [], Self.bytes(window?.messages ?? 0), Self.bytes(window?.milliseconds ?? 0), nextMember(),
+            ] + completion.tail.map(\.encoded)
         let reply = try evaluate(
-            RedisScripts.finish, keys: [keys.update, keys.session, keys.lease],
-            [claim.token, String(policy.dedupeTTLSeconds), String(policy.sessionTTLSeconds), action, json, completion.internalUserID ?? ""])
-        guard case .integer = reply else { throw failed(.unexpectedReply) }
+            RedisScripts.finish, keys: [keys.update, keys.session, keys.lease, keys.queued, keys.outbox, keys.window], arguments: arguments,
+            deadline: deadline)
+        guard case .array(let items) = reply, items.count == 3, let admission = Self.admission(items[0]), case .integer(let waiting) = items[1],
+            case .integer(let ours) = items[2]
+        else { throw failed(.unexpectedReply) }
+        return FinishReport(reply: admission, outboxWaiting: Int(waiting), leaseWasOurs: ours == 1)
+    }
+
+    public func reserve(chatID: Int64, throughBotAPI: Bool, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? {
+        let (limit, span) = policy.outgoing.window(of: chatID)
+        let member = nextMember()
+        do {
+            let chatWait = try reserve(
+                [RedisScripts.windowKey(of: chatID)], limit: limit, span: span, maxWait: maxWaitMilliseconds, member: member, after: 0,
+                deadline: deadline)
+            guard let chatWait, throughBotAPI else { return chatWait }
+            // The bot-wide budget (without one, only a 429's pause), no earlier than the chat's
+            // slot. Refused, the chat's slot stays reserved unused: the chat is paced a little
+            // more for one window.
+            let budget = policy.outgoing.botMessagesPerSecond > 0 ? policy.outgoing.botMessagesPerSecond : 1_000_000
+            return try reserve(
+                [RedisScripts.botWindowKey, RedisScripts.botPauseKey], limit: budget, span: 1000, maxWait: maxWaitMilliseconds, member: member,
+                after: chatWait, deadline: deadline)
+        } catch {
+            return 0  // fail open: send, and let Telegram's own limit be the judge
+        }
+    }
+
+    public func pause(milliseconds: Int64, deadline: Deadline) {
+        _ = try? evaluate(RedisScripts.pause, keys: [RedisScripts.botPauseKey], arguments: [Self.bytes(max(1, milliseconds))], deadline: deadline)
+    }
+
+    private func reserve(
+        _ keys: [String], limit: Int, span: Int64, maxWait: Int64, member: [UInt8], after: Int64, deadline: Deadline
+    ) throws(StateStoreError) -> Int64? {
+        let reply = try evaluate(
+            RedisScripts.reserve, keys: keys,
+            arguments: [Self.bytes(limit), Self.bytes(span), Self.bytes(max(0, maxWait)), member, Self.bytes(after)], deadline: deadline)
+        guard case .integer(let wait) = reply else { throw failed(.unexpectedReply) }
+        return wait >= 0 ? wait : nil
+    }
+
+    public func outboxHead(of subject: StateSubject, deadline: Deadline) throws(StateStoreError) -> PendingSend? {
+        let keys = StateSubjectKeys(subject: subject, updateID: 0)
+        while true {
+            let reply: RedisReply
+            do {
+                reply = try connection.command([Array("LINDEX".utf8), Array(keys.outbox.utf8), [0x30]], deadline: deadline)
+            } catch {
+                throw failed(error)
+            }
+            switch reply {
+            case .null:
+                return nil
+            case .string(let bytes):
+                if let send = PendingSend.decode(bytes) { return send }
+                // Not a call this version wrote: dropped, or it would block the outbox forever.
+                logger.info("unreadable call dropped from an outbox", metadata: ["subject": "\(subject)"])
+                _ = try evaluate(RedisScripts.popOutbox, keys: [keys.outbox, keys.queued], arguments: [bytes], deadline: deadline)
+            default:
+                throw failed(.unexpectedReply)
+            }
+        }
+    }
+
+    public func popOutbox(of subject: StateSubject, send: PendingSend, deadline: Deadline) throws(StateStoreError) -> Int {
+        let keys = StateSubjectKeys(subject: subject, updateID: 0)
+        guard case .integer(let left) = try evaluate(RedisScripts.popOutbox, keys: [keys.outbox, keys.queued], arguments: [send.encoded], deadline: deadline)
+        else { throw failed(.unexpectedReply) }
+        return Int(left)
+    }
+
+    public func replaceOutboxHead(of subject: StateSubject, send: PendingSend, with updated: PendingSend, deadline: Deadline) throws(StateStoreError) {
+        let keys = StateSubjectKeys(subject: subject, updateID: 0)
+        _ = try evaluate(RedisScripts.replaceOutboxHead, keys: [keys.outbox], arguments: [send.encoded, updated.encoded], deadline: deadline)
     }
 
     /// Connects (loading the scripts) and pings: what `gatewayctl check-config` reports.
@@ -76,12 +152,13 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         guard case .status("PONG") = try connection.command("PING") else { throw .unexpectedReply }
     }
 
-    public func storeCallbackData(_ data: String, ttlSeconds: Int) throws(StateStoreError) -> String {
+    public func storeCallbackData(_ data: String, ttlSeconds: Int, deadline: Deadline) throws(StateStoreError) -> String {
         var generator = SystemRandomNumberGenerator()
         let token = String(generator.next() as UInt64, radix: 36) + String(generator.next() as UInt64, radix: 36)
         let reply: RedisReply
         do {
-            reply = try connection.command("SET", RedisScripts.callbackDataKey(token), data, "EX", String(ttlSeconds))
+            reply = try connection.command(
+                ["SET", RedisScripts.callbackDataKey(token), data, "EX", String(ttlSeconds)].map { Array($0.utf8) }, deadline: deadline)
         } catch {
             throw failed(error)
         }
@@ -89,11 +166,11 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         return token
     }
 
-    public func loadCallbackData(token: String) throws(StateStoreError) -> String? {
+    public func loadCallbackData(token: String, deadline: Deadline) throws(StateStoreError) -> String? {
         guard token.count <= 40, token.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else { return nil }
         let reply: RedisReply
         do {
-            reply = try connection.command("GET", RedisScripts.callbackDataKey(token))
+            reply = try connection.command([Array("GET".utf8), Array(RedisScripts.callbackDataKey(token).utf8)], deadline: deadline)
         } catch {
             throw failed(error)
         }
@@ -104,35 +181,20 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         }
     }
 
-    public func awaitSlot(chatID: Int64, throughBotAPI: Bool) -> Bool {
-        let isGroup = chatID < 0  // groups, supergroups and channels have negative ids
-        tokens += 1
-        let arguments = [
-            String(throughBotAPI ? limits.botMessagesPerSecond : 0),
-            String(isGroup ? limits.groupMessages : limits.privateChatMessages),
-            String(isGroup ? limits.groupWindowMilliseconds : limits.privateWindowMilliseconds),
-            String(limits.maxWaitMilliseconds), "\(tokenPrefix)-\(tokens)",
-        ]
-        let reply: RedisReply
+    /// Sends a command, warning (rate-limited) when Redis fails. Error replies are returned.
+    func command(_ arguments: [[UInt8]], deadline: Deadline) throws(StateStoreError) -> RedisReply {
         do {
-            reply = try evaluate(RedisScripts.outgoing, keys: [RedisScripts.outgoingBotKey, RedisScripts.outgoingChatKey(chatID)], arguments)
+            return try connection.command(arguments, deadline: deadline)
         } catch {
-            return true  // fail open: send, and let Telegram's own limit be the judge
+            throw failed(error)
         }
-        guard case .integer(let wait) = reply, wait >= 0 else { return false }
-        if wait > 0 { usleep(UInt32(min(wait, limits.maxWaitMilliseconds)) * 1000) }
-        return true
     }
 
     /// Runs a script, warning (rate-limited) when Redis fails or refuses.
-    func evaluate(_ script: RedisScript, keys: [String], _ arguments: [String]) throws(StateStoreError) -> RedisReply {
-        try evaluate(script, keys: keys, bytes: arguments.map { Array($0.utf8) })
-    }
-
-    func evaluate(_ script: RedisScript, keys: [String], bytes arguments: [[UInt8]]) throws(StateStoreError) -> RedisReply {
+    func evaluate(_ script: RedisScript, keys: [String], arguments: [[UInt8]], deadline: Deadline) throws(StateStoreError) -> RedisReply {
         let reply: RedisReply
         do {
-            reply = try connection.evaluate(script, keys: keys, arguments: arguments)
+            reply = try connection.evaluate(script, keys: keys, arguments: arguments, deadline: deadline)
         } catch {
             throw failed(error)
         }
@@ -146,23 +208,41 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         return error
     }
 
+    private func nextMember() -> [UInt8] {
+        members &+= 1
+        return Array((memberPrefix + String(members)).utf8)
+    }
+
+    static func bytes(_ value: some BinaryInteger) -> [UInt8] { Array(String(value).utf8) }
+
+    static func admission(_ reply: RedisReply) -> ReplyAdmission? {
+        switch reply.text {
+        case "none": ReplyAdmission.none
+        case "now": .now
+        case "kept": .kept
+        default: nil
+        }
+    }
+
     static func decision(_ reply: RedisReply, claim: Claim) throws(StateStoreError) -> BeginDecision {
         guard case .array(let items) = reply, let kind = items.first?.text else { throw .unexpectedReply }
         func integer(_ index: Int) -> Int64? {
             guard index < items.count, case .integer(let value) = items[index] else { return nil }
             return value
         }
-        let seconds = { (milliseconds: Int64?) in Int(((milliseconds ?? 1000) + 999) / 1000) }
         switch kind {
-        case "duplicate": return .duplicate
-        case "in_progress": return .inProgress(retryAfterSeconds: seconds(integer(1)))
-        case "busy": return .busy(retryAfterSeconds: seconds(integer(1)))
+        case "duplicate": return .duplicate(outboxWaiting: Int(integer(1) ?? 0))
+        case "in_progress": return .inProgress(retryAfterSeconds: Int(((integer(1) ?? 1000) + 999) / 1000))
         case "limited": return .limited(warn: integer(1) == 1)
-        case "ok" where items.count == 1: return .proceed(nil, nil)
-        case "ok":
-            guard items.count == 4, let id = items[1].text else { throw .unexpectedReply }
+        case "deferred": return .deferred
+        case "busy": return .busy(retryAfterMilliseconds: max(1, integer(1) ?? 100))
+        case "done":
+            guard items.count == 3, let admission = admission(items[1]) else { throw .unexpectedReply }
+            return .proceed(nil, nil, reply: admission, outboxWaiting: Int(integer(2) ?? 0))
+        case "claimed":
+            guard items.count == 5, let id = items[1].text else { throw .unexpectedReply }
             let state: String? = if case .string = items[2] { items[2].text } else { nil }
-            return .proceed(claim, Session(internalUserID: id, conversationState: state, isNew: integer(3) == 1))
+            return .proceed(claim, Session(internalUserID: id, conversationState: state, isNew: integer(3) == 1), reply: .none, outboxWaiting: Int(integer(4) ?? 0))
         default:
             throw .unexpectedReply
         }

@@ -22,13 +22,16 @@ public func loadConfiguration(envFile: String) throws -> GatewayConfig {
     return try GatewayConfig.load(environment: GatewayConfig.merge(environment: environment, dotEnv: dotEnv))
 }
 
-/// The route table and services: the defaults, changed by ROUTES_FILE when it is set.
+/// The route table and services: the defaults, changed by ROUTES_FILE when it is set; every
+/// service's timeout checked against the update's deadline.
 public func loadRoutes(_ config: GatewayConfig) throws -> (RouteTable, [ServiceName: GatewayConfig.ServiceSettings]) {
     guard let path = config.routesFile else { return (.standard, config.services) }
     guard let contents = readFile(path) else {
         throw ConfigError(problems: [.init(variable: "ROUTES_FILE", message: "cannot read \(path)")])
     }
-    return try RouteFile.apply(contents, to: .standard, services: config.services)
+    let (routes, services) = try RouteFile.apply(contents, to: .standard, services: config.services)
+    try config.check(services: services)
+    return (routes, services)
 }
 
 /// Sends every log line to standard error, or appends it to LOG_FILE. A failed write (a full
@@ -108,4 +111,11 @@ public func readFile(_ path: String) -> String? {
         bytes.append(contentsOf: chunk[0..<count])
     }
     return String(decoding: bytes, as: UTF8.self)
+}
+
+/// The system's monotonic clock for the core, sleeping with `nanosleep` (resumed after signals).
+public let systemClock = GatewayClock(now: monotonicNanoseconds) { nanoseconds in
+    var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+    var left = timespec()
+    while nanosleep(&request, &left) != 0 && errno == EINTR { request = left }
 }

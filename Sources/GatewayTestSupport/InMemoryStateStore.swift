@@ -1,31 +1,39 @@
 import GatewayCore
 import Synchronization
 
-/// A `StateStore` in memory with the Redis store's semantics (the same decisions in the same
-/// order, the same token bucket), on a clock the test moves. `failing` makes it behave like an
-/// unreachable Redis.
-public final class InMemoryStateStore: StateStore, Sendable {
+/// A `StateStore` and `OutgoingLimiter` in memory with the Redis store's semantics (the same
+/// decisions in the same order, the same token bucket, the same sliding windows), on a clock
+/// the test moves. `failing` makes it behave like an unreachable Redis.
+public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
     private struct State {
-        var now: Int64 = 1_000_000
         var marks: [String: (value: String, expiresAt: Int64)] = [:]
         var buckets: [StateSubject: TokenBucket] = [:]
         var sessions: [StateSubject: (session: Session, expiresAt: Int64)] = [:]
         var leases: [StateSubject: (token: String, expiresAt: Int64)] = [:]
+        /// Per subject: update ids waiting in the stream, and "o" while the outbox holds calls.
+        var queued: [StateSubject: Set<String>] = [:]
+        var outboxes: [StateSubject: [[UInt8]]] = [:]
+        /// Send times per chat, future reservations included; the bot's under `nil`.
+        var windows: [Int64?: [Int64]] = [:]
         var failing = false
+        /// Bot API sends are paused (a 429) until then.
+        var pausedUntil: Int64 = 0
         var tokens = 0
         var callbackData: [String: (data: String, expiresAt: Int64)] = [:]
     }
 
     private let state = Mutex(State())
     public let policy: StatePolicy
+    public let clock: ManualClock
 
-    public init(policy: StatePolicy) {
+    public init(policy: StatePolicy, clock: ManualClock = ManualClock()) {
         self.policy = policy
+        self.clock = clock
     }
 
     /// Moves the store's clock forward.
     public func advance(milliseconds: Int64) {
-        state.withLock { $0.now += milliseconds }
+        clock.advance(milliseconds: milliseconds)
     }
 
     public var failing: Bool {
@@ -35,66 +43,205 @@ public final class InMemoryStateStore: StateStore, Sendable {
 
     /// The session's remaining time to live in milliseconds, or nil when there is none.
     public func sessionTTL(_ subject: StateSubject) -> Int64? {
-        state.withLock { state in
-            guard let entry = state.sessions[subject], entry.expiresAt > state.now else { return nil }
-            return entry.expiresAt - state.now
+        let now = clock.milliseconds
+        return state.withLock { state in
+            guard let entry = state.sessions[subject], entry.expiresAt > now else { return nil }
+            return entry.expiresAt - now
         }
     }
 
     public func session(_ subject: StateSubject) -> Session? {
-        state.withLock { state in
-            guard let entry = state.sessions[subject], entry.expiresAt > state.now else { return nil }
+        let now = clock.milliseconds
+        return state.withLock { state in
+            guard let entry = state.sessions[subject], entry.expiresAt > now else { return nil }
             return entry.session
         }
     }
 
-    public func begin(_ request: BeginRequest) throws(StateStoreError) -> BeginDecision {
+    /// What waits in the subject's outbox, in order.
+    public func outbox(_ subject: StateSubject) -> [PendingSend] {
+        state.withLock { $0.outboxes[subject] ?? [] }.compactMap(PendingSend.decode)
+    }
+
+    /// The subject's waiting stream entries (update ids, and "o" for the outbox).
+    public func queued(_ subject: StateSubject) -> Set<String> {
+        state.withLock { $0.queued[subject] ?? [] }
+    }
+
+    /// The holder of the subject's lease, if any.
+    public func leaseHolder(_ subject: StateSubject) -> String? {
+        let now = clock.milliseconds
+        return state.withLock { state in state.leases[subject].flatMap { $0.expiresAt > now ? $0.token : nil } }
+    }
+
+    public func begin(_ request: BeginRequest, deadline: Deadline) throws(StateStoreError) -> BeginDecision {
         let policy = policy
+        let now = clock.milliseconds
         return try state.withLock { (state: inout State) throws(StateStoreError) -> BeginDecision in
             if state.failing { throw .unavailable }
-            let now = state.now
-            let markKey = "\(request.subject.hashTag):update:\(request.updateID)"
-            if let mark = state.marks[markKey], mark.expiresAt > now {
-                if mark.value == "done", !request.replay { return .duplicate }
-                if !request.queued { return .inProgress(retryAfterSeconds: Int((mark.expiresAt - now + 999) / 1000)) }
+            let subject = request.subject
+            let worker = request.origin == .worker
+            let markKey = Self.markKey(subject, request.updateID)
+            let mark = state.marks[markKey].flatMap { $0.expiresAt > now ? $0.value : nil }
+            if let mark, mark.hasPrefix("done"), request.replay == nil || mark == "done:\(request.replay ?? "")" {
+                if worker { state.queued[subject]?.remove(String(request.updateID)) }
+                return .duplicate(outboxWaiting: state.outboxes[subject]?.count ?? 0)
             }
-            if request.needsSession, !request.queued, let lease = state.leases[request.subject], lease.expiresAt > now {
-                return .busy(retryAfterSeconds: Int((lease.expiresAt - now + 999) / 1000))
+            if let mark, !worker, !mark.hasPrefix("done") {
+                return .inProgress(retryAfterSeconds: Int(((state.marks[markKey]?.expiresAt ?? now) - now + 999) / 1000))
             }
             var outcome = (allowed: true, warn: false)
-            if !request.queued {
+            if !worker {
                 let (bucket, taken) = TokenBucket.take(
-                    state.buckets[request.subject], now: now, capacity: policy.rateLimitRequests,
-                    windowMilliseconds: policy.rateLimitWindowMilliseconds)
-                state.buckets[request.subject] = bucket
+                    state.buckets[subject], now: now, capacity: policy.rateLimitRequests, windowMilliseconds: policy.rateLimitWindowMilliseconds)
+                state.buckets[subject] = bucket
                 outcome = (taken.allowed, taken.warn)
             }
             let ttl = Int64(policy.sessionTTLSeconds) * 1000
-            if let entry = state.sessions[request.subject], entry.expiresAt > now {
-                state.sessions[request.subject]?.expiresAt = now + ttl
-            }
+            if let entry = state.sessions[subject], entry.expiresAt > now { state.sessions[subject]?.expiresAt = now + ttl }
             let done = (value: "done", expiresAt: now + Int64(policy.dedupeTTLSeconds) * 1000)
             guard outcome.allowed else {
                 state.marks[markKey] = done
                 return .limited(warn: outcome.warn)
             }
+            let holder = state.leases[subject].flatMap { $0.expiresAt > now ? $0.token : nil }
+            if !worker {
+                if (request.needsSession && holder != nil && holder != request.token) || !(state.queued[subject] ?? []).isEmpty {
+                    state.queued[subject, default: []].insert(String(request.updateID))
+                    return .deferred
+                }
+            } else if let holder, holder != request.token, holder.hasPrefix("s") {
+                return .busy(retryAfterMilliseconds: (state.leases[subject]?.expiresAt ?? now) - now)
+            }
             guard request.needsSession else {
                 state.marks[markKey] = done
-                return .proceed(nil, nil)
+                if worker { state.queued[subject]?.remove(String(request.updateID)) }
+                let admission = request.reply.map { Self.admit($0, subject: subject, now: now, policy: policy, state: &state) } ?? ReplyAdmission.none
+                return .proceed(nil, nil, reply: admission, outboxWaiting: state.outboxes[subject]?.count ?? 0)
             }
             var session: Session
-            if let entry = state.sessions[request.subject], entry.expiresAt > now {
+            if let entry = state.sessions[subject], entry.expiresAt > now, !entry.session.internalUserID.isEmpty {
                 session = entry.session
                 session.isNew = false
             } else {
-                session = Session(internalUserID: request.newInternalUserID, conversationState: nil, isNew: true)
+                let kept = state.sessions[subject].flatMap { $0.expiresAt > now ? $0.session.conversationState : nil }
+                session = Session(internalUserID: request.newInternalUserID, conversationState: kept, isNew: true)
             }
-            state.sessions[request.subject] = (session, now + ttl)
-            state.tokens += 1
-            let token = "token-\(state.tokens)"
-            state.marks[markKey] = ("lease:\(token)", now + policy.leaseMilliseconds)
-            state.leases[request.subject] = (token, now + policy.leaseMilliseconds)
-            return .proceed(Claim(updateID: request.updateID, subject: request.subject, token: token), session)
+            state.sessions[subject] = (session, now + ttl)
+            state.marks[markKey] = ("lease:\(request.token)", now + policy.leaseMilliseconds)
+            state.leases[subject] = (request.token, now + policy.leaseMilliseconds)
+            return .proceed(
+                Claim(updateID: request.updateID, subject: subject, token: request.token), session, reply: .none,
+                outboxWaiting: state.outboxes[subject]?.count ?? 0)
+        }
+    }
+
+    public func finish(_ completion: Completion, deadline: Deadline) throws(StateStoreError) -> FinishReport {
+        let policy = policy
+        let now = clock.milliseconds
+        return try state.withLock { (state: inout State) throws(StateStoreError) -> FinishReport in
+            if state.failing { throw .unavailable }
+            let subject = completion.subject
+            var ours = true
+            if let claim = completion.claim {
+                let doneMark = completion.replay.map { "done:\($0)" } ?? "done"
+                state.marks[Self.markKey(subject, completion.updateID)] = (doneMark, now + Int64(policy.dedupeTTLSeconds) * 1000)
+                let holder = state.leases[subject].flatMap { $0.expiresAt > now ? $0.token : nil }
+                ours = holder == claim.token
+                if ours { state.leases[subject] = nil }
+                let ttl = Int64(policy.sessionTTLSeconds) * 1000
+                var session = state.sessions[subject].flatMap { $0.expiresAt > now ? $0.session : nil }
+                switch completion.stateChange {
+                case .keep: break
+                case .set(let json):
+                    session = session ?? Session(internalUserID: "", conversationState: nil, isNew: false)
+                    session?.conversationState = json
+                case .clear: session?.conversationState = nil
+                }
+                if let id = completion.internalUserID {
+                    session = session ?? Session(internalUserID: id, conversationState: nil, isNew: false)
+                    session?.internalUserID = id
+                }
+                if let session { state.sessions[subject] = (session, now + ttl) }
+            }
+            state.queued[subject]?.remove(String(completion.updateID))
+            let admission = completion.reply.map { Self.admit($0, subject: subject, now: now, policy: policy, state: &state) } ?? .none
+            for send in completion.tail { state.outboxes[subject, default: []].append(send.encoded) }
+            let waiting = state.outboxes[subject]?.count ?? 0
+            if waiting > 0 { state.queued[subject, default: []].insert("o") }
+            return FinishReport(reply: admission, outboxWaiting: waiting, leaseWasOurs: ours)
+        }
+    }
+
+    /// The reply's slot now, when nothing waits before it; else it waits in the outbox.
+    private static func admit(_ reply: PendingSend, subject: StateSubject, now: Int64, policy: StatePolicy, state: inout State) -> ReplyAdmission {
+        if (state.outboxes[subject] ?? []).isEmpty, let chat = reply.pacedChatID {
+            let (limit, window) = policy.outgoing.window(of: chat)
+            if earliest(&state.windows[chat, default: []], limit: limit, window: window, now: now) == now {
+                state.windows[chat, default: []].append(now)
+                return .now
+            }
+        }
+        state.outboxes[subject, default: []].append(reply.encoded)
+        state.queued[subject, default: []].insert("o")
+        return .kept
+    }
+
+    public func reserve(chatID: Int64, throughBotAPI: Bool, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? {
+        let policy = policy
+        let now = clock.milliseconds
+        return state.withLock { state -> Int64? in
+            if state.failing { return 0 }
+            let (limit, window) = policy.outgoing.window(of: chatID)
+            var at = Self.earliest(&state.windows[chatID, default: []], limit: limit, window: window, now: now)
+            let bot = throughBotAPI && policy.outgoing.botMessagesPerSecond > 0
+            if throughBotAPI { at = max(at, state.pausedUntil) }
+            if bot { at = max(at, Self.earliest(&state.windows[nil, default: []], limit: policy.outgoing.botMessagesPerSecond, window: 1000, now: now)) }
+            guard at - now <= maxWaitMilliseconds else { return nil }
+            state.windows[chatID, default: []].append(at)
+            if bot { state.windows[nil, default: []].append(at) }
+            return at - now
+        }
+    }
+
+    public func pause(milliseconds: Int64, deadline: Deadline) {
+        let now = clock.milliseconds
+        state.withLock { $0.pausedUntil = max($0.pausedUntil, now + milliseconds) }
+    }
+
+    /// When the next message may go in a sliding window of `limit` per `window` ms.
+    private static func earliest(_ times: inout [Int64], limit: Int, window: Int64, now: Int64) -> Int64 {
+        times.removeAll { $0 <= now - window }
+        times.sort()
+        guard times.count >= limit else { return now }
+        return max(now, times[times.count - limit] + window)
+    }
+
+    public func outboxHead(of subject: StateSubject, deadline: Deadline) throws(StateStoreError) -> PendingSend? {
+        try state.withLock { (state: inout State) throws(StateStoreError) -> PendingSend? in
+            if state.failing { throw .unavailable }
+            while let first = state.outboxes[subject]?.first {
+                if let send = PendingSend.decode(first) { return send }
+                state.outboxes[subject]?.removeFirst()
+            }
+            return nil
+        }
+    }
+
+    public func popOutbox(of subject: StateSubject, send: PendingSend, deadline: Deadline) throws(StateStoreError) -> Int {
+        try state.withLock { (state: inout State) throws(StateStoreError) -> Int in
+            if state.failing { throw .unavailable }
+            if state.outboxes[subject]?.first == send.encoded { state.outboxes[subject]?.removeFirst() }
+            let left = state.outboxes[subject]?.count ?? 0
+            if left == 0 { state.queued[subject]?.remove("o") }
+            return left
+        }
+    }
+
+    public func replaceOutboxHead(of subject: StateSubject, send: PendingSend, with updated: PendingSend, deadline: Deadline) throws(StateStoreError) {
+        try state.withLock { (state: inout State) throws(StateStoreError) in
+            if state.failing { throw .unavailable }
+            if state.outboxes[subject]?.first == send.encoded { state.outboxes[subject]?[0] = updated.encoded }
         }
     }
 
@@ -102,45 +249,27 @@ public final class InMemoryStateStore: StateStore, Sendable {
         if failing { throw .unavailable }
     }
 
-    public func storeCallbackData(_ data: String, ttlSeconds: Int) throws(StateStoreError) -> String {
-        try state.withLock { (state: inout State) throws(StateStoreError) -> String in
+    public func storeCallbackData(_ data: String, ttlSeconds: Int, deadline: Deadline) throws(StateStoreError) -> String {
+        let now = clock.milliseconds
+        return try state.withLock { (state: inout State) throws(StateStoreError) -> String in
             if state.failing { throw .unavailable }
             state.tokens += 1
             let token = "cb\(state.tokens)"
-            state.callbackData[token] = (data, state.now + Int64(ttlSeconds) * 1000)
+            state.callbackData[token] = (data, now + Int64(ttlSeconds) * 1000)
             return token
         }
     }
 
-    public func loadCallbackData(token: String) throws(StateStoreError) -> String? {
-        try state.withLock { (state: inout State) throws(StateStoreError) -> String? in
+    public func loadCallbackData(token: String, deadline: Deadline) throws(StateStoreError) -> String? {
+        let now = clock.milliseconds
+        return try state.withLock { (state: inout State) throws(StateStoreError) -> String? in
             if state.failing { throw .unavailable }
-            guard let entry = state.callbackData[token], entry.expiresAt > state.now else { return nil }
+            guard let entry = state.callbackData[token], entry.expiresAt > now else { return nil }
             return entry.data
         }
     }
 
-    public func finish(_ completion: Completion) throws(StateStoreError) {
-        let policy = policy
-        try state.withLock { (state: inout State) throws(StateStoreError) in
-            if state.failing { throw .unavailable }
-            let now = state.now
-            let claim = completion.claim
-            let markKey = "\(claim.subject.hashTag):update:\(claim.updateID)"
-            if let mark = state.marks[markKey], mark.expiresAt > now, mark.value == "lease:\(claim.token)" {
-                state.marks[markKey] = ("done", now + Int64(policy.dedupeTTLSeconds) * 1000)
-            }
-            guard let lease = state.leases[claim.subject], lease.expiresAt > now, lease.token == claim.token else { return }
-            state.leases[claim.subject] = nil
-            guard var entry = state.sessions[claim.subject], entry.expiresAt > now else { return }
-            switch completion.stateChange {
-            case .keep: break
-            case .set(let json): entry.session.conversationState = json
-            case .clear: entry.session.conversationState = nil
-            }
-            if let id = completion.internalUserID { entry.session.internalUserID = id }
-            entry.expiresAt = now + Int64(policy.sessionTTLSeconds) * 1000
-            state.sessions[claim.subject] = entry
-        }
+    private static func markKey(_ subject: StateSubject, _ updateID: Int64) -> String {
+        "\(subject.hashTag):update:\(updateID)"
     }
 }

@@ -3,20 +3,36 @@ import Synchronization
 
 /// A `BotAPI` that records every call, in order, and can be told to fail.
 public final class RecordingBotAPI: BotAPI, Sendable {
-    private let recorded = Mutex<[BotMethod]>([])
-    private let failure = Mutex<BotAPIError?>(nil)
+    private struct State {
+        var calls: [BotCall] = []
+        /// Failures for the next calls, in order; then `always`.
+        var next: [BotAPIError] = []
+        var always: BotAPIError?
+    }
+
+    private let state = Mutex(State())
 
     public init() {}
 
-    public var calls: [BotMethod] { recorded.withLock { $0 } }
+    /// Every call made, failed ones included, in order.
+    public var calls: [BotCall] { state.withLock { $0.calls } }
 
+    /// Makes every following call fail with `error` (nil: succeed again).
     public func fail(with error: BotAPIError?) {
-        failure.withLock { $0 = error }
+        state.withLock { $0.always = error }
     }
 
-    public func call(_ method: BotMethod) throws(BotAPIError) {
-        recorded.withLock { $0.append(method) }
-        if let error = failure.withLock({ $0 }) { throw error }
+    /// Makes the next calls fail with these errors, one each, in order.
+    public func failNext(_ errors: [BotAPIError]) {
+        state.withLock { $0.next = errors }
+    }
+
+    public func call(_ call: BotCall, deadline: Deadline) throws(BotAPIError) {
+        let failure = state.withLock { state -> BotAPIError? in
+            state.calls.append(call)
+            return state.next.isEmpty ? state.always : state.next.removeFirst()
+        }
+        if let failure { throw failure }
     }
 }
 
@@ -25,7 +41,7 @@ public final class ScriptedServiceClient: ServiceClient, Sendable {
     public typealias Script = @Sendable (ServiceName, [UInt8]) -> Result<[UInt8], ServiceCallError>
 
     private let script: Script
-    private let recorded = Mutex<[(service: ServiceName, body: [UInt8])]>([])
+    private let recorded = Mutex<[(service: ServiceName, body: [UInt8], deadline: Deadline)]>([])
 
     public init(_ script: @escaping Script) {
         self.script = script
@@ -36,10 +52,13 @@ public final class ScriptedServiceClient: ServiceClient, Sendable {
         self.init { _, _ in .success(Array(json.utf8)) }
     }
 
-    public var requests: [(service: ServiceName, body: [UInt8])] { recorded.withLock { $0 } }
+    public var requests: [(service: ServiceName, body: [UInt8])] { recorded.withLock { $0.map { ($0.service, $0.body) } } }
 
-    public func call(_ service: ServiceName, body: [UInt8]) throws(ServiceCallError) -> [UInt8] {
-        recorded.withLock { $0.append((service, body)) }
+    /// The deadline each call was given.
+    public var deadlines: [Deadline] { recorded.withLock { $0.map(\.deadline) } }
+
+    public func call(_ service: ServiceName, body: [UInt8], deadline: Deadline) throws(ServiceCallError) -> [UInt8] {
+        recorded.withLock { $0.append((service, body, deadline)) }
         return try script(service, body).get()
     }
 }

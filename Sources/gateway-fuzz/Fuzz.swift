@@ -15,7 +15,9 @@ import Glibc
 enum FuzzTarget: String, CaseIterable {
     case decoder, command, callback, fastcgi, serviceAnswer = "service-answer"
 
-    private static let handler = WebhookHandler(secrets: [Secret("fuzz-secret")], maxBodyBytes: 65_536, clock: { 0 }, newInternalUserID: { "id" })
+    private static let clock = ManualClock()
+    private static let processor = UpdateProcessor(
+        settings: .init(secrets: [Secret("fuzz-secret")], maxBodyBytes: 65_536), clock: clock.gatewayClock, newInternalUserID: { "id" })
     private static let logger = Logger(label: "fuzz") { _ in SwiftLogNoOpLogHandler() }
 
     func run(_ bytes: [UInt8]) {
@@ -47,11 +49,16 @@ enum FuzzTarget: String, CaseIterable {
             update.field("update_id", 1)
             update.field("callback_query", json: query.finish())
             // A fresh store per input, so no input is a duplicate of an earlier one.
+            let state = InMemoryStateStore(policy: .testing, clock: Self.clock)
             let dependencies = ThreadDependencies(
-                state: InMemoryStateStore(policy: .testing), services: ScriptedServiceClient(answering: "{}"), botAPI: RecordingBotAPI())
-            _ = Self.handler.process(
-                QueuedUpdate(body: update.finish(), callbackAnswered: false, attempt: 1, isLastAttempt: true), requestID: "r",
-                with: dependencies, logger: Self.logger)
+                state: state, services: ScriptedServiceClient(answering: "{}"), botAPI: RecordingBotAPI(), outgoing: state,
+                queue: RecordingUpdateQueue())
+            let context = UpdateContext(
+                requestID: "r", logger: Self.logger, deadline: .after(seconds: 25, from: Self.clock.now), mayWait: true,
+                clock: Self.clock.gatewayClock)
+            _ = Self.processor.process(
+                stored: update.finish(), callbackAnswered: false, replay: nil, attempt: 1, isLastAttempt: true, with: dependencies,
+                context: context)
             _ = RouteTable.prefix(ofCallbackData: data)
         case .fastcgi:
             // NUL-separated name, value, name, value…
@@ -61,7 +68,7 @@ enum FuzzTarget: String, CaseIterable {
                 parameters[String(decoding: fields[index], as: UTF8.self)] = fields[index + 1]
             }
             let (_, head) = FastCGIParameters.head(acceptedAt: 0) { parameters[$0] }
-            _ = Self.handler.admit(head, logger: Self.logger)
+            _ = Self.processor.admit(head, logger: Self.logger)
         case .serviceAnswer:
             guard let isCallback = bytes.first.map({ $0 % 2 == 1 }) else { return }
             guard case .success(let answer) = ServiceAnswer.parse(Array(bytes.dropFirst()), isCallback: isCallback) else { return }

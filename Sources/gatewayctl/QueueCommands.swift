@@ -30,11 +30,13 @@ struct QueueStatus: ParsableCommand {
 struct DeadLetters: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dead-letters",
-        abstract: "Queue mode: list the updates that failed every attempt, and replay them.",
+        abstract: "List the updates and calls that failed every attempt, and replay them.",
         discussion: """
             A replayed update goes to the end of its partition as a new entry and is processed \
-            with fresh attempts; its dead letter is removed. Replay after fixing the cause (a \
-            service down for longer than the attempts lasted).
+            with fresh attempts, once, although it was finished; a replayed call is sent again. \
+            Its dead letter is removed. A partition at QUEUE_MAX_BACKLOG takes no replays until \
+            it drains. Replay after fixing the cause (a service down for longer than the \
+            attempts lasted).
             """)
 
     @OptionGroup var common: CommonOptions
@@ -66,16 +68,21 @@ struct DeadLetters: ParsableCommand {
                 guard parts.count == 2, let partition = Int(parts[0]) else { throw ValidationError("--replay takes PARTITION/ID, got \(text)") }
                 return (partition, String(parts[1]))
             }
-        var missing = 0
+        var missing = 0, full = 0
         for (partition, id) in targets {
-            if try reportingFailure({ try inspector.replay(partition: partition, id: id) }) {
+            switch try reportingFailure({ try inspector.replay(partition: partition, id: id) }) {
+            case .replayed:
                 print("replayed \(partition)/\(id)")
-            } else {
+            case .missing:
                 missing += 1
                 print("no dead letter \(partition)/\(id)")
+            case .full:
+                full += 1
+                print("partition \(partition) is at QUEUE_MAX_BACKLOG; \(partition)/\(id) left for later")
             }
         }
-        if missing > 0 { throw ExitCode.failure }
+        if full > 0 { print("\(full) dead letters not replayed: their partitions are full; run this again once they drain") }
+        if missing > 0 || full > 0 { throw ExitCode.failure }
     }
 }
 

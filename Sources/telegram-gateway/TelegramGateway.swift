@@ -2,9 +2,8 @@ import ArgumentParser
 import GatewayCore
 import GatewayFastCGI
 import CoreMetrics
-import GatewayHTTP
+import GatewayAssembly
 import GatewayMetrics
-import GatewayRedis
 import GatewayRuntime
 import Logging
 import Synchronization
@@ -108,21 +107,17 @@ struct TelegramGateway: ParsableCommand {
         config: GatewayConfig, routes: RouteTable, services: [ServiceName: GatewayConfig.ServiceSettings], logger: Logger
     ) throws(FastCGIError) {
         let supervisor = getenv(Supervisor.parentVariable).flatMap { pid_t(String(cString: $0)) }
-        let warnings = DependencyWarnings(clock: monotonicNanoseconds)
-        let breaker = CircuitBreaker(openSeconds: config.circuitOpenSeconds, clock: monotonicNanoseconds)
-        let redis = config.redis, policy = config.statePolicy(services: services), limits = config.outgoingLimits
-        let apiBase = config.telegramAPIBaseURL, token = config.botToken
-        HTTPClient.initializeLibrary()
         let metrics = PoolMetrics()
         MetricsSystem.bootstrap(metrics)
         let files = MetricsFiles(directory: config.metricsDirectory)
         files.createDirectory()
+        let gateway = makeGateway(config: config, routes: routes, services: services, logger: logger)
         let inFlight = Gauge(label: PoolStatus.busy)
         Gauge(label: PoolStatus.threads).record(threads ?? config.pool.threads)
         let served = Counter(label: PoolStatus.requests)
         let counted = Locked(0)
         let admin = AdminEndpoints(
-            services: Array(services.keys), breaker: breaker, renderMetrics: { files.render() },
+            services: Array(services.keys), breaker: gateway.breaker, renderMetrics: { files.render() },
             renderStatus: { PoolStatus.render(files) })
         var settings = ResponderPool.Settings(
             threads: threads ?? config.pool.threads, maxBodyBytes: config.maxBodyBytes,
@@ -132,23 +127,10 @@ struct TelegramGateway: ParsableCommand {
             maxRequests: supervisor == nil ? 0 : config.pool.maxRequests,
             requestTimeoutSeconds: supervisor == nil ? 0 : config.pool.requestTimeoutSeconds)
         settings.trivial = trivial  // scripts/bench's ceiling of nginx + FastCGI + the pool
-        let handler = WebhookHandler(config: config, routes: routes, clock: monotonicNanoseconds, newInternalUserID: makeInternalUserID)
-        let queue = config.deliveryMode == .queue ? config.queue : nil
-        let makeDependencies: @Sendable (_ enqueues: Bool) -> ThreadDependencies = { enqueues in
-            // A queue worker has no Telegram request waiting: it waits for a chat's next slot
-            // rather than leaving the message out.
-            var limits = limits
-            if !enqueues { limits.maxWaitMilliseconds = max(limits.maxWaitMilliseconds, QueueSettings.outgoingMaxWaitMilliseconds) }
-            // One Redis connection per thread serves state, the outgoing limits and the queue's front door.
-            let store = RedisStateStore(
-                config: redis, policy: policy, limits: limits, warnings: warnings, logger: logger, clock: monotonicNanoseconds)
-            return ThreadDependencies(
-                state: store, services: CurlServiceClient(services: services, breaker: breaker, clock: monotonicNanoseconds),
-                botAPI: CurlBotAPI(baseURL: apiBase, token: token, clock: monotonicNanoseconds), outgoing: store,
-                queue: enqueues ? queue.map { RedisUpdateQueue(store: store, settings: $0) } : nil)
-        }
+        // Every thread holds a Redis connection and libcurl handles (each ~1-2 descriptors).
+        raiseOpenFileLimit()
         let pool = ResponderPool(
-            settings: settings, handler: handler, makeDependencies: { makeDependencies(true) },
+            settings: settings, processor: gateway.processor, makeDependencies: { gateway.makeDependencies() },
             logger: logger, clock: monotonicNanoseconds,
             admin: { path, dependencies in admin.respond(to: path, state: dependencies.state) },
             onTick: { busy, handled in
@@ -156,30 +138,38 @@ struct TelegramGateway: ParsableCommand {
                 served.increment(by: counted.withLock { counted in defer { counted = handled }; return handled - counted })
                 files.write(metrics.snapshot())
             })
-        var workers: QueueWorkers?
+        // Stream workers run in both modes: in sync mode they take busy users' updates and the
+        // rest of answers the chat's window did not allow.
+        var workers: StreamWorkers?
         var workerThreads: [WorkerThread] = []
-        if let queue, !trivial, queue.workers > 0 {
-            raiseOpenFileLimit()
-            let started = QueueWorkers(
-                settings: queue, processes: processes ?? config.pool.processes, redis: redis, handler: handler,
-                makeDependencies: { makeDependencies(false) }, logger: logger, clock: monotonicNanoseconds)
-            let running = Atomic<Int>(queue.workers)
-            for index in 0..<queue.workers {
-                workerThreads.append(try WorkerThread.start { started.runWorker(index); running.subtract(1, ordering: .sequentiallyConsistent) })
+        if !trivial {
+            let started = gateway.makeWorkers(processes: processes ?? config.pool.processes)
+            let running = Atomic<Int>(config.queue.workers)
+            for index in 0..<config.queue.workers {
+                workerThreads.append(
+                    try WorkerThread.start {
+                        started.runWorker(index, partitions: gateway.makePartitionStore(), dependencies: gateway.makeDependencies())
+                        running.subtract(1, ordering: .sequentiallyConsistent)
+                    })
             }
-            workerThreads.append(try WorkerThread.start { started.runHeartbeat { running.load(ordering: .sequentiallyConsistent) == 0 } })
-            logger.info("queue workers started", metadata: ["workers": .stringConvertible(queue.workers), "partitions": .stringConvertible(queue.partitions)])
+            workerThreads.append(
+                try WorkerThread.start {
+                    started.runHeartbeat(partitions: gateway.makePartitionStore()) { running.load(ordering: .sequentiallyConsistent) == 0 }
+                })
+            logger.info(
+                "stream workers started",
+                metadata: ["workers": .stringConvertible(config.queue.workers), "partitions": .stringConvertible(config.queue.partitions)])
             workers = started
         }
         try pool.run()
-        // The front door is closed; workers finish the entry in hand (one cut short is claimed
-        // again by the partition's next holder).
+        // The webhook is closed; workers finish the entry in hand (one cut short is claimed
+        // again by the partition's next holder) and release their partitions.
         workers?.stop()
         workerThreads.forEach { $0.join() }
         files.write(metrics.snapshot())
     }
 
-    /// Each worker holds a Redis connection and a service and Bot API connection: lift the
+    /// Each thread holds a Redis connection and a service and Bot API connection: lift the
     /// soft limit on open files to the hard one, as servers with many connections do.
     private func raiseOpenFileLimit() {
         var limit = rlimit()

@@ -9,17 +9,23 @@ import Testing
 /// Routed updates reach their service with the contract's request; answers become Bot API calls
 /// and a webhook reply; failures become the generic apology. In-memory fakes throughout.
 @Suite struct DownstreamPipelineTests {
+    let clock = ManualClock()
     let log = RecordingLog()
-    let state = InMemoryStateStore(policy: .testing)
+    let state: InMemoryStateStore
     let botAPI = RecordingBotAPI()
 
-    private func handle(_ body: String, services: ScriptedServiceClient, webhookReply: Bool = true, state: InMemoryStateStore? = nil) -> WebhookResponse {
-        let handler = WebhookHandler(
-            secrets: [Secret("s")], maxBodyBytes: 65_536, webhookReply: webhookReply, clock: { 0 },
+    init() {
+        state = InMemoryStateStore(policy: .testing, clock: clock)
+    }
+
+    private func handle(_ body: String, services: ScriptedServiceClient, webhookReply: Bool = true) -> WebhookResponse {
+        let processor = UpdateProcessor(
+            settings: .init(secrets: [Secret("s")], maxBodyBytes: 65_536, webhookReply: webhookReply), clock: clock.gatewayClock,
             newInternalUserID: { "fresh-id" })
-        let head = WebhookHead(method: "POST", secretToken: Array("s".utf8), contentLength: nil, requestID: "req-7", acceptedAt: 0)
-        return handler.handle(
-            head, body: Array(body.utf8), with: ThreadDependencies(state: state ?? self.state, services: services, botAPI: botAPI),
+        let head = WebhookHead(method: "POST", secretToken: Array("s".utf8), contentLength: nil, requestID: "req-7", acceptedAt: clock.now)
+        return processor.handle(
+            head, body: Array(body.utf8),
+            with: ThreadDependencies(state: state, services: services, botAPI: botAPI, outgoing: state, queue: RecordingUpdateQueue()),
             logger: log.logger())
     }
 
@@ -44,14 +50,14 @@ import Testing
             {"actions":[{"type":"send_message","text":"one"},{"type":"send_message","text":"two"},{"type":"send_message","text":"three"}]}
             """#)
         let response = handle(Fixtures.message(text: "hello"), services: services)
-        #expect(botAPI.calls == [.sendMessage(chatID: 42, text: "one"), .sendMessage(chatID: 42, text: "two")])
+        #expect(botAPI.calls == [BotMethod.sendMessage(chatID: 42, text: "one").call, BotMethod.sendMessage(chatID: 42, text: "two").call])
         #expect(response.body == BotMethod.sendMessage(chatID: 42, text: "three").webhookReplyBody)
     }
 
     @Test func withoutWebhookRepliesEverythingGoesThroughTheAPI() {
         let services = ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"one"},{"type":"send_message","text":"two"}]}"#)
         let response = handle(Fixtures.message(text: "hello"), services: services, webhookReply: false)
-        #expect(botAPI.calls == [.sendMessage(chatID: 42, text: "one"), .sendMessage(chatID: 42, text: "two")])
+        #expect(botAPI.calls == [BotMethod.sendMessage(chatID: 42, text: "one").call, BotMethod.sendMessage(chatID: 42, text: "two").call])
         #expect(response == .acknowledged)
     }
 
@@ -81,6 +87,13 @@ import Testing
         #expect(state.session(.user(42))?.conversationState == #"{"step":3}"#)
     }
 
+    @Test func theServiceGetsWhatTheDeadlineLeavesNotItsWholeTimeout() throws {
+        let services = ScriptedServiceClient(answering: #"{"actions":[]}"#)
+        _ = handle(Fixtures.message(text: "hello"), services: services)
+        let deadline = try #require(services.deadlines.first)
+        #expect(deadline == .after(seconds: 25, from: clock.now), "the update's deadline, from its acceptance")
+    }
+
     @Test func withRedisDownServicesAreToldTheSessionIsUnavailable() throws {
         state.failing = true
         let services = ScriptedServiceClient(answering: #"{"actions":[]}"#)
@@ -96,30 +109,49 @@ import Testing
         let body = Fixtures.callbackWithMessage.replacing("CONNECT:99", with: "CONFIRM:order-1")
         let response = handle(body, services: services)
         #expect(services.requests.isEmpty)
-        #expect(botAPI.calls == [.answerCallbackQuery(callbackQueryID: "4382bfdwdsb323b2d9", text: "Confirmed", showAlert: false)])
+        #expect(botAPI.calls == [BotMethod.answerCallbackQuery(callbackQueryID: "4382bfdwdsb323b2d9", text: "Confirmed", showAlert: false).call])
         #expect(response.body == BotMethod.editMessageReplyMarkup(target: .chat(chatID: 42, messageID: 11), keyboard: nil).webhookReplyBody)
     }
 
-    @Test func botAPIFailuresAreLoggedWithoutTheirContent() {
+    @Test func botAPIRefusalsAreLoggedWithoutTheirContentAndNotRetried() {
         botAPI.fail(with: .rejected(status: 403))
         let services = ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"secret words"},{"type":"send_message","text":"b"}]}"#)
         let response = handle(Fixtures.message(text: "hello"), services: services)
         #expect(response.status == 200)
-        #expect(log.joined.contains("Bot API call failed"))
+        #expect(log.joined.contains("Bot API refused a call; not retried"))
         #expect(!log.joined.contains("secret words"))
+        #expect(state.outbox(.user(42)).isEmpty, "a refusal is final")
+    }
+
+    @Test func aCallThatFailsOnTheWebhookPathIsKeptForAWorkerWithTheRestBehindIt() {
+        botAPI.failNext([.server(status: 502)])
+        let services = ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"one"},{"type":"send_message","text":"two"}]}"#)
+        let response = handle(Fixtures.message(text: "hello"), services: services)
+        #expect(response == .acknowledged, "the reply would overtake the first message: it waits behind it")
+        let kept = state.outbox(.user(42))
+        #expect(kept.map(\.call) == [BotMethod.sendMessage(chatID: 42, text: "one").call, BotMethod.sendMessage(chatID: 42, text: "two").call])
+        #expect(kept.map(\.attempts) == [1, 0])
     }
 }
 
 @Suite struct LongCallbackDataTests {
-    let state = InMemoryStateStore(policy: .testing)
+    let clock = ManualClock()
+    let state: InMemoryStateStore
     let botAPI = RecordingBotAPI()
     let log = RecordingLog()
 
+    init() {
+        state = InMemoryStateStore(policy: .testing, clock: clock)
+    }
+
     private func handle(_ body: String, services: ScriptedServiceClient) -> WebhookResponse {
-        let handler = WebhookHandler(secrets: [Secret("s")], maxBodyBytes: 65_536, clock: { 0 }, newInternalUserID: { "id" })
-        let head = WebhookHead(method: "POST", secretToken: Array("s".utf8), contentLength: nil, requestID: "r", acceptedAt: 0)
-        return handler.handle(
-            head, body: Array(body.utf8), with: ThreadDependencies(state: state, services: services, botAPI: botAPI), logger: log.logger())
+        let processor = UpdateProcessor(
+            settings: .init(secrets: [Secret("s")], maxBodyBytes: 65_536), clock: clock.gatewayClock, newInternalUserID: { "id" })
+        let head = WebhookHead(method: "POST", secretToken: Array("s".utf8), contentLength: nil, requestID: "r", acceptedAt: clock.now)
+        clock.advance(milliseconds: 3000)  // each answer its own slot in the chat's window
+        return processor.handle(
+            head, body: Array(body.utf8), with: ThreadDependencies(state: state, services: services, botAPI: botAPI, outgoing: state),
+            logger: log.logger())
     }
 
     @Test func longDataTravelsAsATokenAndComesBackWhole() throws {
@@ -142,6 +174,15 @@ import Testing
         #expect(String(decoding: press.body, as: UTF8.self).contains(long))
     }
 
+    @Test func aStoreFailingWhileReadingATokenBackAsksForTheButtonAgain() {
+        let services = ScriptedServiceClient(answering: #"{"actions":[]}"#)
+        state.failing = true
+        let response = handle(Fixtures.callbackWithMessage.replacing("CONNECT:99", with: "~sometoken"), services: services)
+        #expect(response.status == 503, "not answered as an unknown button: Telegram delivers the press again")
+        #expect(services.requests.isEmpty)
+        #expect(!String(decoding: response.body, as: UTF8.self).contains(ReplyTexts.standard.unknownCallback))
+    }
+
     @Test func anUnknownTokenIsAnUnknownButton() {
         let services = ScriptedServiceClient(answering: #"{"actions":[]}"#)
         let response = handle(Fixtures.callbackWithMessage.replacing("CONNECT:99", with: "~nosuchtoken"), services: services)
@@ -156,49 +197,53 @@ import Testing
 }
 
 @Suite struct OutgoingPacingTests {
-    /// Grants `slots` messages, then refuses; records what it was asked.
-    final class CountingLimiter: OutgoingLimiter, Sendable {
-        let asked = Mutex<[(Int64, Bool)]>([])
-        let slots: Int
-        init(slots: Int) { self.slots = slots }
-        func awaitSlot(chatID: Int64, throughBotAPI: Bool) -> Bool {
-            asked.withLock { $0.append((chatID, throughBotAPI)); return $0.count <= slots }
-        }
+    @Test func whatTheChatsWindowDoesNotAllowNowIsKeptInOrderAndAWorkerSendsItPaced() {
+        let gateway = TestGateway(
+            services: ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"one"},{"type":"send_message","text":"two"},{"type":"send_message","text":"three"},{"type":"send_message","text":"four"},{"type":"send_message","text":"five"}]}"#))
+        let response = gateway.post(Fixtures.message(text: "hello"))
+        #expect(response == .acknowledged, "the last message waits behind the others: no webhook reply")
+        #expect(gateway.sent.map(\.parameters).map { String(decoding: $0, as: UTF8.self) }.allSatisfy { $0.contains("one") || $0.contains("two") || $0.contains("three") })
+        #expect(gateway.sent.count == 3, "the private chat's window: 3 per 3 s")
+        #expect(gateway.state.outbox(.user(42)).count == 2)
+        #expect(gateway.streams.entries(42 % 4).count == 1, "a worker is told")
+        let started = gateway.clock.milliseconds
+        gateway.work()
+        let texts = gateway.sent.map { String(decoding: $0.parameters, as: UTF8.self) }
+        #expect(texts.count == 5)
+        #expect(texts.enumerated().allSatisfy { $1.contains(["one", "two", "three", "four", "five"][$0]) }, "in order")
+        #expect(gateway.clock.milliseconds - started >= 2900, "paced: the worker waited for the window")
+        #expect(gateway.state.outbox(.user(42)).isEmpty)
+        #expect(gateway.state.queued(.user(42)).isEmpty, "the user is no longer held back")
     }
 
-    @Test func messagesWithoutASlotAreLeftOutAndLogged() {
-        let limiter = CountingLimiter(slots: 1)
-        let botAPI = RecordingBotAPI()
-        let log = RecordingLog()
-        let services = ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"one"},{"type":"send_message","text":"two"}]}"#)
-        let handler = WebhookHandler(secrets: [Secret("s")], maxBodyBytes: 65_536, clock: { 0 }, newInternalUserID: { "id" })
-        let head = WebhookHead(method: "POST", secretToken: Array("s".utf8), contentLength: nil, requestID: "r", acceptedAt: 0)
-        let response = handler.handle(
-            head, body: Array(Fixtures.message(text: "hello").utf8),
-            with: ThreadDependencies(state: InMemoryStateStore(policy: .testing), services: services, botAPI: botAPI, outgoing: limiter),
-            logger: log.logger())
-        #expect(botAPI.calls == [.sendMessage(chatID: 42, text: "one")])
-        #expect(response == .acknowledged, "the second message had no slot")
-        #expect(limiter.asked.withLock { $0.map(\.1) } == [true, false], "only the webhook reply skips the bot-wide budget")
-        #expect(log.joined.contains("outgoing limit reached"))
+    @Test func theWebhookReplyCountsInTheChatsWindowButNotTheBotsBudget() {
+        let gateway = TestGateway(
+            policy: StatePolicy(
+                rateLimitRequests: 1000, rateLimitWindowMilliseconds: 1000, sessionTTLSeconds: 86_400, dedupeTTLSeconds: 86_400,
+                leaseMilliseconds: 30_000, outgoing: OutgoingLimits(botMessagesPerSecond: 1)),
+            services: ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"one"},{"type":"send_message","text":"two"}]}"#))
+        let response = gateway.post(Fixtures.message(text: "hello"))
+        #expect(gateway.sent.count == 1, "one through the Bot API: the bot's budget of 1 a second")
+        #expect(!response.body.isEmpty, "the reply is Telegram's to send: outside the bot's budget")
     }
 }
 
 @Suite struct SlowRequestLogTests {
     @Test func aSlowRequestIsLoggedWithItsTimingsButNoContent() {
         let log = RecordingLog()
-        let now = Mutex<UInt64>(0)
+        let clock = ManualClock()
         let services = ScriptedServiceClient { _, _ in
-            now.withLock { $0 += 7_000_000_000 }  // the service takes 7 s
+            clock.advance(milliseconds: 7000)  // the service takes 7 s
             return .success(Array(#"{"actions":[{"type":"send_message","text":"private answer"}]}"#.utf8))
         }
-        let handler = WebhookHandler(
-            secrets: [Secret("s")], maxBodyBytes: 65_536, slowRequestSeconds: 5, clock: { now.withLock { $0 } }, newInternalUserID: { "id" })
-        let head = WebhookHead(method: "POST", secretToken: Array("s".utf8), contentLength: nil, requestID: "r", acceptedAt: 0)
-        _ = handler.handle(
+        let processor = UpdateProcessor(
+            settings: .init(secrets: [Secret("s")], maxBodyBytes: 65_536, slowRequestSeconds: 5), clock: clock.gatewayClock,
+            newInternalUserID: { "id" })
+        let head = WebhookHead(method: "POST", secretToken: Array("s".utf8), contentLength: nil, requestID: "r", acceptedAt: clock.now)
+        let state = InMemoryStateStore(policy: .testing, clock: clock)
+        _ = processor.handle(
             head, body: Array(Fixtures.message(text: "secret question").utf8),
-            with: ThreadDependencies(state: InMemoryStateStore(policy: .testing), services: services, botAPI: RecordingBotAPI()),
-            logger: log.logger())
+            with: ThreadDependencies(state: state, services: services, botAPI: RecordingBotAPI(), outgoing: state), logger: log.logger())
         let line = log.all.last ?? ""
         #expect(line.contains(#""level":"warning""#))
         #expect(line.contains(#""message":"slow request""#))

@@ -16,7 +16,8 @@ import Testing
         #expect(config.redis.commandTimeoutSeconds == 0.05)
         #expect(config.dedupeTTLSeconds == 86_400)
         // The lease outlives the slowest service (5 s) plus delivery.
-        #expect(config.statePolicy.leaseMilliseconds == 10_000)
+        #expect(config.updateDeadlineSeconds == 25)
+        #expect(config.statePolicy.leaseMilliseconds == 30_000, "the deadline and a margin")
         #expect(config.sessionTTLSeconds == 86_400)
         #expect(config.rateLimit == .init(requests: 1, windowSeconds: 1))
         #expect(config.services[.conversation]?.timeoutSeconds == 5)

@@ -8,33 +8,37 @@ import Testing
 /// once; a worker processes a stored update with every action through the Bot API, retrying a
 /// failing service until the last attempt.
 @Suite struct QueueModeTests {
-    let log = RecordingLog()
-    let state = InMemoryStateStore(policy: .testing)
-    let botAPI = RecordingBotAPI()
     let queue = RecordingUpdateQueue()
-    let handler = WebhookHandler(secrets: [Secret("s")], maxBodyBytes: 65_536, clock: { 0 }, newInternalUserID: { "fresh-id" })
-    let head = WebhookHead(method: "POST", secretToken: Array("s".utf8), contentLength: nil, requestID: "req-1", acceptedAt: 0)
+    let gateway = TestGateway(
+        settings: .init(secrets: [Secret("s3cret")], maxBodyBytes: 65_536, mode: .queue, queue: QueueSettings(partitions: 4, workers: 4, maxAttempts: 3)))
 
-    private func dependencies(_ services: ScriptedServiceClient, queue: RecordingUpdateQueue? = nil) -> ThreadDependencies {
-        ThreadDependencies(state: state, services: services, botAPI: botAPI, queue: queue)
+    private func enqueue(_ body: String) -> WebhookResponse {
+        var dependencies = gateway.dependencies
+        dependencies.queue = queue
+        return gateway.processor.handle(gateway.head(), body: Array(body.utf8), with: dependencies, logger: gateway.log.logger())
     }
 
-    private func enqueue(_ body: String, services: ScriptedServiceClient = ScriptedServiceClient(answering: "{}")) -> WebhookResponse {
-        handler.handle(head, body: Array(body.utf8), with: dependencies(services, queue: queue), logger: log.logger())
+    private func process(_ body: String, attempt: Int = 1, of attempts: Int = 3, answered: Bool = false, replay: String? = nil) -> QueuedResult {
+        let context = UpdateContext(
+            requestID: "q0-1-0", logger: gateway.log.logger(), deadline: .after(seconds: 25, from: gateway.clock.now), mayWait: true,
+            clock: gateway.clock.gatewayClock)
+        return gateway.processor.process(
+            stored: Array(body.utf8), callbackAnswered: answered, replay: replay, attempt: attempt, isLastAttempt: attempt >= attempts,
+            with: gateway.dependencies, context: context)
     }
 
-    private func process(_ body: String, attempt: Int = 1, of attempts: Int = 3, answered: Bool = false, services: ScriptedServiceClient) -> QueuedResult {
-        let entry = QueuedUpdate(body: Array(body.utf8), callbackAnswered: answered, attempt: attempt, isLastAttempt: attempt >= attempts)
-        return handler.process(entry, requestID: "q0-1-0", with: dependencies(services), logger: log.logger())
+    private func answering(_ json: String) -> TestGateway {
+        TestGateway(
+            settings: .init(secrets: [Secret("s3cret")], maxBodyBytes: 65_536, mode: .queue, queue: QueueSettings(partitions: 4, workers: 4, maxAttempts: 3)),
+            services: ScriptedServiceClient(answering: json))
     }
 
     @Test func theResponderStoresTheUpdateAsSentAndAnswersWithoutCallingAnything() {
-        let services = ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"ok"}]}"#)
-        let response = enqueue(Fixtures.message(text: "hello"), services: services)
+        let response = enqueue(Fixtures.message(text: "hello"))
         #expect(response == .acknowledged)
         #expect(queue.requests == [EnqueueRequest(updateID: 1001, subject: .user(42), body: Array(Fixtures.message(text: "hello").utf8), isCallback: false)])
-        #expect(services.requests.isEmpty)
-        #expect(botAPI.calls.isEmpty)
+        #expect(gateway.services.requests.isEmpty)
+        #expect(gateway.botAPI.calls.isEmpty)
     }
 
     @Test func aFullPartitionGetsRetryAfterAndABrokenQueueToo() {
@@ -66,36 +70,78 @@ import Testing
     }
 
     @Test func aWorkerDeliversEverythingThroughTheBotAPIAndFinishes() throws {
-        let services = ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"one"},{"type":"send_message","text":"two"}],"state":{"step":2}}"#)
-        #expect(process(Fixtures.message(text: "hello"), services: services) == .done(.replied))
-        #expect(botAPI.calls == [.sendMessage(chatID: 42, text: "one"), .sendMessage(chatID: 42, text: "two")])
+        let gateway = answering(#"{"actions":[{"type":"send_message","text":"one"},{"type":"send_message","text":"two"}]}"#)
+        let context = UpdateContext(
+            requestID: "q", logger: gateway.log.logger(), deadline: .after(seconds: 25, from: gateway.clock.now), mayWait: true,
+            clock: gateway.clock.gatewayClock)
+        let body = Array(Fixtures.message(text: "hello").utf8)
+        let result = gateway.processor.process(
+            stored: body, callbackAnswered: false, replay: nil, attempt: 1, isLastAttempt: false, with: gateway.dependencies, context: context)
+        #expect(result == .done(.replied))
+        #expect(gateway.sent == [BotMethod.sendMessage(chatID: 42, text: "one").call, BotMethod.sendMessage(chatID: 42, text: "two").call])
         // Processed once: the same entry again (a reclaimed one whose ack was lost) is a duplicate.
-        #expect(process(Fixtures.message(text: "hello"), services: services) == .done(.duplicate))
-        #expect(services.requests.count == 1)
+        let again = gateway.processor.process(
+            stored: body, callbackAnswered: false, replay: nil, attempt: 2, isLastAttempt: false, with: gateway.dependencies, context: context)
+        #expect(again == .done(.duplicate))
+        #expect(gateway.services.requests.count == 1)
     }
 
     @Test func aFailingServiceIsRetriedSilentlyThenApologisedForAndDeadLettered() {
-        let services = ScriptedServiceClient { _, _ in .failure(.timeout) }
-        #expect(process(Fixtures.message(text: "hello"), attempt: 1, services: services) == .retry(reason: "service_failed"))
-        #expect(process(Fixtures.message(text: "hello"), attempt: 2, services: services) == .retry(reason: "service_failed"))
-        #expect(botAPI.calls.isEmpty)
-        #expect(process(Fixtures.message(text: "hello"), attempt: 3, services: services) == .deadLetter(reason: "service_failed"))
-        #expect(botAPI.calls == [.sendMessage(chatID: 42, text: ReplyTexts.standard.serviceFailure)])
-        #expect(services.requests.count == 3)
+        let gateway = TestGateway(
+            settings: .init(secrets: [Secret("s3cret")], maxBodyBytes: 65_536, mode: .queue, queue: QueueSettings(partitions: 4, workers: 4, maxAttempts: 3)),
+            services: ScriptedServiceClient { _, _ in .failure(.timeout) })
+        gateway.streams.append(.update(body: Array(Fixtures.message(text: "hello").utf8), callbackAnswered: false, replay: nil), to: 42 % 4)
+        gateway.work()
+        #expect(gateway.services.requests.count == 3)
+        #expect(gateway.sent == [BotMethod.sendMessage(chatID: 42, text: ReplyTexts.standard.serviceFailure).call], "the apology, once")
+        #expect(gateway.streams.deadLetters.map(\.reason) == ["service_failed"])
+        #expect(gateway.streams.entries(42 % 4).isEmpty)
     }
 
     @Test func aRetryAfterAWorkerDiedTakesTheLeasesOver() {
         // The first attempt claimed the update and the user, then its worker died (no finish).
-        let claim = BeginRequest(updateID: 1001, subject: .user(42), needsSession: true, newInternalUserID: "x", queued: true)
-        _ = try? state.begin(claim)
-        let services = ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"ok"}]}"#)
-        #expect(process(Fixtures.message(text: "hello"), attempt: 2, services: services) == .done(.replied))
+        let claim = BeginRequest(updateID: 1001, subject: .user(42), needsSession: true, newInternalUserID: "x", token: "w-dead", origin: .worker)
+        _ = try? gateway.state.begin(claim, deadline: .distantFuture)
+        let started = gateway.clock.milliseconds
+        #expect(process(Fixtures.message(text: "hello"), attempt: 2) == .done(.replied))
+        #expect(gateway.clock.milliseconds == started, "taken over at once, not waited for")
+    }
+
+    @Test func aWorkerWaitsForAWebhookRequestHoldingTheUserInsteadOfTakingItOver() {
+        let claim = BeginRequest(updateID: 999, subject: .user(42), needsSession: true, newInternalUserID: "x", token: "s-webhook")
+        _ = try? gateway.state.begin(claim, deadline: .distantFuture)
+        let started = gateway.clock.milliseconds
+        #expect(process(Fixtures.message(text: "hello"), attempt: 1) == .done(.replied))
+        #expect(gateway.clock.milliseconds - started >= 30_000, "it waited for the webhook request's lease")
     }
 
     @Test func aCallbackAnsweredAtEnqueueIsNotAnsweredTwice() {
-        let services = ScriptedServiceClient(answering: #"{"actions":[{"type":"answer_callback","text":"Done"},{"type":"send_message","text":"ok"}]}"#)
-        #expect(process(Fixtures.callbackWithMessage, answered: true, services: services) == .done(.replied))
-        #expect(botAPI.calls == [.sendMessage(chatID: 42, text: "ok")])
+        let gateway = answering(#"{"actions":[{"type":"answer_callback","text":"Done"},{"type":"send_message","text":"ok"}]}"#)
+        let context = UpdateContext(
+            requestID: "q", logger: gateway.log.logger(), deadline: .after(seconds: 25, from: gateway.clock.now), mayWait: true,
+            clock: gateway.clock.gatewayClock)
+        let result = gateway.processor.process(
+            stored: Array(Fixtures.callbackWithMessage.utf8), callbackAnswered: true, replay: nil, attempt: 1, isLastAttempt: false,
+            with: gateway.dependencies, context: context)
+        #expect(result == .done(.replied))
+        #expect(gateway.sent == [BotMethod.sendMessage(chatID: 42, text: "ok").call])
+    }
+
+    @Test func aReplayIsProcessedOnceEvenIfItsEntryIsClaimedAgain() {
+        let gateway = answering(#"{"actions":[{"type":"send_message","text":"ok"}]}"#)
+        let context = UpdateContext(
+            requestID: "q", logger: gateway.log.logger(), deadline: .after(seconds: 25, from: gateway.clock.now), mayWait: true,
+            clock: gateway.clock.gatewayClock)
+        let body = Array(Fixtures.message(text: "hello").utf8)
+        func run(replay: String?) -> QueuedResult {
+            gateway.processor.process(
+                stored: body, callbackAnswered: false, replay: replay, attempt: 1, isLastAttempt: false, with: gateway.dependencies, context: context)
+        }
+        #expect(run(replay: nil) == .done(.replied))
+        #expect(run(replay: "1700000000000-0") == .done(.replied), "the operator's replay runs although the update was done")
+        #expect(run(replay: "1700000000000-0") == .done(.duplicate), "the same replay claimed again (its ack lost) does not")
+        #expect(run(replay: nil) == .done(.duplicate), "Telegram's own redelivery neither")
+        #expect(gateway.services.requests.count == 2)
     }
 
     @Test func partitionsFollowTheSubjectSoAUsersUpdatesShareOne() {
@@ -106,16 +152,17 @@ import Testing
         #expect(settings.partition(of: nil, updateID: 35) == 3)
     }
 
-    @Test func queueModeNeedsAWorkerForEveryPartition() {
+    @Test(arguments: [DeliveryMode.sync, .queue])
+    func everyPartitionNeedsAWorkerInEitherMode(mode: DeliveryMode) {
         var environment = GatewayConfigTests().minimal
-        environment["DELIVERY_MODE"] = "queue"
+        environment["DELIVERY_MODE"] = mode.rawValue
         environment["QUEUE_PARTITIONS"] = "64"
         environment["QUEUE_WORKERS"] = "8"
         environment["GATEWAY_PROCESSES"] = "4"
         #expect(throws: ConfigError.self) { try GatewayConfig.load(environment: environment) }
         environment["QUEUE_WORKERS"] = "16"
         let config = try? GatewayConfig.load(environment: environment)
-        #expect(config?.deliveryMode == .queue)
+        #expect(config?.deliveryMode == mode)
         #expect(config?.queue.partitions == 64)
     }
 }

@@ -119,22 +119,34 @@ import Testing
 }
 
 @Suite struct BotAPIResponseTests {
-    private func verdict(_ status: Int, _ body: String, attempt: Int = 0, remaining: Double = 30) -> BotAPIResponse.Verdict {
-        BotAPIResponse.verdict(status: status, body: Array(body.utf8), attempt: attempt, remainingSeconds: remaining)
+    private func verdict(_ status: Int, _ body: String, attempt: Int = 0, remaining: Int64 = 30_000) -> BotAPIResponse.Verdict {
+        BotAPIResponse.verdict(status: status, body: Array(body.utf8), attempt: attempt, remainingMilliseconds: remaining)
     }
 
     @Test func outcomes() {
         #expect(verdict(200, #"{"ok":true,"result":{}}"#) == .delivered)
-        #expect(verdict(429, #"{"ok":false,"error_code":429,"parameters":{"retry_after":1}}"#) == .retry(afterSeconds: 1))
-        #expect(verdict(429, #"{"ok":false,"error_code":429,"parameters":{"retry_after":35}}"#) == .failed(.rateLimited()))
-        #expect(verdict(429, #"{"parameters":{"retry_after":3}}"#, remaining: 2) == .failed(.rateLimited()))
+        #expect(
+            verdict(429, #"{"ok":false,"error_code":429,"parameters":{"retry_after":1}}"#) == .failed(.rateLimited(retryAfterSeconds: 1)),
+            "never waited out by the client: the pool pauses and a worker sends it later")
+        #expect(verdict(429, #"{"ok":false,"error_code":429,"parameters":{"retry_after":35}}"#) == .failed(.rateLimited(retryAfterSeconds: 35)))
+        #expect(verdict(429, #"{"ok":false,"error_code":429}"#) == .failed(.rateLimited(retryAfterSeconds: 1)))
         #expect(verdict(400, #"{"ok":false,"error_code":400,"description":"Bad Request: message is not modified: specified new message content and reply markup are exactly the same"}"#) == .delivered)
         #expect(verdict(400, #"{"ok":false,"description":"Bad Request: chat not found"}"#) == .failed(.rejected(status: 400)))
         #expect(verdict(403, #"{"ok":false,"description":"Forbidden: bot was blocked by the user"}"#) == .failed(.rejected(status: 403)))
-        #expect(verdict(502, "<html>") == .retry(afterSeconds: 0.2))
+        #expect(verdict(502, "<html>") == .retry(afterMilliseconds: 200))
         #expect(verdict(502, "<html>", attempt: 1) == .failed(.server(status: 502)))
-        #expect(BotAPIResponse.verdictForTransportFailure(attempt: 0, remainingSeconds: 5) == .retry(afterSeconds: 0.1))
-        #expect(BotAPIResponse.verdictForTransportFailure(attempt: 1, remainingSeconds: 5) == .failed(.transport))
+        #expect(BotAPIResponse.verdictForTransportFailure(attempt: 0, remainingMilliseconds: 5000) == .retry(afterMilliseconds: 100))
+        #expect(BotAPIResponse.verdictForTransportFailure(attempt: 1, remainingMilliseconds: 5000) == .failed(.transport))
+    }
+
+    @Test(arguments: [-5, -1, Int.min / 2, 0])
+    func aNegativeOrZeroRetryAfterIsTakenAsNoWaitNotATrap(seconds: Int) {
+        let body = #"{"ok":false,"error_code":429,"parameters":{"retry_after":\#(seconds)}}"#
+        #expect(verdict(429, body) == .failed(.rateLimited(retryAfterSeconds: 0)))
+    }
+
+    @Test func anAbsurdRetryAfterIsClampedNotOverflowed() {
+        #expect(verdict(429, #"{"parameters":{"retry_after":9223372036854775807}}"#) == .failed(.rateLimited(retryAfterSeconds: 3600)))
     }
 }
 

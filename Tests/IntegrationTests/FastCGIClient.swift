@@ -62,6 +62,31 @@ enum FastCGIClient {
         return Response(status: status, body: Array(text[headerEnd.upperBound...].utf8))
     }
 
+    /// Opens a request and sends its parameters and the first half of its body, then nothing
+    /// more: a client that stalls mid-body. Returns the connection, for the caller to close.
+    static func stall(socketPath: String, parameters: [(String, String)], body: [UInt8]) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw StackError("socket failed") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: Array(socketPath.utf8) + [0])
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else {
+            close(fd)
+            throw StackError("connect \(socketPath) failed")
+        }
+        var params: [UInt8] = []
+        for (name, value) in parameters { params += length(name.utf8.count) + length(value.utf8.count) + Array(name.utf8) + Array(value.utf8) }
+        let out = record(type: 1, [0, 1, 0, 0, 0, 0, 0, 0]) + records(type: 4, params) + record(type: 4, [])
+            + records(type: 5, Array(body.prefix(body.count / 2)))
+        try writeAll(fd, out)
+        return fd
+    }
+
     /// A stream's content split into records of at most 65,535 bytes.
     private static func records(type: UInt8, _ content: [UInt8]) -> [UInt8] {
         stride(from: 0, to: content.count, by: 65_535).flatMap { start in

@@ -1,21 +1,24 @@
 import Foundation
 import GatewayCore
 import GatewayRedis
+import GatewayRuntime
 import GatewayTestSupport
+import Logging
 import Testing
 
-/// The Lua scripts themselves, run with `redis-cli --eval` against a real redis-server.
-/// Time-dependent cases set the bucket relative to Redis's own clock instead of sleeping.
+/// The Lua scripts themselves, run through the gateway's own Redis adapters against a real
+/// redis-server. Time-dependent cases set the data relative to Redis's own clock instead of
+/// sleeping.
 @Suite(.serialized) struct RedisScriptTests {
-    private func withFixture(_ body: (ScriptFiles) throws -> Void) throws {
+    private func withRedis(_ body: (StoreFixture) throws -> Void) throws {
         let redis = try RedisServer()
         defer { try? redis.stop() }
-        try body(try ScriptFiles(redis))
+        try body(StoreFixture(redis))
     }
 
     @Test(arguments: TokenBucketVector.all)
     func luaBucketMatchesTheSharedVectors(vector: TokenBucketVector) throws {
-        try withFixture { fixture in
+        try withRedis { fixture in
             let rate = StateSubjectKeys(subject: .user(7), updateID: 1).rate
             if let start = vector.start {
                 // Set the bucket relative to Redis's own clock, in Redis.
@@ -29,11 +32,13 @@ import Testing
                 try fixture.redis.cli(
                     "EVAL", setup, "1", rate, "\(start.milliTokens)", "\(start.updatedAgo)", start.warnedAgo.map(String.init) ?? "")
             }
-            let reply = try fixture.begin(user: 7, update: 1, token: "t", capacity: vector.capacity, window: vector.windowMilliseconds, needs: false)
+            let store = fixture.store(capacity: vector.capacity, window: vector.windowMilliseconds)
+            let decision = try store.begin(
+                BeginRequest(updateID: 1, subject: .user(7), needsSession: false, newInternalUserID: "", token: "s1"), deadline: .distantFuture)
             if vector.allowed {
-                #expect(reply == ["ok"])
+                #expect(decision == .proceed(nil, nil, reply: .none, outboxWaiting: 0))
             } else {
-                #expect(reply == ["limited", vector.warn ? "1" : "0"])
+                #expect(decision == .limited(warn: vector.warn))
             }
             // Redis's clock moves on between setting up and running: allow 100 ms of refill.
             let left = try #require(Int64(try fixture.redis.cli("HGET", rate, "mt")))
@@ -42,45 +47,209 @@ import Testing
         }
     }
 
-    @Test func secondUpdateOfAUserWaitsAndSeesTheStateTheFirstWrote() throws {
-        try withFixture { fixture in
-            #expect(try fixture.begin(user: 5, update: 1, token: "a", capacity: 100) == ["ok", "internal-5", "", "1"])
-            let busy = try fixture.begin(user: 5, update: 2, token: "b", capacity: 100)
-            #expect(busy.first == "busy")
-            #expect(try fixture.finish(user: 5, update: 1, token: "a", state: #"{"flow":"signup","step":2}"#) == ["1"])
-            #expect(try fixture.begin(user: 5, update: 2, token: "b", capacity: 100) == ["ok", "internal-5", #"{"flow":"signup","step":2}"#, "0"])
+    @Test func aBusyUsersUpdateIsHandedOverAndLaterOnesQueueBehindItUntilAWorkerFinishesIt() throws {
+        try withRedis { fixture in
+            let store = fixture.store()
+            guard case .proceed(let first?, let session, _, _) = try fixture.begin(store, user: 5, update: 1, token: "s-a") else {
+                Issue.record("the first update is not claimed")
+                return
+            }
+            #expect(session == Session(internalUserID: "internal-5", conversationState: nil, isNew: true))
+            #expect(try fixture.begin(store, user: 5, update: 2, token: "s-b") == .deferred)
+            #expect(try fixture.redis.cli("SMEMBERS", "{tg:5}:queued") == "2")
+            _ = try store.finish(Completion(claim: first, stateChange: .set(#"{"flow":"signup","step":2}"#)), deadline: .distantFuture)
+            // Update 2 still waits in the stream: update 3, even one the gateway answers itself, goes behind it.
+            #expect(try fixture.begin(store, user: 5, update: 3, token: "s-c", needs: false) == .deferred)
+            // The worker takes update 2: it sees the state update 1 wrote.
+            guard case .proceed(let second?, let read, _, _) = try fixture.begin(store, user: 5, update: 2, token: "w-x", origin: .worker) else {
+                Issue.record("the worker could not claim update 2")
+                return
+            }
+            #expect(read?.conversationState == #"{"flow":"signup","step":2}"#)
+            _ = try store.finish(Completion(subject: .user(5), updateID: 2, claim: second, origin: .worker), deadline: .distantFuture)
+            #expect(try fixture.begin(store, user: 5, update: 3, token: "w-x", needs: false, origin: .worker) == .proceed(nil, nil, reply: .none, outboxWaiting: 0))
+            #expect(try fixture.redis.cli("SCARD", "{tg:5}:queued") == "0", "nothing of the user waits any more")
+            #expect(try fixture.begin(store, user: 5, update: 4, token: "s-d").isClaim, "the next update is processed at once again")
             // Another user is never held up.
-            #expect(try fixture.begin(user: 6, update: 3, token: "c", capacity: 100).first == "ok")
+            #expect(try fixture.begin(store, user: 6, update: 9, token: "s-e").isClaim)
+        }
+    }
+
+    @Test func aWorkerWaitsForAWebhookRequestButTakesOverALeaseADeadWorkerLeft() throws {
+        try withRedis { fixture in
+            let store = fixture.store()
+            _ = try fixture.begin(store, user: 5, update: 1, token: "s-webhook")
+            guard case .busy(let wait) = try fixture.begin(store, user: 5, update: 2, token: "w-1", origin: .worker) else {
+                Issue.record("the worker was not told to wait")
+                return
+            }
+            #expect(wait > 9000)
+            try fixture.redis.cli("SET", "{tg:5}:lease", "w-dead", "PX", "60000")
+            #expect(try fixture.begin(store, user: 5, update: 2, token: "w-1", origin: .worker).isClaim)
         }
     }
 
     @Test func doneUpdateIsDuplicateAndHeldUpdateIsInProgressUntilItsLeaseExpires() throws {
-        try withFixture { fixture in
-            #expect(try fixture.begin(user: 5, update: 1, token: "a", capacity: 100).first == "ok")
-            let held = try fixture.begin(user: 5, update: 1, token: "b", capacity: 100)
-            #expect(held.first == "in_progress")
-            #expect((Int(held.last ?? "") ?? 0) > 9000)
+        try withRedis { fixture in
+            let store = fixture.store()
+            guard case .proceed(let first?, _, _, _) = try fixture.begin(store, user: 5, update: 1, token: "s-a") else {
+                Issue.record("not claimed")
+                return
+            }
+            guard case .inProgress(let seconds) = try fixture.begin(store, user: 5, update: 1, token: "s-b") else {
+                Issue.record("a redelivery of an update in progress was not deferred")
+                return
+            }
+            #expect(seconds == 10)
             // The responder holding it dies: its leases run out on Redis's clock.
             let keys = StateSubjectKeys(subject: .user(5), updateID: 1)
             try fixture.redis.cli("PEXPIRE", keys.update, "1")
             try fixture.redis.cli("PEXPIRE", keys.lease, "1")
             try waitUntil("the leases expire") { (try? fixture.redis.cli("EXISTS", keys.update, keys.lease)) == "0" }
-            #expect(try fixture.begin(user: 5, update: 1, token: "b", capacity: 100).first == "ok")
-            // A finish with a lost lease changes nothing.
-            #expect(try fixture.finish(user: 5, update: 1, token: "a", state: "{}") == ["0"])
-            #expect(try fixture.finish(user: 5, update: 1, token: "b") == ["1"])
-            #expect(try fixture.begin(user: 5, update: 1, token: "c", capacity: 100) == ["duplicate"])
+            guard case .proceed(let second?, _, _, _) = try fixture.begin(store, user: 5, update: 1, token: "s-b") else {
+                Issue.record("the redelivery after the lease was not claimed")
+                return
+            }
+            // The first responder comes back (it was stalled, not dead): its state is written all
+            // the same, never lost, but the lease it no longer holds is left alone.
+            let late = try store.finish(Completion(claim: first, stateChange: .set(#"{"late":true}"#)), deadline: .distantFuture)
+            #expect(late.leaseWasOurs == false)
+            #expect(try fixture.redis.cli("HGET", keys.session, "state") == #"{"late":true}"#)
+            #expect(try fixture.redis.cli("GET", keys.lease) == "s-b")
+            #expect(try store.finish(Completion(claim: second), deadline: .distantFuture).leaseWasOurs)
+            #expect(try fixture.begin(store, user: 5, update: 1, token: "s-c") == .duplicate(outboxWaiting: 0))
             #expect((Int(try fixture.redis.cli("TTL", keys.update)) ?? 0) > 3500)
         }
     }
 
+    @Test func aReplayIsProcessedOnceAlthoughTheUpdateWasDone() throws {
+        try withRedis { fixture in
+            let store = fixture.store()
+            guard case .proceed(let first?, _, _, _) = try fixture.begin(store, user: 5, update: 1, token: "w-a", origin: .worker) else { return }
+            _ = try store.finish(Completion(claim: first), deadline: .distantFuture)
+            let replay = BeginRequest(updateID: 1, subject: .user(5), needsSession: true, newInternalUserID: "x", token: "w-b", origin: .worker, replay: "17-0")
+            guard case .proceed(let replayed?, _, _, _) = try store.begin(replay, deadline: .distantFuture) else {
+                Issue.record("the replay was not processed")
+                return
+            }
+            var completion = Completion(claim: replayed)
+            completion.replay = "17-0"
+            completion.origin = .worker
+            _ = try store.finish(completion, deadline: .distantFuture)
+            #expect(try store.begin(replay, deadline: .distantFuture) == .duplicate(outboxWaiting: 0), "the same replay claimed again")
+            #expect(try fixture.begin(store, user: 5, update: 1, token: "s-c") == .duplicate(outboxWaiting: 0), "a redelivery from Telegram")
+        }
+    }
+
+    @Test func aRepliesSlotIsTakenWithTheClaimAndWhatTheWindowRefusesWaitsInTheOutboxInOrder() throws {
+        try withRedis { fixture in
+            let store = fixture.store()
+            func reply(_ index: Int) -> PendingSend { PendingSend(.sendMessage(chatID: 5, text: "r\(index)"), requestID: "r", index: index) }
+            for index in 1...3 {
+                let decision = try store.begin(
+                    BeginRequest(updateID: Int64(index), subject: .user(5), needsSession: false, newInternalUserID: "", token: "s\(index)", reply: reply(index)),
+                    deadline: .distantFuture)
+                #expect(decision == .proceed(nil, nil, reply: .now, outboxWaiting: 0), "\(index) of 3 per 3 s")
+            }
+            let fourth = try store.begin(
+                BeginRequest(updateID: 4, subject: .user(5), needsSession: false, newInternalUserID: "", token: "s4", reply: reply(4)),
+                deadline: .distantFuture)
+            #expect(fourth == .proceed(nil, nil, reply: .kept, outboxWaiting: 1))
+            #expect(try fixture.redis.cli("SMEMBERS", "{tg:5}:queued") == "o", "the user's next updates go behind it")
+            let report = try store.finish(
+                Completion(subject: .user(5), updateID: 9, claim: nil, tail: [reply(5), reply(6)]), deadline: .distantFuture)
+            #expect(report.outboxWaiting == 3)
+            var sent: [String] = []
+            while let head = try store.outboxHead(of: .user(5), deadline: .distantFuture) {
+                sent.append(String(decoding: head.call.parameters, as: UTF8.self))
+                _ = try store.popOutbox(of: .user(5), send: head, deadline: .distantFuture)
+            }
+            #expect(sent.map { $0.contains("\"r4\"") || $0.contains("\"r5\"") || $0.contains("\"r6\"") } == [true, true, true])
+            #expect(sent.first?.contains("r4") == true && sent.last?.contains("r6") == true)
+            #expect(try fixture.redis.cli("SCARD", "{tg:5}:queued") == "0", "an empty outbox holds nobody back")
+        }
+    }
+
+    @Test func aPauseFromA429DelaysEveryBotAPISendButNotAWebhookReply() throws {
+        try withRedis { fixture in
+            let store = fixture.store()
+            store.pause(milliseconds: 1500, deadline: .distantFuture)
+            let wait = try #require(store.reserve(chatID: 5, throughBotAPI: true, maxWaitMilliseconds: 5000, deadline: .distantFuture))
+            #expect((1300...1500).contains(wait), "\(wait)")
+            #expect(store.reserve(chatID: 6, throughBotAPI: true, maxWaitMilliseconds: 500, deadline: .distantFuture) == nil)
+            #expect(store.reserve(chatID: 7, throughBotAPI: false, maxWaitMilliseconds: 0, deadline: .distantFuture) == 0)
+        }
+    }
+
+    @Test func aRenewalNeverTakesAPartitionBackAfterItsRelease() throws {
+        // The cause of a flaky stop test: the heartbeat renewed (with the take script) a
+        // partition its worker had just released, and the partition stayed owned after exit.
+        try withRedis { fixture in
+            let partitions = RedisPartitionStore(redis: fixture.settings, blockMilliseconds: 0, clock: monotonicNanoseconds)
+            // Typed throws do not pass through #expect: each answer is taken first.
+            let taken = try partitions.takeLease(partition: 3, worker: "w1", milliseconds: 60_000)
+            let takenByAnother = try partitions.takeLease(partition: 3, worker: "w2", milliseconds: 60_000)
+            let renewed = try partitions.renewLease(partition: 3, worker: "w1", milliseconds: 60_000)
+            let renewedByAnother = try partitions.renewLease(partition: 3, worker: "w2", milliseconds: 60_000)
+            partitions.releaseLease(partition: 3, worker: "w1")
+            let renewedAfterRelease = try partitions.renewLease(partition: 3, worker: "w1", milliseconds: 60_000)
+            #expect(taken && !takenByAnother && renewed && !renewedByAnother)
+            #expect(!renewedAfterRelease)
+            #expect(try fixture.redis.cli("EXISTS", "{tgq:3}:owner") == "0")
+        }
+    }
+
     @Test func everyKeyOfAnUpdateSharesOneClusterSlot() throws {
-        try withFixture { fixture in
+        try withRedis { fixture in
             let keys = StateSubjectKeys(subject: .user(123_456_789), updateID: 42)
-            let slots = try [keys.update, keys.rate, keys.session, keys.lease].map { try fixture.redis.cli("CLUSTER", "KEYSLOT", $0) }
+            let slots = try [keys.update, keys.rate, keys.session, keys.lease, keys.queued, keys.outbox, keys.window, RedisScripts.windowKey(of: 123_456_789)]
+                .map { try fixture.redis.cli("CLUSTER", "KEYSLOT", $0) }
             #expect(Set(slots).count == 1)
             let chat = StateSubjectKeys(subject: .chat(-100_123), updateID: 1)
             #expect(chat.session == "{tgc:-100123}:session")
+            #expect(RedisScripts.windowKey(of: -100_123) == chat.window)
+            let bot = try [RedisScripts.botWindowKey, RedisScripts.botPauseKey].map { try fixture.redis.cli("CLUSTER", "KEYSLOT", $0) }
+            #expect(Set(bot).count == 1)
         }
+    }
+}
+
+/// The gateway's Redis state store on a test's redis-server, with a policy per test.
+struct StoreFixture {
+    let redis: RedisServer
+
+    init(_ redis: RedisServer) {
+        self.redis = redis
+    }
+
+    var settings: GatewayConfig.RedisSettings {
+        GatewayConfig.RedisSettings(
+            host: "127.0.0.1", port: redis.port, socket: redis.socketPath, password: redis.password.map(Secret.init), database: 0,
+            connectTimeoutSeconds: 1, commandTimeoutSeconds: 1)
+    }
+
+    func store(capacity: Int = 100, window: Int64 = 1000, lease: Int64 = 10_000) -> RedisStateStore {
+        RedisStateStore(
+            config: settings,
+            policy: StatePolicy(
+                rateLimitRequests: capacity, rateLimitWindowMilliseconds: window, sessionTTLSeconds: 86_400, dedupeTTLSeconds: 3600,
+                leaseMilliseconds: lease),
+            warnings: DependencyWarnings(clock: monotonicNanoseconds), logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() },
+            clock: monotonicNanoseconds)
+    }
+
+    func begin(
+        _ store: RedisStateStore, user: Int64, update: Int64, token: String, needs: Bool = true, origin: BeginRequest.Origin = .webhook
+    ) throws -> BeginDecision {
+        try store.begin(
+            BeginRequest(updateID: update, subject: .user(user), needsSession: needs, newInternalUserID: "internal-\(user)", token: token, origin: origin),
+            deadline: .distantFuture)
+    }
+}
+
+extension BeginDecision {
+    var isClaim: Bool {
+        if case .proceed(.some, _, _, _) = self { return true }
+        return false
     }
 }

@@ -77,40 +77,34 @@ import Glibc
         }
     }
 
-    @Test func aUsersSecondUpdateWaitsForTheFirstToFinish() throws {
-        try withStack(redis: (password: nil, useSocket: false)) { stack, redis in
-            let redis = try #require(redis)
-            let scripts = try ScriptFiles(redis)
+    @Test func aBusyUsersSecondUpdateIsAnsweredAtOnceAndProcessedAfterTheFirst() throws {
+        try withStack(redis: (password: nil, useSocket: false), standins: true) { stack, redis in
+            let fixture = StoreFixture(try #require(redis))
+            let store = fixture.store(lease: 30_000)
             // Another responder is processing update 1 of user 902 (a text, so it holds the user).
-            #expect(try scripts.begin(user: 902, update: 1, token: "first").first == "ok")
-            let started = Date()
-            let finished = Mutex<(Date, Int)?>(nil)
-            let url = stack.url, certificate = stack.directory.appending(path: "tls/cert.pem").path
-            let waiter = Thread {
-                let client = try? HTTPClient(caFile: certificate)
-                let request = HTTPRequest(
-                    method: "POST", url: url, headers: [("X-Telegram-Bot-Api-Secret-Token", LocalStack.secret)],
-                    body: Array(Self.command(2, user: 902, text: "a callback-like second update").utf8), timeoutSeconds: 30)
-                let status = (try? client?.send(request).status) ?? -1
-                finished.withLock { $0 = (Date(), status ?? -1) }
+            guard case .proceed(let first?, _, _, _) = try fixture.begin(store, user: 902, update: 1, token: "s-first") else {
+                Issue.record("not claimed")
+                return
             }
-            waiter.start()
-            usleep(400_000)
-            #expect(finished.withLock { $0 } == nil, "the second update did not wait")
-            #expect(try scripts.finish(user: 902, update: 1, token: "first", state: #"{"flow":"x"}"#) == ["1"])
-            try waitUntil("the second update completes") { finished.withLock { $0 } != nil }
-            let (end, status) = try #require(finished.withLock { $0 })
-            #expect(status == 200)
-            #expect(end.timeIntervalSince(started) >= 0.4)
+            let started = Date()
+            let response = try stack.post(textUpdate(id: 2, user: 902, text: "second"))
+            #expect(response.status == 200)
+            #expect(response.body.isEmpty, "no webhook reply: a worker answers it")
+            #expect(Date().timeIntervalSince(started) < 0.5, "the request did not wait for the first update")
+            usleep(500_000)
+            #expect(stack.serviceRequests().isEmpty, "it waits behind the first")
+            _ = try store.finish(Completion(claim: first, stateChange: .set(#"{"messages":1}"#)), deadline: .distantFuture)
+            try waitUntil("a worker processes it") { stack.botAPICalls().contains { $0.method == "sendMessage" } }
+            #expect(stack.botAPICalls().compactMap { $0.params["text"] as? String } == ["You said: second (message 2 of this conversation)"])
         }
     }
 
     @Test func aLeaseLeftByADeadResponderDefersTheRedeliveryUntilItExpires() throws {
         try withStack(redis: (password: nil, useSocket: false)) { stack, redis in
             let redis = try #require(redis)
-            let scripts = try ScriptFiles(redis)
+            let fixture = StoreFixture(redis)
             // A responder claimed update 5 of user 903 and was killed before finishing.
-            #expect(try scripts.begin(user: 903, update: 5, token: "dead").first == "ok")
+            #expect(try fixture.begin(fixture.store(), user: 903, update: 5, token: "s-dead").isClaim)
             let redelivery = try stack.post(Self.command(5, user: 903))
             #expect(redelivery.status == 503)
             #expect(Int(redelivery.header("retry-after") ?? "") ?? 0 >= 1)
@@ -149,34 +143,5 @@ import Glibc
             #expect(try stack.post(Self.command(71, user: 905)).body.isEmpty, "scripts reloaded after SCRIPT FLUSH")
             #expect(stack.gatewayLog.contains("dependency recovered"))
         }
-    }
-}
-
-/// The gateway's scripts as files for `redis-cli --eval`, with the gateway's default policy.
-struct ScriptFiles {
-    let redis: RedisServer
-    let begin: String
-    let finish: String
-
-    init(_ redis: RedisServer) throws {
-        self.redis = redis
-        begin = redis.directory.appending(path: "begin.lua").path
-        finish = redis.directory.appending(path: "finish.lua").path
-        try RedisScripts.begin.source.write(toFile: begin, atomically: false, encoding: .utf8)
-        try RedisScripts.finish.source.write(toFile: finish, atomically: false, encoding: .utf8)
-    }
-
-    func begin(user: Int64, update: Int64, token: String, capacity: Int = 100, window: Int64 = 1000, needs: Bool = true) throws -> [String] {
-        let keys = StateSubjectKeys(subject: .user(user), updateID: update)
-        return try redis.eval(
-            scriptFile: begin, keys: [keys.update, keys.rate, keys.session, keys.lease],
-            arguments: [token, "10000", "3600", "\(capacity)", "\(window)", "86400", needs ? "1" : "0", "internal-\(user)"])
-    }
-
-    func finish(user: Int64, update: Int64, token: String, state: String? = nil) throws -> [String] {
-        let keys = StateSubjectKeys(subject: .user(user), updateID: update)
-        return try redis.eval(
-            scriptFile: finish, keys: [keys.update, keys.session, keys.lease],
-            arguments: [token, "3600", "86400", state == nil ? "keep" : "set", state ?? "", ""])
     }
 }

@@ -12,8 +12,10 @@ public struct GatewayConfig: Sendable {
     public var sessionTTLSeconds: Int
     /// How long a processed update is remembered, so Telegram's redelivery of it is recognised.
     public var dedupeTTLSeconds: Int
-    /// How long a user's second update waits for the first to finish.
-    public var userWaitSeconds: Double
+    /// Every update's deadline from its acceptance (`UPDATE_DEADLINE`): what Telegram and nginx
+    /// wait for on the webhook path, and a worker's bound per attempt. Every wait below takes
+    /// the smaller of its own limit and what this leaves.
+    public var updateDeadlineSeconds: Double
     public var rateLimit: RateLimitSettings
     public var services: [ServiceName: ServiceSettings]
     public var logLevel: Logger.Level
@@ -47,6 +49,18 @@ public struct GatewayConfig: Sendable {
         public var database: Int
         public var connectTimeoutSeconds: Double
         public var commandTimeoutSeconds: Double
+
+        public init(
+            host: String, port: Int, socket: String?, password: Secret?, database: Int, connectTimeoutSeconds: Double, commandTimeoutSeconds: Double
+        ) {
+            self.host = host
+            self.port = port
+            self.socket = socket
+            self.password = password
+            self.database = database
+            self.connectTimeoutSeconds = connectTimeoutSeconds
+            self.commandTimeoutSeconds = commandTimeoutSeconds
+        }
     }
 
     public struct RateLimitSettings: Sendable, Equatable {
@@ -67,6 +81,15 @@ public struct GatewayConfig: Sendable {
         /// Seconds after which a still-running request gets its process replaced (0: never).
         public var requestTimeoutSeconds: Double
     }
+
+    /// nginx's `fastcgi_read_timeout` in the shipped location snippet: past it nginx answers
+    /// 504 and Telegram delivers the update again, so the update's deadline must end before.
+    public static let nginxReadTimeoutSeconds = 55.0
+    /// How long Telegram waits for an answer before it gives up and delivers again.
+    public static let telegramWaitSeconds = 60.0
+    /// The longest `UPDATE_DEADLINE`: 5 s below nginx's read timeout, so the answer (and the
+    /// log line) are written before nginx or Telegram give up.
+    public static let maxUpdateDeadlineSeconds = nginxReadTimeoutSeconds - 5
 
     /// Environment variables naming each service's URL and timeout, with their defaults.
     static let serviceVariables: [(name: ServiceName, url: String, defaultURL: String, timeout: String, defaultTimeout: Double)] = [
@@ -100,7 +123,7 @@ public struct GatewayConfig: Sendable {
             commandTimeoutSeconds: reader.seconds("REDIS_COMMAND_TIMEOUT", default: 0.05, in: 0.001...10))
         let sessionTTL = reader.integer("SESSION_TTL", default: 86_400, in: 60...2_592_000)
         let dedupeTTL = reader.integer("DEDUPE_TTL", default: 86_400, in: 60...604_800)
-        let userWait = reader.seconds("USER_WAIT", default: 10, in: 0...50)
+        let deadline = reader.seconds("UPDATE_DEADLINE", default: 25, in: 1...maxUpdateDeadlineSeconds)
         let rateLimit = RateLimitSettings(
             requests: reader.integer("RATE_LIMIT_REQUESTS", default: 1, in: 1...10_000),
             windowSeconds: reader.seconds("RATE_LIMIT_WINDOW", default: 1, in: 0.001...86_400))
@@ -132,12 +155,14 @@ public struct GatewayConfig: Sendable {
         let slowRequest = reader.seconds("SLOW_REQUEST", default: 5, in: 0.001...3600)
         var outgoing = OutgoingLimits()
         outgoing.botMessagesPerSecond = reader.integer("OUTGOING_PER_SECOND", default: 30, in: 0...100_000)
-        outgoing.maxWaitMilliseconds = Int64(reader.seconds("OUTGOING_MAX_WAIT", default: 2, in: 0...30) * 1000)
 
         let deliveryMode = reader.choice(
             "DELIVERY_MODE", default: .sync,
             choices: Dictionary(uniqueKeysWithValues: DeliveryMode.allCases.map { ($0.rawValue.uppercased(), $0) }))
-        let queue = queueSettings(&reader, mode: deliveryMode, processes: pool.processes)
+        let queue = queueSettings(&reader, processes: pool.processes)
+        for problem in deadlineProblems(deadline: deadline, services: services, requestTimeout: pool.requestTimeoutSeconds) {
+            reader.problem(problem.variable, problem.message)
+        }
 
         guard reader.problems.isEmpty, let botToken, let currentSecret else {
             throw ConfigError(problems: reader.problems)
@@ -145,7 +170,7 @@ public struct GatewayConfig: Sendable {
         return GatewayConfig(
             botToken: botToken, webhookSecrets: [currentSecret] + (previousSecret.map { [$0] } ?? []),
             botUsername: botUsername, redis: redis, sessionTTLSeconds: sessionTTL, dedupeTTLSeconds: dedupeTTL,
-            userWaitSeconds: userWait, rateLimit: rateLimit,
+            updateDeadlineSeconds: deadline, rateLimit: rateLimit,
             services: services, logLevel: logLevel, logFormat: logFormat, logFile: logFile,
             maxBodyBytes: maxBodyBytes, pool: pool, webhookReply: webhookReply,
             telegramAPIBaseURL: apiBase.hasSuffix("/") ? String(apiBase.dropLast()) : apiBase,
@@ -153,11 +178,11 @@ public struct GatewayConfig: Sendable {
             metricsDirectory: metricsDirectory, slowRequestSeconds: slowRequest, deliveryMode: deliveryMode, queue: queue)
     }
 
-    private static func queueSettings(_ reader: inout EnvironmentReader, mode: DeliveryMode, processes: Int) -> QueueSettings {
+    private static func queueSettings(_ reader: inout EnvironmentReader, processes: Int) -> QueueSettings {
         let defaults = QueueSettings()
         let settings = QueueSettings(
             partitions: reader.integer("QUEUE_PARTITIONS", default: defaults.partitions, in: 1...4096),
-            workers: reader.integer("QUEUE_WORKERS", default: defaults.workers, in: 0...1024),
+            workers: reader.integer("QUEUE_WORKERS", default: defaults.workers, in: 1...1024),
             leaseMilliseconds: Int64(reader.seconds("QUEUE_LEASE", default: 5, in: 1...300) * 1000),
             maxAttempts: reader.integer("QUEUE_MAX_ATTEMPTS", default: defaults.maxAttempts, in: 1...100),
             maxBacklog: reader.integer("QUEUE_MAX_BACKLOG", default: defaults.maxBacklog, in: 1...10_000_000),
@@ -165,8 +190,9 @@ public struct GatewayConfig: Sendable {
             retryAfterSeconds: reader.integer("QUEUE_RETRY_AFTER", default: defaults.retryAfterSeconds, in: 1...3600),
             callbackPromptMilliseconds: Int64(reader.seconds("QUEUE_CALLBACK_PROMPT", default: 5, in: 0...140) * 1000),
             deadLetterLimit: reader.integer("QUEUE_DEAD_LETTERS", default: defaults.deadLetterLimit, in: 100...10_000_000))
-        // Every partition needs a worker of its own, or its users wait forever.
-        if mode == .queue, settings.workers * processes < settings.partitions {
+        // Every partition needs a worker of its own, or its users wait forever (in sync mode
+        // too: busy users' updates and the rest of long answers wait in the streams).
+        if settings.workers * processes < settings.partitions {
             reader.problem(
                 "QUEUE_WORKERS",
                 "\(settings.workers) workers x \(processes) processes (GATEWAY_PROCESSES) leave partitions of the \(settings.partitions) (QUEUE_PARTITIONS) without a worker; give at least as many workers as partitions")
@@ -174,18 +200,43 @@ public struct GatewayConfig: Sendable {
         return settings
     }
 
-    /// The state store's numbers. An update's lease lasts as long as the slowest service may take
-    /// plus time to deliver the answer, so it only expires when its responder is gone.
-    public var statePolicy: StatePolicy { statePolicy(services: services) }
-
-    /// The state store's numbers for the services in effect (a routes file may add slower ones).
-    public func statePolicy(services: [ServiceName: ServiceSettings]) -> StatePolicy {
-        let slowest = services.values.map(\.timeoutSeconds).max() ?? 5
-        return StatePolicy(
+    /// The state store's numbers. An update's lease lasts its deadline and a margin: everything
+    /// it does ends by the deadline, so the lease only expires when its responder is gone.
+    public var statePolicy: StatePolicy {
+        StatePolicy(
             rateLimitRequests: rateLimit.requests,
             rateLimitWindowMilliseconds: Int64(rateLimit.windowSeconds * 1000),
             sessionTTLSeconds: sessionTTLSeconds, dedupeTTLSeconds: dedupeTTLSeconds,
-            leaseMilliseconds: Int64((slowest + 5) * 1000), userWaitMilliseconds: Int64(userWaitSeconds * 1000))
+            leaseMilliseconds: Int64((updateDeadlineSeconds + 5) * 1000), outgoing: outgoingLimits)
+    }
+
+    /// What is wrong with the update's deadline beside the limits below and above it: a
+    /// service's timeout longer than the deadline (it could never take it), the supervisor's
+    /// stuck-request limit shorter (it would kill a process for a request still in time).
+    static func deadlineProblems(
+        deadline: Double, services: [ServiceName: ServiceSettings], requestTimeout: Double
+    ) -> [ConfigError.Problem] {
+        var problems: [ConfigError.Problem] = []
+        for (name, service) in services.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where service.timeoutSeconds > deadline {
+            let variable = serviceVariables.first { $0.name == name }?.timeout ?? "ROUTES_FILE"
+            problems.append(.init(
+                variable: variable,
+                message: "the \(name.rawValue) service's timeout (\(service.timeoutSeconds) s) is longer than UPDATE_DEADLINE (\(deadline) s); "
+                    + "lower it or raise UPDATE_DEADLINE (at most \(maxUpdateDeadlineSeconds) s, below nginx's fastcgi_read_timeout of \(nginxReadTimeoutSeconds) s)"))
+        }
+        if requestTimeout > 0, requestTimeout < deadline + 5 {
+            problems.append(.init(
+                variable: "REQUEST_TIMEOUT",
+                message: "\(requestTimeout) s would replace a process whose request is still within UPDATE_DEADLINE (\(deadline) s); "
+                    + "give at least UPDATE_DEADLINE + 5 s, or 0"))
+        }
+        return problems
+    }
+
+    /// Checks the services in effect (a routes file may add slower ones) against the deadline.
+    public func check(services: [ServiceName: ServiceSettings]) throws(ConfigError) {
+        let problems = Self.deadlineProblems(deadline: updateDeadlineSeconds, services: services, requestTimeout: pool.requestTimeoutSeconds)
+        if !problems.isEmpty { throw ConfigError(problems: problems) }
     }
 
     /// The environment as the gateway sees it: `.env` values, overridden by the process environment.

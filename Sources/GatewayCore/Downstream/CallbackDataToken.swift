@@ -9,14 +9,14 @@ public enum CallbackDataToken {
     /// Replaces over-long callback data in `methods`' keyboards with tokens. A button whose data
     /// cannot be stored (the store is down) is left out rather than sent broken.
     /// Returns the methods and how many buttons were left out.
-    static func shorten(_ methods: [BotMethod], store: any StateStore, ttlSeconds: Int) -> ([BotMethod], dropped: Int) {
+    static func shorten(_ methods: [BotMethod], store: any StateStore, ttlSeconds: Int, deadline: Deadline) -> ([BotMethod], dropped: Int) {
         var dropped = 0
         func shorten(_ keyboard: InlineKeyboard?) -> InlineKeyboard? {
             guard var keyboard else { return nil }
             keyboard.rows = keyboard.rows.map { row in
                 row.compactMap { button in
                     guard let data = button.callbackData, data.utf8.count > telegramLimitBytes else { return button }
-                    guard let token = try? store.storeCallbackData(data, ttlSeconds: ttlSeconds) else {
+                    guard let token = try? store.storeCallbackData(data, ttlSeconds: ttlSeconds, deadline: deadline) else {
                         dropped += 1
                         return nil
                     }
@@ -42,14 +42,19 @@ public enum CallbackDataToken {
         return (shortened, dropped)
     }
 
-    /// The update with a token in its callback data replaced by the data it stands for. Nil
-    /// data means the token is unknown or expired (or the store is down): the press is then an
-    /// unknown callback.
-    static func resolve(_ update: Update, store: any StateStore) -> Update {
+    /// The update with a token in its callback data replaced by the data it stands for. A token
+    /// that is unknown or expired gives nil data: the press is then an unknown callback. Nil
+    /// when the store failed: the press must be tried again, not answered as unknown.
+    static func resolve(_ update: Update, store: any StateStore, deadline: Deadline) -> Update? {
         guard case .callbackQuery(let query) = update.content, let data = query.data, data.hasPrefix(marker) else { return update }
-        let original = try? store.loadCallbackData(token: String(data.dropFirst(marker.count)))
+        let original: String?
+        do {
+            original = try store.loadCallbackData(token: String(data.dropFirst(marker.count)), deadline: deadline)
+        } catch {
+            return nil
+        }
         let resolved = CallbackQuery(
-            id: query.id, from: query.from, message: query.message, inlineMessageID: query.inlineMessageID, data: original ?? nil)
+            id: query.id, from: query.from, message: query.message, inlineMessageID: query.inlineMessageID, data: original)
         return Update(id: update.id, type: update.type, content: .callbackQuery(resolved))
     }
 }

@@ -2,9 +2,16 @@
 /// (a short burst allowed), 20 a minute per group, about 30 a second per bot. The budget is
 /// shared by every thread and host, so it lives in the state store.
 public protocol OutgoingLimiter {
-    /// Waits, within the limiter's bound, until a message may go to `chatID`. False: the wait
-    /// would be too long, so the message is not sent (it would only earn a 429).
-    func awaitSlot(chatID: Int64, throughBotAPI: Bool) -> Bool
+    /// Reserves a slot for a new message to `chatID` at most `maxWaitMilliseconds` from now and
+    /// returns how long to wait for it (0: now); nil when no slot is free that soon, and then
+    /// nothing is reserved. `throughBotAPI` also counts it against the bot-wide budget (a
+    /// webhook reply is sent by Telegram itself). A failing store answers 0: Telegram's own
+    /// limit is then the judge.
+    func reserve(chatID: Int64, throughBotAPI: Bool, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64?
+
+    /// Telegram answered 429: no Bot API send of the whole pool goes out for this long (the
+    /// bot-wide budget's reservations start after it). Best effort.
+    func pause(milliseconds: Int64, deadline: Deadline)
 }
 
 /// The limits, from configuration.
@@ -17,24 +24,27 @@ public struct OutgoingLimits: Sendable, Equatable {
     public var groupWindowMilliseconds: Int64
     /// Messages a second through the Bot API for the whole bot; 0 turns the global budget off.
     public var botMessagesPerSecond: Int
-    /// The longest a message waits for its slot before it is given up.
-    public var maxWaitMilliseconds: Int64
 
     public init(
         privateChatMessages: Int = 3, privateWindowMilliseconds: Int64 = 3000, groupMessages: Int = 20,
-        groupWindowMilliseconds: Int64 = 60_000, botMessagesPerSecond: Int = 30, maxWaitMilliseconds: Int64 = 2000
+        groupWindowMilliseconds: Int64 = 60_000, botMessagesPerSecond: Int = 30
     ) {
         self.privateChatMessages = privateChatMessages
         self.privateWindowMilliseconds = privateWindowMilliseconds
         self.groupMessages = groupMessages
         self.groupWindowMilliseconds = groupWindowMilliseconds
         self.botMessagesPerSecond = botMessagesPerSecond
-        self.maxWaitMilliseconds = maxWaitMilliseconds
+    }
+
+    /// The window of `chatID`: groups, supergroups and channels have negative ids.
+    public func window(of chatID: Int64) -> (messages: Int, milliseconds: Int64) {
+        chatID < 0 ? (groupMessages, groupWindowMilliseconds) : (privateChatMessages, privateWindowMilliseconds)
     }
 }
 
 /// A limiter that never waits: for tests of other things.
 public struct UnlimitedOutgoing: OutgoingLimiter {
     public init() {}
-    public func awaitSlot(chatID: Int64, throughBotAPI: Bool) -> Bool { true }
+    public func reserve(chatID: Int64, throughBotAPI: Bool, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? { 0 }
+    public func pause(milliseconds: Int64, deadline: Deadline) {}
 }

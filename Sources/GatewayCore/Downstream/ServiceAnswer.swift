@@ -25,7 +25,14 @@ public struct ServiceAnswer: Sendable, Equatable {
     }
 
     public static let maxActions = 10
-    public static let maxTextCharacters = 20_000
+    /// The longest text of one action, in UTF-16 code units as Telegram counts them (a count of
+    /// characters would let one character with megabytes of combining marks through).
+    public static let maxTextUTF16Units = 20_000
+    /// The largest answer read from a service; the client stops reading past it.
+    public static let maxAnswerBytes = 1 << 20
+    /// The deepest nesting of arrays and objects accepted: the contract's shape needs 5, a
+    /// conversation state a few more. Checked before decoding, which recurses per level.
+    public static let maxNesting = 32
     public static let maxStateBytes = 16_384
     public static let maxKeyboardRows = 20
     public static let maxButtonsPerRow = 8
@@ -35,6 +42,8 @@ public struct ServiceAnswer: Sendable, Equatable {
 
     /// Parses and validates a service's answer. Anything that does not validate is a service error.
     public static func parse(_ body: [UInt8], isCallback: Bool) -> Result<ServiceAnswer, ServiceCallError> {
+        guard body.count <= maxAnswerBytes else { return .failure(.tooLarge) }
+        guard !JSONNesting.exceeds(maxNesting, in: body) else { return .failure(.invalidAnswer) }
         let wire: Wire
         do {
             wire = try JSONDecoder().decode(Wire.self, from: Data(body))
@@ -74,7 +83,7 @@ public struct ServiceAnswer: Sendable, Equatable {
         }
 
         func validated(isCallback: Bool) -> Action? {
-            if let text, text.isEmpty || text.count > ServiceAnswer.maxTextCharacters { return nil }
+            if let text, text.isEmpty || text.utf16.count > ServiceAnswer.maxTextUTF16Units { return nil }
             if let keyboard, !Self.isValid(keyboard) { return nil }
             switch type {
             case "send_message":
@@ -84,7 +93,7 @@ public struct ServiceAnswer: Sendable, Equatable {
                 guard isCallback, text != nil || keyboard != nil else { return nil }
                 return .editMessage(text: text, keyboard: keyboard)
             case "answer_callback":
-                guard isCallback, (text?.count ?? 0) <= 200 else { return nil }
+                guard isCallback, (text?.utf16.count ?? 0) <= 200 else { return nil }
                 return .answerCallback(text: text, showAlert: showAlert ?? false)
             case "set_state":
                 guard let state, case .object = state, state.serialized.count <= ServiceAnswer.maxStateBytes else { return nil }
@@ -122,6 +131,7 @@ public struct ServiceCallError: Error, Sendable, Equatable, CustomStringConverti
         case transport = "transport_failed"
         case badStatus = "bad_status"
         case invalidAnswer = "invalid_answer"
+        case tooLarge = "answer_too_large"
         case circuitOpen = "circuit_open"
         case unknownService = "unknown_service"
     }
@@ -134,6 +144,8 @@ public struct ServiceCallError: Error, Sendable, Equatable, CustomStringConverti
     public static let transport = ServiceCallError(code: .transport)
     public static let badStatus = ServiceCallError(code: .badStatus)
     public static let invalidAnswer = ServiceCallError(code: .invalidAnswer)
+    /// The answer was over ``ServiceAnswer/maxAnswerBytes``: not read further.
+    public static let tooLarge = ServiceCallError(code: .tooLarge)
     /// Failing fast: the service failed repeatedly and its circuit is open.
     public static let circuitOpen = ServiceCallError(code: .circuitOpen)
     public static let unknownService = ServiceCallError(code: .unknownService)

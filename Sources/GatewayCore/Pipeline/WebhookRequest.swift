@@ -48,6 +48,16 @@ public struct WebhookResponse: Sendable, Equatable {
     public static func webhookReply(_ method: BotMethod) -> WebhookResponse {
         WebhookResponse(status: 200, headers: [("Content-Type", "application/json")], body: method.webhookReplyBody)
     }
+
+    /// 200 whose body is `call` with its `"method"`: its parameters object, the name first.
+    public static func webhookReply(_ call: BotCall) -> WebhookResponse {
+        var body = Array(#"{"method":"#.utf8)
+        JSONWriter.appendString(call.name, to: &body)
+        let rest = call.parameters.dropFirst()  // the parameters' own "{"
+        if rest.first != UInt8(ascii: "}") { body.append(UInt8(ascii: ",")) }
+        body += rest
+        return WebhookResponse(status: 200, headers: [("Content-Type", "application/json")], body: body)
+    }
 }
 
 /// How one request ended, as logged and counted.
@@ -66,9 +76,12 @@ public enum RequestOutcome: String, Sendable {
     case duplicate
     /// Over the user's rate limit: not routed.
     case rateLimited = "rate_limited"
-    /// Being processed by another responder, or the user's previous update still is: 503 with
-    /// Retry-After, so Telegram delivers it again later instead of it being lost.
+    /// Not taken now (being processed by another responder, the stream full or unreachable, the
+    /// store needed and failing): 503 with Retry-After, so Telegram delivers it again later
+    /// instead of it being lost.
     case deferred
+    /// The body ended before its declared length: 503, so Telegram delivers it again.
+    case incompleteBody = "incomplete_body"
     case rejectedMethod = "rejected_method"
     case rejectedSecret = "rejected_secret"
     case tooLarge = "too_large"

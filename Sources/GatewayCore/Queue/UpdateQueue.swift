@@ -1,12 +1,14 @@
 /// How updates reach the services.
 public enum DeliveryMode: String, Sendable, CaseIterable {
-    /// The responder processes the update while Telegram waits, and answers with a webhook reply.
+    /// The responder processes the update while Telegram waits, and answers with a webhook
+    /// reply; what must wait (a busy user, a full sending window) goes to the user's stream.
     case sync
-    /// The responder stores the update in a Redis Stream and answers at once; workers process it.
+    /// The responder stores every update in a Redis Stream and answers at once; workers process it.
     case queue
 }
 
-/// Queue mode's numbers (`QUEUE_*`), see the "Queue Mode" article.
+/// The streams' numbers (`QUEUE_*`), see the "Queue Mode" article. Workers run in both modes:
+/// in sync mode they take what the webhook path hands over.
 public struct QueueSettings: Sendable, Equatable {
     /// Streams the updates are spread over, by subject; each is worked by one worker at a time,
     /// so this bounds how many updates are processed at once. Fixed for a deployment: changing
@@ -18,7 +20,7 @@ public struct QueueSettings: Sendable, Equatable {
     /// How long a partition stays with a worker that stopped renewing it (its process died):
     /// the time before its pending entries are claimed by another worker.
     public var leaseMilliseconds: Int64
-    /// Attempts before an entry goes to the dead-letter stream.
+    /// Attempts before an entry (or a call in an outbox) goes to the dead letters.
     public var maxAttempts: Int
     /// Entries waiting in one partition before new updates get 503 + Retry-After.
     public var maxBacklog: Int
@@ -31,9 +33,6 @@ public struct QueueSettings: Sendable, Equatable {
     public var callbackPromptMilliseconds: Int64
     /// Dead letters kept per partition (oldest trimmed first).
     public var deadLetterLimit: Int
-    /// How long a worker waits for a chat's next outgoing slot (Telegram allows about one
-    /// message a second per chat) before leaving a message out; no Telegram request is waiting.
-    public static let outgoingMaxWaitMilliseconds: Int64 = 30_000
 
     public init(
         partitions: Int = 16, workers: Int = 16, leaseMilliseconds: Int64 = 5_000, maxAttempts: Int = 5, maxBacklog: Int = 1_000,
@@ -51,38 +50,59 @@ public struct QueueSettings: Sendable, Equatable {
         self.deadLetterLimit = deadLetterLimit
     }
 
-    /// The partition of an update: its subject's, so a user's updates share one stream and keep
-    /// their order; an update without a subject by its own id.
-    public func partition(of subject: StateSubject?, updateID: Int64) -> Int {
+    /// The partition of a subject: a user's updates and outbox share one stream and keep their
+    /// order; an update without a subject goes by its own id.
+    public func partition(of subject: StateSubject?, updateID: Int64 = 0) -> Int {
         let key = subject?.id ?? updateID
-        return Int(UInt64(bitPattern: key) % UInt64(partitions))
+        return Int(UInt64(bitPattern: key) % UInt64(max(1, partitions)))
     }
 }
 
-/// The enqueue side of queue mode: one atomic step per update, on this thread's connection.
+/// The stream side every thread uses, on its own connection: storing updates (queue mode's
+/// front door, and the webhook path handing over a busy user's update), telling a worker that
+/// an outbox has calls waiting, and keeping undeliverable calls as dead letters.
 public protocol UpdateQueue {
-    /// Dedupe, rate limit, backlog bound and the append to the update's partition, atomically.
-    func enqueue(_ request: EnqueueRequest) throws(StateStoreError) -> EnqueueDecision
+    /// Dedupe, the backlog bound, the rate limit (at the front door) and the append to the
+    /// update's partition, atomically.
+    func enqueue(_ request: EnqueueRequest, deadline: Deadline) throws(StateStoreError) -> EnqueueDecision
+
+    /// Appends a note to the subject's partition that its outbox has calls waiting.
+    func scheduleOutbox(of subject: StateSubject, deadline: Deadline) throws(StateStoreError)
+
+    /// Keeps `send`, which cannot be delivered, among the partition's dead letters with `reason`.
+    func deadLetter(_ send: PendingSend, of subject: StateSubject, reason: String, attempts: Int, deadline: Deadline) throws(StateStoreError)
 }
 
 public struct EnqueueRequest: Sendable, Equatable {
+    /// Who stores the update.
+    public enum Origin: Sendable, Equatable {
+        /// Queue mode's front door: the rate limit applies, and a button press is answered at
+        /// once only when the partition is behind.
+        case frontDoor
+        /// The webhook path handing over an update whose user is busy: `begin` already rate
+        /// limited it, and a button press is answered at once.
+        case handover
+    }
+
     public var updateID: Int64
     public var subject: StateSubject?
     /// The update exactly as Telegram sent it; the worker decodes it again.
     public var body: [UInt8]
     public var isCallback: Bool
+    public var origin: Origin
 
-    public init(updateID: Int64, subject: StateSubject?, body: [UInt8], isCallback: Bool) {
+    public init(updateID: Int64, subject: StateSubject?, body: [UInt8], isCallback: Bool, origin: Origin = .frontDoor) {
         self.updateID = updateID
         self.subject = subject
         self.body = body
         self.isCallback = isCallback
+        self.origin = origin
     }
 }
 
 public enum EnqueueDecision: Sendable, Equatable {
-    /// Stored. `answerCallbackNow`: the partition is behind, so answer the button press in the
-    /// webhook reply (the worker then leaves the callback answer out).
+    /// Stored. `answerCallbackNow`: answer the button press in the webhook reply (the worker
+    /// then leaves the callback answer out).
     case queued(answerCallbackNow: Bool)
     /// Seen before (a redelivery): acknowledge.
     case duplicate
@@ -92,31 +112,52 @@ public enum EnqueueDecision: Sendable, Equatable {
     case full(retryAfterSeconds: Int)
 }
 
-/// One stored update as a worker reads it.
-public struct QueuedUpdate: Sendable, Equatable {
-    public var body: [UInt8]
-    /// The callback query was already answered when the update was enqueued.
-    public var callbackAnswered: Bool
-    /// This is attempt `attempt` of `maxAttempts`.
-    public var attempt: Int
-    public var isLastAttempt: Bool
-    /// An operator replayed it from the dead letters: process it even though it was finished.
-    public var isReplay = false
+/// One entry of a partition's stream as a worker reads it.
+public struct StreamEntry: Sendable, Equatable {
+    public enum Content: Sendable, Equatable {
+        /// An update as Telegram sent it. `callbackAnswered`: its button press was answered when
+        /// it was stored. `replay`: an operator replayed it from the dead letters (this is the
+        /// replay's id): processed although it was finished, once.
+        case update(body: [UInt8], callbackAnswered: Bool, replay: String?)
+        /// The subject's outbox has calls waiting.
+        case outbox(StateSubject)
+        /// A call replayed from the dead letters, sent as it is.
+        case delivery(PendingSend)
+        /// Anything this version does not read: acknowledged and logged.
+        case unreadable
+    }
 
-    public init(body: [UInt8], callbackAnswered: Bool, attempt: Int, isLastAttempt: Bool) {
-        self.body = body
-        self.callbackAnswered = callbackAnswered
-        self.attempt = attempt
-        self.isLastAttempt = isLastAttempt
+    public let partition: Int
+    public let id: String
+    public let content: Content
+
+    public init(partition: Int, id: String, content: Content) {
+        self.partition = partition
+        self.id = id
+        self.content = content
     }
 }
 
-/// What a worker does with an entry after processing it. Reasons are short codes, never user text.
-public enum QueuedResult: Sendable, Equatable {
-    /// Finished (answered, a duplicate, or nothing to do): acknowledge it.
-    case done(RequestOutcome)
-    /// Failed in a way that may pass (the service, the state store): try again later.
-    case retry(reason: String)
-    /// Failed on its last attempt; the user got the generic apology. Keep it as a dead letter.
-    case deadLetter(reason: String)
+/// A worker's side of the streams, on its own connection (its reads block). Leases make one
+/// worker at a time the holder of a partition; the worker then reads its entries in order.
+public protocol PartitionStore {
+    /// Takes a free partition for `worker`: true when it is now `worker`'s.
+    func takeLease(partition: Int, worker: String, milliseconds: Int64) throws(StateStoreError) -> Bool
+    /// Extends the lease only while it is still `worker`'s: false when it is not (it expired,
+    /// or was released); a free partition is never taken by a renewal.
+    func renewLease(partition: Int, worker: String, milliseconds: Int64) throws(StateStoreError) -> Bool
+    /// Gives the lease up if it is still `worker`'s.
+    func releaseLease(partition: Int, worker: String)
+    /// Creates the partition's stream and consumer group if they do not exist yet.
+    func prepare(partition: Int) throws(StateStoreError)
+    /// An entry an earlier holder left pending (it died or stopped mid-entry), oldest first.
+    func claimPending(partition: Int, worker: String) throws(StateStoreError) -> StreamEntry?
+    /// The next new entry, waiting up to `blockMilliseconds` for one.
+    func readNew(partition: Int, worker: String, blockMilliseconds: Int) throws(StateStoreError) -> StreamEntry?
+    /// Counts an attempt at `entry` before it is made, so attempts cut short by a crash count.
+    func countAttempt(_ entry: StreamEntry) throws(StateStoreError) -> Int
+    /// The entry is done: removed from the stream.
+    func acknowledge(_ entry: StreamEntry) throws(StateStoreError)
+    /// Moves the entry to the partition's dead letters with `reason`, in one step.
+    func deadLetter(_ entry: StreamEntry, reason: String, attempts: Int, limit: Int) throws(StateStoreError)
 }

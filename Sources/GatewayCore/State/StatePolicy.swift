@@ -4,23 +4,24 @@ public struct StatePolicy: Sendable, Equatable {
     public var rateLimitRequests: Int
     public var rateLimitWindowMilliseconds: Int64
     public var sessionTTLSeconds: Int
-    /// How long a processed update's mark is kept, so a redelivery is recognised.
+    /// How long a processed update's mark is kept, so a redelivery is recognised; also how long
+    /// a user's place in the stream and outbox are kept.
     public var dedupeTTLSeconds: Int
     /// How long an update's claim and its user's processing lease hold without `finish`: the
-    /// longest an update can take. A responder that dies frees them when they expire.
+    /// update's deadline and a margin, so it only expires when its responder is gone.
     public var leaseMilliseconds: Int64
-    /// How long a second update of a user waits for the first to finish before giving up.
-    public var userWaitMilliseconds: Int64
+    /// The windows of the gateway's replies that the store admits in `begin` and `finish`.
+    public var outgoing: OutgoingLimits
 
     public init(
         rateLimitRequests: Int, rateLimitWindowMilliseconds: Int64, sessionTTLSeconds: Int, dedupeTTLSeconds: Int,
-        leaseMilliseconds: Int64, userWaitMilliseconds: Int64
+        leaseMilliseconds: Int64, outgoing: OutgoingLimits = OutgoingLimits()
     ) {
         self.rateLimitRequests = rateLimitRequests
         self.rateLimitWindowMilliseconds = rateLimitWindowMilliseconds
         self.sessionTTLSeconds = sessionTTLSeconds
         self.dedupeTTLSeconds = dedupeTTLSeconds
         self.leaseMilliseconds = leaseMilliseconds
-        self.userWaitMilliseconds = userWaitMilliseconds
+        self.outgoing = outgoing
     }
 }

@@ -1,21 +1,36 @@
 /// Per-user state kept outside the responder (Redis in production): update dedupe, the rate
-/// limit, sessions and the per-user processing lease.
+/// limit, sessions, the per-user processing lease, the user's place in the stream and the
+/// outbox of what waits to be sent.
 ///
-/// One store per thread: implementations hold a connection and need not be shareable.
+/// One store per thread: implementations hold a connection and need not be shareable. Every
+/// call takes the update's deadline and gives up when it leaves less than a millisecond.
 public protocol StateStore {
-    /// Claims the update and applies everything that must happen atomically before it is
-    /// processed: dedupe, rate limit, session read/create/refresh and the user's processing lease.
-    func begin(_ request: BeginRequest) throws(StateStoreError) -> BeginDecision
+    /// Decides atomically, in one round trip, whether and how the update is processed: dedupe,
+    /// rate limit (before anything may wait), whether the user is busy, session read, create or
+    /// refresh, the user's processing lease, and the slot of the gateway's own reply.
+    func begin(_ request: BeginRequest, deadline: Deadline) throws(StateStoreError) -> BeginDecision
 
-    /// Marks a claimed update done, releases the user's lease and applies state changes.
-    func finish(_ completion: Completion) throws(StateStoreError)
+    /// Marks the update done, applies the state changes it was given (always: a finish never
+    /// loses them), releases the user's lease if it is still this update's, admits or keeps the
+    /// webhook reply, and keeps the undelivered tail of the answer in the user's outbox.
+    func finish(_ completion: Completion, deadline: Deadline) throws(StateStoreError) -> FinishReport
 
     /// Keeps callback data too long for Telegram (over 64 bytes) for `ttlSeconds` and returns
     /// the short token that replaces it on the button.
-    func storeCallbackData(_ data: String, ttlSeconds: Int) throws(StateStoreError) -> String
+    func storeCallbackData(_ data: String, ttlSeconds: Int, deadline: Deadline) throws(StateStoreError) -> String
 
     /// The data a token stands for, or nil when it is unknown or expired.
-    func loadCallbackData(token: String) throws(StateStoreError) -> String?
+    func loadCallbackData(token: String, deadline: Deadline) throws(StateStoreError) -> String?
+
+    /// The first call waiting in the subject's outbox, if any.
+    func outboxHead(of subject: StateSubject, deadline: Deadline) throws(StateStoreError) -> PendingSend?
+
+    /// Removes `send` from the front of the subject's outbox (sent, or given up on) and
+    /// returns how many calls wait behind it. Nothing happens if `send` is no longer first.
+    func popOutbox(of subject: StateSubject, send: PendingSend, deadline: Deadline) throws(StateStoreError) -> Int
+
+    /// Replaces `send` at the front of the outbox with `updated` (an attempt counted).
+    func replaceOutboxHead(of subject: StateSubject, send: PendingSend, with updated: PendingSend, deadline: Deadline) throws(StateStoreError)
 
     /// Whether the store answers now (the health endpoint, `gatewayctl check-config`).
     func ping() throws(StateStoreError)
@@ -40,6 +55,17 @@ public struct StateSubject: Hashable, Sendable, CustomStringConvertible {
         self.id = id
     }
 
+    /// The subject a hash tag names (`{tg:42}`, `{tgc:-100}`), the inverse of `hashTag`.
+    public init?(hashTag: String) {
+        if hashTag.hasPrefix("{tg:"), hashTag.hasSuffix("}"), let id = Int64(hashTag.dropFirst(4).dropLast()) {
+            self = .user(id)
+        } else if hashTag.hasPrefix("{tgc:"), hashTag.hasSuffix("}"), let id = Int64(hashTag.dropFirst(5).dropLast()) {
+            self = .chat(id)
+        } else {
+            return nil
+        }
+    }
+
     /// The Redis Cluster hash tag every key of this subject carries, so one script's keys share a slot.
     public var hashTag: String {
         switch kind {
@@ -48,10 +74,26 @@ public struct StateSubject: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The subject whose keys hold `chatID`'s sending window: a private chat's id is its user's
+    /// id, so a private chat's window lives with its user; a group's with the group.
+    public static func windowOwner(of chatID: Int64) -> StateSubject {
+        chatID > 0 ? .user(chatID) : .chat(chatID)
+    }
+
+    /// Whether `chatID`'s window lives with this subject (one script can then reserve it).
+    public func ownsWindow(of chatID: Int64) -> Bool {
+        Self.windowOwner(of: chatID) == self
+    }
+
     public var description: String { hashTag }
 }
 
 public struct BeginRequest: Sendable, Equatable {
+    /// Who processes the update: a webhook request (Telegram waits, no waiting allowed) or a
+    /// stream worker (the update was deduplicated and rate limited when it was stored, and the
+    /// worker is the only one working the user's stream).
+    public enum Origin: Sendable, Equatable { case webhook, worker }
+
     public var updateID: Int64
     public var subject: StateSubject
     /// True when the update goes to a service: it then reads the session, creates one for a new
@@ -60,32 +102,56 @@ public struct BeginRequest: Sendable, Equatable {
     public var needsSession: Bool
     /// The internal id a first-time user gets (a fresh UUID).
     public var newInternalUserID: String
-    /// Queue mode's worker: the update was deduplicated and rate limited when it was enqueued,
-    /// and its partition's worker is the only one processing the user's updates, so the rate
-    /// limit is skipped and leases left by a worker that died are taken over.
-    public var queued: Bool
-    /// A replay from the dead letters: processed again although the update is marked done.
-    public var replay = false
+    /// Names this claim (see ``ClaimTokens``): the lease holds it until `finish`.
+    public var token: String
+    public var origin: Origin
+    /// A replay from the dead letters: processed again although the update is done, once per
+    /// replay (this is the replay's id).
+    public var replay: String?
+    /// The gateway's own reply (a route answered without a service) when its chat's window lives
+    /// with the subject: its slot is reserved now, or the reply waits in the outbox.
+    public var reply: PendingSend?
 
-    public init(updateID: Int64, subject: StateSubject, needsSession: Bool, newInternalUserID: String, queued: Bool = false) {
-        self.queued = queued
+    public init(
+        updateID: Int64, subject: StateSubject, needsSession: Bool, newInternalUserID: String, token: String = "s-test",
+        origin: Origin = .webhook, replay: String? = nil, reply: PendingSend? = nil
+    ) {
         self.updateID = updateID
         self.subject = subject
         self.needsSession = needsSession
         self.newInternalUserID = newInternalUserID
+        self.token = token
+        self.origin = origin
+        self.replay = replay
+        self.reply = reply
     }
+}
+
+/// What became of a reply the store was asked to admit.
+public enum ReplyAdmission: Sendable, Equatable {
+    /// No reply was given.
+    case none
+    /// Its slot is reserved: send it as the webhook reply.
+    case now
+    /// The window is full (or the outbox not empty): it waits in the outbox for a worker.
+    case kept
 }
 
 /// What to do with an update, decided atomically by the store.
 public enum BeginDecision: Sendable, Equatable {
     /// Process it. `claim` is set when the update must be finished (it needs a session).
-    case proceed(Claim?, Session?)
-    /// Already processed: acknowledge, do nothing.
-    case duplicate
+    /// `outboxWaiting`: calls left in the outbox (a worker sends them before anything new).
+    case proceed(Claim?, Session?, reply: ReplyAdmission, outboxWaiting: Int)
+    /// Already processed: acknowledge, do nothing. `outboxWaiting` as above.
+    case duplicate(outboxWaiting: Int)
     /// Another responder is processing this very update (its lease holds for `retryAfterSeconds`).
     case inProgress(retryAfterSeconds: Int)
-    /// Another update of the same user is being processed and did not finish within the wait.
-    case busy(retryAfterSeconds: Int)
+    /// Webhook: the user is busy (another update holds the lease, or earlier ones wait in the
+    /// stream). The store has counted the update as waiting; the caller appends it to the
+    /// user's stream and answers at once.
+    case deferred
+    /// Worker: a webhook request of the same user holds the lease for up to this long; wait.
+    case busy(retryAfterMilliseconds: Int64)
     /// Over the user's rate limit. `warn` is true at most once per window: then tell the user.
     case limited(warn: Bool)
 }
@@ -125,15 +191,54 @@ public struct Completion: Sendable, Equatable {
         case clear
     }
 
-    public var claim: Claim
+    public var subject: StateSubject
+    public var updateID: Int64
+    /// The claim `begin` gave (or may have given: a `begin` that timed out on this side may
+    /// have run in the store); nil when nothing was claimed, and then only the outbox changes.
+    public var claim: Claim?
     public var stateChange: StateChange
     /// An internal id a service supplied, replacing the generated one.
     public var internalUserID: String?
+    public var origin: BeginRequest.Origin
+    public var replay: String?
+    /// The webhook reply, when its chat's window lives with the subject: admitted now, or kept
+    /// in the outbox.
+    public var reply: PendingSend?
+    /// What could not be delivered now, in order: kept in the outbox for a worker.
+    public var tail: [PendingSend]
 
-    public init(claim: Claim, stateChange: StateChange = .keep, internalUserID: String? = nil) {
+    public init(
+        subject: StateSubject, updateID: Int64, claim: Claim?, stateChange: StateChange = .keep, internalUserID: String? = nil,
+        origin: BeginRequest.Origin = .webhook, replay: String? = nil, reply: PendingSend? = nil, tail: [PendingSend] = []
+    ) {
+        self.subject = subject
+        self.updateID = updateID
         self.claim = claim
         self.stateChange = stateChange
         self.internalUserID = internalUserID
+        self.origin = origin
+        self.replay = replay
+        self.reply = reply
+        self.tail = tail
+    }
+
+    /// Finishes `claim`.
+    public init(claim: Claim, stateChange: StateChange = .keep, internalUserID: String? = nil) {
+        self.init(subject: claim.subject, updateID: claim.updateID, claim: claim, stateChange: stateChange, internalUserID: internalUserID)
+    }
+}
+
+public struct FinishReport: Sendable, Equatable {
+    public var reply: ReplyAdmission
+    /// Calls in the outbox now: when above 0 a worker must be told (the caller schedules it).
+    public var outboxWaiting: Int
+    /// False when the user's lease had passed to another update (the state was applied anyway).
+    public var leaseWasOurs: Bool
+
+    public init(reply: ReplyAdmission = .none, outboxWaiting: Int = 0, leaseWasOurs: Bool = true) {
+        self.reply = reply
+        self.outboxWaiting = outboxWaiting
+        self.leaseWasOurs = leaseWasOurs
     }
 }
 
@@ -150,6 +255,7 @@ public struct StateStoreError: Error, Sendable, Equatable, CustomStringConvertib
 
     /// Not connected: refused, unreachable, or backing off after a failure.
     public static let unavailable = StateStoreError(code: .unavailable)
+    /// No answer in time: the command timeout, or less than a millisecond left of the deadline.
     public static let timeout = StateStoreError(code: .timeout)
     /// The server answered something the gateway does not understand.
     public static let unexpectedReply = StateStoreError(code: .unexpectedReply)

@@ -21,8 +21,19 @@ public final class QueueInspector {
         public var id: String
         public var reason: String
         public var attempts: Int
+        /// The update's id, for an update; nil for a call.
         public var updateID: Int64?
+        /// The update's type, or `call:METHOD` for a Bot API call that could not be delivered.
         public var updateType: String
+    }
+
+    /// What became of a replay.
+    public enum Replay: Sendable, Equatable {
+        case replayed
+        /// No such dead letter (already replayed, trimmed, or a typo).
+        case missing
+        /// The partition is at QUEUE_MAX_BACKLOG: nothing was replayed; try again once it drains.
+        case full
     }
 
     private let connection: RedisConnection
@@ -72,21 +83,29 @@ public final class QueueInspector {
                 let values = entry.fields
                 var update: Update?
                 if case .string(let body)? = values["u"], case .success(let decoded) = decoder.decode(body) { update = decoded }
+                var kind = update.map { "\($0.type)" } ?? "undecodable"
+                if case .string(let bytes)? = values["d"], let send = PendingSend.decode(bytes) { kind = "call:\(send.call.name)" }
                 result.append(DeadLetter(
                     partition: partition, id: entry.id, reason: values["reason"]?.text ?? "?", attempts: Int(values["attempts"]?.text ?? "") ?? 0,
-                    updateID: update?.id, updateType: update.map { "\($0.type)" } ?? "undecodable"))
+                    updateID: update?.id, updateType: kind))
             }
         }
         return result
     }
 
-    /// Puts a dead letter back at the end of its partition. Returns false when there is no such dead letter.
-    public func replay(partition: Int, id: String) throws(StateStoreError) -> Bool {
-        guard (0..<settings.partitions).contains(partition) else { return false }
+    /// Puts a dead letter back at the end of its partition, unless the partition is at its
+    /// backlog bound (a replay is new work like any other).
+    public func replay(partition: Int, id: String) throws(StateStoreError) -> Replay {
+        guard (0..<settings.partitions).contains(partition) else { return .missing }
         let keys = QueueKeys(partition: partition)
-        let reply = try connection.evaluate(QueueScripts.replay, keys: [keys.dead, keys.stream], arguments: [Array(id.utf8)])
-        if case .error = reply { throw .refused }
-        return reply.text != nil
+        let reply = try connection.evaluate(
+            QueueScripts.replay, keys: [keys.dead, keys.stream], arguments: [Array(id.utf8), Array(String(settings.maxBacklog).utf8)])
+        guard case .array(let items) = reply, let kind = items.first?.text else { throw .unexpectedReply }
+        switch kind {
+        case "replayed": return .replayed
+        case "full": return .full
+        default: return .missing
+        }
     }
 
     private func serverMilliseconds() throws(StateStoreError) -> Int64 {

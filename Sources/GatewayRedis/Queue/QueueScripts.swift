@@ -1,17 +1,20 @@
 import GatewayCore
 
-/// Queue mode's keys and scripts. Everything of one partition carries the partition's hash tag
+/// The streams' keys and scripts. Everything of one partition carries the partition's hash tag
 /// (`{tgq:N}`), so each script touches one Redis Cluster slot.
 ///
 /// Keys of partition N:
-/// - `{tgq:N}:stream`: the updates waiting or being processed (entries are deleted when
-///   done, so its length is the backlog); consumer group `workers`.
-/// - `{tgq:N}:seen:UPDATE_ID`: the update was enqueued (or refused by the rate limit); kept
+/// - `{tgq:N}:stream`: the entries waiting or being processed (deleted when done, so its
+///   length is the backlog); consumer group `workers`. An entry holds an update as Telegram
+///   sent it (`u`, with `a` when its button press was answered and `replay` when an operator
+///   replayed it), a note that a subject's outbox has calls waiting (`o`), or a call replayed
+///   from the dead letters (`d`).
+/// - `{tgq:N}:seen:UPDATE_ID`: the update was stored (or refused by the rate limit); kept
 ///   DEDUPE_TTL seconds so a redelivery is acknowledged without a second entry.
-/// - `{tgq:N}:rate:u:ID` / `rate:c:ID`: the subject's token bucket at the front door.
+/// - `{tgq:N}:rate:u:ID` / `rate:c:ID`: the subject's token bucket at queue mode's front door.
 /// - `{tgq:N}:owner`: the worker holding the partition, with a lease its process renews.
 /// - `{tgq:N}:attempts`: attempts per entry id, counted before each attempt.
-/// - `{tgq:N}:dead`: dead letters (the update, the reason, the attempts), trimmed to a bound.
+/// - `{tgq:N}:dead`: dead letters (the update or call, the reason, the attempts), trimmed.
 public struct QueueKeys: Sendable, Equatable {
     public static let group = "workers"
     public let partition: Int
@@ -43,13 +46,13 @@ public struct QueueKeys: Sendable, Equatable {
 public enum QueueScripts {
     /// KEYS: stream, seen mark, rate bucket.
     /// ARGV: update body, dedupe TTL s, capacity, window ms, rate limit (1/0), max backlog, max
-    /// age ms, callback (1/0), callback prompt ms.
+    /// age ms, callback (1/0), callback prompt ms, hand-over (1/0: a busy user's update from the
+    /// webhook path, whose button press is answered at once).
     /// Returns `{"duplicate"}`, `{"full", backlog, age ms}`, `{"limited", warn}` or
     /// `{"queued", answered now (1/0)}`.
     public static let enqueue = RedisScript(name: "enqueue", source: RedisScripts.tokenBucket + #"""
         if redis.call('EXISTS', KEYS[2]) == 1 then return {'duplicate'} end
-        local time = redis.call('TIME')
-        local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+        local now = now_ms()
         local backlog = redis.call('XLEN', KEYS[1])
         local age = 0
         if backlog > 0 then
@@ -69,22 +72,30 @@ public enum QueueScripts {
           end
         end
         local answered = 0
-        if callback and age >= tonumber(ARGV[9]) then answered = 1 end
+        if callback and (ARGV[10] == '1' or age >= tonumber(ARGV[9])) then answered = 1 end
         redis.call('XADD', KEYS[1], '*', 'u', ARGV[1], 'a', answered)
         redis.call('SET', KEYS[2], 'queued', 'EX', ARGV[2])
         return {'queued', answered}
         """#)
 
-    /// KEYS: owner. ARGV: worker, lease ms. Takes a free partition or renews our own: 1, else 0.
-    public static let acquire = RedisScript(name: "acquire", source: #"""
+    /// KEYS: owner. ARGV: worker, lease ms. Takes a free partition (or our own): 1, else 0.
+    public static let take = RedisScript(name: "take_partition", source: #"""
         local owner = redis.call('GET', KEYS[1])
         if owner and owner ~= ARGV[1] then return 0 end
         redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
         return 1
         """#)
 
+    /// KEYS: owner. ARGV: worker, lease ms. Extends the lease only while it is the worker's:
+    /// a renewal never takes a free partition (one released, or expired, is someone else's to take).
+    public static let renew = RedisScript(name: "renew_partition", source: #"""
+        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+        redis.call('PEXPIRE', KEYS[1], ARGV[2])
+        return 1
+        """#)
+
     /// KEYS: owner. ARGV: worker. Gives the partition up if it is still ours.
-    public static let release = RedisScript(name: "release", source: #"""
+    public static let release = RedisScript(name: "release_partition", source: #"""
         if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
         return 0
         """#)
@@ -97,29 +108,38 @@ public enum QueueScripts {
         return 1
         """#)
 
-    /// KEYS: stream, attempts, dead. ARGV: entry id, update body, reason, attempts, dead-letter
-    /// bound. Moves the entry to the dead letters in one step.
+    /// KEYS: stream, attempts, dead. ARGV: entry id, its payload field (`u` or `d`) and value,
+    /// reason, attempts, dead-letter bound. Moves the entry to the dead letters in one step.
     public static let deadLetter = RedisScript(name: "dead_letter", source: #"""
-        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'u', ARGV[2], 'reason', ARGV[3], 'attempts', ARGV[4], 'entry', ARGV[1])
+        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', ARGV[2], ARGV[3], 'reason', ARGV[4], 'attempts', ARGV[5], 'entry', ARGV[1])
         redis.call('XACK', KEYS[1], 'workers', ARGV[1])
         redis.call('XDEL', KEYS[1], ARGV[1])
         redis.call('HDEL', KEYS[2], ARGV[1])
         return 1
         """#)
 
-    /// KEYS: dead, stream. ARGV: dead-letter id. Puts the update back at the end of its
-    /// partition (as a new entry, marked as a replay so it is processed although it was
-    /// finished with an apology) and removes the dead letter. Returns the new entry id, or
-    /// false when there is no such dead letter.
+    /// KEYS: dead, stream. ARGV: dead-letter id, the partition's backlog bound. Puts the update
+    /// (or call) back at the end of its partition as a new entry, the update marked as this
+    /// replay (processed although it was finished, once), and removes the dead letter; unless
+    /// the partition is at its bound. Returns `{"replayed", id}`, `{"full"}` or `{"missing"}`.
     public static let replay = RedisScript(name: "replay", source: #"""
+        if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2]) then return {'full'} end
         local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
-        if not found[1] then return false end
+        if not found[1] then return {'missing'} end
         local fields = found[1][2]
-        local body
-        for i = 1, #fields, 2 do if fields[i] == 'u' then body = fields[i + 1] end end
-        if not body then return false end
-        local id = redis.call('XADD', KEYS[2], '*', 'u', body, 'a', 0, 'replay', 1)
+        local update, call
+        for i = 1, #fields, 2 do
+          if fields[i] == 'u' then update = fields[i + 1] elseif fields[i] == 'd' then call = fields[i + 1] end
+        end
+        local id
+        if update then
+          id = redis.call('XADD', KEYS[2], '*', 'u', update, 'a', 0, 'replay', ARGV[1])
+        elseif call then
+          id = redis.call('XADD', KEYS[2], '*', 'd', call)
+        else
+          return {'missing'}
+        end
         redis.call('XDEL', KEYS[1], ARGV[1])
-        return id
+        return {'replayed', id}
         """#)
 }

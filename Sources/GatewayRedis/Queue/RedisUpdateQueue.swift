@@ -1,34 +1,52 @@
 import GatewayCore
 
-/// Queue mode's front door on Redis: one `EVALSHA` per update (dedupe, rate limit, backlog
-/// bound, `XADD`), on the responder thread's own connection.
+/// The streams' side every thread uses, on the thread's one connection (shared with its state
+/// store): queue mode's front door and the hand-over of a busy user's update (one `EVALSHA`
+/// each), outbox notes, and dead-lettered calls.
 public final class RedisUpdateQueue: UpdateQueue {
     private let store: RedisStateStore
     private let settings: QueueSettings
     /// The script's arguments that come from the configuration, formatted once.
     private let limits: (dedupe: [UInt8], capacity: [UInt8], window: [UInt8], backlog: [UInt8], age: [UInt8], prompt: [UInt8])
 
-    /// Shares `store`'s connection (and its warnings), so a thread holds one connection.
     public init(store: RedisStateStore, settings: QueueSettings) {
         self.store = store
         self.settings = settings
         let policy = store.policy
         limits = (
-            Array(String(policy.dedupeTTLSeconds).utf8), Array(String(policy.rateLimitRequests).utf8),
-            Array(String(policy.rateLimitWindowMilliseconds).utf8), Array(String(settings.maxBacklog).utf8),
-            Array(String(settings.maxAgeMilliseconds).utf8), Array(String(settings.callbackPromptMilliseconds).utf8)
+            RedisStateStore.bytes(policy.dedupeTTLSeconds), RedisStateStore.bytes(policy.rateLimitRequests),
+            RedisStateStore.bytes(policy.rateLimitWindowMilliseconds), RedisStateStore.bytes(settings.maxBacklog),
+            RedisStateStore.bytes(settings.maxAgeMilliseconds), RedisStateStore.bytes(settings.callbackPromptMilliseconds)
         )
     }
 
-    public func enqueue(_ request: EnqueueRequest) throws(StateStoreError) -> EnqueueDecision {
+    public func enqueue(_ request: EnqueueRequest, deadline: Deadline) throws(StateStoreError) -> EnqueueDecision {
         let keys = QueueKeys(partition: settings.partition(of: request.subject, updateID: request.updateID))
+        let frontDoor = request.origin == .frontDoor
         let reply = try store.evaluate(
             QueueScripts.enqueue, keys: [keys.stream, keys.seen(request.updateID), keys.rate(request.subject)],
-            bytes: [
-                request.body, limits.dedupe, limits.capacity, limits.window, request.subject == nil ? [0x30] : [0x31],
-                limits.backlog, limits.age, request.isCallback ? [0x31] : [0x30], limits.prompt,
-            ])
+            arguments: [
+                request.body, limits.dedupe, limits.capacity, limits.window, frontDoor && request.subject != nil ? [0x31] : [0x30],
+                limits.backlog, limits.age, request.isCallback ? [0x31] : [0x30], limits.prompt, frontDoor ? [0x30] : [0x31],
+            ], deadline: deadline)
         return try Self.decision(reply, retryAfterSeconds: settings.retryAfterSeconds)
+    }
+
+    public func scheduleOutbox(of subject: StateSubject, deadline: Deadline) throws(StateStoreError) {
+        let keys = QueueKeys(partition: settings.partition(of: subject))
+        try expectEntry(store.command([Array("XADD".utf8), Array(keys.stream.utf8), [0x2A], [0x6F], Array(subject.hashTag.utf8)], deadline: deadline))
+    }
+
+    public func deadLetter(_ send: PendingSend, of subject: StateSubject, reason: String, attempts: Int, deadline: Deadline) throws(StateStoreError) {
+        let keys = QueueKeys(partition: settings.partition(of: subject))
+        let arguments: [[UInt8]] =
+            ["XADD", keys.dead, "MAXLEN", "~", String(settings.deadLetterLimit), "*"].map { Array($0.utf8) }
+            + [Array("d".utf8), send.encoded] + ["reason", reason, "attempts", String(attempts), "s", subject.hashTag].map { Array($0.utf8) }
+        try expectEntry(store.command(arguments, deadline: deadline))
+    }
+
+    private func expectEntry(_ reply: RedisReply) throws(StateStoreError) {
+        guard case .string = reply else { throw .refused }
     }
 
     static func decision(_ reply: RedisReply, retryAfterSeconds: Int) throws(StateStoreError) -> EnqueueDecision {

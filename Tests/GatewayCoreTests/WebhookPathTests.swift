@@ -4,31 +4,20 @@ import Testing
 
 @testable import GatewayCore
 
-@Suite struct WebhookHandlerTests {
+/// The webhook path's checks and answers: admission, decoding, the gateway's own replies.
+@Suite struct WebhookPathTests {
     let secret = "current-secret_1"
     let previous = "previous-secret_0"
-    let log = RecordingLog()
-    let handler: WebhookHandler
-    let state = InMemoryStateStore(policy: .testing)
-    let services = ScriptedServiceClient(answering: #"{"actions":[]}"#)
-    let botAPI = RecordingBotAPI()
-
-    init() {
-        handler = WebhookHandler(
-            secrets: [Secret(secret), Secret(previous)], maxBodyBytes: 4096, botUsername: "our_bot", clock: { 0 },
-            newInternalUserID: { "internal-1" })
-    }
+    let gateway = TestGateway(
+        settings: .init(secrets: [Secret("current-secret_1"), Secret("previous-secret_0")], maxBodyBytes: 4096, botUsername: "our_bot"))
+    var log: RecordingLog { gateway.log }
 
     private func head(method: String = "POST", secret: String? = "current-secret_1", length: Int? = nil) -> WebhookHead {
-        WebhookHead(method: method, secretToken: secret.map { Array($0.utf8) }, contentLength: length, requestID: "req-1", acceptedAt: 0)
+        gateway.head(method: method, secret: secret, length: length)
     }
 
     private func respond(_ body: String, head: WebhookHead? = nil) -> WebhookResponse {
-        let head = head ?? self.head()
-        return handler.admit(head, logger: log.logger())
-            ?? handler.handle(
-                head, body: body.bytes, with: ThreadDependencies(state: state, services: services, botAPI: botAPI),
-                logger: log.logger())
+        gateway.post(body, head: head ?? self.head())
     }
 
     @Test func onlyPostIsAccepted() {
@@ -53,6 +42,18 @@ import Testing
         #expect(respond(Fixtures.message(), head: head(length: 4097)).status == 413)
         let huge = String(repeating: " ", count: 4097)
         #expect(respond(huge, head: head()).status == 413)
+    }
+
+    @Test func aBodyShorterThanItsLengthIsNotTakenForMalformedButDeliveredAgain() {
+        let body = Fixtures.message()
+        let truncated = String(body.prefix(body.utf8.count / 2))
+        let response = respond(truncated, head: head(length: body.utf8.count))
+        #expect(response.status == 503, "Telegram must deliver it again")
+        #expect(response.headers.contains { $0.name == "Retry-After" })
+        #expect(log.joined.contains(#""outcome":"incomplete_body""#))
+        #expect(!log.joined.contains(#""outcome":"malformed""#))
+        // The whole body, as redelivered, is processed.
+        #expect(respond(body, head: head(length: body.utf8.count)).status == 200)
     }
 
     @Test func unknownCommandGetsASendMessageWebhookReply() {

@@ -1,0 +1,65 @@
+import Logging
+
+/// What travels with one update through every stage: its ids and logger, its deadline, and
+/// whether the thread carrying it may wait.
+///
+/// The webhook path may not wait for anything another update or the outgoing budget holds (a
+/// FastCGI thread waiting would be a thread Telegram's other updates cannot use): what cannot
+/// happen now is handed to the user's stream and the request is answered. A stream worker may
+/// wait, within the deadline and while it still holds its partition.
+public struct UpdateContext {
+    public var logger: Logger
+    public let requestID: String
+    public let deadline: Deadline
+    public let mayWait: Bool
+    public let clock: GatewayClock
+    /// A worker's: whether it still holds its partition. Checked before every side effect, so a
+    /// worker whose lease lapsed stops at once instead of at its next entry.
+    private let holdsPartition: (@Sendable () -> Bool)?
+
+    public init(
+        requestID: String, logger: Logger, deadline: Deadline, mayWait: Bool, clock: GatewayClock,
+        holdsPartition: (@Sendable () -> Bool)? = nil
+    ) {
+        var logger = logger
+        logger[metadataKey: LogKey.requestID] = "\(requestID)"
+        self.logger = logger
+        self.requestID = requestID
+        self.deadline = deadline
+        self.mayWait = mayWait
+        self.clock = clock
+        self.holdsPartition = holdsPartition
+    }
+
+    /// True once the work must stop: the deadline passed or the worker's partition is no longer its.
+    public var isCancelled: Bool {
+        deadline.isPassed(at: clock.now()) || holdsPartition?() == false
+    }
+
+    /// `limit` seconds capped by the deadline; nil when the wait must not start.
+    public func timeout(cappedAt limit: Double) -> Double? {
+        deadline.timeout(cappedAt: limit, at: clock.now())
+    }
+
+    /// Milliseconds this thread may still wait: 0 on the webhook path.
+    public var waitBudgetMilliseconds: Int64 {
+        mayWait ? deadline.milliseconds(cappedAt: .max, at: clock.now()) : 0
+    }
+
+    /// Sleeps `milliseconds` if this thread may wait that long; false (without sleeping) if not.
+    public func pause(milliseconds: Int64) -> Bool {
+        guard milliseconds > 0 else { return !isCancelled }
+        guard mayWait, milliseconds <= waitBudgetMilliseconds, !isCancelled else { return false }
+        clock.sleep(UInt64(milliseconds) * 1_000_000)
+        return !isCancelled
+    }
+
+    /// The same context with another deadline (a worker's next stage after a wait).
+    public func renewed(deadline: Deadline) -> UpdateContext {
+        UpdateContext(requestID: requestID, logger: logger, deadline: deadline, mayWait: mayWait, clock: clock, holdsPartition: holdsPartition)
+    }
+
+    public func elapsedMilliseconds(since start: UInt64) -> Double {
+        clock.milliseconds(since: start)
+    }
+}

@@ -1,0 +1,184 @@
+import CoreMetrics
+import Logging
+
+/// Deliver: the answer's calls in order. The webhook path sends what the chat's window allows
+/// now (the last call as the webhook reply) and keeps the rest, in order, for a worker; a
+/// worker sends an outbox paced, waiting for slots within its deadline. Nothing is left out
+/// for pacing: a call ends sent, refused by Telegram, or among the dead letters.
+extension UpdateProcessor {
+    struct Delivery {
+        /// The webhook reply, its slot reserved.
+        var reply: BotCall?
+        /// The webhook reply whose chat's window lives with the subject: `finish` admits it in
+        /// the same round trip, or keeps it in the outbox.
+        var storedReply: PendingSend?
+        /// What waits for a worker, in order.
+        var tail: [PendingSend] = []
+    }
+
+    /// The webhook path's delivery: never waits for a slot or a 429.
+    func deliverNow(_ methods: [BotMethod], subject: StateSubject, dependencies: ThreadDependencies, context: inout UpdateContext) -> Delivery {
+        let started = clock.now()
+        defer { context.logger[metadataKey: LogKey.deliveryMilliseconds] = .stringConvertible(context.elapsedMilliseconds(since: started)) }
+        let methods = shorten(methods, state: dependencies.state, context: context)
+        var delivery = Delivery()
+        for (index, method) in methods.enumerated() {
+            let pending = PendingSend(method, requestID: context.requestID, index: index)
+            if !delivery.tail.isEmpty {
+                delivery.tail.append(pending)
+                continue
+            }
+            if settings.webhookReply && index == methods.count - 1 {
+                if let chat = method.pacedChatID {
+                    if subject.ownsWindow(of: chat) {
+                        delivery.storedReply = pending
+                        continue
+                    }
+                    guard dependencies.outgoing.reserve(chatID: chat, throughBotAPI: false, maxWaitMilliseconds: 0, deadline: context.deadline) == 0
+                    else {
+                        delivery.tail.append(pending)
+                        continue
+                    }
+                }
+                delivery.reply = method.call
+                continue
+            }
+            if let chat = method.pacedChatID,
+                dependencies.outgoing.reserve(chatID: chat, throughBotAPI: true, maxWaitMilliseconds: 0, deadline: context.deadline) != 0
+            {
+                delivery.tail.append(pending)
+                continue
+            }
+            do {
+                try dependencies.botAPI.call(method.call, deadline: context.deadline)
+            } catch {
+                Self.countFailure(of: method.call, error)
+                if let seconds = error.retryAfterSeconds {
+                    dependencies.outgoing.pause(milliseconds: Int64(seconds) * 1000, deadline: context.deadline)
+                }
+                if error.isRetryable {
+                    // A 429 is not the call's fault: no attempt is counted for it.
+                    delivery.tail.append(error.retryAfterSeconds == nil ? pending.failedOnce() : pending)
+                    context.logger.warning(
+                        "Bot API call failed; it and the rest of the answer are kept for a worker",
+                        metadata: ["method": "\(method.name)", LogKey.error: "\(error)"])
+                } else {
+                    context.logger.warning("Bot API refused a call; not retried", metadata: ["method": "\(method.name)", LogKey.error: "\(error)"])
+                }
+            }
+        }
+        return delivery
+    }
+
+    /// Buttons whose callback data is over Telegram's 64 bytes carry a token instead.
+    private func shorten(_ methods: [BotMethod], state: any StateStore, context: UpdateContext) -> [BotMethod] {
+        let (shortened, dropped) = CallbackDataToken.shorten(methods, store: state, ttlSeconds: settings.sessionTTLSeconds, deadline: context.deadline)
+        if dropped > 0 {
+            context.logger.warning("buttons with long callback data left out: the state store is unavailable", metadata: ["buttons": .stringConvertible(dropped)])
+        }
+        return shortened
+    }
+
+    /// The answer's calls as they wait in an outbox (a worker's delivery goes through it).
+    func pending(_ methods: [BotMethod], state: any StateStore, context: UpdateContext) -> [PendingSend] {
+        shorten(methods, state: state, context: context).enumerated().map { PendingSend($1, requestID: context.requestID, index: $0) }
+    }
+
+    enum SendOutcome: Equatable {
+        case sent
+        /// Telegram refused it (a 4xx): final.
+        case refused(BotAPIError)
+        /// A network or server error: worth another attempt later.
+        case failed(BotAPIError)
+        /// Not within what this thread may wait (the slot, a 429): after this long, no attempt
+        /// counted.
+        case notNow(retryAfterMilliseconds: Int64)
+    }
+
+    /// Sends one call as a worker: waits for its slot, and out a 429, within the deadline.
+    func sendPaced(_ send: PendingSend, dependencies: ThreadDependencies, context: UpdateContext) -> SendOutcome {
+        guard !context.isCancelled else { return .notNow(retryAfterMilliseconds: 0) }
+        if let chat = send.pacedChatID {
+            guard
+                let wait = dependencies.outgoing.reserve(
+                    chatID: chat, throughBotAPI: true, maxWaitMilliseconds: context.waitBudgetMilliseconds, deadline: context.deadline)
+            else { return .notNow(retryAfterMilliseconds: 1000) }
+            if wait > 0, !context.pause(milliseconds: wait) { return .notNow(retryAfterMilliseconds: 0) }
+        }
+        guard !context.isCancelled else { return .notNow(retryAfterMilliseconds: 0) }
+        do {
+            try dependencies.botAPI.call(send.call, deadline: context.deadline)
+            return .sent
+        } catch {
+            Self.countFailure(of: send.call, error)
+            if let seconds = error.retryAfterSeconds {
+                // Every process waits it out: the bot-wide budget starts after the pause.
+                dependencies.outgoing.pause(milliseconds: Int64(seconds) * 1000, deadline: context.deadline)
+                return .notNow(retryAfterMilliseconds: Int64(seconds) * 1000)
+            }
+            return error.isRetryable ? .failed(error) : .refused(error)
+        }
+    }
+
+    enum DrainResult: Equatable {
+        case empty
+        /// Calls are left: come back after this long (0: at once, behind the partition's other entries).
+        case left(retryAfterMilliseconds: Int64)
+        case storeFailed
+    }
+
+    /// Sends the subject's outbox in order, paced, until it is empty or this worker may wait no
+    /// longer. A call that keeps failing goes to the dead letters after the attempts allowed.
+    func drainOutbox(of subject: StateSubject, dependencies: ThreadDependencies, context: UpdateContext) -> DrainResult {
+        while true {
+            guard !context.isCancelled else { return .left(retryAfterMilliseconds: 0) }
+            let head: PendingSend?
+            do {
+                head = try dependencies.state.outboxHead(of: subject, deadline: context.deadline)
+            } catch {
+                return .storeFailed
+            }
+            guard let head else { return .empty }
+            do throws(StateStoreError) {
+                switch sendPaced(head, dependencies: dependencies, context: context) {
+                case .sent:
+                    Counter(label: GatewayMetric.outboxSent).increment()
+                    _ = try dependencies.state.popOutbox(of: subject, send: head, deadline: context.deadline)
+                case .refused(let error):
+                    context.logger.warning(
+                        "Bot API refused a call; not retried", metadata: ["method": "\(head.call.name)", "send": "\(head.id)", LogKey.error: "\(error)"])
+                    _ = try dependencies.state.popOutbox(of: subject, send: head, deadline: context.deadline)
+                case .failed(let error):
+                    let failed = head.failedOnce()
+                    context.logger.warning(
+                        "Bot API call failed; it will be tried again",
+                        metadata: ["method": "\(head.call.name)", "send": "\(head.id)", "attempt": .stringConvertible(failed.attempts), LogKey.error: "\(error)"])
+                    guard failed.attempts >= settings.queue.maxAttempts else {
+                        try dependencies.state.replaceOutboxHead(of: subject, send: head, with: failed, deadline: context.deadline)
+                        return .left(retryAfterMilliseconds: Self.backoffMilliseconds(attempt: failed.attempts))
+                    }
+                    let reason = "bot_api_\(error.shortDescription)"
+                    guard let queue = dependencies.queue else { return .storeFailed }
+                    try queue.deadLetter(failed, of: subject, reason: reason, attempts: failed.attempts, deadline: context.deadline)
+                    _ = try dependencies.state.popOutbox(of: subject, send: head, deadline: context.deadline)
+                    Counter(label: GatewayMetric.outboxDeadLetters, dimensions: [("reason", reason)]).increment()
+                    context.logger.error(
+                        "call dead-lettered after its last attempt", metadata: ["method": "\(head.call.name)", "send": "\(head.id)", LogKey.reason: "\(reason)"])
+                case .notNow(let milliseconds):
+                    return .left(retryAfterMilliseconds: milliseconds)
+                }
+            } catch {
+                return .storeFailed
+            }
+        }
+    }
+
+    /// 1, 2, 4… s after failed attempts, at most 30.
+    static func backoffMilliseconds(attempt: Int) -> Int64 {
+        Int64(min(30, 1 << min(max(attempt, 1) - 1, 5))) * 1000
+    }
+
+    static func countFailure(of call: BotCall, _ error: BotAPIError) {
+        Counter(label: GatewayMetric.botAPIErrors, dimensions: [("method", call.name), ("kind", error.shortDescription)]).increment()
+    }
+}

@@ -1,0 +1,136 @@
+import GatewayCore
+
+/// A stream entry as Redis returns it (`[id, [field, value, …]]`): its id and fields by name.
+struct RawStreamEntry {
+    var id: String
+    var fields: [String: RedisReply]
+
+    init?(_ reply: RedisReply) {
+        guard case .array(let entry) = reply, entry.count == 2, let id = entry[0].text, case .array(let pairs) = entry[1] else { return nil }
+        var fields: [String: RedisReply] = [:]
+        for index in stride(from: 0, to: pairs.count - 1, by: 2) {
+            if let name = pairs[index].text { fields[name] = pairs[index + 1] }
+        }
+        self.id = id
+        self.fields = fields
+    }
+
+    /// What the entry holds, as a worker reads it.
+    var content: StreamEntry.Content {
+        if case .string(let body)? = fields["u"] {
+            let replay = fields["replay"]?.text
+            return .update(body: body, callbackAnswered: fields["a"]?.text == "1", replay: replay?.isEmpty == false ? replay : nil)
+        }
+        if let tag = fields["o"]?.text, let subject = StateSubject(hashTag: tag) { return .outbox(subject) }
+        if case .string(let bytes)? = fields["d"], let send = PendingSend.decode(bytes) { return .delivery(send) }
+        return .unreadable
+    }
+}
+
+/// A worker's side of the streams on Redis, on the worker's own connection (its reads block,
+/// so it cannot share the state store's short timeouts).
+public final class RedisPartitionStore: PartitionStore {
+    private let connection: RedisConnection
+
+    /// `blockMilliseconds`: the longest read the worker makes, added to the command timeout.
+    public init(redis: GatewayConfig.RedisSettings, blockMilliseconds: Int, clock: @escaping @Sendable () -> UInt64) {
+        connection = RedisConnection(
+            settings: .init(redis, commandTimeoutSeconds: redis.commandTimeoutSeconds + Double(blockMilliseconds) / 1000 + 1), clock: clock)
+    }
+
+    public func takeLease(partition: Int, worker: String, milliseconds: Int64) throws(StateStoreError) -> Bool {
+        try flag(connection.evaluate(QueueScripts.take, keys: [QueueKeys(partition: partition).owner], arguments: [Array(worker.utf8), Self.bytes(milliseconds)]))
+    }
+
+    public func renewLease(partition: Int, worker: String, milliseconds: Int64) throws(StateStoreError) -> Bool {
+        try flag(connection.evaluate(QueueScripts.renew, keys: [QueueKeys(partition: partition).owner], arguments: [Array(worker.utf8), Self.bytes(milliseconds)]))
+    }
+
+    public func releaseLease(partition: Int, worker: String) {
+        _ = try? connection.evaluate(QueueScripts.release, keys: [QueueKeys(partition: partition).owner], arguments: [Array(worker.utf8)])
+    }
+
+    /// Creates the stream and its group if they do not exist yet (a group created late still
+    /// reads the entries already there).
+    public func prepare(partition: Int) throws(StateStoreError) {
+        let reply = try connection.command("XGROUP", "CREATE", QueueKeys(partition: partition).stream, QueueKeys.group, "0", "MKSTREAM")
+        if case .error(let message) = reply, !message.hasPrefix("BUSYGROUP") { throw .refused }
+    }
+
+    public func claimPending(partition: Int, worker: String) throws(StateStoreError) -> StreamEntry? {
+        let keys = QueueKeys(partition: partition)
+        var cursor = "0-0"
+        while true {
+            let reply = try connection.command("XAUTOCLAIM", keys.stream, QueueKeys.group, worker, "0", cursor, "COUNT", "1")
+            if case .error(let message) = reply { return try recreateGroup(partition, after: message) }
+            guard case .array(let parts) = reply, parts.count >= 2, let next = parts[0].text else { throw .unexpectedReply }
+            if let entry = first(of: parts[1], partition: partition) { return entry }
+            // A pending id whose entry is gone (deleted from outside) is dropped by Redis; go on.
+            guard next != "0-0" else { return nil }
+            cursor = next
+        }
+    }
+
+    public func readNew(partition: Int, worker: String, blockMilliseconds: Int) throws(StateStoreError) -> StreamEntry? {
+        let keys = QueueKeys(partition: partition)
+        let reply = try connection.command(
+            "XREADGROUP", "GROUP", QueueKeys.group, worker, "COUNT", "1", "BLOCK", String(blockMilliseconds), "STREAMS", keys.stream, ">")
+        if case .error(let message) = reply { return try recreateGroup(partition, after: message) }
+        guard case .array(let streams) = reply, case .array(let stream)? = streams.first, stream.count == 2 else { return nil }
+        return first(of: stream[1], partition: partition)
+    }
+
+    public func countAttempt(_ entry: StreamEntry) throws(StateStoreError) -> Int {
+        guard case .integer(let attempts) = try connection.command("HINCRBY", QueueKeys(partition: entry.partition).attempts, entry.id, "1")
+        else { throw .unexpectedReply }
+        return Int(attempts)
+    }
+
+    public func acknowledge(_ entry: StreamEntry) throws(StateStoreError) {
+        let keys = QueueKeys(partition: entry.partition)
+        try expectSuccess(connection.evaluate(QueueScripts.acknowledge, keys: [keys.stream, keys.attempts], arguments: [Array(entry.id.utf8)]))
+    }
+
+    public func deadLetter(_ entry: StreamEntry, reason: String, attempts: Int, limit: Int) throws(StateStoreError) {
+        let keys = QueueKeys(partition: entry.partition)
+        let payload: (field: String, value: [UInt8])
+        switch entry.content {
+        case .update(let body, _, _): payload = ("u", body)
+        case .delivery(let send): payload = ("d", send.encoded)
+        case .outbox(let subject): payload = ("o", Array(subject.hashTag.utf8))
+        case .unreadable: payload = ("x", [])
+        }
+        try expectSuccess(
+            connection.evaluate(
+                QueueScripts.deadLetter, keys: [keys.stream, keys.attempts, keys.dead],
+                arguments: [
+                    Array(entry.id.utf8), Array(payload.field.utf8), payload.value, Array(reason.utf8), Self.bytes(attempts), Self.bytes(limit),
+                ]))
+    }
+
+    private func first(of entries: RedisReply, partition: Int) -> StreamEntry? {
+        guard case .array(let list) = entries, let first = list.first, let entry = RawStreamEntry(first) else { return nil }
+        return StreamEntry(partition: partition, id: entry.id, content: entry.content)
+    }
+
+    private func flag(_ reply: RedisReply) throws(StateStoreError) -> Bool {
+        switch reply {
+        case .integer(1): return true
+        case .integer(0): return false
+        default: throw .unexpectedReply
+        }
+    }
+
+    private func expectSuccess(_ reply: RedisReply) throws(StateStoreError) {
+        if case .error = reply { throw .refused }
+    }
+
+    /// Redis lost the group (restarted without its data): make it again; the next read retries.
+    private func recreateGroup(_ partition: Int, after message: String) throws(StateStoreError) -> StreamEntry? {
+        guard message.hasPrefix("NOGROUP") else { throw .refused }
+        try prepare(partition: partition)
+        return nil
+    }
+
+    static func bytes(_ value: some BinaryInteger) -> [UInt8] { Array(String(value).utf8) }
+}

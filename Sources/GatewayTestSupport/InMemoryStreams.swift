@@ -1,0 +1,208 @@
+import GatewayCore
+import Synchronization
+
+/// The streams in memory with the Redis scripts' semantics: the front door and hand-over
+/// (dedupe, backlog bound, rate limit at the front door), outbox notes, per-partition leases
+/// (a renewal never takes a free partition), pending entries claimed by the next holder,
+/// attempts counted per entry, and dead letters. On the test's clock.
+public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
+    private struct Partition {
+        var entries: [(id: String, content: StreamEntry.Content)] = []
+        /// Delivered and not acknowledged, with the worker it was delivered to.
+        var pending: [String: String] = [:]
+        /// How far `readNew` has delivered.
+        var delivered = 0
+        var attempts: [String: Int] = [:]
+        var dead: [(entry: StreamEntry, reason: String, attempts: Int)] = []
+        var owner: (worker: String, expiresAt: Int64)?
+    }
+
+    private struct State {
+        var partitions: [Int: Partition] = [:]
+        var seen: Set<Int64> = []
+        var buckets: [StateSubject: TokenBucket] = [:]
+        var nextID = 0
+        var failing = false
+        var deadSends: [(send: PendingSend, reason: String)] = []
+    }
+
+    private let state = Mutex(State())
+    private let settings: QueueSettings
+    private let policy: StatePolicy
+    private let clock: ManualClock
+
+    public init(settings: QueueSettings, policy: StatePolicy = .testing, clock: ManualClock) {
+        self.settings = settings
+        self.policy = policy
+        self.clock = clock
+    }
+
+    public var failing: Bool {
+        get { state.withLock { $0.failing } }
+        set { state.withLock { $0.failing = newValue } }
+    }
+
+    /// The entries of a partition not yet acknowledged, in order.
+    public func entries(_ partition: Int) -> [StreamEntry] {
+        state.withLock { state in
+            (state.partitions[partition]?.entries ?? []).map { StreamEntry(partition: partition, id: $0.id, content: $0.content) }
+        }
+    }
+
+    /// Every partition's dead letters: the entries and the calls.
+    public var deadLetters: [(entry: StreamEntry, reason: String, attempts: Int)] {
+        state.withLock { state in state.partitions.keys.sorted().flatMap { state.partitions[$0]?.dead ?? [] } }
+    }
+
+    public var deadCalls: [(send: PendingSend, reason: String)] { state.withLock { $0.deadSends } }
+
+    public func owner(_ partition: Int) -> String? {
+        let now = clock.milliseconds
+        return state.withLock { state in state.partitions[partition]?.owner.flatMap { $0.expiresAt > now ? $0.worker : nil } }
+    }
+
+    /// Appends an entry as an operator's replay or another writer would.
+    public func append(_ content: StreamEntry.Content, to partition: Int) {
+        state.withLock { state in Self.append(content, to: partition, state: &state) }
+    }
+
+    private static func append(_ content: StreamEntry.Content, to partition: Int, state: inout State) {
+        state.nextID += 1
+        state.partitions[partition, default: Partition()].entries.append((id: "\(state.nextID)-0", content: content))
+    }
+
+    // MARK: UpdateQueue
+
+    public func enqueue(_ request: EnqueueRequest, deadline: Deadline) throws(StateStoreError) -> EnqueueDecision {
+        let now = clock.milliseconds
+        let settings = settings, policy = policy
+        return try state.withLock { (state: inout State) throws(StateStoreError) -> EnqueueDecision in
+            if state.failing { throw .unavailable }
+            if state.seen.contains(request.updateID) { return .duplicate }
+            let partition = settings.partition(of: request.subject, updateID: request.updateID)
+            let backlog = state.partitions[partition]?.entries.count ?? 0
+            if backlog >= settings.maxBacklog * (request.isCallback ? 2 : 1) { return .full(retryAfterSeconds: settings.retryAfterSeconds) }
+            if request.origin == .frontDoor, let subject = request.subject {
+                let (bucket, taken) = TokenBucket.take(
+                    state.buckets[subject], now: now, capacity: policy.rateLimitRequests, windowMilliseconds: policy.rateLimitWindowMilliseconds)
+                state.buckets[subject] = bucket
+                if !taken.allowed {
+                    state.seen.insert(request.updateID)
+                    return .limited(warn: taken.warn)
+                }
+            }
+            let answered = request.isCallback && request.origin == .handover
+            Self.append(.update(body: request.body, callbackAnswered: answered, replay: nil), to: partition, state: &state)
+            state.seen.insert(request.updateID)
+            return .queued(answerCallbackNow: answered)
+        }
+    }
+
+    public func scheduleOutbox(of subject: StateSubject, deadline: Deadline) throws(StateStoreError) {
+        let partition = settings.partition(of: subject)
+        try state.withLock { (state: inout State) throws(StateStoreError) in
+            if state.failing { throw .unavailable }
+            Self.append(.outbox(subject), to: partition, state: &state)
+        }
+    }
+
+    public func deadLetter(_ send: PendingSend, of subject: StateSubject, reason: String, attempts: Int, deadline: Deadline) throws(StateStoreError) {
+        try state.withLock { (state: inout State) throws(StateStoreError) in
+            if state.failing { throw .unavailable }
+            state.deadSends.append((send, reason))
+        }
+    }
+
+    // MARK: PartitionStore
+
+    public func takeLease(partition: Int, worker: String, milliseconds: Int64) throws(StateStoreError) -> Bool {
+        let now = clock.milliseconds
+        return try state.withLock { (state: inout State) throws(StateStoreError) -> Bool in
+            if state.failing { throw .unavailable }
+            if let owner = state.partitions[partition]?.owner, owner.expiresAt > now, owner.worker != worker { return false }
+            state.partitions[partition, default: Partition()].owner = (worker, now + milliseconds)
+            return true
+        }
+    }
+
+    public func renewLease(partition: Int, worker: String, milliseconds: Int64) throws(StateStoreError) -> Bool {
+        let now = clock.milliseconds
+        return try state.withLock { (state: inout State) throws(StateStoreError) -> Bool in
+            if state.failing { throw .unavailable }
+            guard let owner = state.partitions[partition]?.owner, owner.expiresAt > now, owner.worker == worker else { return false }
+            state.partitions[partition]?.owner = (worker, now + milliseconds)
+            return true
+        }
+    }
+
+    public func releaseLease(partition: Int, worker: String) {
+        state.withLock { state in
+            if state.partitions[partition]?.owner?.worker == worker { state.partitions[partition]?.owner = nil }
+        }
+    }
+
+    public func prepare(partition: Int) throws(StateStoreError) {
+        try state.withLock { (state: inout State) throws(StateStoreError) in
+            if state.failing { throw .unavailable }
+            if state.partitions[partition] == nil { state.partitions[partition] = Partition() }
+        }
+    }
+
+    public func claimPending(partition: Int, worker: String) throws(StateStoreError) -> StreamEntry? {
+        try state.withLock { (state: inout State) throws(StateStoreError) -> StreamEntry? in
+            if state.failing { throw .unavailable }
+            guard let stream = state.partitions[partition] else { return nil }
+            for entry in stream.entries where stream.pending[entry.id] != nil {
+                state.partitions[partition]?.pending[entry.id] = worker
+                return StreamEntry(partition: partition, id: entry.id, content: entry.content)
+            }
+            return nil
+        }
+    }
+
+    public func readNew(partition: Int, worker: String, blockMilliseconds: Int) throws(StateStoreError) -> StreamEntry? {
+        let entry = try state.withLock { (state: inout State) throws(StateStoreError) -> StreamEntry? in
+            if state.failing { throw .unavailable }
+            guard let stream = state.partitions[partition], stream.delivered < stream.entries.count else { return nil }
+            let entry = stream.entries[stream.delivered]
+            state.partitions[partition]?.delivered += 1
+            state.partitions[partition]?.pending[entry.id] = worker
+            return StreamEntry(partition: partition, id: entry.id, content: entry.content)
+        }
+        // An empty read blocks, on the test's clock.
+        if entry == nil { clock.advance(milliseconds: Int64(blockMilliseconds)) }
+        return entry
+    }
+
+    public func countAttempt(_ entry: StreamEntry) throws(StateStoreError) -> Int {
+        try state.withLock { (state: inout State) throws(StateStoreError) -> Int in
+            if state.failing { throw .unavailable }
+            state.partitions[entry.partition, default: Partition()].attempts[entry.id, default: 0] += 1
+            return state.partitions[entry.partition]?.attempts[entry.id] ?? 1
+        }
+    }
+
+    public func acknowledge(_ entry: StreamEntry) throws(StateStoreError) {
+        try state.withLock { (state: inout State) throws(StateStoreError) in
+            if state.failing { throw .unavailable }
+            Self.remove(entry, state: &state)
+        }
+    }
+
+    public func deadLetter(_ entry: StreamEntry, reason: String, attempts: Int, limit: Int) throws(StateStoreError) {
+        try state.withLock { (state: inout State) throws(StateStoreError) in
+            if state.failing { throw .unavailable }
+            state.partitions[entry.partition, default: Partition()].dead.append((entry, reason, attempts))
+            Self.remove(entry, state: &state)
+        }
+    }
+
+    private static func remove(_ entry: StreamEntry, state: inout State) {
+        guard var stream = state.partitions[entry.partition], let index = stream.entries.firstIndex(where: { $0.id == entry.id }) else { return }
+        stream.entries.remove(at: index)
+        if index < stream.delivered { stream.delivered -= 1 }
+        stream.pending[entry.id] = nil
+        stream.attempts[entry.id] = nil
+        state.partitions[entry.partition] = stream
+    }
+}
