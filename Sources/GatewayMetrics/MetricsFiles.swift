@@ -5,8 +5,15 @@ import Glibc
 #endif
 
 /// The per-process snapshot files in the pool's metrics folder, and their sum.
+///
+/// A process's file is named by its pid and start time (`PID-START.metrics`), so a pid the
+/// kernel gives again never takes over a dead process's file or revives its gauges. Files of
+/// processes that exited are folded into `retired.metrics` (their counters and histograms
+/// summed; their gauges dropped) and removed, so the folder stays bounded however often
+/// processes are recycled, and counters never go backwards.
 public struct MetricsFiles: Sendable {
     public let directory: String
+    static let retiredName = "retired.metrics"
 
     public init(directory: String) {
         self.directory = directory
@@ -25,17 +32,20 @@ public struct MetricsFiles: Sendable {
 
     /// Replaces this process's file (write, then rename: readers never see half a file).
     public func write(_ snapshot: String, pid: pid_t = getpid()) {
-        let path = "\(directory)/\(pid).metrics"
+        write(snapshot, to: "\(directory)/\(pid)-\(Self.startTime(of: pid) ?? 0).metrics")
+    }
+
+    private func write(_ text: String, to path: String) {
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
         guard fd >= 0 else { return }
-        let bytes = Array(snapshot.utf8)
+        let bytes = Array(text.utf8)
         let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         close(fd)
         if written == bytes.count { rename(temporary, path) } else { unlink(temporary) }
     }
 
-    /// One process's file: its series by kind.
+    /// One process's file (or the retired processes' sum, pid 0): its series by kind.
     public struct ProcessSnapshot: Sendable {
         public let pid: pid_t
         public let isAlive: Bool
@@ -43,23 +53,48 @@ public struct MetricsFiles: Sendable {
         public let series: [String: (kind: String, value: Double)]
     }
 
-    /// Every process's latest snapshot, dead ones included.
+    /// Every process's latest snapshot, dead ones included, and the retired processes' sum.
     public func processes() -> [ProcessSnapshot] {
         names().filter { $0.hasSuffix(".metrics") }.compactMap { name in
-            guard let pid = pid_t(name.dropLast(".metrics".count)), let text = readFile(directory + "/" + name) else { return nil }
-            var series: [String: (kind: String, value: Double)] = [:]
-            for line in text.split(separator: "\n") {
-                let parts = line.split(separator: " ")
-                guard parts.count == 3, let value = Double(parts[2]) else { continue }
-                series[String(parts[1])] = (String(parts[0]), value)
-            }
-            return ProcessSnapshot(pid: pid, isAlive: kill(pid, 0) == 0, series: series)
+            guard let text = readFile(directory + "/" + name) else { return nil }
+            let series = Self.parse(text)
+            if name == Self.retiredName { return ProcessSnapshot(pid: 0, isAlive: false, series: series) }
+            guard let (pid, started) = Self.identity(of: name) else { return nil }
+            return ProcessSnapshot(pid: pid, isAlive: Self.isRunning(pid, startedAt: started), series: series)
         }.sorted { $0.pid < $1.pid }
     }
 
+    /// Folds the files of processes that exited into `retired.metrics` and removes them. Any
+    /// process may do it (on a scrape, the supervisor when a child exits): a lock file keeps
+    /// two from folding at once.
+    public func foldExited() {
+        let lock = open(directory + "/.fold.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
+        guard lock >= 0 else { return }
+        defer { close(lock) }
+        guard flock(lock, LOCK_EX) == 0 else { return }
+        defer { flock(lock, LOCK_UN) }
+        var exited: [String] = []
+        var retired = readFile(directory + "/" + Self.retiredName).map(Self.parse) ?? [:]
+        for name in names() where name.hasSuffix(".metrics") && name != Self.retiredName {
+            guard let (pid, started) = Self.identity(of: name), !Self.isRunning(pid, startedAt: started),
+                let text = readFile(directory + "/" + name)
+            else { continue }
+            for (series, entry) in Self.parse(text) where entry.kind != "gauge" {
+                retired[series] = (entry.kind, (retired[series]?.value ?? 0) + entry.value)
+            }
+            exited.append(name)
+        }
+        guard !exited.isEmpty else { return }
+        // The sum is written before the files it holds are removed: a crash in between counts
+        // them twice at worst, never loses them.
+        write(retired.keys.sorted().map { "\(retired[$0]?.kind ?? "counter") \($0) \(Self.format(retired[$0]?.value ?? 0))\n" }.joined(), to: directory + "/" + Self.retiredName)
+        for name in exited { unlink(directory + "/" + name) }
+    }
+
     /// The pool's metrics in Prometheus' text format: counters and histograms summed over every
-    /// file, gauges over the files of live processes.
+    /// file, the retired processes' included; gauges over the files of live processes.
     public func render() -> String {
+        foldExited()
         var totals: [String: Double] = [:]
         var kinds: [String: String] = [:]
         for process in processes() {
@@ -76,10 +111,43 @@ public struct MetricsFiles: Sendable {
             let (family, _) = PoolMetrics.split(series)
             let base = kinds[family] != nil ? family : Self.histogramFamily(family)
             if let kind = kinds[base], typed.insert(base).inserted { output += "# TYPE \(base) \(kind)\n" }
-            let value = totals[series] ?? 0
-            output += "\(series) \(value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value))\n"
+            output += "\(series) \(Self.format(totals[series] ?? 0))\n"
         }
         return output
+    }
+
+    private static func format(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+    }
+
+    private static func parse(_ text: String) -> [String: (kind: String, value: Double)] {
+        var series: [String: (kind: String, value: Double)] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            guard parts.count == 3, let value = Double(parts[2]) else { continue }
+            series[String(parts[1])] = (String(parts[0]), value)
+        }
+        return series
+    }
+
+    /// `PID-START.metrics` into the pid and its start time.
+    private static func identity(of name: String) -> (pid_t, UInt64)? {
+        let parts = name.dropLast(".metrics".count).split(separator: "-")
+        guard parts.count == 2, let pid = pid_t(parts[0]), let started = UInt64(parts[1]) else { return nil }
+        return (pid, started)
+    }
+
+    /// Whether `pid` runs and is the process that started at `startedAt` (not a later one the
+    /// kernel gave the same pid).
+    static func isRunning(_ pid: pid_t, startedAt: UInt64) -> Bool {
+        kill(pid, 0) == 0 && startTime(of: pid) == startedAt
+    }
+
+    /// The process's start time in clock ticks since boot (`/proc/PID/stat`, field 22).
+    static func startTime(of pid: pid_t) -> UInt64? {
+        guard let stat = readFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 19 ? UInt64(fields[19]) : nil
     }
 
     private static func histogramFamily(_ name: String) -> String {

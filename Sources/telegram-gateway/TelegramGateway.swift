@@ -196,7 +196,11 @@ struct TelegramGateway: ParsableCommand {
                 listenFD: listenFD, processes: processes ?? config.pool.processes, childArguments: childArguments,
                 shutdownTimeoutSeconds: shutdownTimeout, socketPath: socket),
             logger: logger, clock: monotonicNanoseconds,
-            onChange: { processes, restarts in PoolStatus.writeSupervisor(files, processes: processes, restarts: restarts) })
+            onChange: { processes, restarts in
+                PoolStatus.writeSupervisor(files, processes: processes, restarts: restarts)
+                // A child exited or was recycled: its counters join the retired ones, its file goes.
+                files.foldExited()
+            })
         try supervisor.run()
     }
 }

@@ -36,6 +36,42 @@ import Glibc
         #expect(text.contains("in_flight 2\n"), "the gauge of the exited process is left out")
     }
 
+    @Test func filesOfExitedProcessesAreFoldedSoTheFolderStaysBoundedAndCountersNeverGoBack() throws {
+        let folder = FileManager.default.temporaryDirectory.appending(path: "metrics-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let files = MetricsFiles(directory: folder)
+        files.prepare()
+        // A thousand recycled processes, each having counted one request and holding a gauge.
+        for pid in 1...1000 {
+            let metrics = PoolMetrics()
+            metrics.makeCounter(label: "requests_total", dimensions: []).increment(by: 1)
+            metrics.makeRecorder(label: "busy", dimensions: [], aggregate: false).record(Int64(1))
+            files.write(metrics.snapshot(), pid: pid_t(4_000_000 + pid))  // none of them runs
+        }
+        let live = PoolMetrics()
+        live.makeCounter(label: "requests_total", dimensions: []).increment(by: 5)
+        files.write(live.snapshot())
+        #expect(files.render().contains("requests_total 1005\n"))
+        let left = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".metrics") }.sorted()
+        #expect(left.count == 2, "the live process's file and the retired sum: \(left.prefix(3))")
+        #expect(left.contains("retired.metrics"))
+        // Folding again (another scrape, the live process gone) keeps every count.
+        #expect(files.render().contains("requests_total 1005\n"))
+        #expect(!files.render().contains("busy"), "gauges of exited processes are gone")
+    }
+
+    @Test func aPidTheKernelGivesAgainDoesNotReviveADeadProcessesGauges() throws {
+        let folder = FileManager.default.temporaryDirectory.appending(path: "metrics-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let files = MetricsFiles(directory: folder)
+        files.prepare()
+        // A dead process had this test's pid, with another start time.
+        try "gauge in_flight 7\ncounter requests_total 3\n".write(toFile: "\(folder)/\(getpid())-1.metrics", atomically: false, encoding: .utf8)
+        let text = files.render()
+        #expect(!text.contains("in_flight"), "the pid runs, but it is not that process")
+        #expect(text.contains("requests_total 3\n"))
+    }
+
     @Test func labelValuesAreEscaped() {
         let metrics = PoolMetrics()
         metrics.makeCounter(label: "x", dimensions: [("k", "a\"b\\c")]).increment(by: 1)
