@@ -56,6 +56,8 @@ final class Behaviour: Sendable {
     private struct State {
         var delays: [String: Int] = [:]
         var statuses: [String: Int] = [:]
+        /// A service answering something hostile instead: `huge`, `deep` or `grapheme`.
+        var hostile: [String: String] = [:]
         var botAPI429s = 0
         var botAPI500s = 0
         /// The parameters of the last setWebhook, as sent.
@@ -68,15 +70,19 @@ final class Behaviour: Sendable {
 
     func setWebhook(_ parameters: Data?) { state.withLock { $0.webhook = parameters } }
 
-    /// `{"service":"matching","delay_ms":2000,"status":500}` or `{"bot_api_429":1,"bot_api_500":1}`;
-    /// `{"reset":true}` undoes everything. False when the body is not a JSON object.
+    /// `{"service":"matching","delay_ms":2000,"status":500,"hostile":"huge"}` or
+    /// `{"bot_api_429":1,"bot_api_500":1}`; `{"reset":true}` undoes everything. False when the
+    /// body is not a JSON object.
     func apply(_ data: Data) -> Bool {
         guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return data.isEmpty }
         state.withLock { state in
-            if json["reset"] as? Bool == true { (state.delays, state.statuses, state.botAPI429s, state.botAPI500s) = ([:], [:], 0, 0) }
+            if json["reset"] as? Bool == true {
+                (state.delays, state.statuses, state.hostile, state.botAPI429s, state.botAPI500s) = ([:], [:], [:], 0, 0)
+            }
             if let service = json["service"] as? String {
                 if let delay = json["delay_ms"] as? Int { state.delays[service] = delay }
                 if let status = json["status"] as? Int { state.statuses[service] = status }
+                if let hostile = json["hostile"] as? String { state.hostile[service] = hostile }
             }
             if let count = json["bot_api_429"] as? Int { state.botAPI429s = count }
             if let count = json["bot_api_500"] as? Int { state.botAPI500s = count }
@@ -84,8 +90,8 @@ final class Behaviour: Sendable {
         return true
     }
 
-    func misbehaviour(for service: String) -> (delay: Int, status: Int?) {
-        state.withLock { ($0.delays[service] ?? 0, $0.statuses[service]) }
+    func misbehaviour(for service: String) -> (delay: Int, status: Int?, hostile: String?) {
+        state.withLock { ($0.delays[service] ?? 0, $0.statuses[service], $0.hostile[service]) }
     }
 
     /// The status the next Bot API call gets, if it should fail.

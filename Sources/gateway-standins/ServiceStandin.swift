@@ -5,9 +5,10 @@ enum ServiceStandin {
     static func answer(service: String, request: StandinServer.Request, behaviour: Behaviour, recorder: Recorder) -> StandinServer.Response {
         let body = request.body
         recorder.service(service, body: body)
-        let (delay, status) = behaviour.misbehaviour(for: service)
+        let (delay, status, hostile) = behaviour.misbehaviour(for: service)
         if delay > 0 { usleep(UInt32(delay) * 1000) }
         if let status { return .json(#"{"error":"stand-in failure"}"#, status: status) }
+        if let hostile { return StandinServer.Response(status: 200, body: hostileAnswer(hostile)) }
         let json = (try? JSONSerialization.jsonObject(with: body) as? [String: Any]) ?? [:]
         let actions = actions(service: service, request: json)
         let data = (try? JSONSerialization.data(withJSONObject: ["actions": actions])) ?? Data("{}".utf8)
@@ -56,9 +57,17 @@ enum ServiceStandin {
             if text == "three actions" {
                 return ["one", "two", "three"].map { ["type": "send_message", "text": $0] }
             }
+            if text == "six actions" {
+                var actions: [[String: Any]] = (1...6).map { ["type": "send_message", "text": "part \($0) of 6"] }
+                actions[5]["keyboard"] = [[["text": "More", "callback_data": "CONNECT:more"]]]
+                return actions
+            }
             if text.hasPrefix("long "), let length = Int(text.dropFirst(5)), (1...20_000).contains(length) {
                 let pattern = Array("0123456789abcdefghijklmnopqrstuvwxyz\n")
-                return [["type": "send_message", "text": String((0..<length).map { pattern[$0 % pattern.count] })]]
+                return [[
+                    "type": "send_message", "text": String((0..<length).map { pattern[$0 % pattern.count] }),
+                    "keyboard": [[["text": "Again", "callback_data": "CONNECT:again"]]],
+                ]]
             }
             return [
                 ["type": "send_message", "text": "You said: \(text) (message \(count) of this conversation)"],
@@ -67,6 +76,29 @@ enum ServiceStandin {
         default:
             return [["type": "send_message", "text": "Noted."]]
         }
+    }
+}
+
+/// Answers a gateway must survive: 50 MiB of valid-looking JSON, objects nested 500 deep and
+/// arrays 10,000 deep, one character of 800 KB (a letter and 400,000 combining marks).
+func hostileAnswer(_ kind: String) -> Data {
+    switch kind {
+    case "huge":
+        let action = Data(#"{"type":"send_message","text":"\#(String(repeating: "x", count: 1000))"},"#.utf8)
+        var body = Data(#"{"actions":["#.utf8)
+        body.reserveCapacity(50 << 20)
+        while body.count < 50 << 20 { body.append(action) }
+        body.append(Data(#"{"type":"clear_state"}]}"#.utf8))
+        return body
+    case "deep":
+        // Under the 512 levels Foundation's parser accepts, over what a decoder recursing per
+        // level survives on a 1 MiB thread stack.
+        return Data((#"{"actions":[{"type":"set_state","state":"# + String(repeating: #"{"a":"#, count: 500) + "1" + String(repeating: "}", count: 500) + "}]}").utf8)
+    case "deeper":
+        return Data((#"{"actions":[{"type":"set_state","state":{"a":"# + String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000) + "}}]}").utf8)
+    default:
+        // Raw UTF-8 (2 bytes a mark), under the 1 MiB an answer may be: one character, 400,001 code units.
+        return Data((#"{"actions":[{"type":"send_message","text":"e"# + String(repeating: "\u{301}", count: 400_000) + #""}]}"#).utf8)
     }
 }
 

@@ -32,6 +32,8 @@ final class RedisServer {
             "--port", "\(port)", "--bind", "127.0.0.1", "--unixsocket", socketPath, "--unixsocketperm", "700",
             "--dir", directory.path, "--save", "", "--appendonly", appendfsync == nil ? "no" : "yes", "--daemonize", "no", "--loglevel", "warning",
             "--logfile", directory.appending(path: "redis.log").path,
+            // DEBUG SLEEP stalls the server for the fault tests (off by default since Redis 7).
+            "--enable-debug-command", "local",
         ]
         if let password { arguments += ["--requirepass", password] }
         if let appendfsync { arguments += ["--appendfsync", appendfsync] }

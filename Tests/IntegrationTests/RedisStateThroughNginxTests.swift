@@ -26,15 +26,28 @@ import Glibc
 
     /// Posts all bodies at once, one connection each.
     static func postTogether(_ bodies: [String], to stack: LocalStack) -> [HTTPResponse?] {
+        postTogether(bodies, url: stack.url, certificate: stack.directory.appending(path: "tls/cert.pem").path)
+    }
+
+    static func postTogether(_ bodies: [String], url: String, certificate: String) -> [HTTPResponse?] {
+        // A thread each (not concurrentPerform, which runs about one per core), so they are
+        // really in flight together, as Telegram's connections are.
         let results = Mutex<[Int: HTTPResponse]>([:])
-        let url = stack.url, certificate = stack.directory.appending(path: "tls/cert.pem").path
-        DispatchQueue.concurrentPerform(iterations: bodies.count) { index in
-            guard let client = try? HTTPClient(caFile: certificate) else { return }
-            let request = HTTPRequest(
-                method: "POST", url: url, headers: [("X-Telegram-Bot-Api-Secret-Token", LocalStack.secret)],
-                body: Array(bodies[index].utf8), timeoutSeconds: 30)
-            if let response = try? client.send(request) { results.withLock { $0[index] = response } }
+        let group = DispatchGroup()
+        for (index, body) in bodies.enumerated() {
+            group.enter()
+            let thread = Thread {
+                defer { group.leave() }
+                guard let client = try? HTTPClient(caFile: certificate) else { return }
+                let request = HTTPRequest(
+                    method: "POST", url: url, headers: [("X-Telegram-Bot-Api-Secret-Token", LocalStack.secret)], body: Array(body.utf8),
+                    timeoutSeconds: 30)
+                if let response = try? client.send(request) { results.withLock { $0[index] = response } }
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
         }
+        group.wait()
         return results.withLock { results in bodies.indices.map { results[$0] } }
     }
 

@@ -77,6 +77,9 @@ extension UpdateProcessor {
             (claim, session, storeFailed) = (attempted, nil, true)
         }
 
+        // A worker whose partition lease lapsed while it waited does nothing more: the next
+        // holder takes the entry over.
+        guard !context.isCancelled else { return retry("partition_lost", context: context) }
         let (plan, outcome) = planAnswer(to: update, route: route, session: session, services: dependencies.services, context: &context)
         // The claim stays: the next attempt (this partition's worker) takes the lease over.
         if outcome == .serviceFailed, !isLastAttempt { return retry("service_failed", context: context) }
