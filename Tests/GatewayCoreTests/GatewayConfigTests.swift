@@ -54,6 +54,28 @@ import Testing
         #expect(config.statePolicy.rateLimitWindowMilliseconds == 2500)
     }
 
+    @Test func theDeadlineBoundsEveryServiceAndStaysBelowNginxAndTelegram() throws {
+        var environment = minimal
+        environment["UPDATE_DEADLINE"] = "10"
+        environment["CONVERSATION_TIMEOUT"] = "12"
+        environment["REQUEST_TIMEOUT"] = "8"
+        let error = try #require(throws: ConfigError.self) { try GatewayConfig.load(environment: environment) }
+        #expect(Set(error.problems.map(\.variable)) == ["CONVERSATION_TIMEOUT", "REQUEST_TIMEOUT"])
+        #expect(error.description.contains("longer than UPDATE_DEADLINE"))
+        environment["UPDATE_DEADLINE"] = "51"
+        #expect(throws: ConfigError.self) { try GatewayConfig.load(environment: environment) }
+        #expect(GatewayConfig.maxUpdateDeadlineSeconds < GatewayConfig.nginxReadTimeoutSeconds)
+        #expect(GatewayConfig.nginxReadTimeoutSeconds < GatewayConfig.telegramWaitSeconds)
+        environment["UPDATE_DEADLINE"] = "15"
+        environment["REQUEST_TIMEOUT"] = "20"
+        let config = try GatewayConfig.load(environment: environment)
+        #expect(config.statePolicy.leaseMilliseconds == 20_000)
+        // A routes file's slower service is checked too.
+        var services = config.services
+        services[ServiceName("orders")] = .init(url: "http://127.0.0.1:1", timeoutSeconds: 30)
+        #expect(throws: ConfigError.self) { try config.check(services: services) }
+    }
+
     @Test func everyProblemIsReportedAtOnceNamingTheVariable() throws {
         let environment = [
             "TELEGRAM_WEBHOOK_SECRET": "has spaces!", "REDIS_PORT": "70000", "SESSION_TTL": "soon",

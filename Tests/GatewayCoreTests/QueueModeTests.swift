@@ -166,3 +166,45 @@ import Testing
         #expect(config?.queue.partitions == 64)
     }
 }
+
+/// A worker's hold on its partition: known lost before the lease can expire in the store.
+@Suite struct PartitionLeaseTests {
+    @Test func aWorkerWhoseRenewalsFailLosesItsPartitionBeforeTheStoreLetsItGo() {
+        let clock = ManualClock()
+        let streams = InMemoryStreams(settings: QueueSettings(), clock: clock)
+        let leases = PartitionLeases(leaseMilliseconds: 5000)
+        _ = try? streams.takeLease(partition: 1, worker: "w", milliseconds: 5000)
+        leases.record("w", partition: 1, since: clock.now)
+        clock.advance(milliseconds: 1000)
+        leases.renewAll(store: streams, clock: clock.gatewayClock)
+        clock.advance(milliseconds: 4000)
+        #expect(leases.holds("w", at: clock.now), "renewed a second in: good for 4.5 s more")
+        streams.failing = true  // Redis unreachable from this process
+        leases.renewAll(store: streams, clock: clock.gatewayClock)
+        clock.advance(milliseconds: 600)
+        #expect(!leases.holds("w", at: clock.now), "given up before the store's lease (5 s after the last renewal) runs out")
+        #expect(streams.owner(1) == "w", "while the store still names it the holder: no other worker acts yet")
+    }
+
+    @Test func aRenewalThatFindsThePartitionGoneDropsItAtOnce() {
+        let clock = ManualClock()
+        let streams = InMemoryStreams(settings: QueueSettings(), clock: clock)
+        let leases = PartitionLeases(leaseMilliseconds: 5000)
+        leases.record("w", partition: 2, since: clock.now)
+        leases.renewAll(store: streams, clock: clock.gatewayClock)  // the store does not have it
+        #expect(!leases.holds("w", at: clock.now))
+    }
+
+    @Test func aWorkerThatLostItsPartitionWhileWaitingCallsNoServiceAndSendsNothing() {
+        let gateway = TestGateway(services: ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"ok"}]}"#))
+        let context = UpdateContext(
+            requestID: "q", logger: gateway.log.logger(), deadline: .after(seconds: 25, from: gateway.clock.now), mayWait: true,
+            clock: gateway.clock.gatewayClock, holdsPartition: { false })
+        let result = gateway.processor.process(
+            stored: Array(Fixtures.message(text: "hello").utf8), callbackAnswered: false, replay: nil, attempt: 1, isLastAttempt: false,
+            with: gateway.dependencies, context: context)
+        #expect(result == .retry(reason: "partition_lost"))
+        #expect(gateway.services.requests.isEmpty)
+        #expect(gateway.sent.isEmpty)
+    }
+}

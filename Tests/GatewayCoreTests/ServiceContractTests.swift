@@ -60,6 +60,30 @@ import Testing
         let text = String(repeating: "t", count: 20_001)
         #expect(parse(#"{"actions":[{"type":"send_message","text":"\#(text)"}]}"#) == .failure(.invalidAnswer))
     }
+
+    @Test func textIsMeasuredAsTelegramMeasuresItNotInCharacters() {
+        // One character: a letter and 30,000 combining marks, 30,001 UTF-16 code units.
+        let mark = "e" + String(repeating: "\u{301}", count: 30_000)
+        #expect(mark.count == 1)
+        #expect(parse(#"{"actions":[{"type":"send_message","text":"\#(mark)"}]}"#) == .failure(.invalidAnswer))
+        let emoji = String(repeating: "😀", count: 10_000)  // 20,000 code units: just within
+        #expect((try? parse(#"{"actions":[{"type":"send_message","text":"\#(emoji)"}]}"#).get()) != nil)
+    }
+
+    @Test func deepNestingIsRefusedBeforeAnythingRecursesOnIt() {
+        let deep = String(repeating: #"{"a":"#, count: 500) + "1" + String(repeating: "}", count: 500)
+        #expect(parse(#"{"actions":[{"type":"set_state","state":\#(deep)}]}"#) == .failure(.invalidAnswer))
+        let shallow = String(repeating: #"{"a":"#, count: 20) + "1" + String(repeating: "}", count: 20)
+        #expect((try? parse(#"{"actions":[{"type":"set_state","state":\#(shallow)}]}"#).get()) != nil)
+        // Brackets inside strings do not count.
+        let quoted = String(repeating: "[", count: 100)
+        #expect((try? parse(#"{"actions":[{"type":"send_message","text":"\#(quoted)"}]}"#).get()) != nil)
+    }
+
+    @Test func anAnswerOverTheSizeBoundIsRefusedUnread() {
+        let body = [UInt8](repeating: 0x20, count: ServiceAnswer.maxAnswerBytes + 1)
+        #expect(ServiceAnswer.parse(body, isCallback: false) == .failure(.tooLarge))
+    }
 }
 
 @Suite struct ServiceRequestTests {

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayCore
 import Testing
 
 /// What can be checked of the deployment files without a Docker engine or a systemd host.
@@ -7,6 +8,15 @@ import Testing
 
     private func text(_ path: String) throws -> String {
         try String(contentsOf: root.appending(path: path), encoding: .utf8)
+    }
+
+    @Test func nginxWaitsLongerThanAnUpdatesDeadlineCanLast() throws {
+        let location = try text("nginx/snippets/telegram-gateway-location.conf")
+        let line = try #require(location.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("fastcgi_read_timeout") })
+        let digits = String(line.filter(\.isNumber))
+        let seconds = try #require(Double(digits))
+        #expect(seconds == GatewayConfig.nginxReadTimeoutSeconds, "the shipped snippet and the configuration check agree")
+        #expect(GatewayConfig.maxUpdateDeadlineSeconds < seconds)
     }
 
     @Test func everyFileTheDockerfileCopiesExists() throws {

@@ -74,3 +74,44 @@ import Testing
         #expect(result.output.contains("REDIS_PORT: got '0'"))
     }
 }
+
+/// gatewayctl's replays against a real Redis with no pool: a replay is new work like any
+/// other, so a full partition takes none.
+@Suite(.serialized) struct DeadLetterReplayTests {
+    @Test func replayAllStopsAtTheBacklogBoundAndReplaysTheRestOnceThePartitionDrains() throws {
+        let redis = try RedisServer()
+        defer { try? redis.stop() }
+        let env = redis.directory.appending(path: "gatewayctl.env")
+        let settings = redis.gatewayEnvironment(useSocket: true).merging([
+            "TELEGRAM_BOT_TOKEN": LocalStack.token, "TELEGRAM_WEBHOOK_SECRET": LocalStack.secret, "QUEUE_PARTITIONS": "1",
+            "QUEUE_WORKERS": "1", "QUEUE_MAX_BACKLOG": "2", "GATEWAY_PROCESSES": "1",
+        ]) { _, new in new }
+        try settings.map { "\($0.key)=\($0.value)\n" }.sorted().joined().write(to: env, atomically: false, encoding: .utf8)
+        func ctl(_ arguments: String...) throws -> (code: Int32, output: String) {
+            try ChildProcess.runCapturing(GatewayCtlTests.binary, arguments + ["--env-file", env.path])
+        }
+        for id in 1...3 {
+            try redis.cli("XADD", "{tgq:0}:dead", "*", "u", String(decoding: textUpdate(id: id, user: 1, text: "t"), as: UTF8.self), "reason", "service_failed", "attempts", "2", "entry", "1-\(id)")
+        }
+        for _ in 1...2 { try redis.cli("XADD", "{tgq:0}:stream", "*", "u", "{}") }
+
+        let full = try ctl("dead-letters", "--replay-all")
+        #expect(full.code != 0, "a replay left for later is not success")
+        #expect(full.output.contains("at QUEUE_MAX_BACKLOG"), "\(full.output)")
+        #expect(try redis.cli("XLEN", "{tgq:0}:stream") == "2", "nothing was added past the bound")
+        #expect(try redis.cli("XLEN", "{tgq:0}:dead") == "3")
+
+        try redis.cli("XTRIM", "{tgq:0}:stream", "MAXLEN", "0")
+        let partly = try ctl("dead-letters", "--replay-all")
+        #expect(partly.code != 0)
+        #expect(partly.output.components(separatedBy: "replayed 0/").count - 1 == 2, "\(partly.output)")
+        #expect(try redis.cli("XLEN", "{tgq:0}:dead") == "1")
+
+        try redis.cli("XTRIM", "{tgq:0}:stream", "MAXLEN", "0")
+        let rest = try ctl("dead-letters", "--replay-all")
+        #expect(rest.code == 0, "\(rest.output)")
+        #expect(try redis.cli("XLEN", "{tgq:0}:dead") == "0")
+        let fields = try redis.cli("XRANGE", "{tgq:0}:stream", "-", "+")
+        #expect(fields.contains("replay"), "a replayed update carries its replay's id")
+    }
+}

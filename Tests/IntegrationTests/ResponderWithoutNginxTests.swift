@@ -30,6 +30,17 @@ import Testing
         }
     }
 
+    @Test func aBodyThatEndsBeforeItsLengthGets503SoTelegramDeliversItAgain() throws {
+        try withStack(processes: 1, threads: 2) { stack in
+            let body = Array(WebhookThroughNginxTests.update(4, text: "/nope").utf8)
+            let short = try FastCGIClient.request(
+                socketPath: stack.socketPath, parameters: Self.parameters(secret: LocalStack.secret, length: body.count + 100), body: body)
+            #expect(short.status == 503, "not acknowledged as malformed")
+            #expect(stack.gatewayLog.contains(#""outcome":"incomplete_body""#))
+            #expect(!stack.gatewayLog.contains(#""outcome":"malformed""#))
+        }
+    }
+
     @Test func oddParametersNeverCrashTheResponder() throws {
         try withStack(processes: 1, threads: 2) { stack in
             let body = Array(WebhookThroughNginxTests.update(2, text: "/nope").utf8)

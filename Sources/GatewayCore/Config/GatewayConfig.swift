@@ -71,6 +71,11 @@ public struct GatewayConfig: Sendable {
     public struct ServiceSettings: Sendable, Equatable {
         public var url: String
         public var timeoutSeconds: Double
+
+        public init(url: String, timeoutSeconds: Double) {
+            self.url = url
+            self.timeoutSeconds = timeoutSeconds
+        }
     }
 
     public struct PoolSettings: Sendable, Equatable {
