@@ -43,14 +43,25 @@ public enum ListeningSocket {
         }
         let bindErrno = errno
         umask(previousMask)
-        guard bound == 0 else { close(fd); throw .socketSetup("bind \(path)", errno: bindErrno) }
+        guard bound == 0 else {
+            close(fd)
+            throw .socketSetup("bind \(path)", errno: bindErrno)
+        }
         if let groupID, chown(path, uid_t.max, groupID) != 0 {
             let error = errno
             close(fd)
             throw .socketSetup("chown \(path) to group \(groupID)", errno: error)
         }
-        guard chmod(path, mode) == 0 else { let error = errno; close(fd); throw .socketSetup("chmod \(path)", errno: error) }
-        guard listen(fd, backlog) == 0 else { let error = errno; close(fd); throw .socketSetup("listen \(path)", errno: error) }
+        guard chmod(path, mode) == 0 else {
+            let error = errno
+            close(fd)
+            throw .socketSetup("chmod \(path)", errno: error)
+        }
+        guard listen(fd, backlog) == 0 else {
+            let error = errno
+            close(fd)
+            throw .socketSetup("listen \(path)", errno: error)
+        }
         return fd
     }
 
@@ -83,8 +94,16 @@ public enum ListeningSocket {
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0 else { let error = errno; close(fd); throw .socketSetup("bind \(host):\(port)", errno: error) }
-        guard listen(fd, backlog) == 0 else { let error = errno; close(fd); throw .socketSetup("listen \(host):\(port)", errno: error) }
+        guard bound == 0 else {
+            let error = errno
+            close(fd)
+            throw .socketSetup("bind \(host):\(port)", errno: error)
+        }
+        guard listen(fd, backlog) == 0 else {
+            let error = errno
+            close(fd)
+            throw .socketSetup("listen \(host):\(port)", errno: error)
+        }
         return fd
     }
 }

@@ -148,7 +148,8 @@ public final class ResponderPool: Sendable {
             if let supervisor = settings.supervisorPID, getppid() != supervisor { return "supervisor gone" }
             if settings.maxRequests > 0, handled.load(ordering: .relaxed) >= settings.maxRequests { return "max requests served" }
             if settings.requestTimeoutSeconds > 0 {
-                let limit = UInt64(settings.requestTimeoutSeconds * 1e9), now = clock()
+                let limit = UInt64(settings.requestTimeoutSeconds * 1e9)
+                let now = clock()
                 let stuck = workers.filter { worker in
                     let since = worker.busySince.load(ordering: .relaxed)
                     return worker.phase.load(ordering: .relaxed) == Worker.busy && since > 0 && now > since && now - since > limit
@@ -156,7 +157,8 @@ public final class ResponderPool: Sendable {
                 if !stuck.isEmpty {
                     // A thread cannot be stopped safely from outside; the process is replaced, as
                     // PHP-FPM replaces a worker past request_terminate_timeout.
-                    logger.critical("request stuck past REQUEST_TIMEOUT; replacing this process", metadata: ["stuck_threads": .stringConvertible(stuck.count)])
+                    logger.critical(
+                        "request stuck past REQUEST_TIMEOUT; replacing this process", metadata: ["stuck_threads": .stringConvertible(stuck.count)])
                     _exit(70)
                 }
             }
@@ -196,7 +198,8 @@ public final class ResponderPool: Sendable {
             request.write(response)
             return
         }
-        let response = processor.admit(head, logger: logger)
+        let response =
+            processor.admit(head, logger: logger)
             ?? processor.handle(
                 head, body: request.readBody(limit: settings.maxBodyBytes, expected: head.contentLength), with: dependencies, logger: logger)
         if !request.write(response) {
@@ -233,7 +236,8 @@ enum RequestID {
 
     static func make() -> String {
         var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64, low = generator.next() as UInt64
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt64
         return String(high, radix: 16).leftPadded(16) + String(low, radix: 16).leftPadded(16)
     }
 }

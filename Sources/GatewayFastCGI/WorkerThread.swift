@@ -25,7 +25,8 @@ public struct WorkerThread: Sendable {
     /// Starts `run` on a new thread with `stopSignals` blocked, whatever the caller's mask.
     public static func start(stackBytes: Int = 1 << 20, _ run: @escaping @Sendable () -> Void) throws(FastCGIError) -> WorkerThread {
         // A thread inherits its creator's mask: block around the creation, then restore.
-        var blocked = stopSignals, previous = sigset_t()
+        var blocked = stopSignals
+        var previous = sigset_t()
         pthread_sigmask(SIG_BLOCK, &blocked, &previous)
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
         var attributes = pthread_attr_t()
@@ -34,11 +35,13 @@ public struct WorkerThread: Sendable {
         pthread_attr_setstacksize(&attributes, stackBytes)
         let body = Unmanaged.passRetained(Body(run)).toOpaque()
         var id = pthread_t()
-        let result = pthread_create(&id, &attributes, { raw in
-            guard let raw else { return nil }
-            Unmanaged<Body>.fromOpaque(raw).takeRetainedValue().run()
-            return nil
-        }, body)
+        let result = pthread_create(
+            &id, &attributes,
+            { raw in
+                guard let raw else { return nil }
+                Unmanaged<Body>.fromOpaque(raw).takeRetainedValue().run()
+                return nil
+            }, body)
         guard result == 0 else {
             Unmanaged<Body>.fromOpaque(body).release()
             throw .thread(errno: result)

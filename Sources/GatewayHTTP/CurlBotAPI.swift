@@ -33,9 +33,10 @@ public final class CurlBotAPI: BotAPI {
             let remainingMilliseconds = Int64(remaining * 1000)
             let verdict: BotAPIResponse.Verdict
             do {
-                let response = try client.send(HTTPRequest(
-                    method: "POST", url: url, headers: [("Content-Type", "application/json")], body: call.parameters,
-                    timeoutSeconds: remaining, connectTimeoutSeconds: min(2, remaining), maxResponseBytes: Self.maxAnswerBytes))
+                let response = try client.send(
+                    HTTPRequest(
+                        method: "POST", url: url, headers: [("Content-Type", "application/json")], body: call.parameters,
+                        timeoutSeconds: remaining, connectTimeoutSeconds: min(2, remaining), maxResponseBytes: Self.maxAnswerBytes))
                 verdict = BotAPIResponse.verdict(
                     status: response.status, body: response.body, attempt: attempt, remainingMilliseconds: remainingMilliseconds)
             } catch {

@@ -63,36 +63,38 @@ public final class HTTPClient {
         set(ccurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, Self.milliseconds(request.timeoutSeconds)))
         set(ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Self.milliseconds(min(request.connectTimeoutSeconds, request.timeoutSeconds))))
         set(ccurl_setopt_slist(handle, CURLOPT_HTTPHEADER, headerList))
-        set(ccurl_setopt_write_function(handle) { data, size, count, context in
-            guard let data, let context else { return 0 }
-            let collector = Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue()
-            guard collector.body.count + size * count <= collector.maxBodyBytes else {
-                // Returning less than given stops the transfer (CURLE_WRITE_ERROR).
-                collector.overflowed = true
-                return 0
-            }
-            data.withMemoryRebound(to: UInt8.self, capacity: size * count) {
-                collector.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: size * count))
-            }
-            return size * count
-        })
+        set(
+            ccurl_setopt_write_function(handle) { data, size, count, context in
+                guard let data, let context else { return 0 }
+                let collector = Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue()
+                guard collector.body.count + size * count <= collector.maxBodyBytes else {
+                    // Returning less than given stops the transfer (CURLE_WRITE_ERROR).
+                    collector.overflowed = true
+                    return 0
+                }
+                data.withMemoryRebound(to: UInt8.self, capacity: size * count) {
+                    collector.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: size * count))
+                }
+                return size * count
+            })
         set(ccurl_setopt_pointer(handle, CURLOPT_WRITEDATA, context))
-        set(ccurl_setopt_header_function(handle) { data, size, count, context in
-            guard let data, let context else { return 0 }
-            let collector = Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue()
-            collector.headerBytes += size * count
-            guard collector.headerBytes <= HTTPClient.maxHeaderBytes else { return 0 }
-            let line = data.withMemoryRebound(to: UInt8.self, capacity: size * count) {
-                String(decoding: UnsafeBufferPointer(start: $0, count: size * count), as: UTF8.self)
-            }
-            if line.hasPrefix("HTTP/") { collector.headers.removeAll() }  // a new response (after redirects or 100)
-            if let colon = line.firstIndex(of: ":") {
-                let name = line[..<colon].lowercased()
-                let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t\r\n")
-                collector.headers.append((name, value))
-            }
-            return size * count
-        })
+        set(
+            ccurl_setopt_header_function(handle) { data, size, count, context in
+                guard let data, let context else { return 0 }
+                let collector = Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue()
+                collector.headerBytes += size * count
+                guard collector.headerBytes <= HTTPClient.maxHeaderBytes else { return 0 }
+                let line = data.withMemoryRebound(to: UInt8.self, capacity: size * count) {
+                    String(decoding: UnsafeBufferPointer(start: $0, count: size * count), as: UTF8.self)
+                }
+                if line.hasPrefix("HTTP/") { collector.headers.removeAll() }  // a new response (after redirects or 100)
+                if let colon = line.firstIndex(of: ":") {
+                    let name = line[..<colon].lowercased()
+                    let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t\r\n")
+                    collector.headers.append((name, value))
+                }
+                return size * count
+            })
         set(ccurl_setopt_pointer(handle, CURLOPT_HEADERDATA, context))
         if let caFile { set(ccurl_setopt_string(handle, CURLOPT_CAINFO, caFile)) }
         guard code == CURLE_OK else { throw HTTPClientError(kind: .setup, code: Int32(code.rawValue)) }

@@ -87,7 +87,9 @@ public struct MetricsFiles: Sendable {
         guard !exited.isEmpty else { return }
         // The sum is written before the files it holds are removed: a crash in between counts
         // them twice at worst, never loses them.
-        write(retired.keys.sorted().map { "\(retired[$0]?.kind ?? "counter") \($0) \(Self.format(retired[$0]?.value ?? 0))\n" }.joined(), to: directory + "/" + Self.retiredName)
+        write(
+            retired.keys.sorted().map { "\(retired[$0]?.kind ?? "counter") \($0) \(Self.format(retired[$0]?.value ?? 0))\n" }.joined(),
+            to: directory + "/" + Self.retiredName)
         for name in exited { unlink(directory + "/" + name) }
     }
 

@@ -14,7 +14,9 @@ public enum PoolStatus {
     /// JSON for `/telegram-gateway/status`.
     public static func render(_ files: MetricsFiles) -> String {
         let snapshots = files.processes()
-        var accepted = 0.0, inFlight = 0.0, restarts = 0.0
+        var accepted = 0.0
+        var inFlight = 0.0
+        var restarts = 0.0
         var entries: [String] = []
         for snapshot in snapshots {
             let value = { (name: String) in snapshot.series[name]?.value }
@@ -24,9 +26,11 @@ public enum PoolStatus {
             let busy = value(busy) ?? 0
             inFlight += busy
             entries.append(
-                #"{"pid":\#(snapshot.pid),"threads":\#(Int(threads)),"busy_threads":\#(Int(busy)),"idle_threads":\#(Int(threads - busy)),"accepted_requests":\#(Int(value(requests) ?? 0))}"#)
+                #"{"pid":\#(snapshot.pid),"threads":\#(Int(threads)),"busy_threads":\#(Int(busy)),"idle_threads":\#(Int(threads - busy)),"accepted_requests":\#(Int(value(requests) ?? 0))}"#
+            )
         }
-        return #"{"processes":[\#(entries.joined(separator: ","))],"accepted_requests":\#(Int(accepted)),"in_flight_requests":\#(Int(inFlight)),"restarts":\#(Int(restarts))}"#
+        return
+            #"{"processes":[\#(entries.joined(separator: ","))],"accepted_requests":\#(Int(accepted)),"in_flight_requests":\#(Int(inFlight)),"restarts":\#(Int(restarts))}"#
     }
 
     /// The supervisor's own file: how many children it runs and has restarted.

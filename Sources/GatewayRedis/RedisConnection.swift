@@ -78,7 +78,9 @@ final class RedisConnection {
 
     /// Runs `script` with EVALSHA, loading it on first use and again when Redis lost it (a
     /// restart or SCRIPT FLUSH). Error replies are returned as `.error`.
-    func evaluate(_ script: RedisScript, keys: [String], arguments: [[UInt8]], deadline: Deadline = .distantFuture) throws(StateStoreError) -> RedisReply {
+    func evaluate(_ script: RedisScript, keys: [String], arguments: [[UInt8]], deadline: Deadline = .distantFuture) throws(StateStoreError)
+        -> RedisReply
+    {
         for attempt in 0..<2 {
             let digest: String
             if let known = digests[script.name] {
@@ -92,7 +94,8 @@ final class RedisConnection {
                 digest = text
             }
             let reply = try command(
-                [Array("EVALSHA".utf8), Array(digest.utf8), Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + arguments, deadline: deadline)
+                [Array("EVALSHA".utf8), Array(digest.utf8), Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + arguments,
+                deadline: deadline)
             if case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), attempt == 0 {
                 digests[script.name] = nil
                 continue
@@ -122,7 +125,7 @@ final class RedisConnection {
         var storage: [UnsafeMutablePointer<CChar>] = []
         storage.reserveCapacity(arguments.count)
         defer {
-            storage.forEach { $0.deallocate() }
+            for buffer in storage { buffer.deallocate() }
             argv.deallocate()
             lengths.deallocate()
         }

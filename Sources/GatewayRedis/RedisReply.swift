@@ -24,7 +24,10 @@ indirect enum RedisReply: Equatable {
         case REDIS_REPLY_ARRAY:
             var elements: [RedisReply] = []
             for index in 0..<Int(value.elements) {
-                guard let element = value.element?[index] else { elements.append(.null); continue }
+                guard let element = value.element?[index] else {
+                    elements.append(.null)
+                    continue
+                }
                 elements.append(RedisReply(element))
             }
             self = .array(elements)

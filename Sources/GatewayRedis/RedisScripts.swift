@@ -43,36 +43,37 @@ public enum RedisScripts {
 
     /// The token bucket on Redis's clock, in milli-tokens (see TokenBucket.swift), shared by
     /// the begin and enqueue scripts: `take(key, capacity, window ms)` returns allowed, warn.
-    static let tokenBucket = clock + #"""
-        local function take(key, capacity, window)
-          local now = now_ms()
-          local full = capacity * 1000
-          local bucket = redis.call('HMGET', key, 'mt', 'at', 'warned')
-          local tokens = tonumber(bucket[1]) or full
-          local at = tonumber(bucket[2]) or now
-          local warned = tonumber(bucket[3])
-          local elapsed = math.min(math.max(0, now - at), window)
-          local refill = math.floor(elapsed * full / window)
-          tokens = math.min(full, tokens + refill)
-          if tokens < full then at = at + math.floor(refill * window / full) else at = now end
-          local allowed = tokens >= 1000
-          local warn = 0
-          if allowed then
-            tokens = tokens - 1000
-          elseif (not warned) or now - warned >= window then
-            warned = now
-            warn = 1
-          end
-          if warned then
-            redis.call('HSET', key, 'mt', tokens, 'at', at, 'warned', warned)
-          else
-            redis.call('HSET', key, 'mt', tokens, 'at', at)
-          end
-          redis.call('PEXPIRE', key, window * 2)
-          return allowed, warn
-        end
+    static let tokenBucket =
+        clock + #"""
+            local function take(key, capacity, window)
+              local now = now_ms()
+              local full = capacity * 1000
+              local bucket = redis.call('HMGET', key, 'mt', 'at', 'warned')
+              local tokens = tonumber(bucket[1]) or full
+              local at = tonumber(bucket[2]) or now
+              local warned = tonumber(bucket[3])
+              local elapsed = math.min(math.max(0, now - at), window)
+              local refill = math.floor(elapsed * full / window)
+              tokens = math.min(full, tokens + refill)
+              if tokens < full then at = at + math.floor(refill * window / full) else at = now end
+              local allowed = tokens >= 1000
+              local warn = 0
+              if allowed then
+                tokens = tokens - 1000
+              elseif (not warned) or now - warned >= window then
+                warned = now
+                warn = 1
+              end
+              if warned then
+                redis.call('HSET', key, 'mt', tokens, 'at', at, 'warned', warned)
+              else
+                redis.call('HSET', key, 'mt', tokens, 'at', at)
+              end
+              redis.call('PEXPIRE', key, window * 2)
+              return allowed, warn
+            end
 
-        """#
+            """#
 
     /// Sliding windows of send times in a sorted set, future reservations included:
     /// `earliest(key, limit, span, now)` is when the next message may go; `reserve` records one
@@ -122,62 +123,64 @@ public enum RedisScripts {
     /// Returns `{"duplicate", outbox}`, `{"in_progress", pttl}`, `{"limited", warn}`,
     /// `{"deferred"}`, `{"busy", pttl}`, `{"done", reply admission, outbox}` (nothing to
     /// claim) or `{"claimed", internal id, state or false, created, outbox}`.
-    public static let begin = RedisScript(name: "begin", source: tokenBucket + windows + #"""
-        local worker = ARGV[9] == 'w'
-        local mark = redis.call('GET', KEYS[1])
-        local finished = mark and string.sub(mark, 1, 4) == 'done'
-        if finished and (ARGV[10] == '' or mark == 'done:' .. ARGV[10]) then
-          if worker then redis.call('SREM', KEYS[5], ARGV[11]) end
-          return {'duplicate', redis.call('LLEN', KEYS[6])}
-        end
-        if mark and not finished and not worker then return {'in_progress', redis.call('PTTL', KEYS[1])} end
+    public static let begin = RedisScript(
+        name: "begin",
+        source: tokenBucket + windows + #"""
+            local worker = ARGV[9] == 'w'
+            local mark = redis.call('GET', KEYS[1])
+            local finished = mark and string.sub(mark, 1, 4) == 'done'
+            if finished and (ARGV[10] == '' or mark == 'done:' .. ARGV[10]) then
+              if worker then redis.call('SREM', KEYS[5], ARGV[11]) end
+              return {'duplicate', redis.call('LLEN', KEYS[6])}
+            end
+            if mark and not finished and not worker then return {'in_progress', redis.call('PTTL', KEYS[1])} end
 
-        -- The rate limit comes before anything that could make the update wait.
-        local allowed, warn = true, 0
-        if not worker then allowed, warn = take(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5])) end
-        if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[6]) end
-        if not allowed then
-          redis.call('SET', KEYS[1], 'done', 'EX', ARGV[3])
-          return {'limited', warn}
-        end
+            -- The rate limit comes before anything that could make the update wait.
+            local allowed, warn = true, 0
+            if not worker then allowed, warn = take(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5])) end
+            if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[6]) end
+            if not allowed then
+              redis.call('SET', KEYS[1], 'done', 'EX', ARGV[3])
+              return {'limited', warn}
+            end
 
-        local needs = ARGV[7] == '1'
-        local holder = redis.call('GET', KEYS[4])
-        if not worker then
-          -- Busy: another update holds the user, or the user's earlier updates or answers wait
-          -- in the stream. The update is counted as waiting; the caller appends it to the stream.
-          if (needs and holder and holder ~= ARGV[1]) or redis.call('SCARD', KEYS[5]) > 0 then
-            redis.call('SADD', KEYS[5], ARGV[11])
-            redis.call('EXPIRE', KEYS[5], ARGV[3])
-            return {'deferred'}
-          end
-        elseif holder and holder ~= ARGV[1] and string.sub(holder, 1, 1) == 's' then
-          -- A webhook request holds the user: the worker waits. A worker's lease left by an
-          -- earlier holder of this partition is simply taken over.
-          return {'busy', redis.call('PTTL', KEYS[4])}
-        end
+            local needs = ARGV[7] == '1'
+            local holder = redis.call('GET', KEYS[4])
+            if not worker then
+              -- Busy: another update holds the user, or the user's earlier updates or answers wait
+              -- in the stream. The update is counted as waiting; the caller appends it to the stream.
+              if (needs and holder and holder ~= ARGV[1]) or redis.call('SCARD', KEYS[5]) > 0 then
+                redis.call('SADD', KEYS[5], ARGV[11])
+                redis.call('EXPIRE', KEYS[5], ARGV[3])
+                return {'deferred'}
+              end
+            elseif holder and holder ~= ARGV[1] and string.sub(holder, 1, 1) == 's' then
+              -- A webhook request holds the user: the worker waits. A worker's lease left by an
+              -- earlier holder of this partition is simply taken over.
+              return {'busy', redis.call('PTTL', KEYS[4])}
+            end
 
-        if not needs then
-          redis.call('SET', KEYS[1], 'done', 'EX', ARGV[3])
-          if worker then redis.call('SREM', KEYS[5], ARGV[11]) end
-          local admitted = 'none'
-          if ARGV[12] ~= '' then
-            admitted = admit(KEYS[6], KEYS[5], KEYS[7], ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[14]), ARGV[15], ARGV[3])
-          end
-          return {'done', admitted, redis.call('LLEN', KEYS[6])}
-        end
-        local session = redis.call('HMGET', KEYS[3], 'id', 'state')
-        local created = 0
-        if not session[1] then
-          redis.call('HSET', KEYS[3], 'id', ARGV[8])
-          session[1] = ARGV[8]
-          created = 1
-        end
-        redis.call('EXPIRE', KEYS[3], ARGV[6])
-        redis.call('SET', KEYS[1], 'lease:' .. ARGV[1], 'PX', ARGV[2])
-        redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
-        return {'claimed', session[1], session[2] or false, created, redis.call('LLEN', KEYS[6])}
-        """#)
+            if not needs then
+              redis.call('SET', KEYS[1], 'done', 'EX', ARGV[3])
+              if worker then redis.call('SREM', KEYS[5], ARGV[11]) end
+              local admitted = 'none'
+              if ARGV[12] ~= '' then
+                admitted = admit(KEYS[6], KEYS[5], KEYS[7], ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[14]), ARGV[15], ARGV[3])
+              end
+              return {'done', admitted, redis.call('LLEN', KEYS[6])}
+            end
+            local session = redis.call('HMGET', KEYS[3], 'id', 'state')
+            local created = 0
+            if not session[1] then
+              redis.call('HSET', KEYS[3], 'id', ARGV[8])
+              session[1] = ARGV[8]
+              created = 1
+            end
+            redis.call('EXPIRE', KEYS[3], ARGV[6])
+            redis.call('SET', KEYS[1], 'lease:' .. ARGV[1], 'PX', ARGV[2])
+            redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
+            return {'claimed', session[1], session[2] or false, created, redis.call('LLEN', KEYS[6])}
+            """#)
 
     /// KEYS: update mark, session, user lease, queued, outbox, the reply's window.
     /// ARGV: token ('' when nothing was claimed), dedupe TTL s, session TTL s, state action
@@ -187,69 +190,79 @@ public enum RedisScripts {
     /// lease now (it is never lost), and releases the lease if it is still the token's. Then
     /// the update no longer waits, the reply is admitted or kept, the tail kept.
     /// Returns `{reply admission, calls in the outbox, lease was ours (1/0)}`.
-    public static let finish = RedisScript(name: "finish", source: clock + windows + #"""
-        local ours = 1
-        if ARGV[1] ~= '' then
-          local done = 'done'
-          if ARGV[7] ~= '' then done = 'done:' .. ARGV[7] end
-          redis.call('SET', KEYS[1], done, 'EX', ARGV[2])
-          local holder = redis.call('GET', KEYS[3])
-          if holder == ARGV[1] then redis.call('DEL', KEYS[3]) elseif holder then ours = 0 end
-          if ARGV[4] == 'set' then
-            redis.call('HSET', KEYS[2], 'state', ARGV[5])
-          elseif ARGV[4] == 'clear' then
-            redis.call('HDEL', KEYS[2], 'state')
-          end
-          if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'id', ARGV[6]) end
-          if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
-        end
-        redis.call('SREM', KEYS[4], ARGV[8])
-        local admitted = 'none'
-        if ARGV[9] ~= '' then
-          admitted = admit(KEYS[5], KEYS[4], KEYS[6], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12], ARGV[2])
-        end
-        for i = 13, #ARGV do keep(KEYS[5], KEYS[4], ARGV[i], ARGV[2]) end
-        return {admitted, redis.call('LLEN', KEYS[5]), ours}
-        """#)
+    public static let finish = RedisScript(
+        name: "finish",
+        source: clock + windows + #"""
+            local ours = 1
+            if ARGV[1] ~= '' then
+              local done = 'done'
+              if ARGV[7] ~= '' then done = 'done:' .. ARGV[7] end
+              redis.call('SET', KEYS[1], done, 'EX', ARGV[2])
+              local holder = redis.call('GET', KEYS[3])
+              if holder == ARGV[1] then redis.call('DEL', KEYS[3]) elseif holder then ours = 0 end
+              if ARGV[4] == 'set' then
+                redis.call('HSET', KEYS[2], 'state', ARGV[5])
+              elseif ARGV[4] == 'clear' then
+                redis.call('HDEL', KEYS[2], 'state')
+              end
+              if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'id', ARGV[6]) end
+              if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
+            end
+            redis.call('SREM', KEYS[4], ARGV[8])
+            local admitted = 'none'
+            if ARGV[9] ~= '' then
+              admitted = admit(KEYS[5], KEYS[4], KEYS[6], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12], ARGV[2])
+            end
+            for i = 13, #ARGV do keep(KEYS[5], KEYS[4], ARGV[i], ARGV[2]) end
+            return {admitted, redis.call('LLEN', KEYS[5]), ours}
+            """#)
 
     /// KEYS: a window (a chat's, or the bot's), optionally the bot's pause (same slot).
     /// ARGV: limit, window ms, longest wait ms, a unique member, shortest wait ms (the bot's
     /// budget after the chat's slot).
     /// Returns the milliseconds to wait, having reserved the slot, or -1 when the wait would be
     /// longer than allowed (nothing reserved).
-    public static let reserve = RedisScript(name: "reserve", source: clock + windows + #"""
-        local now = now_ms()
-        local span = tonumber(ARGV[2])
-        local at = math.max(now + tonumber(ARGV[5]), earliest(KEYS[1], tonumber(ARGV[1]), span, now))
-        if KEYS[2] then
-          local paused = redis.call('PTTL', KEYS[2])
-          if paused > 0 then at = math.max(at, now + paused) end
-        end
-        if at - now > tonumber(ARGV[3]) then return -1 end
-        reserve(KEYS[1], at, span, ARGV[4])
-        return at - now
-        """#)
+    public static let reserve = RedisScript(
+        name: "reserve",
+        source: clock + windows + #"""
+            local now = now_ms()
+            local span = tonumber(ARGV[2])
+            local at = math.max(now + tonumber(ARGV[5]), earliest(KEYS[1], tonumber(ARGV[1]), span, now))
+            if KEYS[2] then
+              local paused = redis.call('PTTL', KEYS[2])
+              if paused > 0 then at = math.max(at, now + paused) end
+            end
+            if at - now > tonumber(ARGV[3]) then return -1 end
+            reserve(KEYS[1], at, span, ARGV[4])
+            return at - now
+            """#)
 
     /// KEYS: the bot's pause. ARGV: ms. Pauses the pool's Bot API sends; never shortens a pause.
-    public static let pause = RedisScript(name: "pause", source: #"""
-        if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
-        return 1
-        """#)
+    public static let pause = RedisScript(
+        name: "pause",
+        source: #"""
+            if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
+            return 1
+            """#)
 
     /// KEYS: outbox, queued. ARGV: the call expected first. Removes it if it is still first;
     /// an empty outbox no longer holds the user's updates back. Returns the calls left.
-    public static let popOutbox = RedisScript(name: "pop_outbox", source: #"""
-        if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) end
-        local left = redis.call('LLEN', KEYS[1])
-        if left == 0 then redis.call('SREM', KEYS[2], 'o') end
-        return left
-        """#)
+    public static let popOutbox = RedisScript(
+        name: "pop_outbox",
+        source: #"""
+            if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) end
+            local left = redis.call('LLEN', KEYS[1])
+            if left == 0 then redis.call('SREM', KEYS[2], 'o') end
+            return left
+            """#)
 
     /// KEYS: outbox. ARGV: the call expected first, its replacement.
-    public static let replaceOutboxHead = RedisScript(name: "replace_outbox_head", source: #"""
-        if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LSET', KEYS[1], 0, ARGV[2]) end
-        return 1
-        """#)
+    public static let replaceOutboxHead = RedisScript(
+        name: "replace_outbox_head",
+        source: #"""
+            if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LSET', KEYS[1], 0, ARGV[2]) end
+            return 1
+            """#)
 }
 
 /// The keys of one subject, as the scripts expect them.

@@ -56,7 +56,8 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
 
     public func finish(_ completion: Completion, deadline: Deadline) throws(StateStoreError) -> FinishReport {
         let keys = StateSubjectKeys(subject: completion.subject, updateID: completion.updateID)
-        var action = "keep", json = ""
+        var action = "keep"
+        var json = ""
         switch completion.stateChange {
         case .keep: break
         case .set(let state): (action, json) = ("set", state)
@@ -137,12 +138,15 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
 
     public func popOutbox(of subject: StateSubject, send: PendingSend, deadline: Deadline) throws(StateStoreError) -> Int {
         let keys = StateSubjectKeys(subject: subject, updateID: 0)
-        guard case .integer(let left) = try evaluate(RedisScripts.popOutbox, keys: [keys.outbox, keys.queued], arguments: [send.encoded], deadline: deadline)
+        guard
+            case .integer(let left) = try evaluate(
+                RedisScripts.popOutbox, keys: [keys.outbox, keys.queued], arguments: [send.encoded], deadline: deadline)
         else { throw failed(.unexpectedReply) }
         return Int(left)
     }
 
-    public func replaceOutboxHead(of subject: StateSubject, send: PendingSend, with updated: PendingSend, deadline: Deadline) throws(StateStoreError) {
+    public func replaceOutboxHead(of subject: StateSubject, send: PendingSend, with updated: PendingSend, deadline: Deadline) throws(StateStoreError)
+    {
         let keys = StateSubjectKeys(subject: subject, updateID: 0)
         _ = try evaluate(RedisScripts.replaceOutboxHead, keys: [keys.outbox], arguments: [send.encoded, updated.encoded], deadline: deadline)
     }
@@ -242,7 +246,9 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         case "claimed":
             guard items.count == 5, let id = items[1].text else { throw .unexpectedReply }
             let state: String? = if case .string = items[2] { items[2].text } else { nil }
-            return .proceed(claim, Session(internalUserID: id, conversationState: state, isNew: integer(3) == 1), reply: .none, outboxWaiting: Int(integer(4) ?? 0))
+            return .proceed(
+                claim, Session(internalUserID: id, conversationState: state, isNew: integer(3) == 1), reply: .none,
+                outboxWaiting: Int(integer(4) ?? 0))
         default:
             throw .unexpectedReply
         }

@@ -53,7 +53,8 @@ public func bootstrapLogging(_ config: GatewayConfig) -> Logger {
             }
         }
     }
-    let level = config.logLevel, format = config.logFormat
+    let level = config.logLevel
+    let format = config.logFormat
     LoggingSystem.bootstrap { _ in LogLineHandler(level: level, format: format, clock: wallClock, sink: sink) }
     var logger = Logger(label: "telegram-gateway")
     logger[metadataKey: LogKey.pid] = .stringConvertible(getpid())

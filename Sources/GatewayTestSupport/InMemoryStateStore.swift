@@ -196,7 +196,9 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
             var at = Self.earliest(&state.windows[chatID, default: []], limit: limit, window: window, now: now)
             let bot = throughBotAPI && policy.outgoing.botMessagesPerSecond > 0
             if throughBotAPI { at = max(at, state.pausedUntil) }
-            if bot { at = max(at, Self.earliest(&state.windows[nil, default: []], limit: policy.outgoing.botMessagesPerSecond, window: 1000, now: now)) }
+            if bot {
+                at = max(at, Self.earliest(&state.windows[nil, default: []], limit: policy.outgoing.botMessagesPerSecond, window: 1000, now: now))
+            }
             guard at - now <= maxWaitMilliseconds else { return nil }
             state.windows[chatID, default: []].append(at)
             if bot { state.windows[nil, default: []].append(at) }
@@ -238,7 +240,8 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
         }
     }
 
-    public func replaceOutboxHead(of subject: StateSubject, send: PendingSend, with updated: PendingSend, deadline: Deadline) throws(StateStoreError) {
+    public func replaceOutboxHead(of subject: StateSubject, send: PendingSend, with updated: PendingSend, deadline: Deadline) throws(StateStoreError)
+    {
         try state.withLock { (state: inout State) throws(StateStoreError) in
             if state.failing { throw .unavailable }
             if state.outboxes[subject]?.first == send.encoded { state.outboxes[subject]?[0] = updated.encoded }

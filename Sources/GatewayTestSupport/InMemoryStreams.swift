@@ -75,7 +75,8 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
 
     public func enqueue(_ request: EnqueueRequest, deadline: Deadline) throws(StateStoreError) -> EnqueueDecision {
         let now = clock.milliseconds
-        let settings = settings, policy = policy
+        let settings = settings
+        let policy = policy
         return try state.withLock { (state: inout State) throws(StateStoreError) -> EnqueueDecision in
             if state.failing { throw .unavailable }
             if state.seen.contains(request.updateID) { return .duplicate }

@@ -21,16 +21,36 @@ public struct TokenBucketVector: Sendable, CustomStringConvertible {
     public static let all: [TokenBucketVector] = [
         .init(name: "first update of a new user", capacity: 1, windowMilliseconds: 1000, start: nil, allowed: true, warn: false, milliTokensAfter: 0),
         .init(name: "empty bucket warns", capacity: 1, windowMilliseconds: 1000, start: (0, 0, nil), allowed: false, warn: true, milliTokensAfter: 0),
-        .init(name: "warned within the window stays quiet", capacity: 1, windowMilliseconds: 1000, start: (0, 0, 400), allowed: false, warn: false, milliTokensAfter: 0),
-        .init(name: "warned a window ago warns again", capacity: 1, windowMilliseconds: 1000, start: (0, 0, 1000), allowed: false, warn: true, milliTokensAfter: 0),
-        .init(name: "half a window refills half a token", capacity: 1, windowMilliseconds: 1000, start: (0, 500, nil), allowed: false, warn: true, milliTokensAfter: 500),
-        .init(name: "a full window refills", capacity: 1, windowMilliseconds: 1000, start: (0, 1000, nil), allowed: true, warn: false, milliTokensAfter: 0),
-        .init(name: "refill never exceeds capacity", capacity: 2, windowMilliseconds: 1000, start: (1500, 60_000, nil), allowed: true, warn: false, milliTokensAfter: 1000),
-        .init(name: "burst of five allows the fifth", capacity: 5, windowMilliseconds: 1000, start: (1000, 0, nil), allowed: true, warn: false, milliTokensAfter: 0),
-        .init(name: "fractional rate, not yet a token", capacity: 3, windowMilliseconds: 1000, start: (0, 150, nil), allowed: false, warn: true, milliTokensAfter: 450),
-        .init(name: "fractional rate, a token", capacity: 3, windowMilliseconds: 1000, start: (0, 400, nil), allowed: true, warn: false, milliTokensAfter: 200),
-        .init(name: "long window, not yet", capacity: 2, windowMilliseconds: 10_000, start: (0, 4000, 1000), allowed: false, warn: false, milliTokensAfter: 800),
-        .init(name: "long window, refilled", capacity: 2, windowMilliseconds: 10_000, start: (0, 6000, 1000), allowed: true, warn: false, milliTokensAfter: 200),
+        .init(
+            name: "warned within the window stays quiet", capacity: 1, windowMilliseconds: 1000, start: (0, 0, 400), allowed: false, warn: false,
+            milliTokensAfter: 0),
+        .init(
+            name: "warned a window ago warns again", capacity: 1, windowMilliseconds: 1000, start: (0, 0, 1000), allowed: false, warn: true,
+            milliTokensAfter: 0),
+        .init(
+            name: "half a window refills half a token", capacity: 1, windowMilliseconds: 1000, start: (0, 500, nil), allowed: false, warn: true,
+            milliTokensAfter: 500),
+        .init(
+            name: "a full window refills", capacity: 1, windowMilliseconds: 1000, start: (0, 1000, nil), allowed: true, warn: false,
+            milliTokensAfter: 0),
+        .init(
+            name: "refill never exceeds capacity", capacity: 2, windowMilliseconds: 1000, start: (1500, 60_000, nil), allowed: true, warn: false,
+            milliTokensAfter: 1000),
+        .init(
+            name: "burst of five allows the fifth", capacity: 5, windowMilliseconds: 1000, start: (1000, 0, nil), allowed: true, warn: false,
+            milliTokensAfter: 0),
+        .init(
+            name: "fractional rate, not yet a token", capacity: 3, windowMilliseconds: 1000, start: (0, 150, nil), allowed: false, warn: true,
+            milliTokensAfter: 450),
+        .init(
+            name: "fractional rate, a token", capacity: 3, windowMilliseconds: 1000, start: (0, 400, nil), allowed: true, warn: false,
+            milliTokensAfter: 200),
+        .init(
+            name: "long window, not yet", capacity: 2, windowMilliseconds: 10_000, start: (0, 4000, 1000), allowed: false, warn: false,
+            milliTokensAfter: 800),
+        .init(
+            name: "long window, refilled", capacity: 2, windowMilliseconds: 10_000, start: (0, 6000, 1000), allowed: true, warn: false,
+            milliTokensAfter: 200),
     ]
 
     /// The bucket state at `now` this vector starts from.

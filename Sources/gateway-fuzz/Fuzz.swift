@@ -13,7 +13,8 @@ import Glibc
 /// Built normally, `gateway-fuzz TARGET FILE...` runs files through a target once (the
 /// corpus as a regression test).
 enum FuzzTarget: String, CaseIterable {
-    case decoder, command, callback, fastcgi, serviceAnswer = "service-answer"
+    case decoder, command, callback, fastcgi
+    case serviceAnswer = "service-answer"
 
     private static let clock = ManualClock()
     private static let processor = UpdateProcessor(
@@ -72,7 +73,8 @@ enum FuzzTarget: String, CaseIterable {
         case .serviceAnswer:
             guard let isCallback = bytes.first.map({ $0 % 2 == 1 }) else { return }
             guard case .success(let answer) = ServiceAnswer.parse(Array(bytes.dropFirst()), isCallback: isCallback) else { return }
-            let update = Update(id: 1, type: .message, content: .message(Message(messageID: 1, from: nil, chat: Chat(id: 5, type: "private"), text: "t")))
+            let update = Update(
+                id: 1, type: .message, content: .message(Message(messageID: 1, from: nil, chat: Chat(id: 5, type: "private"), text: "t")))
             for method in ReplyPlan.forAnswer(answer, to: update).methods { _ = method.webhookReplyBody }
         }
     }
@@ -81,6 +83,7 @@ enum FuzzTarget: String, CaseIterable {
 #if FUZZING
 /// libFuzzer's driver, run from this executable's own entry point (SwiftPM names an executable
 /// module's `main` after the module, so libFuzzer's `main` would never be linked).
+// swift-format-ignore: AlwaysUseLowerCamelCase
 @_silgen_name("LLVMFuzzerRunDriver")
 func LLVMFuzzerRunDriver(
     _ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
@@ -93,7 +96,8 @@ func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<C
         print("set FUZZ_TARGET to one of: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))")
         return 64
     }
-    var count = argc, arguments = argv
+    var count = argc
+    var arguments = argv
     return LLVMFuzzerRunDriver(&count, &arguments) { data, size in fuzzOneInput(data, size) }
 }
 

@@ -10,12 +10,18 @@ import Glibc
 @main
 struct Microbench {
     static func main() {
-        let update = Array(#"{"update_id":123456789,"message":{"message_id":7,"from":{"id":42,"is_bot":false,"first_name":"Ada","username":"ada","language_code":"en"},"chat":{"id":42,"first_name":"Ada","type":"private"},"date":1732540000,"text":"/start ref_abc","entities":[{"offset":0,"length":6,"type":"bot_command"}]}}"#.utf8)
-        let callback = Array(#"{"update_id":123456790,"callback_query":{"id":"4382bfdwdsb323b2d9","from":{"id":42,"is_bot":false,"first_name":"Ada"},"message":{"message_id":11,"chat":{"id":42,"type":"private"},"date":1732540000,"text":"Pick"},"chat_instance":"-1234","data":"CONNECT:99"}}"#.utf8)
+        let update = Array(
+            #"{"update_id":123456789,"message":{"message_id":7,"from":{"id":42,"is_bot":false,"first_name":"Ada","username":"ada","language_code":"en"},"chat":{"id":42,"first_name":"Ada","type":"private"},"date":1732540000,"text":"/start ref_abc","entities":[{"offset":0,"length":6,"type":"bot_command"}]}}"#
+                .utf8)
+        let callback = Array(
+            #"{"update_id":123456790,"callback_query":{"id":"4382bfdwdsb323b2d9","from":{"id":42,"is_bot":false,"first_name":"Ada"},"message":{"message_id":11,"chat":{"id":42,"type":"private"},"date":1732540000,"text":"Pick"},"chat_instance":"-1234","data":"CONNECT:99"}}"#
+                .utf8)
         let decoder = UpdateDecoder()
         let table = RouteTable.standard
         guard case .success(let decoded) = decoder.decode(update) else { return print("fixture does not decode") }
-        let answer = Array(#"{"actions":[{"type":"send_message","text":"Welcome!","keyboard":[[{"text":"Go","callback_data":"CONNECT:1"}]]},{"type":"set_state","state":{"flow":"intro","step":1}}]}"#.utf8)
+        let answer = Array(
+            #"{"actions":[{"type":"send_message","text":"Welcome!","keyboard":[[{"text":"Go","callback_data":"CONNECT:1"}]]},{"type":"set_state","state":{"flow":"intro","step":1}}]}"#
+                .utf8)
         let long = String(repeating: "0123456789 ", count: 1000)
 
         var sink = 0  // every result is folded in and printed, so the compiler cannot drop the work

@@ -35,17 +35,19 @@ struct GatewayStandins: ParsableCommand {
         let services = ["conversation", "user_profile", "matching", "notification"]
         var servers: [StandinServer] = []
         for (offset, name) in services.enumerated() {
-            servers.append(try StandinServer(port: servicesPort + UInt16(offset)) { request in
-                ServiceStandin.answer(service: name, request: request, behaviour: behaviour, recorder: recorder)
-            })
+            servers.append(
+                try StandinServer(port: servicesPort + UInt16(offset)) { request in
+                    ServiceStandin.answer(service: name, request: request, behaviour: behaviour, recorder: recorder)
+                })
         }
-        servers.append(try StandinServer(port: botAPIPort) { request in
-            if request.path == "/_control" {
-                return behaviour.apply(request.body) ? .json("{}") : .json(#"{"error":"not a control object"}"#, status: 400)
-            }
-            return BotAPIStandin.answer(request: request, behaviour: behaviour, recorder: recorder)
-        })
-        servers.forEach { $0.start() }
+        servers.append(
+            try StandinServer(port: botAPIPort) { request in
+                if request.path == "/_control" {
+                    return behaviour.apply(request.body) ? .json("{}") : .json(#"{"error":"not a control object"}"#, status: 400)
+                }
+                return BotAPIStandin.answer(request: request, behaviour: behaviour, recorder: recorder)
+            })
+        for server in servers { server.start() }
         Recorder.say("stand-ins: services on 127.0.0.1:\(servicesPort)-\(servicesPort + 3), Bot API on 127.0.0.1:\(botAPIPort)")
         while true { sleep(3600) }
     }
@@ -97,8 +99,14 @@ final class Behaviour: Sendable {
     /// The status the next Bot API call gets, if it should fail.
     func nextBotAPIFailure() -> Int? {
         state.withLock { state in
-            if state.botAPI429s > 0 { state.botAPI429s -= 1; return 429 }
-            if state.botAPI500s > 0 { state.botAPI500s -= 1; return 500 }
+            if state.botAPI429s > 0 {
+                state.botAPI429s -= 1
+                return 429
+            }
+            if state.botAPI500s > 0 {
+                state.botAPI500s -= 1
+                return 500
+            }
             return nil
         }
     }
@@ -113,7 +121,10 @@ final class Recorder: Sendable {
 
     init(folder: String?, quiet: Bool) throws {
         self.quiet = quiet
-        guard let folder else { (services, botAPI) = (nil, nil); return }
+        guard let folder else {
+            (services, botAPI) = (nil, nil)
+            return
+        }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         func open(_ name: String) -> FileHandle? {
             // Not FileManager.createFile: on Linux it writes through a TemporaryDirectory.* it leaves behind.

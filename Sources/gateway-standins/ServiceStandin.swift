@@ -24,10 +24,15 @@ enum ServiceStandin {
             let command = (request["command"] as? [String: Any])?["name"] as? String ?? ""
             switch command {
             case "start":
-                return [[
-                    "type": "send_message", "text": "Welcome, \(name)! Shall I find you a match?",
-                    "keyboard": [[["text": "Find a match", "callback_data": "CONNECT:\(internalID.prefix(40))"]], [["text": "Not now", "callback_data": "CANCEL:start"]]],
-                ]]
+                return [
+                    [
+                        "type": "send_message", "text": "Welcome, \(name)! Shall I find you a match?",
+                        "keyboard": [
+                            [["text": "Find a match", "callback_data": "CONNECT:\(internalID.prefix(40))"]],
+                            [["text": "Not now", "callback_data": "CANCEL:start"]],
+                        ],
+                    ]
+                ]
             case "help":
                 return [["type": "send_message", "text": "Send /start to begin, /profile to see your profile."]]
             default:
@@ -36,12 +41,16 @@ enum ServiceStandin {
         case "matching":
             let data = (request["callback"] as? [String: Any])?["data"] as? String ?? ""
             let prefix = data.split(separator: ":").first.map(String.init) ?? data
-            let text = [
-                "CONNECT": "Looking for a match…", "ACCEPT": "Match accepted.", "REJECT": "Match declined.", "SKIP": "Skipped.",
-            ][prefix] ?? "Done."
+            let text =
+                [
+                    "CONNECT": "Looking for a match…", "ACCEPT": "Match accepted.", "REJECT": "Match declined.", "SKIP": "Skipped.",
+                ][prefix] ?? "Done."
             return [
                 ["type": "answer_callback", "text": text],
-                ["type": "edit_message", "text": text, "keyboard": [[["text": "Accept", "callback_data": "ACCEPT:1"], ["text": "Skip", "callback_data": "SKIP:1"]]]],
+                [
+                    "type": "edit_message", "text": text,
+                    "keyboard": [[["text": "Accept", "callback_data": "ACCEPT:1"], ["text": "Skip", "callback_data": "SKIP:1"]]],
+                ],
             ]
         case "conversation":
             let text = request["text"] as? String ?? ""
@@ -64,10 +73,12 @@ enum ServiceStandin {
             }
             if text.hasPrefix("long "), let length = Int(text.dropFirst(5)), (1...20_000).contains(length) {
                 let pattern = Array("0123456789abcdefghijklmnopqrstuvwxyz\n")
-                return [[
-                    "type": "send_message", "text": String((0..<length).map { pattern[$0 % pattern.count] }),
-                    "keyboard": [[["text": "Again", "callback_data": "CONNECT:again"]]],
-                ]]
+                return [
+                    [
+                        "type": "send_message", "text": String((0..<length).map { pattern[$0 % pattern.count] }),
+                        "keyboard": [[["text": "Again", "callback_data": "CONNECT:again"]]],
+                    ]
+                ]
             }
             return [
                 ["type": "send_message", "text": "You said: \(text) (message \(count) of this conversation)"],
@@ -93,9 +104,13 @@ func hostileAnswer(_ kind: String) -> Data {
     case "deep":
         // Under the 512 levels Foundation's parser accepts, over what a decoder recursing per
         // level survives on a 1 MiB thread stack.
-        return Data((#"{"actions":[{"type":"set_state","state":"# + String(repeating: #"{"a":"#, count: 500) + "1" + String(repeating: "}", count: 500) + "}]}").utf8)
+        return Data(
+            (#"{"actions":[{"type":"set_state","state":"# + String(repeating: #"{"a":"#, count: 500) + "1" + String(repeating: "}", count: 500)
+                + "}]}").utf8)
     case "deeper":
-        return Data((#"{"actions":[{"type":"set_state","state":{"a":"# + String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000) + "}}]}").utf8)
+        return Data(
+            (#"{"actions":[{"type":"set_state","state":{"a":"# + String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
+                + "}}]}").utf8)
     default:
         // Raw UTF-8 (2 bytes a mark), under the 1 MiB an answer may be: one character, 400,001 code units.
         return Data((#"{"actions":[{"type":"send_message","text":"e"# + String(repeating: "\u{301}", count: 400_000) + #""}]}"#).utf8)
@@ -130,7 +145,8 @@ enum BotAPIStandin {
         let body = request.body
         if let failure = behaviour.nextBotAPIFailure() {
             recorder.botAPI(method + ":\(failure)", body: body)
-            let answer = failure == 429
+            let answer =
+                failure == 429
                 ? #"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 1","parameters":{"retry_after":1}}"#
                 : #"{"ok":false,"error_code":500,"description":"Internal Server Error"}"#
             return .json(answer, status: failure)

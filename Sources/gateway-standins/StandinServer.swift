@@ -78,7 +78,8 @@ final class StandinServer: Sendable {
             let lines = head.components(separatedBy: "\r\n")
             let start = lines[0].split(separator: " ")
             guard start.count >= 2 else { return }
-            var length = 0, closing = false
+            var length = 0
+            var closing = false
             for line in lines.dropFirst() {
                 let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
                 guard parts.count == 2 else { continue }

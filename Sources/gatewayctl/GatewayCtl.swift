@@ -149,9 +149,10 @@ struct BotAPICall {
         let client = try HTTPClient()
         let response: HTTPResponse
         do {
-            response = try client.send(HTTPRequest(
-                method: "POST", url: "\(config.telegramAPIBaseURL)/bot\(config.botToken.reveal())/\(method)",
-                headers: [("Content-Type", "application/json")], body: parameters, timeoutSeconds: 15))
+            response = try client.send(
+                HTTPRequest(
+                    method: "POST", url: "\(config.telegramAPIBaseURL)/bot\(config.botToken.reveal())/\(method)",
+                    headers: [("Content-Type", "application/json")], body: parameters, timeoutSeconds: 15))
         } catch {
             printError("gatewayctl: \(method) failed: \(error.shortDescription)")
             throw ExitCode.failure

@@ -21,7 +21,8 @@ struct QueueStatus: ParsableCommand {
             ]
             print(columns.joined(separator: "  "))
         }
-        let backlog = partitions.reduce(0) { $0 + $1.backlog }, dead = partitions.reduce(0) { $0 + $1.deadLetters }
+        let backlog = partitions.reduce(0) { $0 + $1.backlog }
+        let dead = partitions.reduce(0) { $0 + $1.deadLetters }
         let unowned = partitions.filter { $0.owner == nil }.count
         print("total: \(backlog) waiting, \(dead) dead letters, \(unowned) of \(partitions.count) partitions without a worker")
     }
@@ -68,7 +69,8 @@ struct DeadLetters: ParsableCommand {
                 guard parts.count == 2, let partition = Int(parts[0]) else { throw ValidationError("--replay takes PARTITION/ID, got \(text)") }
                 return (partition, String(parts[1]))
             }
-        var missing = 0, full = 0
+        var missing = 0
+        var full = 0
         for (partition, id) in targets {
             switch try reportingFailure({ try inspector.replay(partition: partition, id: id) }) {
             case .replayed:

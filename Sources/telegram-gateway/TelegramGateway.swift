@@ -1,8 +1,8 @@
 import ArgumentParser
-import GatewayCore
-import GatewayFastCGI
 import CoreMetrics
 import GatewayAssembly
+import GatewayCore
+import GatewayFastCGI
 import GatewayMetrics
 import GatewayRuntime
 import Logging
@@ -135,7 +135,11 @@ struct TelegramGateway: ParsableCommand {
             admin: { path, dependencies in admin.respond(to: path, state: dependencies.state) },
             onTick: { busy, handled in
                 inFlight.record(busy)
-                served.increment(by: counted.withLock { counted in defer { counted = handled }; return handled - counted })
+                served.increment(
+                    by: counted.withLock { counted in
+                        defer { counted = handled }
+                        return handled - counted
+                    })
                 files.write(metrics.snapshot())
             })
         // Stream workers run in both modes: in sync mode they take busy users' updates and the
@@ -165,7 +169,7 @@ struct TelegramGateway: ParsableCommand {
         // The webhook is closed; workers finish the entry in hand (one cut short is claimed
         // again by the partition's next holder) and release their partitions.
         workers?.stop()
-        workerThreads.forEach { $0.join() }
+        for thread in workerThreads { thread.join() }
         files.write(metrics.snapshot())
     }
 

@@ -1,7 +1,7 @@
 import Foundation
-import Synchronization
 import GatewayTestSupport
 import Logging
+import Synchronization
 import Testing
 
 @testable import GatewayCore
@@ -46,9 +46,10 @@ import Testing
     }
 
     @Test func threeActionsArriveInOrderWithTheLastAsTheWebhookReply() {
-        let services = ScriptedServiceClient(answering: #"""
-            {"actions":[{"type":"send_message","text":"one"},{"type":"send_message","text":"two"},{"type":"send_message","text":"three"}]}
-            """#)
+        let services = ScriptedServiceClient(
+            answering: #"""
+                {"actions":[{"type":"send_message","text":"one"},{"type":"send_message","text":"two"},{"type":"send_message","text":"three"}]}
+                """#)
         let response = handle(Fixtures.message(text: "hello"), services: services)
         #expect(botAPI.calls == [BotMethod.sendMessage(chatID: 42, text: "one").call, BotMethod.sendMessage(chatID: 42, text: "two").call])
         #expect(response.body == BotMethod.sendMessage(chatID: 42, text: "three").webhookReplyBody)
@@ -73,8 +74,11 @@ import Testing
     @Test func nonsenseFromTheServiceIsAFailureToo() {
         let services = ScriptedServiceClient(answering: "<html>oops</html>")
         let response = handle(Fixtures.callbackWithMessage, services: services)
-        #expect(response.body == BotMethod.answerCallbackQuery(
-            callbackQueryID: "4382bfdwdsb323b2d9", text: ReplyTexts.standard.serviceFailure, showAlert: false).webhookReplyBody)
+        #expect(
+            response.body
+                == BotMethod.answerCallbackQuery(
+                    callbackQueryID: "4382bfdwdsb323b2d9", text: ReplyTexts.standard.serviceFailure, showAlert: false
+                ).webhookReplyBody)
     }
 
     @Test func stateTheServiceSetsIsWhatItSeesNextTime() throws {
@@ -115,7 +119,8 @@ import Testing
 
     @Test func botAPIRefusalsAreLoggedWithoutTheirContentAndNotRetried() {
         botAPI.fail(with: .rejected(status: 403))
-        let services = ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"secret words"},{"type":"send_message","text":"b"}]}"#)
+        let services = ScriptedServiceClient(
+            answering: #"{"actions":[{"type":"send_message","text":"secret words"},{"type":"send_message","text":"b"}]}"#)
         let response = handle(Fixtures.message(text: "hello"), services: services)
         #expect(response.status == 200)
         #expect(log.joined.contains("Bot API refused a call; not retried"))
@@ -158,7 +163,10 @@ import Testing
         let long = "CONNECT:" + String(repeating: "x", count: 192)
         let services = ScriptedServiceClient { service, _ in
             service == .conversation
-                ? .success(Array(#"{"actions":[{"type":"send_message","text":"t","keyboard":[[{"text":"b","callback_data":"\#(long)"},{"text":"s","callback_data":"SKIP"}]]}]}"#.utf8))
+                ? .success(
+                    Array(
+                        #"{"actions":[{"type":"send_message","text":"t","keyboard":[[{"text":"b","callback_data":"\#(long)"},{"text":"s","callback_data":"SKIP"}]]}]}"#
+                            .utf8))
                 : .success(Array(#"{"actions":[]}"#.utf8))
         }
         let response = handle(Fixtures.message(text: "hello"), services: services)
@@ -191,18 +199,27 @@ import Testing
     }
 
     @Test func servicesCannotForgeTokens() {
-        #expect(ServiceAnswer.parse(Array(#"{"actions":[{"type":"send_message","text":"t","keyboard":[[{"text":"b","callback_data":"~abc"}]]}]}"#.utf8), isCallback: false)
-            == .failure(.invalidAnswer))
+        #expect(
+            ServiceAnswer.parse(
+                Array(#"{"actions":[{"type":"send_message","text":"t","keyboard":[[{"text":"b","callback_data":"~abc"}]]}]}"#.utf8), isCallback: false
+            )
+                == .failure(.invalidAnswer))
     }
 }
 
 @Suite struct OutgoingPacingTests {
     @Test func whatTheChatsWindowDoesNotAllowNowIsKeptInOrderAndAWorkerSendsItPaced() {
         let gateway = TestGateway(
-            services: ScriptedServiceClient(answering: #"{"actions":[{"type":"send_message","text":"one"},{"type":"send_message","text":"two"},{"type":"send_message","text":"three"},{"type":"send_message","text":"four"},{"type":"send_message","text":"five"}]}"#))
+            services: ScriptedServiceClient(
+                answering:
+                    #"{"actions":[{"type":"send_message","text":"one"},{"type":"send_message","text":"two"},{"type":"send_message","text":"three"},{"type":"send_message","text":"four"},{"type":"send_message","text":"five"}]}"#
+            ))
         let response = gateway.post(Fixtures.message(text: "hello"))
         #expect(response == .acknowledged, "the last message waits behind the others: no webhook reply")
-        #expect(gateway.sent.map(\.parameters).map { String(decoding: $0, as: UTF8.self) }.allSatisfy { $0.contains("one") || $0.contains("two") || $0.contains("three") })
+        #expect(
+            gateway.sent.map(\.parameters).map { String(decoding: $0, as: UTF8.self) }.allSatisfy {
+                $0.contains("one") || $0.contains("two") || $0.contains("three")
+            })
         #expect(gateway.sent.count == 3, "the private chat's window: 3 per 3 s")
         #expect(gateway.state.outbox(.user(42)).count == 2)
         #expect(gateway.streams.entries(42 % 4).count == 1, "a worker is told")

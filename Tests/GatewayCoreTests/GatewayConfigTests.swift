@@ -83,10 +83,11 @@ import Testing
             "CONVERSATION_TIMEOUT": "-1",
         ]
         let error = try #require(throws: ConfigError.self) { try GatewayConfig.load(environment: environment) }
-        #expect(Set(error.problems.map(\.variable)) == [
-            "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "REDIS_PORT", "SESSION_TTL", "RATE_LIMIT_REQUESTS",
-            "CONVERSATION_SERVICE_URL", "LOG_LEVEL", "CONVERSATION_TIMEOUT",
-        ])
+        #expect(
+            Set(error.problems.map(\.variable)) == [
+                "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "REDIS_PORT", "SESSION_TTL", "RATE_LIMIT_REQUESTS",
+                "CONVERSATION_SERVICE_URL", "LOG_LEVEL", "CONVERSATION_TIMEOUT",
+            ])
         #expect(error.description.contains("REDIS_PORT: got '70000', expected a whole number from 1 to 65535"))
     }
 

@@ -14,7 +14,8 @@ import Glibc
         let files = MetricsFiles(directory: folder)
         files.prepare()
 
-        let first = PoolMetrics(), second = PoolMetrics()
+        let first = PoolMetrics()
+        let second = PoolMetrics()
         first.makeCounter(label: "updates_total", dimensions: [("outcome", "replied")]).increment(by: 3)
         second.makeCounter(label: "updates_total", dimensions: [("outcome", "replied")]).increment(by: 4)
         second.makeCounter(label: "updates_total", dimensions: [("outcome", "ignored")]).increment(by: 1)

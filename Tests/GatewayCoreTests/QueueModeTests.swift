@@ -10,7 +10,8 @@ import Testing
 @Suite struct QueueModeTests {
     let queue = RecordingUpdateQueue()
     let gateway = TestGateway(
-        settings: .init(secrets: [Secret("s3cret")], maxBodyBytes: 65_536, mode: .queue, queue: QueueSettings(partitions: 4, workers: 4, maxAttempts: 3)))
+        settings: .init(
+            secrets: [Secret("s3cret")], maxBodyBytes: 65_536, mode: .queue, queue: QueueSettings(partitions: 4, workers: 4, maxAttempts: 3)))
 
     private func enqueue(_ body: String) -> WebhookResponse {
         var dependencies = gateway.dependencies
@@ -29,14 +30,18 @@ import Testing
 
     private func answering(_ json: String) -> TestGateway {
         TestGateway(
-            settings: .init(secrets: [Secret("s3cret")], maxBodyBytes: 65_536, mode: .queue, queue: QueueSettings(partitions: 4, workers: 4, maxAttempts: 3)),
+            settings: .init(
+                secrets: [Secret("s3cret")], maxBodyBytes: 65_536, mode: .queue, queue: QueueSettings(partitions: 4, workers: 4, maxAttempts: 3)),
             services: ScriptedServiceClient(answering: json))
     }
 
     @Test func theResponderStoresTheUpdateAsSentAndAnswersWithoutCallingAnything() {
         let response = enqueue(Fixtures.message(text: "hello"))
         #expect(response == .acknowledged)
-        #expect(queue.requests == [EnqueueRequest(updateID: 1001, subject: .user(42), body: Array(Fixtures.message(text: "hello").utf8), isCallback: false)])
+        #expect(
+            queue.requests == [
+                EnqueueRequest(updateID: 1001, subject: .user(42), body: Array(Fixtures.message(text: "hello").utf8), isCallback: false)
+            ])
         #expect(gateway.services.requests.isEmpty)
         #expect(gateway.botAPI.calls.isEmpty)
     }
@@ -88,7 +93,8 @@ import Testing
 
     @Test func aFailingServiceIsRetriedSilentlyThenApologisedForAndDeadLettered() {
         let gateway = TestGateway(
-            settings: .init(secrets: [Secret("s3cret")], maxBodyBytes: 65_536, mode: .queue, queue: QueueSettings(partitions: 4, workers: 4, maxAttempts: 3)),
+            settings: .init(
+                secrets: [Secret("s3cret")], maxBodyBytes: 65_536, mode: .queue, queue: QueueSettings(partitions: 4, workers: 4, maxAttempts: 3)),
             services: ScriptedServiceClient { _, _ in .failure(.timeout) })
         gateway.streams.append(.update(body: Array(Fixtures.message(text: "hello").utf8), callbackAnswered: false, replay: nil), to: 42 % 4)
         gateway.work()
@@ -148,7 +154,7 @@ import Testing
         let settings = QueueSettings(partitions: 16)
         #expect(settings.partition(of: .user(42), updateID: 1) == settings.partition(of: .user(42), updateID: 999))
         #expect(settings.partition(of: .user(42), updateID: 1) == 42 % 16)
-        #expect((0..<16).contains(settings.partition(of: .chat(-1001234567890), updateID: 1)))
+        #expect((0..<16).contains(settings.partition(of: .chat(-1_001_234_567_890), updateID: 1)))
         #expect(settings.partition(of: nil, updateID: 35) == 3)
     }
 

@@ -8,22 +8,26 @@ import Testing
     let chat = Chat(id: 42, type: "private")
     var message: Update { Update(id: 1, type: .message, content: .message(Message(messageID: 3, from: user, chat: chat, text: "hi"))) }
     var callback: Update {
-        Update(id: 2, type: .callbackQuery, content: .callbackQuery(
-            CallbackQuery(id: "cb", from: user, message: CallbackMessage(messageID: 9, chat: chat), data: "CONNECT:1")))
+        Update(
+            id: 2, type: .callbackQuery,
+            content: .callbackQuery(
+                CallbackQuery(id: "cb", from: user, message: CallbackMessage(messageID: 9, chat: chat), data: "CONNECT:1")))
     }
 
     @Test func actionsKeepTheirOrderAndStateChangesAreCollected() {
         let keyboard = InlineKeyboard(rows: [[.init(text: "Go", callbackData: "CONNECT:1")]])
         let plan = ReplyPlan.forAnswer(
-            ServiceAnswer(actions: [
-                .sendMessage(text: "one", keyboard: nil), .setState(.object(["step": .integer(2)])),
-                .sendMessage(text: "two", keyboard: nil), .sendMessage(text: "three", keyboard: keyboard),
-            ], internalUserID: "u-9"),
+            ServiceAnswer(
+                actions: [
+                    .sendMessage(text: "one", keyboard: nil), .setState(.object(["step": .integer(2)])),
+                    .sendMessage(text: "two", keyboard: nil), .sendMessage(text: "three", keyboard: keyboard),
+                ], internalUserID: "u-9"),
             to: message)
-        #expect(plan.methods == [
-            .sendMessage(chatID: 42, text: "one"), .sendMessage(chatID: 42, text: "two"),
-            .sendMessage(chatID: 42, text: "three", keyboard: keyboard),
-        ])
+        #expect(
+            plan.methods == [
+                .sendMessage(chatID: 42, text: "one"), .sendMessage(chatID: 42, text: "two"),
+                .sendMessage(chatID: 42, text: "three", keyboard: keyboard),
+            ])
         #expect(plan.stateChange == .set(#"{"step":2}"#))
         #expect(plan.internalUserID == "u-9")
     }
@@ -35,7 +39,10 @@ import Testing
         #expect(plan.methods.count == 3)
         var joined = ""
         for (index, method) in plan.methods.enumerated() {
-            guard case .sendMessage(_, let part, let partKeyboard) = method else { Issue.record("not a message"); continue }
+            guard case .sendMessage(_, let part, let partKeyboard) = method else {
+                Issue.record("not a message")
+                continue
+            }
             joined += part
             #expect(part.utf16.count <= 4096)
             #expect(partKeyboard == (index == 2 ? keyboard : nil))
@@ -45,42 +52,49 @@ import Testing
 
     @Test func aButtonPressIsAlwaysAnsweredFirst() {
         let plan = ReplyPlan.forAnswer(ServiceAnswer(actions: [.editMessage(text: "Done", keyboard: nil)]), to: callback)
-        #expect(plan.methods == [
-            .answerCallbackQuery(callbackQueryID: "cb", text: nil, showAlert: false),
-            .editMessageText(target: .chat(chatID: 42, messageID: 9), text: "Done", keyboard: nil),
-        ])
+        #expect(
+            plan.methods == [
+                .answerCallbackQuery(callbackQueryID: "cb", text: nil, showAlert: false),
+                .editMessageText(target: .chat(chatID: 42, messageID: 9), text: "Done", keyboard: nil),
+            ])
         let answered = ReplyPlan.forAnswer(ServiceAnswer(actions: [.answerCallback(text: "Hi", showAlert: true)]), to: callback)
         #expect(answered.methods == [.answerCallbackQuery(callbackQueryID: "cb", text: "Hi", showAlert: true)])
         #expect(ReplyPlan.forAnswer(ServiceAnswer(actions: []), to: callback).methods.count == 1)
     }
 
     @Test func keyboardOnlyEditsEditTheMarkup() {
-        let plan = ReplyPlan.forAnswer(ServiceAnswer(actions: [.editMessage(text: nil, keyboard: nil), .answerCallback(text: nil, showAlert: false)]), to: callback)
+        let plan = ReplyPlan.forAnswer(
+            ServiceAnswer(actions: [.editMessage(text: nil, keyboard: nil), .answerCallback(text: nil, showAlert: false)]), to: callback)
         #expect(plan.methods.first == .editMessageReplyMarkup(target: .chat(chatID: 42, messageID: 9), keyboard: nil))
     }
 
     @Test func genericConfirmAndCancelAnswerAndRemoveTheButtons() {
-        #expect(ReplyPlan.forGenericCallback(prefix: "CONFIRM", update: callback).methods == [
-            .answerCallbackQuery(callbackQueryID: "cb", text: "Confirmed", showAlert: false),
-            .editMessageReplyMarkup(target: .chat(chatID: 42, messageID: 9), keyboard: nil),
-        ])
-        #expect(ReplyPlan.forGenericCallback(prefix: "CANCEL", update: callback).methods.first
-            == .answerCallbackQuery(callbackQueryID: "cb", text: "Cancelled", showAlert: false))
+        #expect(
+            ReplyPlan.forGenericCallback(prefix: "CONFIRM", update: callback).methods == [
+                .answerCallbackQuery(callbackQueryID: "cb", text: "Confirmed", showAlert: false),
+                .editMessageReplyMarkup(target: .chat(chatID: 42, messageID: 9), keyboard: nil),
+            ])
+        #expect(
+            ReplyPlan.forGenericCallback(prefix: "CANCEL", update: callback).methods.first
+                == .answerCallbackQuery(callbackQueryID: "cb", text: "Cancelled", showAlert: false))
     }
 
     @Test func failureIsTheGenericApologyInTheRightForm() {
         let texts = ReplyTexts.standard
         #expect(ReplyPlan.forFailure(of: message, texts: texts).methods == [.sendMessage(chatID: 42, text: texts.serviceFailure)])
-        #expect(ReplyPlan.forFailure(of: callback, texts: texts).methods == [
-            .answerCallbackQuery(callbackQueryID: "cb", text: texts.serviceFailure, showAlert: false)
-        ])
+        #expect(
+            ReplyPlan.forFailure(of: callback, texts: texts).methods == [
+                .answerCallbackQuery(callbackQueryID: "cb", text: texts.serviceFailure, showAlert: false)
+            ])
     }
 
     @Test func editPayloadsAreBotAPIShaped() {
         let keyboard = InlineKeyboard(rows: [[.init(text: "A", callbackData: "ACCEPT:1")], [.init(text: "Docs", url: "https://x.y")]])
         let edit = BotMethod.editMessageText(target: .chat(chatID: 42, messageID: 9), text: "T", keyboard: keyboard)
-        #expect(String(decoding: edit.parameters, as: UTF8.self)
-            == #"{"chat_id":42,"message_id":9,"text":"T","reply_markup":{"inline_keyboard":[[{"text":"A","callback_data":"ACCEPT:1"}],[{"text":"Docs","url":"https://x.y"}]]}}"#)
+        #expect(
+            String(decoding: edit.parameters, as: UTF8.self)
+                == #"{"chat_id":42,"message_id":9,"text":"T","reply_markup":{"inline_keyboard":[[{"text":"A","callback_data":"ACCEPT:1"}],[{"text":"Docs","url":"https://x.y"}]]}}"#
+        )
         let inline = BotMethod.editMessageReplyMarkup(target: .inline(inlineMessageID: "AAQ"), keyboard: nil)
         #expect(String(decoding: inline.parameters, as: UTF8.self) == #"{"inline_message_id":"AAQ","reply_markup":{"inline_keyboard":[]}}"#)
     }
@@ -130,7 +144,11 @@ import Testing
             "never waited out by the client: the pool pauses and a worker sends it later")
         #expect(verdict(429, #"{"ok":false,"error_code":429,"parameters":{"retry_after":35}}"#) == .failed(.rateLimited(retryAfterSeconds: 35)))
         #expect(verdict(429, #"{"ok":false,"error_code":429}"#) == .failed(.rateLimited(retryAfterSeconds: 1)))
-        #expect(verdict(400, #"{"ok":false,"error_code":400,"description":"Bad Request: message is not modified: specified new message content and reply markup are exactly the same"}"#) == .delivered)
+        #expect(
+            verdict(
+                400,
+                #"{"ok":false,"error_code":400,"description":"Bad Request: message is not modified: specified new message content and reply markup are exactly the same"}"#
+            ) == .delivered)
         #expect(verdict(400, #"{"ok":false,"description":"Bad Request: chat not found"}"#) == .failed(.rejected(status: 400)))
         #expect(verdict(403, #"{"ok":false,"description":"Forbidden: bot was blocked by the user"}"#) == .failed(.rejected(status: 403)))
         #expect(verdict(502, "<html>") == .retry(afterMilliseconds: 200))

@@ -12,8 +12,10 @@ import Testing
     }
 
     private func callback(_ data: String?) -> Update {
-        Update(id: 1, type: .callbackQuery, content: .callbackQuery(
-            CallbackQuery(id: "cb", from: ada, message: CallbackMessage(messageID: 2, chat: chat), data: data)))
+        Update(
+            id: 1, type: .callbackQuery,
+            content: .callbackQuery(
+                CallbackQuery(id: "cb", from: ada, message: CallbackMessage(messageID: 2, chat: chat), data: data)))
     }
 
     @Test(arguments: ["start", "help", "profile"])
@@ -47,8 +49,10 @@ import Testing
 
     @Test func groupCommandsForAnotherBotAreIgnored() {
         #expect(table.route(message("/start@other_bot"), botUsername: "our_bot") == .ignored(.otherBot))
-        #expect(table.route(message("/start@Our_Bot"), botUsername: "our_bot") == .command(
-            BotCommand(name: "start", mention: "Our_Bot"), .service(.userProfile)))
+        #expect(
+            table.route(message("/start@Our_Bot"), botUsername: "our_bot")
+                == .command(
+                    BotCommand(name: "start", mention: "Our_Bot"), .service(.userProfile)))
     }
 
     @Test func updatesWithNothingToRouteAreIgnored() {

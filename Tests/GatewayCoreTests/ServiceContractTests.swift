@@ -20,14 +20,19 @@ import Testing
             """#
         ).get()
         #expect(answer.internalUserID == "u-123")
-        #expect(answer.actions == [
-            .answerCallback(text: "Saved", showAlert: true),
-            .editMessage(text: "Your match", keyboard: InlineKeyboard(rows: [[
-                .init(text: "Chat", callbackData: "CONNECT:7"), .init(text: "Site", url: "https://example.com"),
-            ]])),
-            .sendMessage(text: "Hello", keyboard: nil),
-            .setState(.object(["flow": .string("match"), "step": .integer(2), "data": .object(["ids": .array([.integer(1), .integer(2)])])])),
-        ])
+        #expect(
+            answer.actions == [
+                .answerCallback(text: "Saved", showAlert: true),
+                .editMessage(
+                    text: "Your match",
+                    keyboard: InlineKeyboard(rows: [
+                        [
+                            .init(text: "Chat", callbackData: "CONNECT:7"), .init(text: "Site", url: "https://example.com"),
+                        ]
+                    ])),
+                .sendMessage(text: "Hello", keyboard: nil),
+                .setState(.object(["flow": .string("match"), "step": .integer(2), "data": .object(["ids": .array([.integer(1), .integer(2)])])])),
+            ])
     }
 
     @Test(arguments: [
@@ -56,7 +61,9 @@ import Testing
         let eleven = Array(repeating: #"{"type":"clear_state"}"#, count: 11).joined(separator: ",")
         #expect(parse(#"{"actions":[\#(eleven)]}"#) == .failure(.invalidAnswer))
         let data = String(repeating: "d", count: 1025)
-        #expect(parse(#"{"actions":[{"type":"send_message","text":"x","keyboard":[[{"text":"b","callback_data":"\#(data)"}]]}]}"#) == .failure(.invalidAnswer))
+        #expect(
+            parse(#"{"actions":[{"type":"send_message","text":"x","keyboard":[[{"text":"b","callback_data":"\#(data)"}]]}]}"#)
+                == .failure(.invalidAnswer))
         let text = String(repeating: "t", count: 20_001)
         #expect(parse(#"{"actions":[{"type":"send_message","text":"\#(text)"}]}"#) == .failure(.invalidAnswer))
     }
@@ -97,9 +104,10 @@ import Testing
     @Test func commandWithSession() throws {
         let update = Update(id: 5, type: .message, content: .message(Message(messageID: 1, from: user, chat: chat, text: "/start ref")))
         let route = Route.command(BotCommand(name: "start", arguments: "ref"), .service(.userProfile))
-        let body = try json(ServiceRequest(
-            requestID: "r1", update: update, route: route,
-            session: Session(internalUserID: "u-1", conversationState: #"{"flow":"x"}"#, isNew: true)))
+        let body = try json(
+            ServiceRequest(
+                requestID: "r1", update: update, route: route,
+                session: Session(internalUserID: "u-1", conversationState: #"{"flow":"x"}"#, isNew: true)))
         #expect(body["request_id"] as? String == "r1")
         #expect(body["update_id"] as? Int == 5)
         #expect(body["update_type"] as? String == "message")

@@ -164,7 +164,8 @@ import Testing
             func popOutbox(of subject: StateSubject, send: PendingSend, deadline: Deadline) throws(StateStoreError) -> Int {
                 try store.popOutbox(of: subject, send: send, deadline: deadline)
             }
-            func replaceOutboxHead(of subject: StateSubject, send: PendingSend, with updated: PendingSend, deadline: Deadline) throws(StateStoreError) {
+            func replaceOutboxHead(of subject: StateSubject, send: PendingSend, with updated: PendingSend, deadline: Deadline) throws(StateStoreError)
+            {
                 try store.replaceOutboxHead(of: subject, send: send, with: updated, deadline: deadline)
             }
             func ping() throws(StateStoreError) { try store.ping() }
@@ -174,7 +175,8 @@ import Testing
         var dependencies = gateway.dependencies
         dependencies.state = losing
         let head = gateway.head()
-        let response = gateway.processor.handle(head, body: Array(Fixtures.message(updateID: 5, text: "hello").utf8), with: dependencies, logger: gateway.log.logger())
+        let response = gateway.processor.handle(
+            head, body: Array(Fixtures.message(updateID: 5, text: "hello").utf8), with: dependencies, logger: gateway.log.logger())
         #expect(response.status == 200, "processed without the store's answer (fail-open)")
         #expect(gateway.state.leaseHolder(.user(42)) == nil, "the orphaned lease was released at once, not left for its 30 s")
         // The user's next update is processed at once, not handed over behind a ghost.

@@ -24,7 +24,8 @@ final class TestGateway {
     ) {
         self.clock = clock
         self.services = services
-        let settings = settings ?? UpdateProcessor.Settings(secrets: [Secret("s3cret")], maxBodyBytes: 65_536, queue: QueueSettings(partitions: 4, workers: 4))
+        let settings =
+            settings ?? UpdateProcessor.Settings(secrets: [Secret("s3cret")], maxBodyBytes: 65_536, queue: QueueSettings(partitions: 4, workers: 4))
         state = InMemoryStateStore(policy: policy, clock: clock)
         streams = InMemoryStreams(settings: settings.queue, policy: policy, clock: clock)
         processor = UpdateProcessor(settings: settings, clock: clock.gatewayClock, newInternalUserID: { "fresh-id" })

@@ -15,14 +15,20 @@ import Testing
         #expect(update.type == .message)
         #expect(update.user == User(id: 42, firstName: "Ada", lastName: "L", username: "ada", languageCode: "en"))
         #expect(update.chat == Chat(id: 42, type: "private"))
-        guard case .message(let message) = update.content else { Issue.record("not a message"); return }
+        guard case .message(let message) = update.content else {
+            Issue.record("not a message")
+            return
+        }
         #expect(message.text == "hi there")
         #expect(message.messageID == 7)
     }
 
     @Test func commandMessageKeepsItsEntities() throws {
         let update = try decode(Fixtures.command)
-        guard case .message(let message) = update.content else { Issue.record("not a message"); return }
+        guard case .message(let message) = update.content else {
+            Issue.record("not a message")
+            return
+        }
         #expect(message.entities == [MessageEntity(type: "bot_command", offset: 0, length: 6)])
         #expect(message.command == BotCommand(name: "start", arguments: "ref_abc"))
     }
@@ -39,7 +45,10 @@ import Testing
 
     @Test func callbackQueryWithMessage() throws {
         let update = try decode(Fixtures.callbackWithMessage)
-        guard case .callbackQuery(let query) = update.content else { Issue.record("not a callback"); return }
+        guard case .callbackQuery(let query) = update.content else {
+            Issue.record("not a callback")
+            return
+        }
         #expect(query.id == "4382bfdwdsb323b2d9")
         #expect(query.data == "CONNECT:99")
         #expect(query.message == CallbackMessage(messageID: 11, chat: Chat(id: 42, type: "private")))
@@ -49,7 +58,10 @@ import Testing
 
     @Test func callbackQueryFromInlineMessageHasNoChat() throws {
         let update = try decode(Fixtures.callbackInline)
-        guard case .callbackQuery(let query) = update.content else { Issue.record("not a callback"); return }
+        guard case .callbackQuery(let query) = update.content else {
+            Issue.record("not a callback")
+            return
+        }
         #expect(query.inlineMessageID == "AAAAAQ")
         #expect(query.message == nil)
         #expect(update.chat == nil)
@@ -57,16 +69,19 @@ import Testing
 
     @Test func callbackQueryOnInaccessibleMessage() throws {
         let update = try decode(Fixtures.callbackInaccessible)
-        guard case .callbackQuery(let query) = update.content else { Issue.record("not a callback"); return }
+        guard case .callbackQuery(let query) = update.content else {
+            Issue.record("not a callback")
+            return
+        }
         #expect(query.message?.messageID == 3)
     }
 
     @Test(arguments: [
         (Fixtures.inlineQuery, UpdateType.inlineQuery, Int64?(42), Int64?.none),
-        (Fixtures.myChatMember, .myChatMember, 42, -1001234567890),
-        (Fixtures.chatMember, .chatMember, 42, -1001234567890),
+        (Fixtures.myChatMember, .myChatMember, 42, -1_001_234_567_890),
+        (Fixtures.chatMember, .chatMember, 42, -1_001_234_567_890),
         (Fixtures.poll, .poll, nil, nil),
-        (Fixtures.messageReaction, .messageReaction, 42, -1001234567890),
+        (Fixtures.messageReaction, .messageReaction, 42, -1_001_234_567_890),
     ])
     func otherTypesKeepTheirUserAndChat(body: String, type: UpdateType, userID: Int64?, chatID: Int64?) throws {
         let update = try decode(body)
@@ -79,7 +94,10 @@ import Testing
     @Test func businessMessageIsAMessage() throws {
         let update = try decode(Fixtures.businessMessage)
         #expect(update.type == .businessMessage)
-        guard case .message(let message) = update.content else { Issue.record("not a message"); return }
+        guard case .message(let message) = update.content else {
+            Issue.record("not a message")
+            return
+        }
         #expect(message.text == "hi business")
     }
 

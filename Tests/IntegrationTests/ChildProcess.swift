@@ -10,7 +10,8 @@ import Glibc
 enum ChildProcess {
     /// A clean PATH, plus sanitizer settings when scripts/sanitize runs the suite, so a
     /// sanitized responder writes its reports where the script looks for them.
-    static let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+    static let environment =
+        ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
         + ProcessInfo.processInfo.environment.filter { $0.key.hasSuffix("SAN_OPTIONS") }.map { "\($0.key)=\($0.value)" }
 
     /// Starts `executable`; standard output goes to `outputPath` (or nowhere), stderr nowhere.
@@ -38,7 +39,8 @@ enum ChildProcess {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        var none = sigset_t(), all = sigset_t()
+        var none = sigset_t()
+        var all = sigset_t()
         sigemptyset(&none)
         sigfillset(&all)
         posix_spawnattr_setsigmask(&attributes, &none)
@@ -48,8 +50,7 @@ enum ChildProcess {
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = (environment + extra.map { "\($0.key)=\($0.value)" }).map { strdup($0) } + [nil]
         defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
+            for argument in argv + envp { free(argument) }
         }
         var pid: pid_t = 0
         let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
@@ -66,7 +67,8 @@ enum ChildProcess {
     }
 
     /// Runs a command to completion; its exit code and everything it printed (stdout and stderr).
-    static func runCapturing(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (code: Int32, output: String) {
+    static func runCapturing(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (code: Int32, output: String)
+    {
         let (status, output) = try execute(executable, arguments, environment: environment, errorsToOutput: true)
         return ((status >> 8) & 0xFF, output)
     }

@@ -90,7 +90,8 @@ import Testing
             #expect(contents.contains("NoNewPrivileges=yes"))
         }
         let result = try ChildProcess.runCapturing(
-            "/usr/bin/systemd-analyze", ["verify"] + ["telegram-gateway.service", "telegram-gateway-spawn-fcgi.service"].map { folder.appending(path: $0).path })
+            "/usr/bin/systemd-analyze",
+            ["verify"] + ["telegram-gateway.service", "telegram-gateway-spawn-fcgi.service"].map { folder.appending(path: $0).path })
         #expect(result.code == 0, "\(result.output)")
     }
 }

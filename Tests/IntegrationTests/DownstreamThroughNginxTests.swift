@@ -155,7 +155,8 @@ import Glibc
             let responses = RedisStateThroughNginxTests.postTogether(bodies, to: stack)
             #expect(Date().timeIntervalSince(started) < 10)
             #expect(responses.allSatisfy { $0?.status == 200 })
-            let sent = responses.compactMap { $0 }.filter { !$0.body.isEmpty }.count
+            let sent =
+                responses.compactMap { $0 }.filter { !$0.body.isEmpty }.count
                 + stack.botAPICalls().filter { ($0.params["chat_id"] as? Int).map(Int64.init) == group }.count
             #expect(sent == 20, "Telegram allows 20 messages a minute to a group: \(sent) were sent")
             // None is dropped: the other 30 wait in their users' outboxes for the group's window.
@@ -203,7 +204,8 @@ import Glibc
             #expect(response.body.isEmpty)
             // "one" failed twice: nothing is left out, a worker sends all three, in order.
             try waitUntil("a worker delivers the rest") { stack.botAPICalls().filter { $0.method == "sendMessage" }.count == 5 }
-            #expect(stack.botAPICalls().map(\.method).suffix(5) == ["sendMessage:500", "sendMessage:500", "sendMessage", "sendMessage", "sendMessage"])
+            #expect(
+                stack.botAPICalls().map(\.method).suffix(5) == ["sendMessage:500", "sendMessage:500", "sendMessage", "sendMessage", "sendMessage"])
             #expect(stack.botAPICalls().compactMap { $0.params["text"] as? String }.suffix(5) == ["one", "one", "one", "two", "three"])
             #expect(stack.gatewayLog.contains("Bot API call failed"))
         }
@@ -227,7 +229,8 @@ import Glibc
             let replies = responses.compactMap { $0 }.filter { !$0.body.isEmpty }
             #expect(replies.count == 1)
             try waitUntil("a worker answers the other") { stack.botAPICalls().contains { $0.method == "sendMessage" } }
-            let texts = try replies.map { try Self.reply($0)["text"] as? String ?? "" } + stack.botAPICalls().compactMap { $0.params["text"] as? String }
+            let texts =
+                try replies.map { try Self.reply($0)["text"] as? String ?? "" } + stack.botAPICalls().compactMap { $0.params["text"] as? String }
             // Each saw the state the other wrote, in one order or the other; never both "message 1".
             #expect(Set(texts.map { $0.contains("message 1 ") }) == [true, false], "\(texts)")
             try stack.control(["reset": true])
@@ -237,7 +240,6 @@ import Glibc
     }
 }
 
-
 /// A responder killed in the middle of an update, for real: its claim holds the redelivery off
 /// (503) until the lease expires, then the redelivery is processed, once.
 @Suite(.serialized) struct KilledResponderTests {
@@ -245,7 +247,8 @@ import Glibc
         // Every update's deadline is 1 s, so the lease is 6 s.
         let timeouts = ["CONVERSATION_TIMEOUT", "USER_PROFILE_TIMEOUT", "MATCHING_TIMEOUT", "NOTIFICATION_TIMEOUT"]
         let environment = Dictionary(uniqueKeysWithValues: timeouts.map { ($0, "0.5") } + [("UPDATE_DEADLINE", "1")])
-        try withStack(mode: .supervisor, processes: 1, threads: 2, redis: (password: nil, useSocket: true), standins: true, environment: environment) { stack, _ in
+        try withStack(mode: .supervisor, processes: 1, threads: 2, redis: (password: nil, useSocket: true), standins: true, environment: environment)
+        { stack, _ in
             let supervisor = try #require(stack.poolPIDs.first)
             try waitUntil("a child runs") { LocalStack.children(of: supervisor).count == 1 }
             let child = try #require(LocalStack.children(of: supervisor).first)
@@ -253,7 +256,8 @@ import Glibc
             let update = DownstreamThroughNginxTests.text(1, user: 6001, "hello")
 
             let first = Mutex<Int?>(nil)
-            let url = stack.url, certificate = stack.directory.appending(path: "tls/cert.pem").path
+            let url = stack.url
+            let certificate = stack.directory.appending(path: "tls/cert.pem").path
             let poster = Thread {
                 let client = try? HTTPClient(caFile: certificate)
                 let request = HTTPRequest(

@@ -81,7 +81,8 @@ enum FastCGIClient {
         }
         var params: [UInt8] = []
         for (name, value) in parameters { params += length(name.utf8.count) + length(value.utf8.count) + Array(name.utf8) + Array(value.utf8) }
-        let out = record(type: 1, [0, 1, 0, 0, 0, 0, 0, 0]) + records(type: 4, params) + record(type: 4, [])
+        let out =
+            record(type: 1, [0, 1, 0, 0, 0, 0, 0, 0]) + records(type: 4, params) + record(type: 4, [])
             + records(type: 5, Array(body.prefix(body.count / 2)))
         try writeAll(fd, out)
         return fd

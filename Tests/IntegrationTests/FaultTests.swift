@@ -23,7 +23,9 @@ import Glibc
             let replaced = Date().timeIntervalSince(killedAt)
             let summary = try stack.finishLoadtest(loadtest)
             let badGateway = stack.nginxLogs.split(separator: "\n").filter { $0.contains("\" 502 ") }.count
-            print("responder killed under load: \(badGateway) requests got 502, replaced in \(Int(replaced * 1000)) ms; \(summary.split(separator: "\n").last ?? "")")
+            print(
+                "responder killed under load: \(badGateway) requests got 502, replaced in \(Int(replaced * 1000)) ms; \(summary.split(separator: "\n").last ?? "")"
+            )
             // Only the killed child's requests in flight fail (Telegram redelivers them), at most one per thread.
             #expect(badGateway <= 4)
             #expect(replaced < 3)
@@ -46,13 +48,15 @@ import Glibc
         try withStack { stack, _ in
             // Promise 1000 bytes, send 13, then nothing for 12 s: nginx's client_body_timeout
             // (10 s) ends the request, logged as 408; the pool never sees it.
-            _ = try ChildProcess.run("/bin/bash", [
-                "-c",
-                """
-                { printf 'POST /webhook/telegram HTTP/1.1\\r\\nHost: gateway\\r\\nX-Telegram-Bot-Api-Secret-Token: %s\\r\\nContent-Type: application/json\\r\\nContent-Length: 1000\\r\\n\\r\\n{"update_id":' '\(LocalStack.secret)'; sleep 12; } \\
-                  | openssl s_client -quiet -connect 127.0.0.1:\(stack.port) >/dev/null 2>&1 || true
-                """,
-            ])
+            _ = try ChildProcess.run(
+                "/bin/bash",
+                [
+                    "-c",
+                    """
+                    { printf 'POST /webhook/telegram HTTP/1.1\\r\\nHost: gateway\\r\\nX-Telegram-Bot-Api-Secret-Token: %s\\r\\nContent-Type: application/json\\r\\nContent-Length: 1000\\r\\n\\r\\n{"update_id":' '\(LocalStack.secret)'; sleep 12; } \\
+                      | openssl s_client -quiet -connect 127.0.0.1:\(stack.port) >/dev/null 2>&1 || true
+                    """,
+                ])
             let cutOff = stack.nginxLogs.split(separator: "\n").filter { $0.contains("\" 408 ") }
             print("stalled body: \(cutOff.count) request cut off by nginx: \(cutOff.first ?? "")")
             #expect(cutOff.count == 1)
@@ -65,8 +69,10 @@ import Glibc
         try withStack { stack, _ in
             let nginx = stack.directory.appending(path: "nginx")
             let link = nginx.appending(path: "location.d/telegram-gateway-allowlist.conf").path
-            try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: nginx.appending(path: "snippets/telegram-gateway-allowlist.conf").path)
-            let master = try #require(pid_t(try String(contentsOf: nginx.appending(path: "nginx.pid"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+            try FileManager.default.createSymbolicLink(
+                atPath: link, withDestinationPath: nginx.appending(path: "snippets/telegram-gateway-allowlist.conf").path)
+            let master = try #require(
+                pid_t(try String(contentsOf: nginx.appending(path: "nginx.pid"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
             kill(master, SIGHUP)
             // Loopback is not one of Telegram's ranges: refused by nginx, the pool never sees it.
             try waitUntil("nginx applies the allow-list") { (try? stack.post(textUpdate(id: 5, user: 5, text: "/x")).status) == 403 }

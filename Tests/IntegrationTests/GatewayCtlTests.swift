@@ -91,7 +91,9 @@ import Testing
             try ChildProcess.runCapturing(GatewayCtlTests.binary, arguments + ["--env-file", env.path])
         }
         for id in 1...3 {
-            try redis.cli("XADD", "{tgq:0}:dead", "*", "u", String(decoding: textUpdate(id: id, user: 1, text: "t"), as: UTF8.self), "reason", "service_failed", "attempts", "2", "entry", "1-\(id)")
+            try redis.cli(
+                "XADD", "{tgq:0}:dead", "*", "u", String(decoding: textUpdate(id: id, user: 1, text: "t"), as: UTF8.self), "reason", "service_failed",
+                "attempts", "2", "entry", "1-\(id)")
         }
         for _ in 1...2 { try redis.cli("XADD", "{tgq:0}:stream", "*", "u", "{}") }
 

@@ -32,7 +32,8 @@ import Glibc
             // The busy user's 16 updates arrive together (one per chat, as Telegram delivers
             // them); the other users' while those are being worked.
             let theirResponses = Mutex<[HTTPResponse?]>([])
-            let url = stack.url, certificate = stack.directory.appending(path: "tls/cert.pem").path
+            let url = stack.url
+            let certificate = stack.directory.appending(path: "tls/cert.pem").path
             let poster = Thread {
                 let responses = RedisStateThroughNginxTests.postTogether(theirs, url: url, certificate: certificate)
                 theirResponses.withLock { $0 = responses }
@@ -47,9 +48,10 @@ import Glibc
                     defer { group.leave() }
                     guard let client = try? HTTPClient(caFile: certificate) else { return }
                     let started = Date()
-                    let response = try? client.send(HTTPRequest(
-                        method: "POST", url: url, headers: [("X-Telegram-Bot-Api-Secret-Token", LocalStack.secret)],
-                        body: Array(body.utf8), timeoutSeconds: 30))
+                    let response = try? client.send(
+                        HTTPRequest(
+                            method: "POST", url: url, headers: [("X-Telegram-Bot-Api-Secret-Token", LocalStack.secret)],
+                            body: Array(body.utf8), timeoutSeconds: 30))
                     timed.withLock { $0.append((response?.status ?? 0, Date().timeIntervalSince(started))) }
                 }.start()
             }
@@ -75,7 +77,8 @@ import Glibc
             }
             let calls = stack.serviceRequests().filter { ($0.request["user"] as? [String: Any])?["id"] as? Int == Int(busy) }
             #expect(calls.count == 16, "each update called the service once")
-            let texts = try replies.map { try DownstreamThroughNginxTests.reply($0)["text"] as? String ?? "" } + groups.flatMap { sentTexts(stack, to: $0) }
+            let texts =
+                try replies.map { try DownstreamThroughNginxTests.reply($0)["text"] as? String ?? "" } + groups.flatMap { sentTexts(stack, to: $0) }
             let counts = texts.compactMap { $0.split(separator: "message ").last.flatMap { Int($0.prefix { $0.isNumber }) } }
             #expect(counts.sorted() == Array(1...16), "one at a time, each seeing the state the one before wrote: \(counts.sorted())")
         }

@@ -15,7 +15,8 @@ final class LocalStack {
 
     static let secret = "integration-secret_\(UInt32.random(in: 0...UInt32.max))"
     /// scripts/test sets GATEWAY_TEST_TOKEN and greps every log of the suite for it afterwards.
-    static let token = ProcessInfo.processInfo.environment["GATEWAY_TEST_TOKEN"]
+    static let token =
+        ProcessInfo.processInfo.environment["GATEWAY_TEST_TOKEN"]
         ?? "987654:integration-token-not-real-\(UInt32.random(in: 0...UInt32.max))"
 
     let directory: URL
@@ -76,7 +77,9 @@ final class LocalStack {
             let servicesPort = try Self.freePorts(count: 4)
             let botAPIPort = try Self.freePort()
             self.botAPIPort = botAPIPort
-            for (offset, variable) in ["CONVERSATION_SERVICE_URL", "USER_PROFILE_SERVICE_URL", "MATCHING_SERVICE_URL", "NOTIFICATION_SERVICE_URL"].enumerated() {
+            for (offset, variable) in ["CONVERSATION_SERVICE_URL", "USER_PROFILE_SERVICE_URL", "MATCHING_SERVICE_URL", "NOTIFICATION_SERVICE_URL"]
+                .enumerated()
+            {
                 environment[variable] = "http://127.0.0.1:\(servicesPort + offset)"
             }
             environment["TELEGRAM_API_BASE_URL"] = "http://127.0.0.1:\(botAPIPort)"
@@ -105,10 +108,12 @@ final class LocalStack {
             switch mode {
             case .spawnFCGI:
                 let pidFile = directory.appending(path: "pool.pid").path
-                try ChildProcess.run("/usr/bin/spawn-fcgi", [
-                    "-s", socketPath, "-M", "0600", "-F", "\(processes)", "-P", pidFile, "--",
-                    binary, "--env-file", envFile.path, "--threads", "\(threads)",
-                ])
+                try ChildProcess.run(
+                    "/usr/bin/spawn-fcgi",
+                    [
+                        "-s", socketPath, "-M", "0600", "-F", "\(processes)", "-P", pidFile, "--",
+                        binary, "--env-file", envFile.path, "--threads", "\(threads)",
+                    ])
                 poolPIDs = try String(contentsOfFile: pidFile, encoding: .utf8).split(whereSeparator: \.isNewline)
                     .compactMap { pid_t($0) }
             case .supervisor:
@@ -117,13 +122,18 @@ final class LocalStack {
                 try waitUntil("the supervisor's socket exists") { FileManager.default.fileExists(atPath: self.socketPath) }
             }
 
-            let conf = try ChildProcess.run("/bin/bash", [
-                Self.packageRoot.appending(path: "scripts/nginx-local").path, directory.path, "\(port)", socketPath, secretsMap,
-            ]).trimmingCharacters(in: .whitespacesAndNewlines)
+            let conf = try ChildProcess.run(
+                "/bin/bash",
+                [
+                    Self.packageRoot.appending(path: "scripts/nginx-local").path, directory.path, "\(port)", socketPath, secretsMap,
+                ]
+            ).trimmingCharacters(in: .whitespacesAndNewlines)
             let nginxDirectory = directory.appending(path: "nginx").path
-            _ = try launch("/usr/sbin/nginx", [
-                "-p", nginxDirectory, "-c", conf, "-e", nginxDirectory + "/logs/error.log", "-g", "daemon off;",
-            ])
+            _ = try launch(
+                "/usr/sbin/nginx",
+                [
+                    "-p", nginxDirectory, "-c", conf, "-e", nginxDirectory + "/logs/error.log", "-g", "daemon off;",
+                ])
             try waitUntil("nginx answers") { (try? self.post(Array("{}".utf8), secret: nil).status) == 403 }
         } catch {
             try? stop()
@@ -159,8 +169,9 @@ final class LocalStack {
     func control(_ settings: [String: Any]) throws {
         guard let botAPIPort else { throw StackError("no stand-ins in this stack") }
         let body = try JSONSerialization.data(withJSONObject: settings)
-        let response = try client.send(HTTPRequest(
-            method: "POST", url: "http://127.0.0.1:\(botAPIPort)/_control", body: Array(body), timeoutSeconds: 5))
+        let response = try client.send(
+            HTTPRequest(
+                method: "POST", url: "http://127.0.0.1:\(botAPIPort)/_control", body: Array(body), timeoutSeconds: 5))
         guard response.status == 200 else { throw StackError("stand-in control failed") }
     }
 
@@ -222,12 +233,14 @@ final class LocalStack {
         let started = children
         let descendants = (started + poolPIDs).flatMap(Self.children(of:))
         for pid in Set(started + poolPIDs) { kill(pid, SIGTERM) }
-        var lingering: [pid_t] = [], lingeringDetails: [String] = []
+        var lingering: [pid_t] = []
+        var lingeringDetails: [String] = []
         for pid in Set(started + poolPIDs + descendants) {
             let isOurs = started.contains(pid)
-            let gone = (try? waitUntil("pid \(pid) exits", timeout: 15) {
-                isOurs ? ChildProcess.reapIfExited(pid) : ChildProcess.isGone(pid)
-            }) != nil
+            let gone =
+                (try? waitUntil("pid \(pid) exits", timeout: 15) {
+                    isOurs ? ChildProcess.reapIfExited(pid) : ChildProcess.isGone(pid)
+                }) != nil
             if !gone {
                 lingering.append(pid)
                 lingeringDetails.append(Self.describe(pid, log: gatewayLog))

@@ -134,7 +134,10 @@ import Glibc
 
     @Test func aStopSignalLetsTheEntryInHandFinishAndReleasesThePartitions() throws {
         // A long lease: only a release, not an expiry, clears the owners within the test.
-        try withStack(processes: 1, threads: 2, redis: (nil, false), standins: true, environment: Self.queueEnvironment(partitions: 4, workers: 4, ["QUEUE_LEASE": "60"])) {
+        try withStack(
+            processes: 1, threads: 2, redis: (nil, false), standins: true,
+            environment: Self.queueEnvironment(partitions: 4, workers: 4, ["QUEUE_LEASE": "60"])
+        ) {
             stack, redis in
             let redis = try #require(redis)
             let process = try #require(stack.poolPIDs.first)
@@ -146,7 +149,9 @@ import Glibc
             #expect(threads.count >= 4 + 2 + 1)
             for thread in threads {
                 let status = try String(contentsOfFile: "/proc/\(process)/task/\(thread)/status", encoding: .utf8)
-                let blocked = status.split(separator: "\n").first { $0.hasPrefix("SigBlk:") }.flatMap { UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) }
+                let blocked = status.split(separator: "\n").first { $0.hasPrefix("SigBlk:") }.flatMap {
+                    UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16)
+                }
                 #expect(blocked.map { $0 & (1 << (UInt64(SIGTERM) - 1)) != 0 } == true, "thread \(thread) can take SIGTERM")
             }
 
@@ -179,7 +184,9 @@ import Glibc
             try stack.control(["reset": true])
             let replay = try gatewayctl(stack, "dead-letters", "--replay-all")
             #expect(replay.code == 0, "\(replay.output)")
-            try waitUntil("the replayed update is answered", timeout: 20) { sentTexts(stack).contains("You said: poison (message 1 of this conversation)") }
+            try waitUntil("the replayed update is answered", timeout: 20) {
+                sentTexts(stack).contains("You said: poison (message 1 of this conversation)")
+            }
             #expect(try gatewayctl(stack, "dead-letters").output.contains("0 dead letters"))
             let status = try gatewayctl(stack, "queue-status").output
             #expect(status.contains("total: 0 waiting, 0 dead letters, 0 of 2 partitions without a worker"), "\(status)")
@@ -206,7 +213,8 @@ import Glibc
     @Test func aButtonPressBehindTheQueueIsAnsweredAtOnceAndNotTwice() throws {
         let environment = Self.queueEnvironment(partitions: 1, workers: 1, ["QUEUE_CALLBACK_PROMPT": "0"])
         try withStack(processes: 1, threads: 2, redis: (nil, false), standins: true, environment: environment) { stack, _ in
-            let press = #"{"update_id":61,"callback_query":{"id":"cb-61","from":{"id":5,"is_bot":false,"first_name":"U"},"message":{"message_id":3,"chat":{"id":5,"type":"private"},"date":1},"chat_instance":"1","data":"CONNECT:9"}}"#
+            let press =
+                #"{"update_id":61,"callback_query":{"id":"cb-61","from":{"id":5,"is_bot":false,"first_name":"U"},"message":{"message_id":3,"chat":{"id":5,"type":"private"},"date":1},"chat_instance":"1","data":"CONNECT:9"}}"#
             let response = try stack.post(press)
             #expect(response.status == 200)
             #expect(String(decoding: response.body, as: UTF8.self).contains(#""method":"answerCallbackQuery""#))

@@ -21,7 +21,8 @@ import Glibc
     }
 
     private func simulate(mode: String, environment: [String: String]) throws {
-        let users = 120, perUser = 10
+        let users = 120
+        let perUser = 10
         let updates = (0..<(users * perUser)).map { index in
             textUpdate(id: 70_000 + index, user: 5_000 + index % users, text: "sim-\(index)")
         }
@@ -30,7 +31,9 @@ import Glibc
         defer { try? redis.stop() }
         var extra = redis.gatewayEnvironment(useSocket: false)
         extra.merge(environment) { _, new in new }
-        extra.merge(["WEBHOOK_REPLY": "off", "OUTGOING_PER_SECOND": "0", "RATE_LIMIT_REQUESTS": "100", "REDIS_COMMAND_TIMEOUT": "0.2"]) { old, _ in old }
+        extra.merge(["WEBHOOK_REPLY": "off", "OUTGOING_PER_SECOND": "0", "RATE_LIMIT_REQUESTS": "100", "REDIS_COMMAND_TIMEOUT": "0.2"]) { old, _ in
+            old
+        }
         let stack = try LocalStack(mode: .supervisor, processes: 2, threads: 8, standins: true, extraEnvironment: extra)
         defer { try? stack.stop() }
         try stack.control(["service": "conversation", "delay_ms": 100])
@@ -59,7 +62,8 @@ import Glibc
         let patience: Double = ProcessInfo.processInfo.environment["GATEWAY_SANITIZED"] == nil ? 60 : 300
         try waitUntil("every update is answered", timeout: patience) {
             usleep(200_000)
-            return Set(stack.botAPICalls().compactMap { ($0.params["text"] as? String)?.split(separator: " ").dropFirst(2).first }).count >= updates.count
+            return Set(stack.botAPICalls().compactMap { ($0.params["text"] as? String)?.split(separator: " ").dropFirst(2).first }).count
+                >= updates.count
         }
 
         let texts = (0..<updates.count).map { "sim-\($0)" }
@@ -81,7 +85,9 @@ import Glibc
         let repeatedAnswers = texts.filter { (sends[$0] ?? 0) > 1 }.count
         print("simulator (\(mode)): \(updates.count) updates, answers by status \(report.statuses.sorted { $0.key < $1.key })")
         for line in invariants.lines { print("  \(line)") }
-        print("  processed once: \(texts.count - repeatedCalls) passed, \(repeatedCalls) service calls and \(repeatedAnswers) answers repeated (documented: cut short by a kill, or while Redis was down)")
+        print(
+            "  processed once: \(texts.count - repeatedCalls) passed, \(repeatedCalls) service calls and \(repeatedAnswers) answers repeated (documented: cut short by a kill, or while Redis was down)"
+        )
         #expect(invariants.failed == 0, "\(invariants.lines)")
         // Each fault can cut short at most one request per connection.
         #expect(repeatedCalls <= 3 * 40)

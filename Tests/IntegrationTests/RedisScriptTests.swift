@@ -67,7 +67,9 @@ import Testing
             }
             #expect(read?.conversationState == #"{"flow":"signup","step":2}"#)
             _ = try store.finish(Completion(subject: .user(5), updateID: 2, claim: second, origin: .worker), deadline: .distantFuture)
-            #expect(try fixture.begin(store, user: 5, update: 3, token: "w-x", needs: false, origin: .worker) == .proceed(nil, nil, reply: .none, outboxWaiting: 0))
+            #expect(
+                try fixture.begin(store, user: 5, update: 3, token: "w-x", needs: false, origin: .worker)
+                    == .proceed(nil, nil, reply: .none, outboxWaiting: 0))
             #expect(try fixture.redis.cli("SCARD", "{tg:5}:queued") == "0", "nothing of the user waits any more")
             #expect(try fixture.begin(store, user: 5, update: 4, token: "s-d").isClaim, "the next update is processed at once again")
             // Another user is never held up.
@@ -127,7 +129,8 @@ import Testing
             let store = fixture.store()
             guard case .proceed(let first?, _, _, _) = try fixture.begin(store, user: 5, update: 1, token: "w-a", origin: .worker) else { return }
             _ = try store.finish(Completion(claim: first), deadline: .distantFuture)
-            let replay = BeginRequest(updateID: 1, subject: .user(5), needsSession: true, newInternalUserID: "x", token: "w-b", origin: .worker, replay: "17-0")
+            let replay = BeginRequest(
+                updateID: 1, subject: .user(5), needsSession: true, newInternalUserID: "x", token: "w-b", origin: .worker, replay: "17-0")
             guard case .proceed(let replayed?, _, _, _) = try store.begin(replay, deadline: .distantFuture) else {
                 Issue.record("the replay was not processed")
                 return
@@ -147,7 +150,9 @@ import Testing
             func reply(_ index: Int) -> PendingSend { PendingSend(.sendMessage(chatID: 5, text: "r\(index)"), requestID: "r", index: index) }
             for index in 1...3 {
                 let decision = try store.begin(
-                    BeginRequest(updateID: Int64(index), subject: .user(5), needsSession: false, newInternalUserID: "", token: "s\(index)", reply: reply(index)),
+                    BeginRequest(
+                        updateID: Int64(index), subject: .user(5), needsSession: false, newInternalUserID: "", token: "s\(index)", reply: reply(index)
+                    ),
                     deadline: .distantFuture)
                 #expect(decision == .proceed(nil, nil, reply: .now, outboxWaiting: 0), "\(index) of 3 per 3 s")
             }
@@ -202,8 +207,10 @@ import Testing
     @Test func everyKeyOfAnUpdateSharesOneClusterSlot() throws {
         try withRedis { fixture in
             let keys = StateSubjectKeys(subject: .user(123_456_789), updateID: 42)
-            let slots = try [keys.update, keys.rate, keys.session, keys.lease, keys.queued, keys.outbox, keys.window, RedisScripts.windowKey(of: 123_456_789)]
-                .map { try fixture.redis.cli("CLUSTER", "KEYSLOT", $0) }
+            let slots = try [
+                keys.update, keys.rate, keys.session, keys.lease, keys.queued, keys.outbox, keys.window, RedisScripts.windowKey(of: 123_456_789),
+            ]
+            .map { try fixture.redis.cli("CLUSTER", "KEYSLOT", $0) }
             #expect(Set(slots).count == 1)
             let chat = StateSubjectKeys(subject: .chat(-100_123), updateID: 1)
             #expect(chat.session == "{tgc:-100123}:session")
@@ -242,7 +249,8 @@ struct StoreFixture {
         _ store: RedisStateStore, user: Int64, update: Int64, token: String, needs: Bool = true, origin: BeginRequest.Origin = .webhook
     ) throws -> BeginDecision {
         try store.begin(
-            BeginRequest(updateID: update, subject: .user(user), needsSession: needs, newInternalUserID: "internal-\(user)", token: token, origin: origin),
+            BeginRequest(
+                updateID: update, subject: .user(user), needsSession: needs, newInternalUserID: "internal-\(user)", token: token, origin: origin),
             deadline: .distantFuture)
     }
 }

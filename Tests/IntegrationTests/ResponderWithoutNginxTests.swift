@@ -48,8 +48,14 @@ import Testing
                 [],
                 [("REQUEST_METHOD", "")],
                 [("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "-5"), ("HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN", LocalStack.secret)],
-                [("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "99999999999999999999999"), ("HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN", LocalStack.secret)],
-                [("REQUEST_METHOD", "POST"), ("REQUEST_ID", String(repeating: "é", count: 500)), ("HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN", LocalStack.secret)],
+                [
+                    ("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "99999999999999999999999"),
+                    ("HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN", LocalStack.secret),
+                ],
+                [
+                    ("REQUEST_METHOD", "POST"), ("REQUEST_ID", String(repeating: "é", count: 500)),
+                    ("HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN", LocalStack.secret),
+                ],
                 [("REQUEST_METHOD", "POST"), ("HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN", String(repeating: "x", count: 70_000))],
             ]
             for parameters in odd {

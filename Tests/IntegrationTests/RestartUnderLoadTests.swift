@@ -31,7 +31,8 @@ import Glibc
 /// The pool's PHP-FPM-like guards, under the supervisor.
 @Suite(.serialized) struct PoolGuardTests {
     @Test func aChildPastMaxRequestsIsReplacedWithoutAFailedRequest() throws {
-        try withStack(mode: .supervisor, processes: 2, threads: 4, redis: (password: nil, useSocket: true), environment: ["MAX_REQUESTS": "2000"]) { stack, _ in
+        try withStack(mode: .supervisor, processes: 2, threads: 4, redis: (password: nil, useSocket: true), environment: ["MAX_REQUESTS": "2000"]) {
+            stack, _ in
             let summary = try stack.finishLoadtest(try stack.startLoadtest(seconds: 4))
             #expect(summary.contains(" non2xx=0 "), "\(summary)")
             #expect(summary.contains(" socket_errors=0 "), "\(summary)")
@@ -44,8 +45,10 @@ import Glibc
         // Every wait of an update ends by its deadline (1 s here), so only what the deadline
         // cannot reach sticks: a client on the socket that stops sending mid-body.
         let timeouts = ["CONVERSATION_TIMEOUT", "USER_PROFILE_TIMEOUT", "MATCHING_TIMEOUT", "NOTIFICATION_TIMEOUT"].map { ($0, "1") }
-        let environment = Dictionary(uniqueKeysWithValues: timeouts + [("UPDATE_DEADLINE", "1"), ("REQUEST_TIMEOUT", "6"), ("RATE_LIMIT_REQUESTS", "100")])
-        try withStack(mode: .supervisor, processes: 2, threads: 2, redis: (password: nil, useSocket: true), standins: true, environment: environment) { stack, _ in
+        let environment = Dictionary(
+            uniqueKeysWithValues: timeouts + [("UPDATE_DEADLINE", "1"), ("REQUEST_TIMEOUT", "6"), ("RATE_LIMIT_REQUESTS", "100")])
+        try withStack(mode: .supervisor, processes: 2, threads: 2, redis: (password: nil, useSocket: true), standins: true, environment: environment)
+        { stack, _ in
             let supervisor = try #require(stack.poolPIDs.first)
             try waitUntil("two children run") { LocalStack.children(of: supervisor).count == 2 }
             let before = Set(LocalStack.children(of: supervisor))
@@ -89,7 +92,8 @@ import Glibc
     @Test func metricsAreSummedOverEveryProcessOfThePool() throws {
         // One thread a process: 40 requests at once cannot all go to one process.
         try withStack(processes: 2, threads: 1, redis: (password: nil, useSocket: true)) { stack, _ in
-            let responses = RedisStateThroughNginxTests.postTogether((1...40).map { RedisStateThroughNginxTests.command($0, user: Int64(9000 + $0)) }, to: stack)
+            let responses = RedisStateThroughNginxTests.postTogether(
+                (1...40).map { RedisStateThroughNginxTests.command($0, user: Int64(9000 + $0)) }, to: stack)
             #expect(responses.allSatisfy { $0?.status == 200 })
             // Both processes served some (nginx spreads connections), and each writes its own file.
             try waitUntil("both processes wrote metrics") {
@@ -104,10 +108,11 @@ import Glibc
             #expect(text.contains("# TYPE telegram_gateway_updates_total counter"))
             #expect(text.contains("telegram_gateway_in_flight_requests"))
             // The sum is over processes: the log shows the updates were served by both.
-            let pids = Set(stack.gatewayLog.split(separator: "\n").filter { $0.contains(#""outcome":"replied""#) }.compactMap { line -> Substring? in
-                guard let range = line.firstRange(of: #""pid":"#) else { return nil }
-                return line[range.upperBound...].prefix { $0.isNumber }
-            })
+            let pids = Set(
+                stack.gatewayLog.split(separator: "\n").filter { $0.contains(#""outcome":"replied""#) }.compactMap { line -> Substring? in
+                    guard let range = line.firstRange(of: #""pid":"#) else { return nil }
+                    return line[range.upperBound...].prefix { $0.isNumber }
+                })
             #expect(pids.count == 2, "served by \(pids.count) process(es)")
         }
     }

@@ -13,7 +13,8 @@ import Glibc
         try withStack { stack in
             let folder = stack.directory.appending(path: "shared-host")
             try FileManager.default.createDirectory(at: folder.appending(path: "logs"), withIntermediateDirectories: true)
-            let other = try LocalStack.freePort(), shared = try LocalStack.freePort()
+            let other = try LocalStack.freePort()
+            let shared = try LocalStack.freePort()
             let rendered = stack.directory.appending(path: "nginx")
             func config(recipe: Bool) -> String {
                 """
@@ -47,7 +48,8 @@ import Glibc
             }
             let conf = folder.appending(path: "nginx.conf")
             try config(recipe: false).write(to: conf, atomically: false, encoding: .utf8)
-            let nginx = try ChildProcess.spawn("/usr/sbin/nginx", ["-p", folder.path, "-c", conf.path, "-e", folder.path + "/logs/error.log", "-g", "daemon off;"])
+            let nginx = try ChildProcess.spawn(
+                "/usr/sbin/nginx", ["-p", folder.path, "-c", conf.path, "-e", folder.path + "/logs/error.log", "-g", "daemon off;"])
             defer {
                 kill(nginx, SIGTERM)
                 ChildProcess.waitForExit(nginx)
@@ -56,7 +58,8 @@ import Glibc
             func get(_ port: Int, _ path: String, body: [UInt8] = [], method: String = "GET", secret: String? = nil) throws -> (Int, String) {
                 var headers: [(name: String, value: String)] = []
                 if let secret { headers.append(("X-Telegram-Bot-Api-Secret-Token", secret)) }
-                let response = try client.send(HTTPRequest(method: method, url: "http://127.0.0.1:\(port)\(path)", headers: headers, body: body, timeoutSeconds: 5))
+                let response = try client.send(
+                    HTTPRequest(method: method, url: "http://127.0.0.1:\(port)\(path)", headers: headers, body: body, timeoutSeconds: 5))
                 return (response.status, String(decoding: response.body, as: UTF8.self))
             }
             try waitUntil("the shared host's nginx answers") { (try? get(other, "/").0) == 200 }
@@ -65,7 +68,8 @@ import Glibc
 
             // The recipe: the http-level file and the location snippet, then a reload.
             try config(recipe: true).write(to: conf, atomically: false, encoding: .utf8)
-            let test = try ChildProcess.runCapturing("/usr/sbin/nginx", ["-t", "-p", folder.path, "-c", conf.path, "-e", folder.path + "/logs/error.log"])
+            let test = try ChildProcess.runCapturing(
+                "/usr/sbin/nginx", ["-t", "-p", folder.path, "-c", conf.path, "-e", folder.path + "/logs/error.log"])
             #expect(test.code == 0, "\(test.output)")
             kill(nginx, SIGHUP)
             try waitUntil("the webhook location is live") { (try? get(shared, "/webhook/telegram").0) == 405 }
@@ -86,21 +90,26 @@ import Glibc
             let site = try String(contentsOf: LocalStack.packageRoot.appending(path: "nginx/sites/telegram-gateway.conf"), encoding: .utf8)
                 .replacing("/etc/letsencrypt/live/gateway.example.com/fullchain.pem", with: stack.directory.appending(path: "tls/cert.pem").path)
                 .replacing("/etc/letsencrypt/live/gateway.example.com/privkey.pem", with: stack.directory.appending(path: "tls/key.pem").path)
-                .replacing("/etc/nginx/snippets/telegram-gateway-location.conf", with: rendered.appending(path: "snippets/telegram-gateway-location.conf").path)
-                .replacing("/etc/nginx/snippets/telegram-gateway-status.conf", with: rendered.appending(path: "snippets/telegram-gateway-status.conf").path)
+                .replacing(
+                    "/etc/nginx/snippets/telegram-gateway-location.conf",
+                    with: rendered.appending(path: "snippets/telegram-gateway-location.conf").path
+                )
+                .replacing(
+                    "/etc/nginx/snippets/telegram-gateway-status.conf", with: rendered.appending(path: "snippets/telegram-gateway-status.conf").path)
             let folder = stack.directory.appending(path: "site-check")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             try site.write(to: folder.appending(path: "site.conf"), atomically: false, encoding: .utf8)
             let conf = folder.appending(path: "nginx.conf")
             try """
-                pid \(folder.path)/nginx.pid;
-                events {}
-                http {
-                    include \(rendered.path)/conf.d/telegram-gateway.conf;
-                    include \(folder.path)/site.conf;
-                }
-                """.write(to: conf, atomically: false, encoding: .utf8)
-            let result = try ChildProcess.runCapturing("/usr/sbin/nginx", ["-t", "-p", folder.path, "-c", conf.path, "-e", folder.path + "/error.log"])
+            pid \(folder.path)/nginx.pid;
+            events {}
+            http {
+                include \(rendered.path)/conf.d/telegram-gateway.conf;
+                include \(folder.path)/site.conf;
+            }
+            """.write(to: conf, atomically: false, encoding: .utf8)
+            let result = try ChildProcess.runCapturing(
+                "/usr/sbin/nginx", ["-t", "-p", folder.path, "-c", conf.path, "-e", folder.path + "/error.log"])
             #expect(result.code == 0, "\(result.output)")
         }
     }

@@ -34,7 +34,9 @@ struct TelegramSender {
         let work = Mutex<(waiting: [(index: Int, notBefore: Date)], report: Report, open: Int)>(
             (updates.indices.map { ($0, started) }, Report(), updates.count))
         let caFile = stack.directory.appending(path: "tls/cert.pem").path
-        let url = stack.url, timeout = timeoutSeconds, cap = retryCapSeconds
+        let url = stack.url
+        let timeout = timeoutSeconds
+        let cap = retryCapSeconds
         let group = DispatchGroup()
         for _ in 0..<connections {
             group.enter()
@@ -54,10 +56,11 @@ struct TelegramSender {
                     }
                     guard let index = candidate else { return }
                     let sent = Date()
-                    let response = try? client.send(HTTPRequest(
-                        method: "POST", url: url,
-                        headers: [("Content-Type", "application/json"), ("X-Telegram-Bot-Api-Secret-Token", LocalStack.secret)],
-                        body: updates[index], timeoutSeconds: timeout))
+                    let response = try? client.send(
+                        HTTPRequest(
+                            method: "POST", url: url,
+                            headers: [("Content-Type", "application/json"), ("X-Telegram-Bot-Api-Secret-Token", LocalStack.secret)],
+                            body: updates[index], timeoutSeconds: timeout))
                     let status = response?.status ?? 0
                     let milliseconds = Date().timeIntervalSince(sent) * 1000
                     let retryAfter = response?.headers.first { $0.name.lowercased() == "retry-after" }.flatMap { Double($0.value) } ?? 1

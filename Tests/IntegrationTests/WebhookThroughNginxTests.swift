@@ -65,7 +65,8 @@ import Glibc
     @Test func manyConcurrentUpdatesAreAllAnswered() throws {
         try withStack { stack in
             let statuses = Mutex<[Int]>([])
-            let url = stack.url, certificate = stack.directory.appending(path: "tls/cert.pem").path
+            let url = stack.url
+            let certificate = stack.directory.appending(path: "tls/cert.pem").path
             DispatchQueue.concurrentPerform(iterations: 8) { worker in
                 guard let client = try? HTTPClient(caFile: certificate) else { return }
                 for index in 0..<25 {

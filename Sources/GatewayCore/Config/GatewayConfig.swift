@@ -116,7 +116,8 @@ public struct GatewayConfig: Sendable {
         let previousSecret = reader.secret(
             "TELEGRAM_WEBHOOK_SECRET_PREVIOUS", required: false, pattern: .webhookSecret,
             form: "1-256 characters of A-Z, a-z, 0-9, _ and -")
-        let botUsername = reader.optionalString("TELEGRAM_BOT_USERNAME", matching: .botUsername, form: "a bot username, 5-32 of A-Z, a-z, 0-9 and _, without @")
+        let botUsername = reader.optionalString(
+            "TELEGRAM_BOT_USERNAME", matching: .botUsername, form: "a bot username, 5-32 of A-Z, a-z, 0-9 and _, without @")
 
         let redis = RedisSettings(
             host: reader.string("REDIS_HOST", default: "127.0.0.1"),
@@ -152,7 +153,8 @@ public struct GatewayConfig: Sendable {
             maxRequests: reader.integer("MAX_REQUESTS", default: 0, in: 0...100_000_000),
             requestTimeoutSeconds: reader.seconds("REQUEST_TIMEOUT", default: 60, in: 0...3600))
 
-        let webhookReply = reader.choice("WEBHOOK_REPLY", default: true, choices: ["ON": true, "OFF": false, "TRUE": true, "FALSE": false, "1": true, "0": false])
+        let webhookReply = reader.choice(
+            "WEBHOOK_REPLY", default: true, choices: ["ON": true, "OFF": false, "TRUE": true, "FALSE": false, "1": true, "0": false])
         let apiBase = reader.httpURL("TELEGRAM_API_BASE_URL", default: "https://api.telegram.org")
         let routesFile = reader.optionalString("ROUTES_FILE", matching: nil, form: "a file path")
         let circuitOpen = reader.seconds("CIRCUIT_OPEN_SECONDS", default: 10, in: 0.1...600)
@@ -200,7 +202,8 @@ public struct GatewayConfig: Sendable {
         if settings.workers * processes < settings.partitions {
             reader.problem(
                 "QUEUE_WORKERS",
-                "\(settings.workers) workers x \(processes) processes (GATEWAY_PROCESSES) leave partitions of the \(settings.partitions) (QUEUE_PARTITIONS) without a worker; give at least as many workers as partitions")
+                "\(settings.workers) workers x \(processes) processes (GATEWAY_PROCESSES) leave partitions of the \(settings.partitions) (QUEUE_PARTITIONS) without a worker; give at least as many workers as partitions"
+            )
         }
         return settings
     }
@@ -224,16 +227,19 @@ public struct GatewayConfig: Sendable {
         var problems: [ConfigError.Problem] = []
         for (name, service) in services.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where service.timeoutSeconds > deadline {
             let variable = serviceVariables.first { $0.name == name }?.timeout ?? "ROUTES_FILE"
-            problems.append(.init(
-                variable: variable,
-                message: "the \(name.rawValue) service's timeout (\(service.timeoutSeconds) s) is longer than UPDATE_DEADLINE (\(deadline) s); "
-                    + "lower it or raise UPDATE_DEADLINE (at most \(maxUpdateDeadlineSeconds) s, below nginx's fastcgi_read_timeout of \(nginxReadTimeoutSeconds) s)"))
+            problems.append(
+                .init(
+                    variable: variable,
+                    message: "the \(name.rawValue) service's timeout (\(service.timeoutSeconds) s) is longer than UPDATE_DEADLINE (\(deadline) s); "
+                        + "lower it or raise UPDATE_DEADLINE (at most \(maxUpdateDeadlineSeconds) s, below nginx's fastcgi_read_timeout of \(nginxReadTimeoutSeconds) s)"
+                ))
         }
         if requestTimeout > 0, requestTimeout < deadline + 5 {
-            problems.append(.init(
-                variable: "REQUEST_TIMEOUT",
-                message: "\(requestTimeout) s would replace a process whose request is still within UPDATE_DEADLINE (\(deadline) s); "
-                    + "give at least UPDATE_DEADLINE + 5 s, or 0"))
+            problems.append(
+                .init(
+                    variable: "REQUEST_TIMEOUT",
+                    message: "\(requestTimeout) s would replace a process whose request is still within UPDATE_DEADLINE (\(deadline) s); "
+                        + "give at least UPDATE_DEADLINE + 5 s, or 0"))
         }
         return problems
     }

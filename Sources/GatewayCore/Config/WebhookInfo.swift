@@ -22,7 +22,10 @@ public struct WebhookInfo: Sendable, Equatable, Decodable {
         case allowedUpdates = "allowed_updates"
     }
 
-    public init(url: String, pendingUpdateCount: Int, lastErrorDate: Int? = nil, lastErrorMessage: String? = nil, maxConnections: Int? = nil, allowedUpdates: [String]? = nil) {
+    public init(
+        url: String, pendingUpdateCount: Int, lastErrorDate: Int? = nil, lastErrorMessage: String? = nil, maxConnections: Int? = nil,
+        allowedUpdates: [String]? = nil
+    ) {
         self.url = url
         self.pendingUpdateCount = pendingUpdateCount
         self.lastErrorDate = lastErrorDate
@@ -33,7 +36,10 @@ public struct WebhookInfo: Sendable, Equatable, Decodable {
 
     /// Parses a getWebhookInfo answer (`{"ok":true,"result":{…}}`).
     public static func parse(_ body: [UInt8]) -> WebhookInfo? {
-        struct Envelope: Decodable { let ok: Bool; let result: WebhookInfo? }
+        struct Envelope: Decodable {
+            let ok: Bool
+            let result: WebhookInfo?
+        }
         guard let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(body)), envelope.ok else { return nil }
         return envelope.result
     }
@@ -58,7 +64,8 @@ public struct WebhookInfo: Sendable, Equatable, Decodable {
 
     static func advice(for message: String) -> String {
         if message.contains("403") {
-            return "Meaning: nginx refused the secret. The secret set with set-webhook differs from TELEGRAM_WEBHOOK_SECRET (and _PREVIOUS); run set-webhook again."
+            return
+                "Meaning: nginx refused the secret. The secret set with set-webhook differs from TELEGRAM_WEBHOOK_SECRET (and _PREVIOUS); run set-webhook again."
         }
         if message.contains("502") || message.contains("504") || message.contains("Connection refused") {
             return "Meaning: nginx could not reach the responder pool. Is the pool running, and can nginx's user open its socket?"

@@ -76,7 +76,8 @@ public final class StreamWorkers: Sendable {
                 }
                 if entry == nil { entry = try store.readNew(partition: partition, worker: name, blockMilliseconds: Self.blockMilliseconds) }
                 if let entry {
-                    let leases = leases, clock = clock
+                    let leases = leases
+                    let clock = clock
                     try work(entry, store: store, dependencies: dependencies, logger: logger) { leases.holds(name, at: clock.now()) }
                 }
             } catch {
@@ -121,7 +122,9 @@ public final class StreamWorkers: Sendable {
         }
         switch entry.content {
         case .unreadable:
-            logger.warning("stream entry this version cannot read; dropped", metadata: ["entry": "\(entry.id)", "partition": .stringConvertible(entry.partition)])
+            logger.warning(
+                "stream entry this version cannot read; dropped",
+                metadata: ["entry": "\(entry.id)", "partition": .stringConvertible(entry.partition)])
             try store.acknowledge(entry)
         case .outbox(let subject):
             switch processor.drainOutbox(of: subject, dependencies: dependencies, context: context()) {
@@ -212,7 +215,8 @@ public final class StreamWorkers: Sendable {
         try store.deadLetter(entry, reason: reason, attempts: attempts, limit: settings.deadLetterLimit)
         Counter(label: GatewayMetric.queueDeadLetters, dimensions: [("reason", reason)]).increment()
         logger.error(
-            "queue entry dead-lettered", metadata: ["partition": .stringConvertible(entry.partition), "entry": "\(entry.id)", LogKey.reason: "\(reason)"])
+            "queue entry dead-lettered",
+            metadata: ["partition": .stringConvertible(entry.partition), "entry": "\(entry.id)", LogKey.reason: "\(reason)"])
     }
 
     /// Takes the first free partition from a random starting point: looking at every partition

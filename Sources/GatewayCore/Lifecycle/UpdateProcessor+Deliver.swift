@@ -72,9 +72,11 @@ extension UpdateProcessor {
 
     /// Buttons whose callback data is over Telegram's 64 bytes carry a token instead.
     private func shorten(_ methods: [BotMethod], state: any StateStore, context: UpdateContext) -> [BotMethod] {
-        let (shortened, dropped) = CallbackDataToken.shorten(methods, store: state, ttlSeconds: settings.sessionTTLSeconds, deadline: context.deadline)
+        let (shortened, dropped) = CallbackDataToken.shorten(
+            methods, store: state, ttlSeconds: settings.sessionTTLSeconds, deadline: context.deadline)
         if dropped > 0 {
-            context.logger.warning("buttons with long callback data left out: the state store is unavailable", metadata: ["buttons": .stringConvertible(dropped)])
+            context.logger.warning(
+                "buttons with long callback data left out: the state store is unavailable", metadata: ["buttons": .stringConvertible(dropped)])
         }
         return shortened
     }
@@ -146,13 +148,17 @@ extension UpdateProcessor {
                     _ = try dependencies.state.popOutbox(of: subject, send: head, deadline: context.deadline)
                 case .refused(let error):
                     context.logger.warning(
-                        "Bot API refused a call; not retried", metadata: ["method": "\(head.call.name)", "send": "\(head.id)", LogKey.error: "\(error)"])
+                        "Bot API refused a call; not retried",
+                        metadata: ["method": "\(head.call.name)", "send": "\(head.id)", LogKey.error: "\(error)"])
                     _ = try dependencies.state.popOutbox(of: subject, send: head, deadline: context.deadline)
                 case .failed(let error):
                     let failed = head.failedOnce()
                     context.logger.warning(
                         "Bot API call failed; it will be tried again",
-                        metadata: ["method": "\(head.call.name)", "send": "\(head.id)", "attempt": .stringConvertible(failed.attempts), LogKey.error: "\(error)"])
+                        metadata: [
+                            "method": "\(head.call.name)", "send": "\(head.id)", "attempt": .stringConvertible(failed.attempts),
+                            LogKey.error: "\(error)",
+                        ])
                     guard failed.attempts >= settings.queue.maxAttempts else {
                         try dependencies.state.replaceOutboxHead(of: subject, send: head, with: failed, deadline: context.deadline)
                         return .left(retryAfterMilliseconds: Self.backoffMilliseconds(attempt: failed.attempts))
@@ -163,7 +169,8 @@ extension UpdateProcessor {
                     _ = try dependencies.state.popOutbox(of: subject, send: head, deadline: context.deadline)
                     Counter(label: GatewayMetric.outboxDeadLetters, dimensions: [("reason", reason)]).increment()
                     context.logger.error(
-                        "call dead-lettered after its last attempt", metadata: ["method": "\(head.call.name)", "send": "\(head.id)", LogKey.reason: "\(reason)"])
+                        "call dead-lettered after its last attempt",
+                        metadata: ["method": "\(head.call.name)", "send": "\(head.id)", LogKey.reason: "\(reason)"])
                 case .notNow(let milliseconds):
                     return .left(retryAfterMilliseconds: milliseconds)
                 }

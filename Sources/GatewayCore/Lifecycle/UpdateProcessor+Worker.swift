@@ -131,7 +131,9 @@ extension UpdateProcessor {
         _ = try? dependencies.state.finish(Completion(subject: subject, updateID: update.id, claim: nil, origin: .worker), deadline: context.deadline)
     }
 
-    private func finished(_ outcome: RequestOutcome, update: Update, route: Route, attempt: Int, since started: UInt64, context: UpdateContext) -> QueuedResult {
+    private func finished(_ outcome: RequestOutcome, update: Update, route: Route, attempt: Int, since started: UInt64, context: UpdateContext)
+        -> QueuedResult
+    {
         context.logger.info(
             "queued update processed",
             metadata: [

@@ -202,10 +202,12 @@ public struct UpdateProcessor: Sendable {
                     break
                 }
             }
-            return complete(update, route: route, own: own, subject: subject, claim: claim, session: session, dependencies: dependencies, context: &context)
+            return complete(
+                update, route: route, own: own, subject: subject, claim: claim, session: session, dependencies: dependencies, context: &context)
         case .failedOpen(let attempted):
             // Processed without the store; its finish releases whatever the begin may have done.
-            return complete(update, route: route, own: own, subject: subject, claim: attempted, session: nil, dependencies: dependencies, context: &context)
+            return complete(
+                update, route: route, own: own, subject: subject, claim: attempted, session: nil, dependencies: dependencies, context: &context)
         }
     }
 

@@ -29,7 +29,9 @@ public struct AdminEndpoints: Sendable {
             return WebhookResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array(renderStatus().utf8))
         case Self.healthPath:
             let redisOK = (try? state.ping()) != nil
-            return WebhookResponse(status: 200, headers: [("Content-Type", "application/json")], body: Self.health(redisOK: redisOK, circuits: services.map { ($0, breaker.state(of: $0)) }))
+            return WebhookResponse(
+                status: 200, headers: [("Content-Type", "application/json")],
+                body: Self.health(redisOK: redisOK, circuits: services.map { ($0, breaker.state(of: $0)) }))
         default:
             return nil
         }

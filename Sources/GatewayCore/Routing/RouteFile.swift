@@ -30,7 +30,9 @@ public enum RouteFile {
                 if name == "generic" { return .generic }
                 let service = ServiceName(name)
                 guard services[service] != nil else {
-                    problem("unknown service '\(name)': declare it with a service line first, or use one of \(services.keys.map(\.rawValue).sorted().joined(separator: ", "))")
+                    problem(
+                        "unknown service '\(name)': declare it with a service line first, or use one of \(services.keys.map(\.rawValue).sorted().joined(separator: ", "))"
+                    )
                     return nil
                 }
                 return .service(service)

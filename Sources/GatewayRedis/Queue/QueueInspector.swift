@@ -42,7 +42,8 @@ public final class QueueInspector {
     public init(redis: GatewayConfig.RedisSettings, settings: QueueSettings, clock: @escaping @Sendable () -> UInt64) {
         self.settings = settings
         connection = RedisConnection(
-            settings: .init(redis, connectTimeoutSeconds: max(1, redis.connectTimeoutSeconds), commandTimeoutSeconds: max(5, redis.commandTimeoutSeconds)),
+            settings: .init(
+                redis, connectTimeoutSeconds: max(1, redis.connectTimeoutSeconds), commandTimeoutSeconds: max(5, redis.commandTimeoutSeconds)),
             clock: clock)
     }
 
@@ -66,8 +67,9 @@ public final class QueueInspector {
                 age = max(0, now - stamp)
             }
             let owner = try connection.command("GET", keys.owner).text
-            result.append(PartitionStatus(
-                partition: partition, backlog: backlog, pending: pending, owner: owner, oldestAgeMilliseconds: age, deadLetters: deadLetters))
+            result.append(
+                PartitionStatus(
+                    partition: partition, backlog: backlog, pending: pending, owner: owner, oldestAgeMilliseconds: age, deadLetters: deadLetters))
         }
         return result
     }
@@ -85,9 +87,10 @@ public final class QueueInspector {
                 if case .string(let body)? = values["u"], case .success(let decoded) = decoder.decode(body) { update = decoded }
                 var kind = update.map { "\($0.type)" } ?? "undecodable"
                 if case .string(let bytes)? = values["d"], let send = PendingSend.decode(bytes) { kind = "call:\(send.call.name)" }
-                result.append(DeadLetter(
-                    partition: partition, id: entry.id, reason: values["reason"]?.text ?? "?", attempts: Int(values["attempts"]?.text ?? "") ?? 0,
-                    updateID: update?.id, updateType: kind))
+                result.append(
+                    DeadLetter(
+                        partition: partition, id: entry.id, reason: values["reason"]?.text ?? "?", attempts: Int(values["attempts"]?.text ?? "") ?? 0,
+                        updateID: update?.id, updateType: kind))
             }
         }
         return result

@@ -50,96 +50,110 @@ public enum QueueScripts {
     /// webhook path, whose button press is answered at once).
     /// Returns `{"duplicate"}`, `{"full", backlog, age ms}`, `{"limited", warn}` or
     /// `{"queued", answered now (1/0)}`.
-    public static let enqueue = RedisScript(name: "enqueue", source: RedisScripts.tokenBucket + #"""
-        if redis.call('EXISTS', KEYS[2]) == 1 then return {'duplicate'} end
-        local now = now_ms()
-        local backlog = redis.call('XLEN', KEYS[1])
-        local age = 0
-        if backlog > 0 then
-          local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-          if first[1] then age = math.max(0, now - tonumber(string.match(first[1][1], '^(%d+)'))) end
-        end
-        -- Button presses are small and expire: they may use twice the bound and ignore the age.
-        local callback = ARGV[8] == '1'
-        local bound = tonumber(ARGV[6])
-        if callback then bound = bound * 2 end
-        if backlog >= bound or ((not callback) and age > tonumber(ARGV[7])) then return {'full', backlog, age} end
-        if ARGV[5] == '1' then
-          local allowed, warn = take(KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[4]))
-          if not allowed then
-            redis.call('SET', KEYS[2], 'limited', 'EX', ARGV[2])
-            return {'limited', warn}
-          end
-        end
-        local answered = 0
-        if callback and (ARGV[10] == '1' or age >= tonumber(ARGV[9])) then answered = 1 end
-        redis.call('XADD', KEYS[1], '*', 'u', ARGV[1], 'a', answered)
-        redis.call('SET', KEYS[2], 'queued', 'EX', ARGV[2])
-        return {'queued', answered}
-        """#)
+    public static let enqueue = RedisScript(
+        name: "enqueue",
+        source: RedisScripts.tokenBucket + #"""
+            if redis.call('EXISTS', KEYS[2]) == 1 then return {'duplicate'} end
+            local now = now_ms()
+            local backlog = redis.call('XLEN', KEYS[1])
+            local age = 0
+            if backlog > 0 then
+              local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+              if first[1] then age = math.max(0, now - tonumber(string.match(first[1][1], '^(%d+)'))) end
+            end
+            -- Button presses are small and expire: they may use twice the bound and ignore the age.
+            local callback = ARGV[8] == '1'
+            local bound = tonumber(ARGV[6])
+            if callback then bound = bound * 2 end
+            if backlog >= bound or ((not callback) and age > tonumber(ARGV[7])) then return {'full', backlog, age} end
+            if ARGV[5] == '1' then
+              local allowed, warn = take(KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[4]))
+              if not allowed then
+                redis.call('SET', KEYS[2], 'limited', 'EX', ARGV[2])
+                return {'limited', warn}
+              end
+            end
+            local answered = 0
+            if callback and (ARGV[10] == '1' or age >= tonumber(ARGV[9])) then answered = 1 end
+            redis.call('XADD', KEYS[1], '*', 'u', ARGV[1], 'a', answered)
+            redis.call('SET', KEYS[2], 'queued', 'EX', ARGV[2])
+            return {'queued', answered}
+            """#)
 
     /// KEYS: owner. ARGV: worker, lease ms. Takes a free partition (or our own): 1, else 0.
-    public static let take = RedisScript(name: "take_partition", source: #"""
-        local owner = redis.call('GET', KEYS[1])
-        if owner and owner ~= ARGV[1] then return 0 end
-        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-        return 1
-        """#)
+    public static let take = RedisScript(
+        name: "take_partition",
+        source: #"""
+            local owner = redis.call('GET', KEYS[1])
+            if owner and owner ~= ARGV[1] then return 0 end
+            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+            return 1
+            """#)
 
     /// KEYS: owner. ARGV: worker, lease ms. Extends the lease only while it is the worker's:
     /// a renewal never takes a free partition (one released, or expired, is someone else's to take).
-    public static let renew = RedisScript(name: "renew_partition", source: #"""
-        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-        redis.call('PEXPIRE', KEYS[1], ARGV[2])
-        return 1
-        """#)
+    public static let renew = RedisScript(
+        name: "renew_partition",
+        source: #"""
+            if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+            redis.call('PEXPIRE', KEYS[1], ARGV[2])
+            return 1
+            """#)
 
     /// KEYS: owner. ARGV: worker. Gives the partition up if it is still ours.
-    public static let release = RedisScript(name: "release_partition", source: #"""
-        if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-        return 0
-        """#)
+    public static let release = RedisScript(
+        name: "release_partition",
+        source: #"""
+            if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+            return 0
+            """#)
 
     /// KEYS: stream, attempts. ARGV: entry id. The entry is done: acknowledged and deleted.
-    public static let acknowledge = RedisScript(name: "acknowledge", source: #"""
-        redis.call('XACK', KEYS[1], 'workers', ARGV[1])
-        redis.call('XDEL', KEYS[1], ARGV[1])
-        redis.call('HDEL', KEYS[2], ARGV[1])
-        return 1
-        """#)
+    public static let acknowledge = RedisScript(
+        name: "acknowledge",
+        source: #"""
+            redis.call('XACK', KEYS[1], 'workers', ARGV[1])
+            redis.call('XDEL', KEYS[1], ARGV[1])
+            redis.call('HDEL', KEYS[2], ARGV[1])
+            return 1
+            """#)
 
     /// KEYS: stream, attempts, dead. ARGV: entry id, its payload field (`u` or `d`) and value,
     /// reason, attempts, dead-letter bound. Moves the entry to the dead letters in one step.
-    public static let deadLetter = RedisScript(name: "dead_letter", source: #"""
-        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', ARGV[2], ARGV[3], 'reason', ARGV[4], 'attempts', ARGV[5], 'entry', ARGV[1])
-        redis.call('XACK', KEYS[1], 'workers', ARGV[1])
-        redis.call('XDEL', KEYS[1], ARGV[1])
-        redis.call('HDEL', KEYS[2], ARGV[1])
-        return 1
-        """#)
+    public static let deadLetter = RedisScript(
+        name: "dead_letter",
+        source: #"""
+            redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', ARGV[2], ARGV[3], 'reason', ARGV[4], 'attempts', ARGV[5], 'entry', ARGV[1])
+            redis.call('XACK', KEYS[1], 'workers', ARGV[1])
+            redis.call('XDEL', KEYS[1], ARGV[1])
+            redis.call('HDEL', KEYS[2], ARGV[1])
+            return 1
+            """#)
 
     /// KEYS: dead, stream. ARGV: dead-letter id, the partition's backlog bound. Puts the update
     /// (or call) back at the end of its partition as a new entry, the update marked as this
     /// replay (processed although it was finished, once), and removes the dead letter; unless
     /// the partition is at its bound. Returns `{"replayed", id}`, `{"full"}` or `{"missing"}`.
-    public static let replay = RedisScript(name: "replay", source: #"""
-        if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2]) then return {'full'} end
-        local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
-        if not found[1] then return {'missing'} end
-        local fields = found[1][2]
-        local update, call
-        for i = 1, #fields, 2 do
-          if fields[i] == 'u' then update = fields[i + 1] elseif fields[i] == 'd' then call = fields[i + 1] end
-        end
-        local id
-        if update then
-          id = redis.call('XADD', KEYS[2], '*', 'u', update, 'a', 0, 'replay', ARGV[1])
-        elseif call then
-          id = redis.call('XADD', KEYS[2], '*', 'd', call)
-        else
-          return {'missing'}
-        end
-        redis.call('XDEL', KEYS[1], ARGV[1])
-        return {'replayed', id}
-        """#)
+    public static let replay = RedisScript(
+        name: "replay",
+        source: #"""
+            if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2]) then return {'full'} end
+            local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+            if not found[1] then return {'missing'} end
+            local fields = found[1][2]
+            local update, call
+            for i = 1, #fields, 2 do
+              if fields[i] == 'u' then update = fields[i + 1] elseif fields[i] == 'd' then call = fields[i + 1] end
+            end
+            local id
+            if update then
+              id = redis.call('XADD', KEYS[2], '*', 'u', update, 'a', 0, 'replay', ARGV[1])
+            elseif call then
+              id = redis.call('XADD', KEYS[2], '*', 'd', call)
+            else
+              return {'missing'}
+            end
+            redis.call('XDEL', KEYS[1], ARGV[1])
+            return {'replayed', id}
+            """#)
 }

@@ -39,11 +39,15 @@ public final class RedisPartitionStore: PartitionStore {
     }
 
     public func takeLease(partition: Int, worker: String, milliseconds: Int64) throws(StateStoreError) -> Bool {
-        try flag(connection.evaluate(QueueScripts.take, keys: [QueueKeys(partition: partition).owner], arguments: [Array(worker.utf8), Self.bytes(milliseconds)]))
+        try flag(
+            connection.evaluate(
+                QueueScripts.take, keys: [QueueKeys(partition: partition).owner], arguments: [Array(worker.utf8), Self.bytes(milliseconds)]))
     }
 
     public func renewLease(partition: Int, worker: String, milliseconds: Int64) throws(StateStoreError) -> Bool {
-        try flag(connection.evaluate(QueueScripts.renew, keys: [QueueKeys(partition: partition).owner], arguments: [Array(worker.utf8), Self.bytes(milliseconds)]))
+        try flag(
+            connection.evaluate(
+                QueueScripts.renew, keys: [QueueKeys(partition: partition).owner], arguments: [Array(worker.utf8), Self.bytes(milliseconds)]))
     }
 
     public func releaseLease(partition: Int, worker: String) {

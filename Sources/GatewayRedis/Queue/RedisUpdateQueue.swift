@@ -34,7 +34,8 @@ public final class RedisUpdateQueue: UpdateQueue {
 
     public func scheduleOutbox(of subject: StateSubject, deadline: Deadline) throws(StateStoreError) {
         let keys = QueueKeys(partition: settings.partition(of: subject))
-        try expectEntry(store.command([Array("XADD".utf8), Array(keys.stream.utf8), [0x2A], [0x6F], Array(subject.hashTag.utf8)], deadline: deadline))
+        try expectEntry(
+            store.command([Array("XADD".utf8), Array(keys.stream.utf8), [0x2A], [0x6F], Array(subject.hashTag.utf8)], deadline: deadline))
     }
 
     public func deadLetter(_ send: PendingSend, of subject: StateSubject, reason: String, attempts: Int, deadline: Deadline) throws(StateStoreError) {
