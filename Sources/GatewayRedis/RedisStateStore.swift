@@ -42,7 +42,8 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
             Array(request.token.utf8), policyArguments.lease, policyArguments.dedupe, policyArguments.capacity, policyArguments.window,
             policyArguments.session, request.needsSession ? [0x31] : [0x30], Array(request.newInternalUserID.utf8),
             request.origin == .webhook ? [0x73] : [0x77], Array((request.replay ?? "").utf8), Self.bytes(request.updateID),
-            request.reply?.encoded ?? [], Self.bytes(window?.messages ?? 0), Self.bytes(window?.milliseconds ?? 0), nextMember(),
+            request.reply?.encoded ?? [], Self.bytes(window?.messages ?? 0), Self.bytes(window?.milliseconds ?? 0),
+            request.reply == nil ? [] : nextMember(),
         ]
         let reply = try evaluate(
             RedisScripts.begin, keys: [keys.update, keys.rate, keys.session, keys.lease, keys.queued, keys.outbox, keys.window],
@@ -68,7 +69,8 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
             [
                 Array((completion.claim?.token ?? "").utf8), policyArguments.dedupe, policyArguments.session, Array(action.utf8), Array(json.utf8),
                 Array((completion.internalUserID ?? "").utf8), Array((completion.replay ?? "").utf8), Self.bytes(completion.updateID),
-                completion.reply?.encoded ?? [], Self.bytes(window?.messages ?? 0), Self.bytes(window?.milliseconds ?? 0), nextMember(),
+                completion.reply?.encoded ?? [], Self.bytes(window?.messages ?? 0), Self.bytes(window?.milliseconds ?? 0),
+                completion.reply == nil ? [] : nextMember(),
             ] + completion.tail.map(\.encoded)
         let reply = try evaluate(
             RedisScripts.finish, keys: [keys.update, keys.session, keys.lease, keys.queued, keys.outbox, keys.window], arguments: arguments,

@@ -164,7 +164,7 @@ import Glibc
         }
     }
 
-    @Test func sendingModeResponderRaisesItsOpenFileLimit() throws {
+    @Test func syncModeResponderRaisesItsOpenFileLimit() throws {
         try withStack(processes: 1, threads: 2) { stack in
             let pid = try #require(stack.poolPIDs.first)
             let limits = try String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)
