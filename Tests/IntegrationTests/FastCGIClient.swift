@@ -13,28 +13,11 @@ enum FastCGIClient {
     }
 
     static func request(socketPath: String, parameters: [(String, String)], body: [UInt8]) throws -> Response {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw StackError("socket failed") }
+        let fd = try connect(socketPath)
         defer { close(fd) }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: Array(socketPath.utf8) + [0])
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else { throw StackError("connect \(socketPath) failed") }
-
-        var out: [UInt8] = []
-        out += record(type: 1, [0, 1, 0, 0, 0, 0, 0, 0])  // BEGIN_REQUEST, role RESPONDER, no keep-alive
-        var params: [UInt8] = []
-        for (name, value) in parameters { params += length(name.utf8.count) + length(value.utf8.count) + Array(name.utf8) + Array(value.utf8) }
-        out += records(type: 4, params) + record(type: 4, [])
-        out += records(type: 5, body) + record(type: 5, [])
-        try writeAll(fd, out)
+        try writeAll(fd, head(parameters) + records(type: 5, body) + record(type: 5, []))
 
         var input: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65_536)
@@ -65,6 +48,17 @@ enum FastCGIClient {
     /// Opens a request and sends its parameters and the first half of its body, then nothing
     /// more: a client that stalls mid-body. Returns the connection, for the caller to close.
     static func stall(socketPath: String, parameters: [(String, String)], body: [UInt8]) throws -> Int32 {
+        let fd = try connect(socketPath)
+        do {
+            try writeAll(fd, head(parameters) + records(type: 5, Array(body.prefix(body.count / 2))))
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    private static func connect(_ socketPath: String) throws -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw StackError("socket failed") }
         var address = sockaddr_un()
@@ -73,19 +67,20 @@ enum FastCGIClient {
             raw.copyBytes(from: Array(socketPath.utf8) + [0])
         }
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard connected == 0 else {
             close(fd)
             throw StackError("connect \(socketPath) failed")
         }
+        return fd
+    }
+
+    /// BEGIN_REQUEST (the responder role, no keep-alive) and the parameters, ended.
+    private static func head(_ parameters: [(String, String)]) -> [UInt8] {
         var params: [UInt8] = []
         for (name, value) in parameters { params += length(name.utf8.count) + length(value.utf8.count) + Array(name.utf8) + Array(value.utf8) }
-        let out =
-            record(type: 1, [0, 1, 0, 0, 0, 0, 0, 0]) + records(type: 4, params) + record(type: 4, [])
-            + records(type: 5, Array(body.prefix(body.count / 2)))
-        try writeAll(fd, out)
-        return fd
+        return record(type: 1, [0, 1, 0, 0, 0, 0, 0, 0]) + records(type: 4, params) + record(type: 4, [])
     }
 
     /// A stream's content split into records of at most 65,535 bytes.
