@@ -22,9 +22,13 @@ public struct Gateway: Sendable {
     let logger: Logger
 
     /// One thread's connections: a Redis connection (state, outgoing limits, the streams),
-    /// a libcurl handle per service and one for the Bot API.
-    public func makeDependencies() -> ThreadDependencies {
-        let store = RedisStateStore(config: config.redis, policy: config.statePolicy, warnings: warnings, logger: logger, clock: clock.now)
+    /// a libcurl handle per service and one for the Bot API. A stream worker's Redis commands
+    /// may take up to a second (nobody waits on them but its own deadline); a webhook thread's
+    /// give up after `REDIS_COMMAND_TIMEOUT` and fail open.
+    public func makeDependencies(forWorker: Bool = false) -> ThreadDependencies {
+        var redis = config.redis
+        if forWorker { redis.commandTimeoutSeconds = max(redis.commandTimeoutSeconds, Self.workerCommandTimeoutSeconds) }
+        let store = RedisStateStore(config: redis, policy: config.statePolicy, warnings: warnings, logger: logger, clock: clock.now)
         return ThreadDependencies(
             state: store, services: CurlServiceClient(services: services, breaker: breaker, clock: clock.now),
             botAPI: CurlBotAPI(baseURL: config.telegramAPIBaseURL, token: config.botToken, clock: clock.now), outgoing: store,
@@ -37,6 +41,8 @@ public struct Gateway: Sendable {
             settings: config.queue, processes: processes, processor: processor, clock: clock, logger: logger,
             prefix: "\(Self.hostName())-\(getpid())-\(Self.randomPrefix())")
     }
+
+    static let workerCommandTimeoutSeconds = 1.0
 
     /// A worker thread's own connection to the streams.
     public func makePartitionStore() -> any PartitionStore {

@@ -82,20 +82,7 @@ final class RedisConnection {
         -> RedisReply
     {
         for attempt in 0..<2 {
-            let digest: String
-            if let known = digests[script.name] {
-                digest = known
-            } else {
-                let loaded = try command([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(script.source.utf8)], deadline: deadline)
-                // An error here is Redis refusing (still loading its data, out of memory, no permission).
-                if case .error = loaded { throw .refused }
-                guard let text = loaded.text else { throw .unexpectedReply }
-                digests[script.name] = text
-                digest = text
-            }
-            let reply = try command(
-                [Array("EVALSHA".utf8), Array(digest.utf8), Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + arguments,
-                deadline: deadline)
+            let reply = try command(Self.evalsha(try digest(of: script, deadline: deadline), keys: keys, arguments: arguments), deadline: deadline)
             if case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), attempt == 0 {
                 digests[script.name] = nil
                 continue
@@ -103,6 +90,67 @@ final class RedisConnection {
             return reply
         }
         throw .refused
+    }
+
+    /// Runs `script` once per set of keys and arguments, every call written at once and the
+    /// replies read after: one round trip for them all. Error replies are returned in place.
+    func evaluateAll(_ script: RedisScript, calls: [(keys: [String], arguments: [[UInt8]])], deadline: Deadline = .distantFuture)
+        throws(StateStoreError)
+        -> [RedisReply]
+    {
+        guard !calls.isEmpty else { return [] }
+        for attempt in 0..<2 {
+            let digest = try digest(of: script, deadline: deadline)
+            let replies = try pipeline(calls.map { Self.evalsha(digest, keys: $0.keys, arguments: $0.arguments) }, deadline: deadline)
+            let lost = replies.contains { if case .error(let message) = $0 { message.hasPrefix("NOSCRIPT") } else { false } }
+            guard lost, attempt == 0 else { return replies }
+            digests[script.name] = nil
+        }
+        throw .refused
+    }
+
+    /// The script's digest, loading it on first use (or after Redis lost it).
+    private func digest(of script: RedisScript, deadline: Deadline) throws(StateStoreError) -> String {
+        if let known = digests[script.name] { return known }
+        let loaded = try command([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(script.source.utf8)], deadline: deadline)
+        // An error here is Redis refusing (still loading its data, out of memory, no permission).
+        if case .error = loaded { throw .refused }
+        guard let text = loaded.text else { throw .unexpectedReply }
+        digests[script.name] = text
+        return text
+    }
+
+    private static func evalsha(_ digest: String, keys: [String], arguments: [[UInt8]]) -> [[UInt8]] {
+        [Array("EVALSHA".utf8), Array(digest.utf8), Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + arguments
+    }
+
+    /// Writes every command, then reads every reply, in order.
+    private func pipeline(_ commands: [[[UInt8]]], deadline: Deadline) throws(StateStoreError) -> [RedisReply] {
+        guard let timeout = deadline.timeout(cappedAt: settings.commandTimeoutSeconds, at: clock()) else { throw .timeout }
+        let context = try connected(deadline: deadline)
+        let shortened = timeout < settings.commandTimeoutSeconds
+        if shortened { redisSetTimeout(context, Self.timeval(timeout)) }
+        defer { if shortened, self.context != nil { redisSetTimeout(context, Self.timeval(settings.commandTimeoutSeconds)) } }
+        for arguments in commands {
+            let appended = withArgv(arguments) { argv, lengths in redisAppendCommandArgv(context, Int32(arguments.count), argv, lengths) }
+            guard appended == REDIS_OK else {
+                disconnect()
+                throw .unavailable
+            }
+        }
+        var replies: [RedisReply] = []
+        replies.reserveCapacity(commands.count)
+        for _ in commands {
+            var raw: UnsafeMutableRawPointer?
+            guard redisGetReply(context, &raw) == REDIS_OK, let reply = raw else {
+                let timedOut = context.pointee.err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
+                disconnect()
+                throw timedOut ? .timeout : .unavailable
+            }
+            replies.append(RedisReply(reply.assumingMemoryBound(to: redisReply.self)))
+            freeReplyObject(reply)
+        }
+        return replies
     }
 
     private func send(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) throws(StateStoreError) -> RedisReply {

@@ -245,15 +245,33 @@ public enum RedisScripts {
             return 1
             """#)
 
-    /// KEYS: outbox, queued. ARGV: the call expected first. Removes it if it is still first;
-    /// an empty outbox no longer holds the user's updates back. Returns the calls left.
-    public static let popOutbox = RedisScript(
-        name: "pop_outbox",
-        source: #"""
-            if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) end
-            local left = redis.call('LLEN', KEYS[1])
-            if left == 0 then redis.call('SREM', KEYS[2], 'o') end
-            return left
+    /// KEYS: outbox, queued, the subject's own chat window. ARGV: the call done with ('': none),
+    /// the subject's own chat id, its window's limit and ms, the longest wait ms (negative:
+    /// reserve nothing), a unique member.
+    /// Removes the call done with if it is still first (an empty outbox no longer holds the
+    /// user's updates back), then returns `{}` (empty), `{call, "unpaced"}`, `{call,
+    /// "elsewhere"}` (its chat's window is another subject's), `{call, "reserved", wait ms}` or
+    /// `{call, "later", wait ms}` (no slot within the longest wait; nothing reserved).
+    public static let advanceOutbox = RedisScript(
+        name: "advance_outbox",
+        source: clock + windows + #"""
+            if ARGV[1] ~= '' and redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) end
+            local first = redis.call('LINDEX', KEYS[1], 0)
+            if not first then
+              redis.call('SREM', KEYS[2], 'o')
+              return {}
+            end
+            local chat = string.match(first, '^v1 %d+ (%-?%d+) ')
+            if not chat then return {first, 'unpaced'} end
+            if chat ~= ARGV[2] then return {first, 'elsewhere'} end
+            local longest = tonumber(ARGV[5])
+            if longest < 0 then return {first, 'later', 0} end
+            local now = now_ms()
+            local span = tonumber(ARGV[4])
+            local at = earliest(KEYS[3], tonumber(ARGV[3]), span, now)
+            if at - now > longest then return {first, 'later', at - now} end
+            reserve(KEYS[3], at, span, ARGV[6])
+            return {first, 'reserved', at - now}
             """#)
 
     /// KEYS: outbox. ARGV: the call expected first, its replacement.

@@ -92,12 +92,20 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
             // The bot-wide budget (without one, only a 429's pause), no earlier than the chat's
             // slot. Refused, the chat's slot stays reserved unused: the chat is paced a little
             // more for one window.
-            let budget = policy.outgoing.botMessagesPerSecond > 0 ? policy.outgoing.botMessagesPerSecond : 1_000_000
-            return try reserve(
-                [RedisScripts.botWindowKey, RedisScripts.botPauseKey], limit: budget, span: 1000, maxWait: maxWaitMilliseconds, member: member,
-                after: chatWait, deadline: deadline)
+            return reserveBotAPI(afterMilliseconds: chatWait, maxWaitMilliseconds: maxWaitMilliseconds, deadline: deadline)
         } catch {
             return 0  // fail open: send, and let Telegram's own limit be the judge
+        }
+    }
+
+    public func reserveBotAPI(afterMilliseconds: Int64, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? {
+        let budget = policy.outgoing.botMessagesPerSecond > 0 ? policy.outgoing.botMessagesPerSecond : 1_000_000
+        do {
+            return try reserve(
+                [RedisScripts.botWindowKey, RedisScripts.botPauseKey], limit: budget, span: 1000, maxWait: maxWaitMilliseconds, member: nextMember(),
+                after: afterMilliseconds, deadline: deadline)
+        } catch {
+            return afterMilliseconds  // fail open
         }
     }
 
@@ -115,36 +123,27 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         return wait >= 0 ? wait : nil
     }
 
-    public func outboxHead(of subject: StateSubject, deadline: Deadline) throws(StateStoreError) -> PendingSend? {
+    public func advanceOutbox(
+        of subject: StateSubject, after done: [UInt8]?, maxWaitMilliseconds: Int64, deadline: Deadline
+    ) throws(StateStoreError) -> OutboxStep {
         let keys = StateSubjectKeys(subject: subject, updateID: 0)
-        while true {
-            let reply: RedisReply
-            do {
-                reply = try connection.command([Array("LINDEX".utf8), Array(keys.outbox.utf8), [0x30]], deadline: deadline)
-            } catch {
-                throw failed(error)
-            }
-            switch reply {
-            case .null:
-                return nil
-            case .string(let bytes):
-                if let send = PendingSend.decode(bytes) { return send }
-                // Not a call this version wrote: dropped, or it would block the outbox forever.
-                logger.info("unreadable call dropped from an outbox", metadata: ["subject": "\(subject)"])
-                _ = try evaluate(RedisScripts.popOutbox, keys: [keys.outbox, keys.queued], arguments: [bytes], deadline: deadline)
-            default:
-                throw failed(.unexpectedReply)
-            }
+        let (limit, span) = policy.outgoing.window(of: subject.ownChatID)
+        let reply = try evaluate(
+            RedisScripts.advanceOutbox, keys: [keys.outbox, keys.queued, keys.window],
+            arguments: [
+                done ?? [], Self.bytes(subject.ownChatID), Self.bytes(limit), Self.bytes(span), Self.bytes(maxWaitMilliseconds), nextMember(),
+            ], deadline: deadline)
+        guard case .array(let items) = reply else { throw failed(.unexpectedReply) }
+        guard case .string(let bytes)? = items.first else { return .empty }
+        guard let send = PendingSend.decode(bytes) else { return .unreadable(bytes) }
+        let wait: Int64 = if items.count > 2, case .integer(let value) = items[2] { value } else { 0 }
+        switch items.count > 1 ? items[1].text : nil {
+        case "unpaced": return .next(send, slot: .unpaced)
+        case "elsewhere": return .next(send, slot: .elsewhere)
+        case "reserved": return .next(send, slot: .reserved(wait))
+        case "later": return .next(send, slot: .later(wait))
+        default: throw failed(.unexpectedReply)
         }
-    }
-
-    public func popOutbox(of subject: StateSubject, send: PendingSend, deadline: Deadline) throws(StateStoreError) -> Int {
-        let keys = StateSubjectKeys(subject: subject, updateID: 0)
-        guard
-            case .integer(let left) = try evaluate(
-                RedisScripts.popOutbox, keys: [keys.outbox, keys.queued], arguments: [send.encoded], deadline: deadline)
-        else { throw failed(.unexpectedReply) }
-        return Int(left)
     }
 
     public func replaceOutboxHead(of subject: StateSubject, send: PendingSend, with updated: PendingSend, deadline: Deadline) throws(StateStoreError)

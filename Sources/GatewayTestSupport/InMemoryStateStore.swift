@@ -206,6 +206,22 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
         }
     }
 
+    public func reserveBotAPI(afterMilliseconds: Int64, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? {
+        let policy = policy
+        let now = clock.milliseconds
+        return state.withLock { state -> Int64? in
+            if state.failing { return afterMilliseconds }
+            var at = max(now + afterMilliseconds, state.pausedUntil)
+            let bot = policy.outgoing.botMessagesPerSecond > 0
+            if bot {
+                at = max(at, Self.earliest(&state.windows[nil, default: []], limit: policy.outgoing.botMessagesPerSecond, window: 1000, now: now))
+            }
+            guard at - now <= maxWaitMilliseconds else { return nil }
+            if bot { state.windows[nil, default: []].append(at) }
+            return at - now
+        }
+    }
+
     public func pause(milliseconds: Int64, deadline: Deadline) {
         let now = clock.milliseconds
         state.withLock { $0.pausedUntil = max($0.pausedUntil, now + milliseconds) }
@@ -219,24 +235,27 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
         return max(now, times[times.count - limit] + window)
     }
 
-    public func outboxHead(of subject: StateSubject, deadline: Deadline) throws(StateStoreError) -> PendingSend? {
-        try state.withLock { (state: inout State) throws(StateStoreError) -> PendingSend? in
+    public func advanceOutbox(
+        of subject: StateSubject, after done: [UInt8]?, maxWaitMilliseconds: Int64, deadline: Deadline
+    ) throws(StateStoreError) -> OutboxStep {
+        let policy = policy
+        let now = clock.milliseconds
+        return try state.withLock { (state: inout State) throws(StateStoreError) -> OutboxStep in
             if state.failing { throw .unavailable }
-            while let first = state.outboxes[subject]?.first {
-                if let send = PendingSend.decode(first) { return send }
-                state.outboxes[subject]?.removeFirst()
+            if let done, state.outboxes[subject]?.first == done { state.outboxes[subject]?.removeFirst() }
+            guard let first = state.outboxes[subject]?.first else {
+                state.queued[subject]?.remove("o")
+                return .empty
             }
-            return nil
-        }
-    }
-
-    public func popOutbox(of subject: StateSubject, send: PendingSend, deadline: Deadline) throws(StateStoreError) -> Int {
-        try state.withLock { (state: inout State) throws(StateStoreError) -> Int in
-            if state.failing { throw .unavailable }
-            if state.outboxes[subject]?.first == send.encoded { state.outboxes[subject]?.removeFirst() }
-            let left = state.outboxes[subject]?.count ?? 0
-            if left == 0 { state.queued[subject]?.remove("o") }
-            return left
+            guard let send = PendingSend.decode(first) else { return .unreadable(first) }
+            guard let chat = send.pacedChatID else { return .next(send, slot: .unpaced) }
+            guard chat == subject.ownChatID else { return .next(send, slot: .elsewhere) }
+            guard maxWaitMilliseconds >= 0 else { return .next(send, slot: .later(0)) }
+            let (limit, window) = policy.outgoing.window(of: chat)
+            let at = Self.earliest(&state.windows[chat, default: []], limit: limit, window: window, now: now)
+            guard at - now <= maxWaitMilliseconds else { return .next(send, slot: .later(at - now)) }
+            state.windows[chat, default: []].append(at)
+            return .next(send, slot: .reserved(at - now))
         }
     }
 

@@ -126,13 +126,15 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
         }
     }
 
-    public func renewLease(partition: Int, worker: String, milliseconds: Int64) throws(StateStoreError) -> Bool {
+    public func renewLeases(_ held: [(partition: Int, worker: String)], milliseconds: Int64) throws(StateStoreError) -> [Bool] {
         let now = clock.milliseconds
-        return try state.withLock { (state: inout State) throws(StateStoreError) -> Bool in
+        return try state.withLock { (state: inout State) throws(StateStoreError) -> [Bool] in
             if state.failing { throw .unavailable }
-            guard let owner = state.partitions[partition]?.owner, owner.expiresAt > now, owner.worker == worker else { return false }
-            state.partitions[partition]?.owner = (worker, now + milliseconds)
-            return true
+            return held.map { partition, worker in
+                guard let owner = state.partitions[partition]?.owner, owner.expiresAt > now, owner.worker == worker else { return false }
+                state.partitions[partition]?.owner = (worker, now + milliseconds)
+                return true
+            }
         }
     }
 
@@ -180,6 +182,13 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
             if state.failing { throw .unavailable }
             state.partitions[entry.partition, default: Partition()].attempts[entry.id, default: 0] += 1
             return state.partitions[entry.partition]?.attempts[entry.id] ?? 1
+        }
+    }
+
+    public func uncountAttempt(_ entry: StreamEntry) throws(StateStoreError) {
+        try state.withLock { (state: inout State) throws(StateStoreError) in
+            if state.failing { throw .unavailable }
+            state.partitions[entry.partition]?.attempts[entry.id, default: 1] -= 1
         }
     }
 

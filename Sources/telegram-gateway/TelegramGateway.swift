@@ -152,7 +152,7 @@ struct TelegramGateway: ParsableCommand {
             for index in 0..<config.queue.workers {
                 workerThreads.append(
                     try WorkerThread.start {
-                        started.runWorker(index, partitions: gateway.makePartitionStore(), dependencies: gateway.makeDependencies())
+                        started.runWorker(index, partitions: gateway.makePartitionStore(), dependencies: gateway.makeDependencies(forWorker: true))
                         running.subtract(1, ordering: .sequentiallyConsistent)
                     })
             }

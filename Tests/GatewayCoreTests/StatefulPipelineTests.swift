@@ -158,11 +158,10 @@ import Testing
             func loadCallbackData(token: String, deadline: Deadline) throws(StateStoreError) -> String? {
                 try store.loadCallbackData(token: token, deadline: deadline)
             }
-            func outboxHead(of subject: StateSubject, deadline: Deadline) throws(StateStoreError) -> PendingSend? {
-                try store.outboxHead(of: subject, deadline: deadline)
-            }
-            func popOutbox(of subject: StateSubject, send: PendingSend, deadline: Deadline) throws(StateStoreError) -> Int {
-                try store.popOutbox(of: subject, send: send, deadline: deadline)
+            func advanceOutbox(
+                of subject: StateSubject, after done: [UInt8]?, maxWaitMilliseconds: Int64, deadline: Deadline
+            ) throws(StateStoreError) -> OutboxStep {
+                try store.advanceOutbox(of: subject, after: done, maxWaitMilliseconds: maxWaitMilliseconds, deadline: deadline)
             }
             func replaceOutboxHead(of subject: StateSubject, send: PendingSend, with updated: PendingSend, deadline: Deadline) throws(StateStoreError)
             {

@@ -9,6 +9,10 @@ public protocol OutgoingLimiter {
     /// limit is then the judge.
     func reserve(chatID: Int64, throughBotAPI: Bool, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64?
 
+    /// Reserves a Bot API send in the bot-wide budget (and after a 429's pause) only, no earlier
+    /// than `afterMilliseconds` from now: for a call whose chat's slot is already reserved.
+    func reserveBotAPI(afterMilliseconds: Int64, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64?
+
     /// Telegram answered 429: no Bot API send of the whole pool goes out for this long (the
     /// bot-wide budget's reservations start after it). Best effort.
     func pause(milliseconds: Int64, deadline: Deadline)
@@ -46,5 +50,6 @@ public struct OutgoingLimits: Sendable, Equatable {
 public struct UnlimitedOutgoing: OutgoingLimiter {
     public init() {}
     public func reserve(chatID: Int64, throughBotAPI: Bool, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? { 0 }
+    public func reserveBotAPI(afterMilliseconds: Int64, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? { afterMilliseconds }
     public func pause(milliseconds: Int64, deadline: Deadline) {}
 }

@@ -143,7 +143,7 @@ public final class StreamWorkers: Sendable {
         case .delivery(let send):
             while true {
                 let attempt = try store.countAttempt(entry)
-                switch processor.sendPaced(send, dependencies: dependencies, context: context()) {
+                switch processor.sendPaced(send, slot: UpdateProcessor.slot(of: send), dependencies: dependencies, context: context()) {
                 case .sent, .refused:
                     try store.acknowledge(entry)
                     return
@@ -156,20 +156,6 @@ public final class StreamWorkers: Sendable {
                 }
             }
         case .update(let body, let answered, let replay):
-            // The user's outbox goes first: an earlier answer's rest is never overtaken.
-            if let subject = processor.subject(ofStored: body) {
-                while true {
-                    switch processor.drainOutbox(of: subject, dependencies: dependencies, context: context()) {
-                    case .empty: break
-                    case .left(let milliseconds):
-                        pause(milliseconds: max(100, milliseconds))
-                        if isStopping || !holds() { return }
-                        continue
-                    case .storeFailed: throw .unavailable
-                    }
-                    break
-                }
-            }
             while true {
                 let attempt = try store.countAttempt(entry)
                 if attempt > settings.maxAttempts {
@@ -191,9 +177,13 @@ public final class StreamWorkers: Sendable {
                     return
                 case .retry:
                     pause(milliseconds: UpdateProcessor.backoffMilliseconds(attempt: attempt))
-                    // Stopping, or the partition went to another worker: leave the entry pending for its next holder.
-                    if isStopping || !holds() { return }
+                case .later(let milliseconds):
+                    // The user's earlier answer is still being paced out: no attempt is spent on it.
+                    try store.uncountAttempt(entry)
+                    pause(milliseconds: milliseconds)
                 }
+                // Stopping, or the partition went to another worker: leave the entry pending for its next holder.
+                if isStopping || !holds() { return }
             }
         }
     }
@@ -297,22 +287,20 @@ final class PartitionLeases: Sendable {
         state.withLock { $0.acquiring -= 1 }
     }
 
-    /// Renews every lease held now; a renewal that finds the lease gone drops it at once, one
-    /// that fails leaves it to lapse.
+    /// Renews every lease held now, in one round trip; a renewal that finds the lease gone
+    /// drops it at once, one that fails leaves it to lapse. (Renewed one by one, the 400
+    /// partitions of a busy process took longer than a short lease, and its workers gave them up.)
     func renewAll(store: any PartitionStore, clock: GatewayClock) {
-        let held = state.withLock { state in state.held.map { ($0.key, $0.value.partition) } }
-        let milliseconds = Int64(leaseNanoseconds / 1_000_000)
-        for (worker, partition) in held {
-            let sentAt = clock.now()
-            let renewed = try? store.renewLease(partition: partition, worker: worker, milliseconds: milliseconds)
-            state.withLock { state in
+        let held = state.withLock { state in state.held.map { (worker: $0.key, partition: $0.value.partition) } }
+        guard !held.isEmpty else { return }
+        let sentAt = clock.now()
+        let renewed = try? store.renewLeases(held.map { ($0.partition, $0.worker) }, milliseconds: Int64(leaseNanoseconds / 1_000_000))
+        guard let renewed, renewed.count == held.count else { return }
+        state.withLock { state in
+            for (holding, isOurs) in zip(held, renewed) {
                 // Only the same holding: the worker may have let it go meanwhile.
-                guard let current = state.held[worker], current.partition == partition else { return }
-                switch renewed {
-                case true?: state.held[worker]?.validUntil = sentAt + leaseNanoseconds - marginNanoseconds
-                case false?: state.held[worker]?.validUntil = 0
-                case nil: break
-                }
+                guard let current = state.held[holding.worker], current.partition == holding.partition else { continue }
+                state.held[holding.worker]?.validUntil = isOurs ? sentAt + leaseNanoseconds - marginNanoseconds : 0
             }
         }
     }

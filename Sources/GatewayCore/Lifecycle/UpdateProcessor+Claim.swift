@@ -6,15 +6,16 @@ extension UpdateProcessor {
     enum Claimed {
         /// Answer without processing: a duplicate, an update another responder has, a limited one.
         case answer(WebhookResponse, RequestOutcome)
-        /// The same, after telling a worker about the user's outbox (a redelivery of a finished
-        /// update whose outbox note may have been lost).
+        /// The same, once the user's outbox is seen to (a redelivery of a finished update whose
+        /// outbox note may have been lost: the webhook path writes the note again, a worker
+        /// sends the outbox).
         case answerAfterScheduling(WebhookResponse, RequestOutcome)
         /// The user is busy: hand the update to the user's stream (the store counted it).
         case handOver
         /// A worker must wait this long for a webhook request holding the user.
         case busy(milliseconds: Int64)
-        /// Process it, with the claim and session the store gave.
-        case proceed(Claim?, Session?, reply: ReplyAdmission)
+        /// Process it, with the claim and session the store gave; calls wait in the outbox.
+        case proceed(Claim?, Session?, reply: ReplyAdmission, outboxWaiting: Int)
         /// The store did not answer: process without it (fail-open). The begin may have run
         /// all the same, so its claim is finished afterwards.
         case failedOpen(Claim)
@@ -31,7 +32,7 @@ extension UpdateProcessor {
         }
         switch decision {
         case .duplicate(let waiting):
-            return waiting > 0 && request.origin == .webhook ? .answerAfterScheduling(.acknowledged, .duplicate) : .answer(.acknowledged, .duplicate)
+            return waiting > 0 ? .answerAfterScheduling(.acknowledged, .duplicate) : .answer(.acknowledged, .duplicate)
         case .inProgress(let seconds):
             return .answer(.retryLater(seconds: seconds), .deferred)
         case .limited(let warn):
@@ -40,8 +41,8 @@ extension UpdateProcessor {
             return .handOver
         case .busy(let milliseconds):
             return .busy(milliseconds: milliseconds)
-        case .proceed(let claim, let session, let reply, _):
-            return .proceed(claim, session, reply: reply)
+        case .proceed(let claim, let session, let reply, let waiting):
+            return .proceed(claim, session, reply: reply, outboxWaiting: waiting)
         }
     }
 

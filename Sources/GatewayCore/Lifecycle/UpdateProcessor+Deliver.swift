@@ -97,16 +97,26 @@ extension UpdateProcessor {
         case notNow(retryAfterMilliseconds: Int64)
     }
 
-    /// Sends one call as a worker: waits for its slot, and out a 429, within the deadline.
-    func sendPaced(_ send: PendingSend, dependencies: ThreadDependencies, context: UpdateContext) -> SendOutcome {
+    /// Sends one call as a worker: takes its slot (the chat's, unless `slot` says it is taken
+    /// already, and the bot's), waits for it within the deadline, then makes the call.
+    func sendPaced(_ send: PendingSend, slot: OutboxSlot, dependencies: ThreadDependencies, context: UpdateContext) -> SendOutcome {
         guard !context.isCancelled else { return .notNow(retryAfterMilliseconds: 0) }
-        if let chat = send.pacedChatID {
-            guard
-                let wait = dependencies.outgoing.reserve(
-                    chatID: chat, throughBotAPI: true, maxWaitMilliseconds: context.waitBudgetMilliseconds, deadline: context.deadline)
-            else { return .notNow(retryAfterMilliseconds: 1000) }
-            if wait > 0, !context.pause(milliseconds: wait) { return .notNow(retryAfterMilliseconds: 0) }
+        let budget = context.waitBudgetMilliseconds
+        let wait: Int64?
+        switch slot {
+        case .unpaced:
+            wait = 0
+        case .later(let milliseconds):
+            return .notNow(retryAfterMilliseconds: min(milliseconds, 1000))
+        case .reserved(let chatWait):
+            wait = dependencies.outgoing.reserveBotAPI(afterMilliseconds: chatWait, maxWaitMilliseconds: budget, deadline: context.deadline)
+        case .elsewhere:
+            wait = send.pacedChatID.flatMap {
+                dependencies.outgoing.reserve(chatID: $0, throughBotAPI: true, maxWaitMilliseconds: budget, deadline: context.deadline)
+            }
         }
+        guard let wait else { return .notNow(retryAfterMilliseconds: 1000) }
+        if wait > 0, !context.pause(milliseconds: wait) { return .notNow(retryAfterMilliseconds: 0) }
         guard !context.isCancelled else { return .notNow(retryAfterMilliseconds: 0) }
         do {
             try dependencies.botAPI.call(send.call, deadline: context.deadline)
@@ -122,6 +132,11 @@ extension UpdateProcessor {
         }
     }
 
+    /// The slot of a call found elsewhere than first in an outbox (a replayed one).
+    static func slot(of send: PendingSend) -> OutboxSlot {
+        send.pacedChatID == nil ? .unpaced : .elsewhere
+    }
+
     enum DrainResult: Equatable {
         case empty
         /// Calls are left: come back after this long (0: at once, behind the partition's other entries).
@@ -130,27 +145,39 @@ extension UpdateProcessor {
     }
 
     /// Sends the subject's outbox in order, paced, until it is empty or this worker may wait no
-    /// longer. A call that keeps failing goes to the dead letters after the attempts allowed.
+    /// longer: one round trip to the store per call (the previous removed, the next read and its
+    /// chat's slot taken), one for the bot-wide budget, and the call. A call that keeps failing
+    /// goes to the dead letters after the attempts allowed.
     func drainOutbox(of subject: StateSubject, dependencies: ThreadDependencies, context: UpdateContext) -> DrainResult {
+        var done: [UInt8]?
         while true {
-            guard !context.isCancelled else { return .left(retryAfterMilliseconds: 0) }
-            let head: PendingSend?
+            // Stopping, a sent call is still removed (it must not go twice), nothing reserved.
+            let stopping = context.isCancelled
+            let step: OutboxStep
             do {
-                head = try dependencies.state.outboxHead(of: subject, deadline: context.deadline)
+                step = try dependencies.state.advanceOutbox(
+                    of: subject, after: done, maxWaitMilliseconds: stopping ? -1 : context.waitBudgetMilliseconds, deadline: context.deadline)
             } catch {
                 return .storeFailed
             }
-            guard let head else { return .empty }
-            do throws(StateStoreError) {
-                switch sendPaced(head, dependencies: dependencies, context: context) {
+            done = nil
+            guard !stopping else { return step == .empty ? .empty : .left(retryAfterMilliseconds: 0) }
+            switch step {
+            case .empty:
+                return .empty
+            case .unreadable(let bytes):
+                context.logger.warning("unreadable call dropped from an outbox")
+                done = bytes
+            case .next(let head, let slot):
+                switch sendPaced(head, slot: slot, dependencies: dependencies, context: context) {
                 case .sent:
                     Counter(label: GatewayMetric.outboxSent).increment()
-                    _ = try dependencies.state.popOutbox(of: subject, send: head, deadline: context.deadline)
+                    done = head.encoded
                 case .refused(let error):
                     context.logger.warning(
                         "Bot API refused a call; not retried",
                         metadata: ["method": "\(head.call.name)", "send": "\(head.id)", LogKey.error: "\(error)"])
-                    _ = try dependencies.state.popOutbox(of: subject, send: head, deadline: context.deadline)
+                    done = head.encoded
                 case .failed(let error):
                     let failed = head.failedOnce()
                     context.logger.warning(
@@ -159,23 +186,25 @@ extension UpdateProcessor {
                             "method": "\(head.call.name)", "send": "\(head.id)", "attempt": .stringConvertible(failed.attempts),
                             LogKey.error: "\(error)",
                         ])
-                    guard failed.attempts >= settings.queue.maxAttempts else {
-                        try dependencies.state.replaceOutboxHead(of: subject, send: head, with: failed, deadline: context.deadline)
-                        return .left(retryAfterMilliseconds: Self.backoffMilliseconds(attempt: failed.attempts))
+                    do throws(StateStoreError) {
+                        guard failed.attempts >= settings.queue.maxAttempts else {
+                            try dependencies.state.replaceOutboxHead(of: subject, send: head, with: failed, deadline: context.deadline)
+                            return .left(retryAfterMilliseconds: Self.backoffMilliseconds(attempt: failed.attempts))
+                        }
+                        guard let queue = dependencies.queue else { return .storeFailed }
+                        let reason = "bot_api_\(error.shortDescription)"
+                        try queue.deadLetter(failed, of: subject, reason: reason, attempts: failed.attempts, deadline: context.deadline)
+                        Counter(label: GatewayMetric.outboxDeadLetters, dimensions: [("reason", reason)]).increment()
+                        context.logger.error(
+                            "call dead-lettered after its last attempt",
+                            metadata: ["method": "\(head.call.name)", "send": "\(head.id)", LogKey.reason: "\(reason)"])
+                        done = head.encoded
+                    } catch {
+                        return .storeFailed
                     }
-                    let reason = "bot_api_\(error.shortDescription)"
-                    guard let queue = dependencies.queue else { return .storeFailed }
-                    try queue.deadLetter(failed, of: subject, reason: reason, attempts: failed.attempts, deadline: context.deadline)
-                    _ = try dependencies.state.popOutbox(of: subject, send: head, deadline: context.deadline)
-                    Counter(label: GatewayMetric.outboxDeadLetters, dimensions: [("reason", reason)]).increment()
-                    context.logger.error(
-                        "call dead-lettered after its last attempt",
-                        metadata: ["method": "\(head.call.name)", "send": "\(head.id)", LogKey.reason: "\(reason)"])
                 case .notNow(let milliseconds):
                     return .left(retryAfterMilliseconds: milliseconds)
                 }
-            } catch {
-                return .storeFailed
             }
         }
     }

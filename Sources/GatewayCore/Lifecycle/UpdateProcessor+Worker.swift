@@ -9,6 +9,9 @@ public enum QueuedResult: Sendable, Equatable {
     case retry(reason: String)
     /// Failed on its last attempt; the user got the generic apology. Keep it as a dead letter.
     case deadLetter(reason: String)
+    /// Not taken up yet: the user's outbox must be sent first and the chats' windows do not
+    /// allow it now. Try again later; this was no attempt.
+    case later(afterMilliseconds: Int64)
 }
 
 /// The stream workers' side of the processor: the same stages, allowed to wait.
@@ -65,12 +68,24 @@ extension UpdateProcessor {
         let session: Session?
         var storeFailed = false
         switch claimed {
-        case .answer(_, let outcome), .answerAfterScheduling(_, let outcome):
+        case .answer(_, let outcome):
+            return finished(outcome, update: update, route: route, attempt: attempt, since: started, context: context)
+        case .answerAfterScheduling(_, let outcome):
+            // Done before (its answer waits in the outbox: an earlier attempt died sending it).
+            if let reason = sendAfterFinish(subject, dependencies: dependencies, context: context) { return retry(reason, context: context) }
             return finished(outcome, update: update, route: route, attempt: attempt, since: started, context: context)
         case .handOver, .busy:
             return retry("user_busy", context: context)
-        case .proceed(let claimed, let read, _):
+        case .proceed(let claimed, let read, _, let waiting):
             (claim, session) = (claimed, read)
+            // An earlier answer's rest goes first, so this update's answer never overtakes it.
+            if waiting > 0 {
+                switch drainOutbox(of: subject, dependencies: dependencies, context: context) {
+                case .empty: break
+                case .left(let milliseconds): return .later(afterMilliseconds: max(100, milliseconds))
+                case .storeFailed: return retry("state_store", context: context)
+                }
+            }
         case .failedOpen(let attempted):
             // Without the store there is no dedupe: try again rather than risk a double.
             guard isLastAttempt else { return retry("state_store", context: context) }
@@ -96,7 +111,7 @@ extension UpdateProcessor {
         }
         if storeFailed {
             // The last attempt, without the store: send what can be sent, paced as far as the store allows.
-            for call in calls where sendPaced(call, dependencies: dependencies, context: context) != .sent {
+            for call in calls where sendPaced(call, slot: Self.slot(of: call), dependencies: dependencies, context: context) != .sent {
                 context.logger.warning("call not sent: the state store is unavailable to keep it", metadata: ["method": "\(call.call.name)"])
                 Counter(label: GatewayMetric.outgoingDropped).increment()
             }

@@ -190,7 +190,7 @@ public struct UpdateProcessor: Sendable {
         case .busy:
             // Only a worker is told to wait; a webhook request never waits.
             return (.retryLater(seconds: 1), .deferred)
-        case .proceed(let claim, let session, let admission):
+        case .proceed(let claim, let session, let admission, _):
             if let own, let method = own.plan.methods.first, reply != nil {
                 switch admission {
                 case .now:

@@ -143,9 +143,10 @@ public struct StreamEntry: Sendable, Equatable {
 public protocol PartitionStore {
     /// Takes a free partition for `worker`: true when it is now `worker`'s.
     func takeLease(partition: Int, worker: String, milliseconds: Int64) throws(StateStoreError) -> Bool
-    /// Extends the lease only while it is still `worker`'s: false when it is not (it expired,
-    /// or was released); a free partition is never taken by a renewal.
-    func renewLease(partition: Int, worker: String, milliseconds: Int64) throws(StateStoreError) -> Bool
+    /// Extends each lease only while it is still its worker's: false where it is not (it
+    /// expired, or was released); a free partition is never taken by a renewal. All in one
+    /// round trip: a process renews every partition it holds at once.
+    func renewLeases(_ held: [(partition: Int, worker: String)], milliseconds: Int64) throws(StateStoreError) -> [Bool]
     /// Gives the lease up if it is still `worker`'s.
     func releaseLease(partition: Int, worker: String)
     /// Creates the partition's stream and consumer group if they do not exist yet.
@@ -156,6 +157,8 @@ public protocol PartitionStore {
     func readNew(partition: Int, worker: String, blockMilliseconds: Int) throws(StateStoreError) -> StreamEntry?
     /// Counts an attempt at `entry` before it is made, so attempts cut short by a crash count.
     func countAttempt(_ entry: StreamEntry) throws(StateStoreError) -> Int
+    /// Takes back the count of an attempt that was not one (the entry had to wait its turn).
+    func uncountAttempt(_ entry: StreamEntry) throws(StateStoreError)
     /// The entry is done: removed from the stream.
     func acknowledge(_ entry: StreamEntry) throws(StateStoreError)
     /// Moves the entry to the partition's dead letters with `reason`, in one step.

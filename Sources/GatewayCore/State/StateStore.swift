@@ -22,18 +22,40 @@ public protocol StateStore {
     /// The data a token stands for, or nil when it is unknown or expired.
     func loadCallbackData(token: String, deadline: Deadline) throws(StateStoreError) -> String?
 
-    /// The first call waiting in the subject's outbox, if any.
-    func outboxHead(of subject: StateSubject, deadline: Deadline) throws(StateStoreError) -> PendingSend?
-
-    /// Removes `send` from the front of the subject's outbox (sent, or given up on) and
-    /// returns how many calls wait behind it. Nothing happens if `send` is no longer first.
-    func popOutbox(of subject: StateSubject, send: PendingSend, deadline: Deadline) throws(StateStoreError) -> Int
+    /// One step through the subject's outbox, in one round trip: removes `done` from its front
+    /// (a call sent, given up on, or unreadable; nothing happens if it is no longer first), then
+    /// gives the call now first, having reserved its slot when its chat's window lives with the
+    /// subject (a private chat's, with its user) and is free within `maxWaitMilliseconds`.
+    func advanceOutbox(
+        of subject: StateSubject, after done: [UInt8]?, maxWaitMilliseconds: Int64, deadline: Deadline
+    ) throws(StateStoreError) -> OutboxStep
 
     /// Replaces `send` at the front of the outbox with `updated` (an attempt counted).
     func replaceOutboxHead(of subject: StateSubject, send: PendingSend, with updated: PendingSend, deadline: Deadline) throws(StateStoreError)
 
     /// Whether the store answers now (the health endpoint, `gatewayctl check-config`).
     func ping() throws(StateStoreError)
+}
+
+/// What `advanceOutbox` found first in an outbox.
+public enum OutboxStep: Sendable, Equatable {
+    /// Nothing waits: the user is no longer held back by an outbox.
+    case empty
+    /// A call this version cannot read: pass it back as `done` to remove it.
+    case unreadable([UInt8])
+    case next(PendingSend, slot: OutboxSlot)
+}
+
+/// The chat slot of an outbox's first call.
+public enum OutboxSlot: Sendable, Equatable {
+    /// Not paced (an edit, a callback answer).
+    case unpaced
+    /// Reserved: send after this many milliseconds.
+    case reserved(Int64)
+    /// The chat's window lives elsewhere (a group): reserve through the ``OutgoingLimiter``.
+    case elsewhere
+    /// The window has no slot that soon: come back after about this long (nothing reserved).
+    case later(Int64)
 }
 
 /// Whose state an update touches: its user, or its chat where there is no user.
@@ -84,6 +106,9 @@ public struct StateSubject: Hashable, Sendable, CustomStringConvertible {
     public func ownsWindow(of chatID: Int64) -> Bool {
         Self.windowOwner(of: chatID) == self
     }
+
+    /// The chat whose window lives with this subject: a user's private chat, or the chat itself.
+    public var ownChatID: Int64 { id }
 
     public var description: String { hashTag }
 }

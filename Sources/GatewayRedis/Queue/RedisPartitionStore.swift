@@ -44,10 +44,13 @@ public final class RedisPartitionStore: PartitionStore {
                 QueueScripts.take, keys: [QueueKeys(partition: partition).owner], arguments: [Array(worker.utf8), Self.bytes(milliseconds)]))
     }
 
-    public func renewLease(partition: Int, worker: String, milliseconds: Int64) throws(StateStoreError) -> Bool {
-        try flag(
-            connection.evaluate(
-                QueueScripts.renew, keys: [QueueKeys(partition: partition).owner], arguments: [Array(worker.utf8), Self.bytes(milliseconds)]))
+    public func renewLeases(_ held: [(partition: Int, worker: String)], milliseconds: Int64) throws(StateStoreError) -> [Bool] {
+        let lease = Self.bytes(milliseconds)
+        let replies = try connection.evaluateAll(
+            QueueScripts.renew, calls: held.map { ([QueueKeys(partition: $0.partition).owner], [Array($0.worker.utf8), lease]) })
+        var renewed: [Bool] = []
+        for reply in replies { renewed.append(try flag(reply)) }
+        return renewed
     }
 
     public func releaseLease(partition: Int, worker: String) {
@@ -88,6 +91,11 @@ public final class RedisPartitionStore: PartitionStore {
         guard case .integer(let attempts) = try connection.command("HINCRBY", QueueKeys(partition: entry.partition).attempts, entry.id, "1")
         else { throw .unexpectedReply }
         return Int(attempts)
+    }
+
+    public func uncountAttempt(_ entry: StreamEntry) throws(StateStoreError) {
+        guard case .integer = try connection.command("HINCRBY", QueueKeys(partition: entry.partition).attempts, entry.id, "-1")
+        else { throw .unexpectedReply }
     }
 
     public func acknowledge(_ entry: StreamEntry) throws(StateStoreError) {
