@@ -185,13 +185,6 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
         }
     }
 
-    public func uncountAttempt(_ entry: StreamEntry) throws(StateStoreError) {
-        try state.withLock { (state: inout State) throws(StateStoreError) in
-            if state.failing { throw .unavailable }
-            state.partitions[entry.partition]?.attempts[entry.id, default: 1] -= 1
-        }
-    }
-
     public func acknowledge(_ entry: StreamEntry) throws(StateStoreError) {
         try state.withLock { (state: inout State) throws(StateStoreError) in
             if state.failing { throw .unavailable }

@@ -131,8 +131,9 @@ public final class StreamWorkers: Sendable {
             case .empty:
                 try store.acknowledge(entry)
             case .left(let milliseconds):
-                // The rest waits its turn behind the partition's other entries.
-                pause(milliseconds: milliseconds)
+                // The rest waits its turn behind the partition's other entries: a short pause at
+                // most, so other users' entries are not held up by one user's window.
+                pause(milliseconds: min(milliseconds, UpdateProcessor.workerPatienceMilliseconds))
                 guard !isStopping, holds() else { return }
                 guard let queue = dependencies.queue else { throw .unavailable }
                 try queue.scheduleOutbox(of: subject, deadline: context().deadline)
@@ -177,10 +178,6 @@ public final class StreamWorkers: Sendable {
                     return
                 case .retry:
                     pause(milliseconds: UpdateProcessor.backoffMilliseconds(attempt: attempt))
-                case .later(let milliseconds):
-                    // The user's earlier answer is still being paced out: no attempt is spent on it.
-                    try store.uncountAttempt(entry)
-                    pause(milliseconds: milliseconds)
                 }
                 // Stopping, or the partition went to another worker: leave the entry pending for its next holder.
                 if isStopping || !holds() { return }

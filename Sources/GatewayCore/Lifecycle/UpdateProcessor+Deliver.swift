@@ -101,7 +101,7 @@ extension UpdateProcessor {
     /// already, and the bot's), waits for it within the deadline, then makes the call.
     func sendPaced(_ send: PendingSend, slot: OutboxSlot, dependencies: ThreadDependencies, context: UpdateContext) -> SendOutcome {
         guard !context.isCancelled else { return .notNow(retryAfterMilliseconds: 0) }
-        let budget = context.waitBudgetMilliseconds
+        let budget = min(context.waitBudgetMilliseconds, Self.workerPatienceMilliseconds)
         let wait: Int64?
         switch slot {
         case .unpaced:
@@ -156,7 +156,9 @@ extension UpdateProcessor {
             let step: OutboxStep
             do {
                 step = try dependencies.state.advanceOutbox(
-                    of: subject, after: done, maxWaitMilliseconds: stopping ? -1 : context.waitBudgetMilliseconds, deadline: context.deadline)
+                    of: subject, after: done,
+                    maxWaitMilliseconds: stopping ? -1 : min(context.waitBudgetMilliseconds, Self.workerPatienceMilliseconds),
+                    deadline: context.deadline)
             } catch {
                 return .storeFailed
             }
@@ -208,6 +210,11 @@ extension UpdateProcessor {
             }
         }
     }
+
+    /// The longest a worker waits for one call's slot while it holds a partition: a slot further
+    /// off is left for a later turn (a note at the end of the partition), so one user's full
+    /// window never holds up the other users of the partition.
+    public static let workerPatienceMilliseconds: Int64 = 1000
 
     /// 1, 2, 4… s after failed attempts, at most 30.
     static func backoffMilliseconds(attempt: Int) -> Int64 {

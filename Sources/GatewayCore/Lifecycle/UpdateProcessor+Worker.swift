@@ -9,9 +9,6 @@ public enum QueuedResult: Sendable, Equatable {
     case retry(reason: String)
     /// Failed on its last attempt; the user got the generic apology. Keep it as a dead letter.
     case deadLetter(reason: String)
-    /// Not taken up yet: the user's outbox must be sent first and the chats' windows do not
-    /// allow it now. Try again later; this was no attempt.
-    case later(afterMilliseconds: Int64)
 }
 
 /// The stream workers' side of the processor: the same stages, allowed to wait.
@@ -23,8 +20,8 @@ extension UpdateProcessor {
     }
 
     /// Processes one stored update: claim (waiting while a webhook request holds the user),
-    /// plan, finish (the whole answer into the outbox, with the state), then the outbox sent,
-    /// paced. A failing service or state store is retried until the last attempt; then the
+    /// plan, finish (the whole answer into the outbox behind what waits there, with the state),
+    /// then the outbox sent as far as the windows allow soon; the rest is noted for later. A failing service or state store is retried until the last attempt; then the
     /// user gets the generic apology and the entry goes to the dead letters.
     public func process(
         stored body: [UInt8], callbackAnswered: Bool, replay: String?, attempt: Int, isLastAttempt: Bool,
@@ -76,16 +73,10 @@ extension UpdateProcessor {
             return finished(outcome, update: update, route: route, attempt: attempt, since: started, context: context)
         case .handOver, .busy:
             return retry("user_busy", context: context)
-        case .proceed(let claimed, let read, _, let waiting):
+        case .proceed(let claimed, let read, _, _):
+            // Calls of an earlier answer still in the outbox stay ahead of this one's: the
+            // outbox is sent in order, so nothing here waits for them.
             (claim, session) = (claimed, read)
-            // An earlier answer's rest goes first, so this update's answer never overtakes it.
-            if waiting > 0 {
-                switch drainOutbox(of: subject, dependencies: dependencies, context: context) {
-                case .empty: break
-                case .left(let milliseconds): return .later(afterMilliseconds: max(100, milliseconds))
-                case .storeFailed: return retry("state_store", context: context)
-                }
-            }
         case .failedOpen(let attempted):
             // Without the store there is no dedupe: try again rather than risk a double.
             guard isLastAttempt else { return retry("state_store", context: context) }

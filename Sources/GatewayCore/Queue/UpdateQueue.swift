@@ -157,8 +157,6 @@ public protocol PartitionStore {
     func readNew(partition: Int, worker: String, blockMilliseconds: Int) throws(StateStoreError) -> StreamEntry?
     /// Counts an attempt at `entry` before it is made, so attempts cut short by a crash count.
     func countAttempt(_ entry: StreamEntry) throws(StateStoreError) -> Int
-    /// Takes back the count of an attempt that was not one (the entry had to wait its turn).
-    func uncountAttempt(_ entry: StreamEntry) throws(StateStoreError)
     /// The entry is done: removed from the stream.
     func acknowledge(_ entry: StreamEntry) throws(StateStoreError)
     /// Moves the entry to the partition's dead letters with `reason`, in one step.

@@ -93,11 +93,6 @@ public final class RedisPartitionStore: PartitionStore {
         return Int(attempts)
     }
 
-    public func uncountAttempt(_ entry: StreamEntry) throws(StateStoreError) {
-        guard case .integer = try connection.command("HINCRBY", QueueKeys(partition: entry.partition).attempts, entry.id, "-1")
-        else { throw .unexpectedReply }
-    }
-
     public func acknowledge(_ entry: StreamEntry) throws(StateStoreError) {
         let keys = QueueKeys(partition: entry.partition)
         try expectSuccess(connection.evaluate(QueueScripts.acknowledge, keys: [keys.stream, keys.attempts], arguments: [Array(entry.id.utf8)]))
