@@ -91,7 +91,10 @@ import Glibc
                 let response = try stack.post(textUpdate(id: id, user: Int(user), text: text))
                 #expect(response.status == 200)
                 #expect(Date().timeIntervalSince(started) < 1, "the webhook request did not wait for the chat's window")
-                try waitUntil("all \(parts) parts arrive", timeout: 20) { sentTexts(stack, to: user).count == parts }
+                let arrived = (try? waitUntil("all \(parts) parts arrive", timeout: 20) { sentTexts(stack, to: user).count == parts }) != nil
+                let texts = sentTexts(stack, to: user)
+                print("\(text): \(texts.count) of \(parts) parts, \(texts.joined().count) characters, arrived")
+                try #require(arrived, "only \(texts.count) of \(parts) parts arrived")
                 let calls = stack.botAPICalls().filter { ($0.params["chat_id"] as? Int).map(Int64.init) == user }
                 #expect(calls.count == parts)
                 #expect(calls.dropLast().allSatisfy { $0.params["reply_markup"] == nil })
