@@ -32,8 +32,13 @@ public struct Gateway: Sendable {
         return ThreadDependencies(
             state: store, services: CurlServiceClient(services: services, breaker: breaker, clock: clock.now),
             botAPI: CurlBotAPI(baseURL: config.telegramAPIBaseURL, token: config.botToken, clock: clock.now), outgoing: store,
-            queue: RedisUpdateQueue(store: store, settings: config.queue), tokens: ClaimTokens(prefix: Self.randomPrefix()))
+            queue: RedisUpdateQueue(store: store, settings: config.queue),
+            outbound: RedisOutboundStore(store: store, partitions: config.queue.partitions),
+            tokens: ClaimTokens(prefix: Self.randomPrefix()))
     }
+
+    /// The services' send API, served by every process.
+    public var outboundAPI: OutboundAPI { OutboundAPI(config: config, clock: clock) }
 
     /// The process's stream workers; `processes` share the partitions.
     public func makeWorkers(processes: Int) -> StreamWorkers {

@@ -11,7 +11,8 @@ public enum FastCGIParameters {
         let contentLength = lookup("CONTENT_LENGTH").flatMap { Int(String(decoding: $0, as: UTF8.self)) }.flatMap { $0 >= 0 ? $0 : nil }
         let head = WebhookHead(
             method: method, secretToken: lookup("HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN"), contentLength: contentLength,
-            requestID: RequestID.sanitized(lookup("REQUEST_ID")) ?? RequestID.make(), acceptedAt: acceptedAt)
+            requestID: RequestID.sanitized(lookup("REQUEST_ID")) ?? RequestID.make(), acceptedAt: acceptedAt,
+            authorization: lookup("HTTP_AUTHORIZATION"))
         return (uri, head)
     }
 }

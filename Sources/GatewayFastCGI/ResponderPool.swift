@@ -61,6 +61,8 @@ public final class ResponderPool: Sendable {
     private let clock: @Sendable () -> UInt64
     /// Answers requests for paths other than the webhook (metrics, health); nil: not ours.
     private let admin: (@Sendable (_ path: String, _ dependencies: ThreadDependencies) -> WebhookResponse?)?
+    /// The services' send API (`/telegram-gateway/send`); nil: those paths are not served.
+    private let outbound: OutboundAPI?
     /// Called about four times a second with the busy threads and the requests served so far
     /// (metrics snapshots, the status page).
     private let onTick: (@Sendable (_ busyThreads: Int, _ served: Int) -> Void)?
@@ -71,9 +73,10 @@ public final class ResponderPool: Sendable {
         settings: Settings, processor: UpdateProcessor, makeDependencies: @escaping @Sendable () -> ThreadDependencies,
         logger: Logger, clock: @escaping @Sendable () -> UInt64,
         admin: (@Sendable (_ path: String, _ dependencies: ThreadDependencies) -> WebhookResponse?)? = nil,
-        onTick: (@Sendable (_ busyThreads: Int, _ served: Int) -> Void)? = nil
+        outbound: OutboundAPI? = nil, onTick: (@Sendable (_ busyThreads: Int, _ served: Int) -> Void)? = nil
     ) {
         self.admin = admin
+        self.outbound = outbound
         self.onTick = onTick
         self.settings = settings
         self.processor = processor
@@ -195,6 +198,15 @@ public final class ResponderPool: Sendable {
         }
         let (uri, head) = FastCGIParameters.head(acceptedAt: clock()) { request.parameter($0) }
         if let admin, let uri, uri != "/webhook/telegram", let response = admin(uri, dependencies) {
+            request.write(response)
+            return
+        }
+        if let outbound, let uri, OutboundAPI.handles(uri) {
+            let response =
+                outbound.admit(head, path: uri, logger: logger)
+                ?? outbound.handle(
+                    head, path: uri, body: request.readBody(limit: OutboundAPI.maxBodyBytes, expected: head.contentLength), with: dependencies,
+                    logger: logger)
             request.write(response)
             return
         }

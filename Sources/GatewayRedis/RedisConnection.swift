@@ -124,8 +124,9 @@ final class RedisConnection {
         [Array("EVALSHA".utf8), Array(digest.utf8), Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + arguments
     }
 
-    /// Writes every command, then reads every reply, in order.
-    private func pipeline(_ commands: [[[UInt8]]], deadline: Deadline) throws(StateStoreError) -> [RedisReply] {
+    /// Writes every command, then reads every reply, in order: one round trip. Error replies
+    /// are returned in place.
+    func pipeline(_ commands: [[[UInt8]]], deadline: Deadline) throws(StateStoreError) -> [RedisReply] {
         guard let timeout = deadline.timeout(cappedAt: settings.commandTimeoutSeconds, at: clock()) else { throw .timeout }
         let context = try connected(deadline: deadline)
         let shortened = timeout < settings.commandTimeoutSeconds

@@ -8,8 +8,10 @@ import GatewayCore
 /// - `{tg:ID}:update:UPDATE_ID`: `lease:TOKEN` while the update is processed, then `done`
 ///   (`done:REPLAY` after an operator's replay) for DEDUPE_TTL seconds.
 /// - `{tg:ID}:rate`: the token bucket (`mt` milli-tokens, `at` ms, `warned` ms), 2 windows TTL.
-/// - `{tg:ID}:session`: `id` (internal user id), `state` (conversation JSON), SESSION_TTL,
-///   refreshed by every update.
+/// - `{tg:ID}:session`: `id` (internal user id), `state` (conversation JSON), `ix` (when the
+///   internal id's record `tgi:{INTERNAL_ID}` was last written, ms), SESSION_TTL, refreshed by
+///   every update.
+/// - `{tg:ID}:job:JOB`: the outbound job's calls were put in the outbox (once per recipient).
 /// - `{tg:ID}:lease`: the user's processing lease, the TOKEN of the update holding it (`s…` a
 ///   webhook request, `w…` a stream worker).
 /// - `{tg:ID}:queued`: what of the user waits in the stream (update ids, `o` for the outbox):
@@ -122,7 +124,8 @@ public enum RedisScripts {
     /// reply or '', reply window limit, reply window ms, reply member.
     /// Returns `{"duplicate", outbox}`, `{"in_progress", pttl}`, `{"limited", warn}`,
     /// `{"deferred"}`, `{"busy", pttl}`, `{"done", reply admission, outbox}` (nothing to
-    /// claim) or `{"claimed", internal id, state or false, created, outbox}`.
+    /// claim) or `{"claimed", internal id, state or false, created, outbox, needs index}`
+    /// (the internal id's record is missing or older than half a session's life).
     public static let begin = RedisScript(
         name: "begin",
         source: tokenBucket + windows + #"""
@@ -169,23 +172,27 @@ public enum RedisScripts {
               end
               return {'done', admitted, redis.call('LLEN', KEYS[6])}
             end
-            local session = redis.call('HMGET', KEYS[3], 'id', 'state')
+            local session = redis.call('HMGET', KEYS[3], 'id', 'state', 'ix')
             local created = 0
             if not session[1] then
               redis.call('HSET', KEYS[3], 'id', ARGV[8])
               session[1] = ARGV[8]
               created = 1
             end
+            local indexed = tonumber(session[3])
+            local stale = 0
+            if not indexed or now_ms() - indexed > tonumber(ARGV[6]) * 500 then stale = 1 end
             redis.call('EXPIRE', KEYS[3], ARGV[6])
             redis.call('SET', KEYS[1], 'lease:' .. ARGV[1], 'PX', ARGV[2])
             redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
-            return {'claimed', session[1], session[2] or false, created, redis.call('LLEN', KEYS[6])}
+            return {'claimed', session[1], session[2] or false, created, redis.call('LLEN', KEYS[6]), stale}
             """#)
 
     /// KEYS: update mark, session, user lease, queued, outbox, the reply's window.
     /// ARGV: token ('' when nothing was claimed), dedupe TTL s, session TTL s, state action
     /// (keep/set/clear), state JSON, internal id ('' keeps it), replay id or '', update id,
-    /// reply or '', reply window limit, reply window ms, reply member, then the tail's calls.
+    /// reply or '', reply window limit, reply window ms, reply member, indexed ('1': the
+    /// internal id's record was written now), then the tail's calls.
     /// With a token: marks the update done, writes the state it was given whoever holds the
     /// lease now (it is never lost), and releases the lease if it is still the token's. Then
     /// the update no longer waits, the reply is admitted or kept, the tail kept.
@@ -206,6 +213,7 @@ public enum RedisScripts {
                 redis.call('HDEL', KEYS[2], 'state')
               end
               if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'id', ARGV[6]) end
+              if ARGV[13] == '1' then redis.call('HSET', KEYS[2], 'ix', now_ms()) end
               if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
             end
             redis.call('SREM', KEYS[4], ARGV[8])
@@ -213,7 +221,7 @@ public enum RedisScripts {
             if ARGV[9] ~= '' then
               admitted = admit(KEYS[5], KEYS[4], KEYS[6], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12], ARGV[2])
             end
-            for i = 13, #ARGV do keep(KEYS[5], KEYS[4], ARGV[i], ARGV[2]) end
+            for i = 14, #ARGV do keep(KEYS[5], KEYS[4], ARGV[i], ARGV[2]) end
             return {admitted, redis.call('LLEN', KEYS[5]), ours}
             """#)
 

@@ -70,7 +70,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
                 Array((completion.claim?.token ?? "").utf8), policyArguments.dedupe, policyArguments.session, Array(action.utf8), Array(json.utf8),
                 Array((completion.internalUserID ?? "").utf8), Array((completion.replay ?? "").utf8), Self.bytes(completion.updateID),
                 completion.reply?.encoded ?? [], Self.bytes(window?.messages ?? 0), Self.bytes(window?.milliseconds ?? 0),
-                completion.reply == nil ? [] : nextMember(),
+                completion.reply == nil ? [] : nextMember(), completion.indexed ? [0x31] : [],
             ] + completion.tail.map(\.encoded)
         let reply = try evaluate(
             RedisScripts.finish, keys: [keys.update, keys.session, keys.lease, keys.queued, keys.outbox, keys.window], arguments: arguments,
@@ -102,7 +102,8 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         let budget = policy.outgoing.botMessagesPerSecond > 0 ? policy.outgoing.botMessagesPerSecond : 1_000_000
         do {
             return try reserve(
-                [RedisScripts.botWindowKey, RedisScripts.botPauseKey], limit: budget, span: 1000, maxWait: maxWaitMilliseconds, member: nextMember(),
+                [RedisScripts.botWindowKey, RedisScripts.botPauseKey], limit: budget, span: OutgoingLimits.botWindowMilliseconds,
+                maxWait: maxWaitMilliseconds, member: nextMember(),
                 after: afterMilliseconds, deadline: deadline)
         } catch {
             return afterMilliseconds  // fail open
@@ -195,6 +196,33 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         }
     }
 
+    /// Sends commands in one round trip, warning (rate-limited) when Redis fails.
+    func commands(_ commands: [[[UInt8]]], deadline: Deadline) throws(StateStoreError) -> [RedisReply] {
+        guard !commands.isEmpty else { return [] }
+        do {
+            return try connection.pipeline(commands, deadline: deadline)
+        } catch {
+            throw failed(error)
+        }
+    }
+
+    /// Runs a script once per call in one round trip; any error reply fails them all.
+    func evaluateAll(_ script: RedisScript, calls: [(keys: [String], arguments: [[UInt8]])], deadline: Deadline) throws(StateStoreError)
+        -> [RedisReply]
+    {
+        let replies: [RedisReply]
+        do {
+            replies = try connection.evaluateAll(script, calls: calls, deadline: deadline)
+        } catch {
+            throw failed(error)
+        }
+        if case .error(let message)? = replies.first(where: { if case .error = $0 { true } else { false } }) {
+            throw failed(.refused, detail: String(message.prefix(40)))
+        }
+        warnings.succeeded("redis", logger: logger)
+        return replies
+    }
+
     /// Runs a script, warning (rate-limited) when Redis fails or refuses.
     func evaluate(_ script: RedisScript, keys: [String], arguments: [[UInt8]], deadline: Deadline) throws(StateStoreError) -> RedisReply {
         let reply: RedisReply
@@ -245,11 +273,11 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
             guard items.count == 3, let admission = admission(items[1]) else { throw .unexpectedReply }
             return .proceed(nil, nil, reply: admission, outboxWaiting: Int(integer(2) ?? 0))
         case "claimed":
-            guard items.count == 5, let id = items[1].text else { throw .unexpectedReply }
+            guard items.count == 6, let id = items[1].text else { throw .unexpectedReply }
             let state: String? = if case .string = items[2] { items[2].text } else { nil }
             return .proceed(
-                claim, Session(internalUserID: id, conversationState: state, isNew: integer(3) == 1), reply: .none,
-                outboxWaiting: Int(integer(4) ?? 0))
+                claim, Session(internalUserID: id, conversationState: state, isNew: integer(3) == 1, needsIndex: integer(5) == 1),
+                reply: .none, outboxWaiting: Int(integer(4) ?? 0))
         default:
             throw .unexpectedReply
         }

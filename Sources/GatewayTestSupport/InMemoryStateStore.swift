@@ -20,6 +20,8 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
         var pausedUntil: Int64 = 0
         var tokens = 0
         var callbackData: [String: (data: String, expiresAt: Int64)] = [:]
+        /// When each session's internal id was last recorded for the outbound API.
+        var indexedAt: [StateSubject: Int64] = [:]
     }
 
     private let state = Mutex(State())
@@ -126,7 +128,9 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
             } else {
                 let kept = state.sessions[subject].flatMap { $0.expiresAt > now ? $0.session.conversationState : nil }
                 session = Session(internalUserID: request.newInternalUserID, conversationState: kept, isNew: true)
+                state.indexedAt[subject] = nil
             }
+            session.needsIndex = state.indexedAt[subject].map { now - $0 > ttl / 2 } ?? true
             state.sessions[subject] = (session, now + ttl)
             state.marks[markKey] = ("lease:\(request.token)", now + policy.leaseMilliseconds)
             state.leases[subject] = (request.token, now + policy.leaseMilliseconds)
@@ -163,6 +167,7 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
                     session?.internalUserID = id
                 }
                 if let session { state.sessions[subject] = (session, now + ttl) }
+                if completion.indexed { state.indexedAt[subject] = now }
             }
             state.queued[subject]?.remove(String(completion.updateID))
             let admission = completion.reply.map { Self.admit($0, subject: subject, now: now, policy: policy, state: &state) } ?? .none
@@ -197,7 +202,11 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
             let bot = throughBotAPI && policy.outgoing.botMessagesPerSecond > 0
             if throughBotAPI { at = max(at, state.pausedUntil) }
             if bot {
-                at = max(at, Self.earliest(&state.windows[nil, default: []], limit: policy.outgoing.botMessagesPerSecond, window: 1000, now: now))
+                at = max(
+                    at,
+                    Self.earliest(
+                        &state.windows[nil, default: []], limit: policy.outgoing.botMessagesPerSecond, window: OutgoingLimits.botWindowMilliseconds,
+                        now: now))
             }
             guard at - now <= maxWaitMilliseconds else { return nil }
             state.windows[chatID, default: []].append(at)
@@ -214,7 +223,11 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
             var at = max(now + afterMilliseconds, state.pausedUntil)
             let bot = policy.outgoing.botMessagesPerSecond > 0
             if bot {
-                at = max(at, Self.earliest(&state.windows[nil, default: []], limit: policy.outgoing.botMessagesPerSecond, window: 1000, now: now))
+                at = max(
+                    at,
+                    Self.earliest(
+                        &state.windows[nil, default: []], limit: policy.outgoing.botMessagesPerSecond, window: OutgoingLimits.botWindowMilliseconds,
+                        now: now))
             }
             guard at - now <= maxWaitMilliseconds else { return nil }
             if bot { state.windows[nil, default: []].append(at) }
@@ -257,6 +270,24 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
             state.windows[chat, default: []].append(at)
             return .next(send, slot: .reserved(at - now))
         }
+    }
+
+    /// Appends `calls` to the subject's outbox unless `marker` was used before (one job's calls
+    /// go to a recipient once): the Redis keep script's semantics.
+    public func keepOnce(_ calls: [PendingSend], of subject: StateSubject, marker: String) throws(StateStoreError) {
+        try state.withLock { (state: inout State) throws(StateStoreError) in
+            if state.failing { throw .unavailable }
+            guard state.marks[marker] == nil else { return }
+            state.marks[marker] = ("1", Int64.max)
+            guard !calls.isEmpty else { return }
+            state.outboxes[subject, default: []].append(contentsOf: calls.map(\.encoded))
+            state.queued[subject, default: []].insert("o")
+        }
+    }
+
+    /// The internal id of a live session, as the outbound API resolves it.
+    public func liveInternalUserID(of subject: StateSubject) -> String? {
+        session(subject)?.internalUserID
     }
 
     public func replaceOutboxHead(of subject: StateSubject, send: PendingSend, with updated: PendingSend, deadline: Deadline) throws(StateStoreError)

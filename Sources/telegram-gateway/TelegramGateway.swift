@@ -132,7 +132,7 @@ struct TelegramGateway: ParsableCommand {
         let pool = ResponderPool(
             settings: settings, processor: gateway.processor, makeDependencies: { gateway.makeDependencies() },
             logger: logger, clock: monotonicNanoseconds,
-            admin: { path, dependencies in admin.respond(to: path, state: dependencies.state) },
+            admin: { path, dependencies in admin.respond(to: path, dependencies: dependencies) }, outbound: gateway.outboundAPI,
             onTick: { busy, handled in
                 inFlight.record(busy)
                 served.increment(

@@ -11,7 +11,8 @@ final class TestGateway {
     let log = RecordingLog()
     let state: InMemoryStateStore
     let streams: InMemoryStreams
-    let botAPI = RecordingBotAPI()
+    let outbound: InMemoryOutbound
+    let botAPI: RecordingBotAPI
     let services: ScriptedServiceClient
     let processor: UpdateProcessor
     let tokens = ClaimTokens(prefix: "t")
@@ -24,15 +25,18 @@ final class TestGateway {
     ) {
         self.clock = clock
         self.services = services
+        botAPI = RecordingBotAPI(clock: clock)
         let settings =
             settings ?? UpdateProcessor.Settings(secrets: [Secret("s3cret")], maxBodyBytes: 65_536, queue: QueueSettings(partitions: 4, workers: 4))
         state = InMemoryStateStore(policy: policy, clock: clock)
         streams = InMemoryStreams(settings: settings.queue, policy: policy, clock: clock)
+        outbound = InMemoryOutbound(store: state, streams: streams)
         processor = UpdateProcessor(settings: settings, clock: clock.gatewayClock, newInternalUserID: { "fresh-id" })
     }
 
     var dependencies: ThreadDependencies {
-        ThreadDependencies(state: state, services: services, botAPI: botAPI, outgoing: outgoing ?? state, queue: streams, tokens: tokens)
+        ThreadDependencies(
+            state: state, services: services, botAPI: botAPI, outgoing: outgoing ?? state, queue: streams, outbound: outbound, tokens: tokens)
     }
 
     func head(method: String = "POST", secret: String? = "s3cret", length: Int? = nil, requestID: String = "req-1") -> WebhookHead {

@@ -113,6 +113,11 @@ struct CharacterPattern: Sendable {
 
     static let anything = CharacterPattern { _ in true }
 
+    /// The outbound API's bearer token: long enough not to be guessed, safe in a header.
+    static let serviceAPIToken = CharacterPattern { text in
+        (16...256).contains(text.utf8.count) && text.allSatisfy { isWordCharacter($0) || $0 == "-" }
+    }
+
     static let botUsername = CharacterPattern { text in
         (5...32).contains(text.count) && text.allSatisfy(isWordCharacter)
     }

@@ -39,6 +39,11 @@ public struct GatewayConfig: Sendable {
     public var slowRequestSeconds: Double
     public var deliveryMode: DeliveryMode
     public var queue: QueueSettings
+    /// The outbound API's bearer tokens: the current one first, then the previous one while a
+    /// rotation is under way. Empty: the API is off.
+    public var serviceAPITokens: [Secret]
+    /// Outbound recipients not yet done past which a new request gets 503 + Retry-After.
+    public var outboundMaxBacklog: Int
 
     public struct RedisSettings: Sendable, Equatable {
         public var host: String
@@ -167,6 +172,13 @@ public struct GatewayConfig: Sendable {
             "DELIVERY_MODE", default: .sync,
             choices: Dictionary(uniqueKeysWithValues: DeliveryMode.allCases.map { ($0.rawValue.uppercased(), $0) }))
         let queue = queueSettings(&reader, processes: pool.processes)
+        let apiForm = "16-256 characters of A-Z, a-z, 0-9, _ and - (scripts/run-local makes one)"
+        let apiToken = reader.secret("SERVICE_API_TOKEN", required: false, pattern: .serviceAPIToken, form: apiForm)
+        let previousAPIToken = reader.secret("SERVICE_API_TOKEN_PREVIOUS", required: false, pattern: .serviceAPIToken, form: apiForm)
+        if apiToken == nil, previousAPIToken != nil {
+            reader.problem("SERVICE_API_TOKEN_PREVIOUS", "is set without SERVICE_API_TOKEN; a rotation keeps both")
+        }
+        let outboundBacklog = reader.integer("OUTBOUND_MAX_BACKLOG", default: 100_000, in: 100...100_000_000)
         for problem in deadlineProblems(deadline: deadline, services: services, requestTimeout: pool.requestTimeoutSeconds) {
             reader.problem(problem.variable, problem.message)
         }
@@ -182,7 +194,9 @@ public struct GatewayConfig: Sendable {
             maxBodyBytes: maxBodyBytes, pool: pool, webhookReply: webhookReply,
             telegramAPIBaseURL: apiBase.hasSuffix("/") ? String(apiBase.dropLast()) : apiBase,
             routesFile: routesFile, circuitOpenSeconds: circuitOpen, outgoingLimits: outgoing,
-            metricsDirectory: metricsDirectory, slowRequestSeconds: slowRequest, deliveryMode: deliveryMode, queue: queue)
+            metricsDirectory: metricsDirectory, slowRequestSeconds: slowRequest, deliveryMode: deliveryMode, queue: queue,
+            serviceAPITokens: (apiToken.map { [$0] } ?? []) + (apiToken == nil ? [] : previousAPIToken.map { [$0] } ?? []),
+            outboundMaxBacklog: outboundBacklog)
     }
 
     private static func queueSettings(_ reader: inout EnvironmentReader, processes: Int) -> QueueSettings {

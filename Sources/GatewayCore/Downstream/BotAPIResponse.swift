@@ -32,7 +32,7 @@ public enum BotAPIResponse {
         case 500..<600:
             return attempt == 0 && remainingMilliseconds > 500 ? .retry(afterMilliseconds: 200) : .failed(.server(status: status))
         default:
-            return .failed(.rejected(status: status))
+            return .failed(.rejected(status: status, description: answer?.description))
         }
     }
 

@@ -40,6 +40,12 @@ public struct OutgoingLimits: Sendable, Equatable {
         self.botMessagesPerSecond = botMessagesPerSecond
     }
 
+    /// The bot-wide budget's window: `botMessagesPerSecond` sends per 1.05 s. Sends leave a
+    /// little after their reserved times (a thread's wake-up, the request on its way); counting
+    /// them over 1.05 s keeps any second as Telegram counts it within the budget for sends up
+    /// to 50 ms late, for 5 % of the throughput.
+    public static let botWindowMilliseconds: Int64 = 1050
+
     /// The window of `chatID`: groups, supergroups and channels have negative ids.
     public func window(of chatID: Int64) -> (messages: Int, milliseconds: Int64) {
         chatID < 0 ? (groupMessages, groupWindowMilliseconds) : (privateChatMessages, privateWindowMilliseconds)

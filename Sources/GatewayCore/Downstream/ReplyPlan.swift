@@ -18,9 +18,9 @@ public struct ReplyPlan: Sendable, Equatable {
         let query: CallbackQuery? = if case .callbackQuery(let query) = update.content { query } else { nil }
         for action in answer.actions {
             switch action {
-            case .sendMessage(let text, let keyboard):
+            case .sendMessage(let text, let keyboard, let to):
                 // A button on an inline message has no chat: the user's private chat has their id.
-                guard let chatID = update.chat?.id ?? update.user?.id else { continue }
+                guard let chatID = to ?? update.chat?.id ?? update.user?.id else { continue }
                 let parts = TextSplitter.split(text)
                 for (index, part) in parts.enumerated() {
                     plan.methods.append(.sendMessage(chatID: chatID, text: part, keyboard: index == parts.count - 1 ? keyboard : nil))

@@ -8,7 +8,9 @@ import Foundation
 /// The contract is described in the Service Contracts article.
 public struct ServiceAnswer: Sendable, Equatable {
     public enum Action: Sendable, Equatable {
-        case sendMessage(text: String, keyboard: InlineKeyboard?)
+        /// A message to the update's chat, or to `chatID` (another user, another chat): that one
+        /// goes through the outbound path, paced in its own chat's window.
+        case sendMessage(text: String, keyboard: InlineKeyboard?, chatID: Int64? = nil)
         /// Edits the message whose button was pressed: its text, its keyboard, or both.
         case editMessage(text: String?, keyboard: InlineKeyboard?)
         case answerCallback(text: String?, showAlert: Bool)
@@ -76,19 +78,22 @@ public struct ServiceAnswer: Sendable, Equatable {
         let keyboard: InlineKeyboard?
         let showAlert: Bool?
         let state: JSONValue?
+        let chatID: Int64?
 
         private enum CodingKeys: String, CodingKey {
             case type, text, keyboard, state
             case showAlert = "show_alert"
+            case chatID = "chat_id"
         }
 
         func validated(isCallback: Bool) -> Action? {
             if let text, text.isEmpty || text.utf16.count > ServiceAnswer.maxTextUTF16Units { return nil }
-            if let keyboard, !Self.isValid(keyboard) { return nil }
+            if let keyboard, !ServiceAnswer.isValid(keyboard) { return nil }
+            if let chatID, chatID == 0 || type != "send_message" { return nil }
             switch type {
             case "send_message":
                 guard let text else { return nil }
-                return .sendMessage(text: text, keyboard: keyboard)
+                return .sendMessage(text: text, keyboard: keyboard, chatID: chatID)
             case "edit_message":
                 guard isCallback, text != nil || keyboard != nil else { return nil }
                 return .editMessage(text: text, keyboard: keyboard)
@@ -104,22 +109,24 @@ public struct ServiceAnswer: Sendable, Equatable {
                 return nil
             }
         }
+    }
 
-        private static func isValid(_ keyboard: InlineKeyboard) -> Bool {
-            guard keyboard.rows.count <= ServiceAnswer.maxKeyboardRows else { return false }
-            return keyboard.rows.allSatisfy { row in
-                !row.isEmpty && row.count <= ServiceAnswer.maxButtonsPerRow
-                    && row.allSatisfy { button in
-                        guard !button.text.isEmpty else { return false }
-                        switch (button.callbackData, button.url) {
-                        case (let data?, nil):
-                            return (1...ServiceAnswer.maxCallbackDataBytes).contains(data.utf8.count)
-                                && !data.hasPrefix(CallbackDataToken.marker)
-                        case (nil, let url?): return url.hasPrefix("https://") || url.hasPrefix("http://") || url.hasPrefix("tg://")
-                        default: return false
-                        }
+    /// A keyboard a service may send: bounded rows and buttons, each with text and exactly one
+    /// of callback data (not a token's) or a link.
+    static func isValid(_ keyboard: InlineKeyboard) -> Bool {
+        guard keyboard.rows.count <= ServiceAnswer.maxKeyboardRows else { return false }
+        return keyboard.rows.allSatisfy { row in
+            !row.isEmpty && row.count <= ServiceAnswer.maxButtonsPerRow
+                && row.allSatisfy { button in
+                    guard !button.text.isEmpty else { return false }
+                    switch (button.callbackData, button.url) {
+                    case (let data?, nil):
+                        return (1...ServiceAnswer.maxCallbackDataBytes).contains(data.utf8.count)
+                            && !data.hasPrefix(CallbackDataToken.marker)
+                    case (nil, let url?): return url.hasPrefix("https://") || url.hasPrefix("http://") || url.hasPrefix("tg://")
+                    default: return false
                     }
-            }
+                }
         }
     }
 }

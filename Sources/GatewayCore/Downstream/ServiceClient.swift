@@ -28,11 +28,15 @@ public struct BotAPIError: Error, Sendable, Equatable, CustomStringConvertible {
     public let status: Int?
     /// A 429's `retry_after`, in seconds.
     public let retryAfterSeconds: Int?
+    /// Why Telegram refused a call, as a bounded label: `blocked` (403: blocked by the user,
+    /// deactivated, removed from the chat), `chat_not_found`, `bad_request`, `rejected_STATUS`.
+    public let refusal: String?
 
-    private init(code: Code, status: Int?, retryAfterSeconds: Int? = nil) {
+    private init(code: Code, status: Int?, retryAfterSeconds: Int? = nil, refusal: String? = nil) {
         self.code = code
         self.status = status
         self.retryAfterSeconds = retryAfterSeconds
+        self.refusal = refusal
     }
 
     /// 429 with a `retry_after` this call could not wait for.
@@ -40,7 +44,20 @@ public struct BotAPIError: Error, Sendable, Equatable, CustomStringConvertible {
         BotAPIError(code: .rateLimited, status: 429, retryAfterSeconds: max(0, retryAfterSeconds))
     }
     /// A 4xx other than 429: a bad request, a blocked bot, a deleted message. Final.
-    public static func rejected(status: Int) -> BotAPIError { BotAPIError(code: .rejected, status: status) }
+    public static func rejected(status: Int, description: String? = nil) -> BotAPIError {
+        let refusal =
+            switch status {
+            case 403: "blocked"
+            case 400 where description?.lowercased().contains("chat not found") == true: "chat_not_found"
+            case 400: "bad_request"
+            default: "rejected_\(status)"
+            }
+        return BotAPIError(code: .rejected, status: status, refusal: refusal)
+    }
+
+    public static func == (lhs: BotAPIError, rhs: BotAPIError) -> Bool {
+        lhs.code == rhs.code && lhs.status == rhs.status && lhs.retryAfterSeconds == rhs.retryAfterSeconds
+    }
     public static func server(status: Int) -> BotAPIError { BotAPIError(code: .server, status: status) }
     public static let transport = BotAPIError(code: .transport, status: nil)
 

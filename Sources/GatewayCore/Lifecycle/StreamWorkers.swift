@@ -141,6 +141,17 @@ public final class StreamWorkers: Sendable {
             case .storeFailed:
                 throw .unavailable
             }
+        case .job(let id):
+            while true {
+                switch processor.fanOut(id, dependencies: dependencies, context: context()) {
+                case .done, .gone:
+                    try store.acknowledge(entry)
+                    return
+                case .retry:
+                    pause(milliseconds: 1000)
+                }
+                if isStopping || !holds() { return }
+            }
         case .delivery(let send):
             while true {
                 let attempt = try store.countAttempt(entry)

@@ -150,6 +150,8 @@ extension UpdateProcessor {
     /// goes to the dead letters after the attempts allowed.
     func drainOutbox(of subject: StateSubject, dependencies: ThreadDependencies, context: UpdateContext) -> DrainResult {
         var done: [UInt8]?
+        // Jobs this recipient was given up on in this turn: their later calls are dropped.
+        var givenUp: Set<OutboundJobID> = []
         while true {
             // Stopping, a sent call is still removed (it must not go twice), nothing reserved.
             let stopping = context.isCancelled
@@ -170,15 +172,20 @@ extension UpdateProcessor {
             case .unreadable(let bytes):
                 context.logger.warning("unreadable call dropped from an outbox")
                 done = bytes
+            case .next(let head, _) where OutboundJob.parse(sendID: head.id).map({ givenUp.contains($0.job) }) == true:
+                done = head.encoded
             case .next(let head, let slot):
                 switch sendPaced(head, slot: slot, dependencies: dependencies, context: context) {
                 case .sent:
                     Counter(label: GatewayMetric.outboxSent).increment()
+                    record(head, outcome: .delivered, dependencies: dependencies, context: context)
                     done = head.encoded
                 case .refused(let error):
                     context.logger.warning(
                         "Bot API refused a call; not retried",
                         metadata: ["method": "\(head.call.name)", "send": "\(head.id)", LogKey.error: "\(error)"])
+                    if let job = OutboundJob.parse(sendID: head.id)?.job { givenUp.insert(job) }
+                    record(head, outcome: .failed(reason: error.refusal ?? "rejected"), dependencies: dependencies, context: context)
                     done = head.encoded
                 case .failed(let error):
                     let failed = head.failedOnce()
@@ -197,6 +204,8 @@ extension UpdateProcessor {
                         let reason = "bot_api_\(error.shortDescription)"
                         try queue.deadLetter(failed, of: subject, reason: reason, attempts: failed.attempts, deadline: context.deadline)
                         Counter(label: GatewayMetric.outboxDeadLetters, dimensions: [("reason", reason)]).increment()
+                        if let job = OutboundJob.parse(sendID: head.id)?.job { givenUp.insert(job) }
+                        record(head, outcome: .failed(reason: reason), dependencies: dependencies, context: context)
                         context.logger.error(
                             "call dead-lettered after its last attempt",
                             metadata: ["method": "\(head.call.name)", "send": "\(head.id)", LogKey.reason: "\(reason)"])

@@ -89,13 +89,14 @@ extension UpdateProcessor {
         let (plan, outcome) = planAnswer(to: update, route: route, session: session, services: dependencies.services, context: &context)
         // The claim stays: the next attempt (this partition's worker) takes the lease over.
         if outcome == .serviceFailed, !isLastAttempt { return retry("service_failed", context: context) }
-        var methods = plan.methods
+        var methods = sendElsewhere(plan.methods, of: update, dependencies: dependencies, context: context)
         if callbackAnswered { methods.removeAll { if case .answerCallbackQuery = $0 { true } else { false } } }
 
         let calls = pending(methods, state: dependencies.state, context: context)
-        let completion = Completion(
+        var completion = Completion(
             subject: subject, updateID: update.id, claim: claim, stateChange: plan.stateChange, internalUserID: plan.internalUserID,
             origin: .worker, replay: replay, tail: calls)
+        completion.indexed = !storeFailed && index(session, plan: plan, of: subject, dependencies: dependencies, context: context)
         if !storeFailed, finishInStream(completion, context: &context, state: dependencies.state) == nil {
             guard isLastAttempt else { return retry("state_store", context: context) }
             storeFailed = true

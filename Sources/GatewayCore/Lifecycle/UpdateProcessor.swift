@@ -11,18 +11,21 @@ public struct ThreadDependencies {
     /// queue mode the front door. Nil only in tests of other things: what would go there then
     /// gets 503, so Telegram keeps it.
     public var queue: (any UpdateQueue)?
+    /// Outbound jobs: the send API, their fan-out, their counts. Nil only in tests of other things.
+    public var outbound: (any OutboundStore)?
     /// This thread's claim tokens.
     public let tokens: ClaimTokens
 
     public init(
         state: any StateStore, services: any ServiceClient, botAPI: any BotAPI, outgoing: any OutgoingLimiter = UnlimitedOutgoing(),
-        queue: (any UpdateQueue)? = nil, tokens: ClaimTokens = ClaimTokens(prefix: "t")
+        queue: (any UpdateQueue)? = nil, outbound: (any OutboundStore)? = nil, tokens: ClaimTokens = ClaimTokens(prefix: "t")
     ) {
         self.state = state
         self.services = services
         self.botAPI = botAPI
         self.outgoing = outgoing
         self.queue = queue
+        self.outbound = outbound
         self.tokens = tokens
     }
 }
@@ -217,10 +220,12 @@ public struct UpdateProcessor: Sendable {
         session: Session?, dependencies: ThreadDependencies, context: inout UpdateContext
     ) -> (WebhookResponse, RequestOutcome) {
         let (plan, outcome) = own ?? planAnswer(to: update, route: route, session: session, services: dependencies.services, context: &context)
-        let delivery = deliverNow(plan.methods, subject: subject, dependencies: dependencies, context: &context)
-        let completion = Completion(
+        let methods = sendElsewhere(plan.methods, of: update, dependencies: dependencies, context: context)
+        let delivery = deliverNow(methods, subject: subject, dependencies: dependencies, context: &context)
+        var completion = Completion(
             subject: subject, updateID: update.id, claim: claim, stateChange: plan.stateChange, internalUserID: plan.internalUserID,
             origin: .webhook, reply: delivery.storedReply, tail: delivery.tail)
+        completion.indexed = claim != nil && index(session, plan: plan, of: subject, dependencies: dependencies, context: context)
         return (finishNow(completion, delivery: delivery, dependencies: dependencies, context: &context), outcome)
     }
 

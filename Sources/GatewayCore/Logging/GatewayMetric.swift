@@ -24,4 +24,15 @@ public enum GatewayMetric {
     public static let outboxSent = "telegram_gateway_outbox_sent_total"
     /// Calls given up after their last attempt, kept among the dead letters.
     public static let outboxDeadLetters = "telegram_gateway_outbox_dead_letters_total"
+    /// Outbound requests accepted (stored), and their recipients.
+    public static let outboundAccepted = "telegram_gateway_outbound_accepted_total"
+    public static let outboundRecipients = "telegram_gateway_outbound_recipients_total"
+    /// Outbound requests refused, by reason (token, invalid, too_large, full).
+    public static let outboundRefused = "telegram_gateway_outbound_refused_total"
+    /// Outbound recipients delivered, and given up on by reason.
+    public static let outboundDelivered = "telegram_gateway_outbound_delivered_total"
+    public static let outboundFailed = "telegram_gateway_outbound_failed_total"
+    /// Gauges read from the store at scrape time: recipients not yet done, the oldest request's age.
+    public static let outboundBacklog = "telegram_gateway_outbound_backlog_recipients"
+    public static let outboundOldestAge = "telegram_gateway_outbound_oldest_age_seconds"
 }

@@ -21,10 +21,13 @@ public struct AdminEndpoints: Sendable {
     }
 
     /// The answer for `path`, or nil when the path is not one of these endpoints.
-    public func respond(to path: String, state: any StateStore) -> WebhookResponse? {
+    public func respond(to path: String, dependencies: ThreadDependencies) -> WebhookResponse? {
+        let state = dependencies.state
         switch path {
         case Self.metricsPath:
-            return WebhookResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(renderMetrics().utf8))
+            let backlog = try? dependencies.outbound?.backlog(deadline: .distantFuture)
+            return WebhookResponse(
+                status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array((renderMetrics() + Self.lines(backlog)).utf8))
         case Self.statusPath:
             return WebhookResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array(renderStatus().utf8))
         case Self.healthPath:
@@ -35,6 +38,18 @@ public struct AdminEndpoints: Sendable {
         default:
             return nil
         }
+    }
+
+    /// The outbound backlog, read from the store at scrape time (pool-wide: every process
+    /// reports the same figures); nothing when the store did not answer.
+    static func lines(_ backlog: OutboundBacklog?) -> String {
+        guard let backlog else { return "" }
+        let recipients = GatewayMetric.outboundBacklog
+        let age = GatewayMetric.outboundOldestAge
+        return "# HELP \(recipients) Outbound recipients not yet delivered or given up on, pool-wide.\n# TYPE \(recipients) gauge\n"
+            + "\(recipients) \(backlog.recipients)\n"
+            + "# HELP \(age) Age of the oldest unfinished outbound request, pool-wide.\n# TYPE \(age) gauge\n"
+            + "\(age) \(Double(backlog.oldestAgeMilliseconds) / 1000)\n"
     }
 
     /// `ok` when Redis answers and every circuit is closed; `degraded` otherwise. Still 200:

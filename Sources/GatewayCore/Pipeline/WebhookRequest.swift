@@ -3,6 +3,8 @@ public struct WebhookHead: Sendable {
     public var method: String
     /// The `X-Telegram-Bot-Api-Secret-Token` header's bytes, if sent.
     public var secretToken: [UInt8]?
+    /// The `Authorization` header's bytes, if sent (the outbound API's bearer token).
+    public var authorization: [UInt8]?
     /// The declared body length, if any; the body actually read is checked again.
     public var contentLength: Int?
     /// nginx's `$request_id`, or one the adapter made up.
@@ -10,9 +12,12 @@ public struct WebhookHead: Sendable {
     /// Monotonic nanoseconds when the request was accepted, for the latency in its log line.
     public var acceptedAt: UInt64
 
-    public init(method: String, secretToken: [UInt8]?, contentLength: Int?, requestID: String, acceptedAt: UInt64) {
+    public init(
+        method: String, secretToken: [UInt8]?, contentLength: Int?, requestID: String, acceptedAt: UInt64, authorization: [UInt8]? = nil
+    ) {
         self.method = method
         self.secretToken = secretToken
+        self.authorization = authorization
         self.contentLength = contentLength
         self.requestID = requestID
         self.acceptedAt = acceptedAt

@@ -69,8 +69,17 @@ public protocol UpdateQueue {
     /// Appends a note to the subject's partition that its outbox has calls waiting.
     func scheduleOutbox(of subject: StateSubject, deadline: Deadline) throws(StateStoreError)
 
+    /// The same for many subjects, in one round trip.
+    func scheduleOutboxes(of subjects: [StateSubject], deadline: Deadline) throws(StateStoreError)
+
     /// Keeps `send`, which cannot be delivered, among the partition's dead letters with `reason`.
     func deadLetter(_ send: PendingSend, of subject: StateSubject, reason: String, attempts: Int, deadline: Deadline) throws(StateStoreError)
+}
+
+extension UpdateQueue {
+    public func scheduleOutboxes(of subjects: [StateSubject], deadline: Deadline) throws(StateStoreError) {
+        for subject in subjects { try scheduleOutbox(of: subject, deadline: deadline) }
+    }
 }
 
 public struct EnqueueRequest: Sendable, Equatable {
@@ -123,6 +132,8 @@ public struct StreamEntry: Sendable, Equatable {
         case outbox(StateSubject)
         /// A call replayed from the dead letters, sent as it is.
         case delivery(PendingSend)
+        /// An outbound job to fan out into its recipients' outboxes.
+        case job(OutboundJobID)
         /// Anything this version does not read: acknowledged and logged.
         case unreadable
     }

@@ -188,11 +188,15 @@ public struct Session: Sendable, Equatable {
     public var conversationState: String?
     /// True when this update created the session.
     public var isNew: Bool
+    /// True when the record of which user the internal id is (for the outbound API) is missing
+    /// or older than half a session's life: write it again.
+    public var needsIndex: Bool
 
-    public init(internalUserID: String, conversationState: String?, isNew: Bool) {
+    public init(internalUserID: String, conversationState: String?, isNew: Bool, needsIndex: Bool = false) {
         self.internalUserID = internalUserID
         self.conversationState = conversationState
         self.isNew = isNew
+        self.needsIndex = needsIndex
     }
 }
 
@@ -231,6 +235,8 @@ public struct Completion: Sendable, Equatable {
     public var reply: PendingSend?
     /// What could not be delivered now, in order: kept in the outbox for a worker.
     public var tail: [PendingSend]
+    /// The internal id's record was written now (the session notes when).
+    public var indexed = false
 
     public init(
         subject: StateSubject, updateID: Int64, claim: Claim?, stateChange: StateChange = .keep, internalUserID: String? = nil,

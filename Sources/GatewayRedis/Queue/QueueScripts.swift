@@ -8,7 +8,7 @@ import GatewayCore
 ///   length is the backlog); consumer group `workers`. An entry holds an update as Telegram
 ///   sent it (`u`, with `a` when its button press was answered and `replay` when an operator
 ///   replayed it), a note that a subject's outbox has calls waiting (`o`), or a call replayed
-///   from the dead letters (`d`).
+///   from the dead letters (`d`), or an outbound job to fan out (`j`, see ``OutboundKeys``).
 /// - `{tgq:N}:seen:UPDATE_ID`: the update was stored (or refused by the rate limit); kept
 ///   DEDUPE_TTL seconds so a redelivery is acknowledged without a second entry.
 /// - `{tgq:N}:rate:u:ID` / `rate:c:ID`: the subject's token bucket at queue mode's front door.
@@ -118,7 +118,7 @@ public enum QueueScripts {
             return 1
             """#)
 
-    /// KEYS: stream, attempts, dead. ARGV: entry id, its payload field (`u` or `d`) and value,
+    /// KEYS: stream, attempts, dead. ARGV: entry id, its payload field (`u`, `d`, `o` or `j`) and value,
     /// reason, attempts, dead-letter bound. Moves the entry to the dead letters in one step.
     public static let deadLetter = RedisScript(
         name: "dead_letter",
@@ -141,15 +141,17 @@ public enum QueueScripts {
             local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
             if not found[1] then return {'missing'} end
             local fields = found[1][2]
-            local update, call
+            local update, call, job
             for i = 1, #fields, 2 do
-              if fields[i] == 'u' then update = fields[i + 1] elseif fields[i] == 'd' then call = fields[i + 1] end
+              if fields[i] == 'u' then update = fields[i + 1] elseif fields[i] == 'd' then call = fields[i + 1] elseif fields[i] == 'j' then job = fields[i + 1] end
             end
             local id
             if update then
               id = redis.call('XADD', KEYS[2], '*', 'u', update, 'a', 0, 'replay', ARGV[1])
             elseif call then
               id = redis.call('XADD', KEYS[2], '*', 'd', call)
+            elseif job then
+              id = redis.call('XADD', KEYS[2], '*', 'j', job)
             else
               return {'missing'}
             end

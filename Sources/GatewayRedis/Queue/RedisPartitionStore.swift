@@ -23,6 +23,7 @@ struct RawStreamEntry {
         }
         if let tag = fields["o"]?.text, let subject = StateSubject(hashTag: tag) { return .outbox(subject) }
         if case .string(let bytes)? = fields["d"], let send = PendingSend.decode(bytes) { return .delivery(send) }
+        if let job = fields["j"]?.text.flatMap(OutboundJobID.init) { return .job(job) }
         return .unreadable
     }
 }
@@ -105,6 +106,7 @@ public final class RedisPartitionStore: PartitionStore {
         case .update(let body, _, _): payload = ("u", body)
         case .delivery(let send): payload = ("d", send.encoded)
         case .outbox(let subject): payload = ("o", Array(subject.hashTag.utf8))
+        case .job(let id): payload = ("j", Array(id.description.utf8))
         case .unreadable: payload = ("x", [])
         }
         try expectSuccess(

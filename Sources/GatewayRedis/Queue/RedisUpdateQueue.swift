@@ -38,6 +38,17 @@ public final class RedisUpdateQueue: UpdateQueue {
             store.command([Array("XADD".utf8), Array(keys.stream.utf8), [0x2A], [0x6F], Array(subject.hashTag.utf8)], deadline: deadline))
     }
 
+    public func scheduleOutboxes(of subjects: [StateSubject], deadline: Deadline) throws(StateStoreError) {
+        let replies = try store.commands(
+            subjects.map { subject in
+                [
+                    Array("XADD".utf8), Array(QueueKeys(partition: settings.partition(of: subject)).stream.utf8), [0x2A], [0x6F],
+                    Array(subject.hashTag.utf8),
+                ]
+            }, deadline: deadline)
+        for reply in replies { try expectEntry(reply) }
+    }
+
     public func deadLetter(_ send: PendingSend, of subject: StateSubject, reason: String, attempts: Int, deadline: Deadline) throws(StateStoreError) {
         let keys = QueueKeys(partition: settings.partition(of: subject))
         let arguments: [[UInt8]] =
