@@ -227,7 +227,8 @@ public enum RedisScripts {
 
     /// KEYS: a window (a chat's, or the bot's), optionally the bot's pause (same slot).
     /// ARGV: limit, window ms, longest wait ms, a unique member, shortest wait ms (the bot's
-    /// budget after the chat's slot).
+    /// budget after the chat's slot), spacing ms (the bot's: its sends spread evenly, never
+    /// closer than this to the latest reservation; 0 lets a window's sends go together).
     /// Returns the milliseconds to wait, having reserved the slot, or -1 when the wait would be
     /// longer than allowed (nothing reserved).
     public static let reserve = RedisScript(
@@ -236,6 +237,11 @@ public enum RedisScripts {
             local now = now_ms()
             local span = tonumber(ARGV[2])
             local at = math.max(now + tonumber(ARGV[5]), earliest(KEYS[1], tonumber(ARGV[1]), span, now))
+            local spacing = tonumber(ARGV[6])
+            if spacing > 0 then
+              local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+              if last[2] then at = math.max(at, tonumber(last[2]) + spacing) end
+            end
             if KEYS[2] then
               local paused = redis.call('PTTL', KEYS[2])
               if paused > 0 then at = math.max(at, now + paused) end

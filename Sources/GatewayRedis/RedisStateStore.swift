@@ -87,7 +87,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         do {
             let chatWait = try reserve(
                 [RedisScripts.windowKey(of: chatID)], limit: limit, span: span, maxWait: maxWaitMilliseconds, member: member, after: 0,
-                deadline: deadline)
+                spacing: 0, deadline: deadline)
             guard let chatWait, throughBotAPI else { return chatWait }
             // The bot-wide budget (without one, only a 429's pause), no earlier than the chat's
             // slot. Refused, the chat's slot stays reserved unused: the chat is paced a little
@@ -103,8 +103,9 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         do {
             return try reserve(
                 [RedisScripts.botWindowKey, RedisScripts.botPauseKey], limit: budget, span: OutgoingLimits.botWindowMilliseconds,
-                maxWait: maxWaitMilliseconds, member: nextMember(),
-                after: afterMilliseconds, deadline: deadline)
+                maxWait: maxWaitMilliseconds, member: nextMember(), after: afterMilliseconds,
+                spacing: maxWaitMilliseconds > 0 ? policy.outgoing.botSpacingMilliseconds : 0,
+                deadline: deadline)
         } catch {
             return afterMilliseconds  // fail open
         }
@@ -114,12 +115,20 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         _ = try? evaluate(RedisScripts.pause, keys: [RedisScripts.botPauseKey], arguments: [Self.bytes(max(1, milliseconds))], deadline: deadline)
     }
 
+    public func pausedMilliseconds(deadline: Deadline) -> Int64 {
+        guard case .integer(let left)? = try? command([Array("PTTL".utf8), Array(RedisScripts.botPauseKey.utf8)], deadline: deadline) else {
+            return 0
+        }
+        return max(0, left)
+    }
+
     private func reserve(
-        _ keys: [String], limit: Int, span: Int64, maxWait: Int64, member: [UInt8], after: Int64, deadline: Deadline
+        _ keys: [String], limit: Int, span: Int64, maxWait: Int64, member: [UInt8], after: Int64, spacing: Int64, deadline: Deadline
     ) throws(StateStoreError) -> Int64? {
         let reply = try evaluate(
             RedisScripts.reserve, keys: keys,
-            arguments: [Self.bytes(limit), Self.bytes(span), Self.bytes(max(0, maxWait)), member, Self.bytes(after)], deadline: deadline)
+            arguments: [Self.bytes(limit), Self.bytes(span), Self.bytes(max(0, maxWait)), member, Self.bytes(after), Self.bytes(spacing)],
+            deadline: deadline)
         guard case .integer(let wait) = reply else { throw failed(.unexpectedReply) }
         return wait >= 0 ? wait : nil
     }

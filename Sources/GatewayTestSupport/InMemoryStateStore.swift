@@ -202,11 +202,7 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
             let bot = throughBotAPI && policy.outgoing.botMessagesPerSecond > 0
             if throughBotAPI { at = max(at, state.pausedUntil) }
             if bot {
-                at = max(
-                    at,
-                    Self.earliest(
-                        &state.windows[nil, default: []], limit: policy.outgoing.botMessagesPerSecond, window: OutgoingLimits.botWindowMilliseconds,
-                        now: now))
+                at = max(at, Self.botEarliest(&state.windows[nil, default: []], outgoing: policy.outgoing, spaced: maxWaitMilliseconds > 0, now: now))
             }
             guard at - now <= maxWaitMilliseconds else { return nil }
             state.windows[chatID, default: []].append(at)
@@ -223,16 +219,17 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
             var at = max(now + afterMilliseconds, state.pausedUntil)
             let bot = policy.outgoing.botMessagesPerSecond > 0
             if bot {
-                at = max(
-                    at,
-                    Self.earliest(
-                        &state.windows[nil, default: []], limit: policy.outgoing.botMessagesPerSecond, window: OutgoingLimits.botWindowMilliseconds,
-                        now: now))
+                at = max(at, Self.botEarliest(&state.windows[nil, default: []], outgoing: policy.outgoing, spaced: maxWaitMilliseconds > 0, now: now))
             }
             guard at - now <= maxWaitMilliseconds else { return nil }
             if bot { state.windows[nil, default: []].append(at) }
             return at - now
         }
+    }
+
+    public func pausedMilliseconds(deadline: Deadline) -> Int64 {
+        let now = clock.milliseconds
+        return state.withLock { max(0, $0.pausedUntil - now) }
     }
 
     public func pause(milliseconds: Int64, deadline: Deadline) {
@@ -241,6 +238,14 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
     }
 
     /// When the next message may go in a sliding window of `limit` per `window` ms.
+    /// The bot's next slot: its window, and for a sender that may wait, evenly spaced after
+    /// the latest reservation.
+    private static func botEarliest(_ times: inout [Int64], outgoing: OutgoingLimits, spaced: Bool, now: Int64) -> Int64 {
+        let windowed = earliest(&times, limit: outgoing.botMessagesPerSecond, window: OutgoingLimits.botWindowMilliseconds, now: now)
+        guard spaced, let latest = times.max() else { return windowed }
+        return max(windowed, latest + outgoing.botSpacingMilliseconds)
+    }
+
     private static func earliest(_ times: inout [Int64], limit: Int, window: Int64, now: Int64) -> Int64 {
         times.removeAll { $0 <= now - window }
         times.sort()

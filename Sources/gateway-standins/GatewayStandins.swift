@@ -62,6 +62,8 @@ final class Behaviour: Sendable {
         var hostile: [String: String] = [:]
         var botAPI429s = 0
         var botAPI500s = 0
+        /// Chats whose every call is answered 403, as for a user who blocked the bot.
+        var blocked: Set<Int64> = []
         /// The parameters of the last setWebhook, as sent.
         var webhook: Data?
     }
@@ -73,14 +75,16 @@ final class Behaviour: Sendable {
     func setWebhook(_ parameters: Data?) { state.withLock { $0.webhook = parameters } }
 
     /// `{"service":"matching","delay_ms":2000,"status":500,"hostile":"huge"}` or
-    /// `{"bot_api_429":1,"bot_api_500":1}`; `{"reset":true}` undoes everything. False when the
+    /// `{"bot_api_429":1,"bot_api_500":1,"bot_api_403_chats":[42]}`; `{"reset":true}` undoes everything. False when the
     /// body is not a JSON object.
     func apply(_ data: Data) -> Bool {
         guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return data.isEmpty }
         state.withLock { state in
             if json["reset"] as? Bool == true {
                 (state.delays, state.statuses, state.hostile, state.botAPI429s, state.botAPI500s) = ([:], [:], [:], 0, 0)
+                state.blocked = []
             }
+            if let chats = json["bot_api_403_chats"] as? [Int] { state.blocked = Set(chats.map(Int64.init)) }
             if let service = json["service"] as? String {
                 if let delay = json["delay_ms"] as? Int { state.delays[service] = delay }
                 if let status = json["status"] as? Int { state.statuses[service] = status }
@@ -96,9 +100,10 @@ final class Behaviour: Sendable {
         state.withLock { ($0.delays[service] ?? 0, $0.statuses[service], $0.hostile[service]) }
     }
 
-    /// The status the next Bot API call gets, if it should fail.
-    func nextBotAPIFailure() -> Int? {
+    /// The status the next Bot API call (to `chat`) gets, if it should fail.
+    func nextBotAPIFailure(chat: Int64?) -> Int? {
         state.withLock { state in
+            if let chat, state.blocked.contains(chat) { return 403 }
             if state.botAPI429s > 0 {
                 state.botAPI429s -= 1
                 return 429

@@ -45,13 +45,19 @@ enum ServiceStandin {
                 [
                     "CONNECT": "Looking for a match…", "ACCEPT": "Match accepted.", "REJECT": "Match declined.", "SKIP": "Skipped.",
                 ][prefix] ?? "Done."
-            return [
+            // A match offers the requester's own id; accepting it tells that user (another chat).
+            let requester = user["id"] as? Int ?? 0
+            var actions: [[String: Any]] = [
                 ["type": "answer_callback", "text": text],
                 [
                     "type": "edit_message", "text": text,
-                    "keyboard": [[["text": "Accept", "callback_data": "ACCEPT:1"], ["text": "Skip", "callback_data": "SKIP:1"]]],
+                    "keyboard": [[["text": "Accept", "callback_data": "ACCEPT:\(requester)"], ["text": "Skip", "callback_data": "SKIP:1"]]],
                 ],
             ]
+            if prefix == "ACCEPT", let other = data.split(separator: ":").dropFirst().first.flatMap({ Int($0) }), other > 0, other != requester {
+                actions.append(["type": "send_message", "chat_id": other, "text": "\(name) accepted your match. Say hello!"])
+            }
+            return actions
         case "conversation":
             let text = request["text"] as? String ?? ""
             let state = request["conversation_state"] as? [String: Any]
@@ -143,12 +149,15 @@ enum BotAPIStandin {
         }
         let method = String(parts[1])
         let body = request.body
-        if let failure = behaviour.nextBotAPIFailure() {
+        let chat = (try? JSONSerialization.jsonObject(with: body) as? [String: Any])?["chat_id"] as? Int
+        if let failure = behaviour.nextBotAPIFailure(chat: chat.map(Int64.init)) {
             recorder.botAPI(method + ":\(failure)", body: body)
             let answer =
-                failure == 429
-                ? #"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 1","parameters":{"retry_after":1}}"#
-                : #"{"ok":false,"error_code":500,"description":"Internal Server Error"}"#
+                switch failure {
+                case 429: #"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 1","parameters":{"retry_after":1}}"#
+                case 403: #"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#
+                default: #"{"ok":false,"error_code":500,"description":"Internal Server Error"}"#
+                }
             return .json(answer, status: failure)
         }
         recorder.botAPI(method, body: body)

@@ -19,6 +19,9 @@ final class LocalStack {
         ProcessInfo.processInfo.environment["GATEWAY_TEST_TOKEN"]
         ?? "987654:integration-token-not-real-\(UInt32.random(in: 0...UInt32.max))"
 
+    /// The services' bearer token for the send API (SERVICE_API_TOKEN).
+    static let serviceToken = "integration-service-token-\(UInt32.random(in: 0...UInt32.max))"
+
     let directory: URL
     let port: Int
     let socketPath: String
@@ -70,7 +73,7 @@ final class LocalStack {
             "GATEWAY_THREADS": "\(threads)",
             // No Redis unless the test brings one: a port where nothing listens (fail-open).
             "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "\(try Self.freePort())",
-            "METRICS_DIR": directory.appending(path: "metrics").path,
+            "METRICS_DIR": directory.appending(path: "metrics").path, "SERVICE_API_TOKEN": Self.serviceToken,
         ]
         var standinArguments: [String]?
         if standins {
@@ -150,6 +153,18 @@ final class LocalStack {
 
     func post(_ body: String, secret: String? = LocalStack.secret) throws -> HTTPResponse {
         try post(Array(body.utf8), secret: secret)
+    }
+
+    /// A service's call to the send API (`POST /telegram-gateway/send`, or GET of a request's
+    /// status with `id`); `token` nil sends no Authorization header.
+    func send(_ body: String = "", id: String? = nil, token: String? = LocalStack.serviceToken) throws -> HTTPResponse {
+        var headers: [(name: String, value: String)] = [("Content-Type", "application/json")]
+        if let token { headers.append(("Authorization", "Bearer \(token)")) }
+        let path = "/telegram-gateway/send" + (id.map { "/\($0)" } ?? "")
+        return try client.send(
+            HTTPRequest(
+                method: id == nil ? "POST" : "GET", url: "https://127.0.0.1:\(port)\(path)", headers: headers, body: Array(body.utf8),
+                timeoutSeconds: 30))
     }
 
     /// Starts `scripts/loadtest` against this stack (bounded: `seconds`, 16 connections). Wait

@@ -54,7 +54,7 @@ import Testing
                 Issue.record("the first update is not claimed")
                 return
             }
-            #expect(session == Session(internalUserID: "internal-5", conversationState: nil, isNew: true))
+            #expect(session == Session(internalUserID: "internal-5", conversationState: nil, isNew: true, needsIndex: true))
             #expect(try fixture.begin(store, user: 5, update: 2, token: "s-b") == .deferred)
             #expect(try fixture.redis.cli("SMEMBERS", "{tg:5}:queued") == "2")
             _ = try store.finish(Completion(claim: first, stateChange: .set(#"{"flow":"signup","step":2}"#)), deadline: .distantFuture)

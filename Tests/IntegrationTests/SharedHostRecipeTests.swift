@@ -95,7 +95,11 @@ import Glibc
                     with: rendered.appending(path: "snippets/telegram-gateway-location.conf").path
                 )
                 .replacing(
-                    "/etc/nginx/snippets/telegram-gateway-status.conf", with: rendered.appending(path: "snippets/telegram-gateway-status.conf").path)
+                    "/etc/nginx/snippets/telegram-gateway-status.conf", with: rendered.appending(path: "snippets/telegram-gateway-status.conf").path
+                )
+                .replacing(
+                    "/etc/nginx/snippets/telegram-gateway-send.conf", with: rendered.appending(path: "snippets/telegram-gateway-send.conf").path)
+            #expect(!site.contains("/etc/nginx/"), "every include of the site is rendered")
             let folder = stack.directory.appending(path: "site-check")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             try site.write(to: folder.appending(path: "site.conf"), atomically: false, encoding: .utf8)

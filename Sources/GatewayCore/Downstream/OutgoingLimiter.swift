@@ -16,6 +16,11 @@ public protocol OutgoingLimiter {
     /// Telegram answered 429: no Bot API send of the whole pool goes out for this long (the
     /// bot-wide budget's reservations start after it). Best effort.
     func pause(milliseconds: Int64, deadline: Deadline)
+
+    /// How long the pool's sends are still paused for (0: not paused): checked again by a
+    /// sender that waited for its slot, since a 429 may have come in the meantime. A failing
+    /// store answers 0.
+    func pausedMilliseconds(deadline: Deadline) -> Int64
 }
 
 /// The limits, from configuration.
@@ -46,6 +51,14 @@ public struct OutgoingLimits: Sendable, Equatable {
     /// to 50 ms late, for 5 % of the throughput.
     public static let botWindowMilliseconds: Int64 = 1050
 
+    /// Senders that may wait (workers: outboxes, broadcasts) spread the bot's sends evenly, this
+    /// far apart (35 ms at 30 a second), rather than a window's worth at once: Telegram sees a
+    /// steady rate, and a late send shifts only itself. The webhook path's sends, which never
+    /// wait, go whenever the window has room.
+    public var botSpacingMilliseconds: Int64 {
+        botMessagesPerSecond > 0 ? Self.botWindowMilliseconds / Int64(botMessagesPerSecond) : 0
+    }
+
     /// The window of `chatID`: groups, supergroups and channels have negative ids.
     public func window(of chatID: Int64) -> (messages: Int, milliseconds: Int64) {
         chatID < 0 ? (groupMessages, groupWindowMilliseconds) : (privateChatMessages, privateWindowMilliseconds)
@@ -58,4 +71,5 @@ public struct UnlimitedOutgoing: OutgoingLimiter {
     public func reserve(chatID: Int64, throughBotAPI: Bool, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? { 0 }
     public func reserveBotAPI(afterMilliseconds: Int64, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? { afterMilliseconds }
     public func pause(milliseconds: Int64, deadline: Deadline) {}
+    public func pausedMilliseconds(deadline: Deadline) -> Int64 { 0 }
 }

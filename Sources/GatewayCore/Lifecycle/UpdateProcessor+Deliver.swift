@@ -116,7 +116,12 @@ extension UpdateProcessor {
             }
         }
         guard let wait else { return .notNow(retryAfterMilliseconds: 1000) }
-        if wait > 0, !context.pause(milliseconds: wait) { return .notNow(retryAfterMilliseconds: 0) }
+        if wait > 0 {
+            guard context.pause(milliseconds: wait) else { return .notNow(retryAfterMilliseconds: 0) }
+            // A 429 that came in while this sender waited stops it too (the slot is let go).
+            let paused = dependencies.outgoing.pausedMilliseconds(deadline: context.deadline)
+            if paused > 0 { return .notNow(retryAfterMilliseconds: paused) }
+        }
         guard !context.isCancelled else { return .notNow(retryAfterMilliseconds: 0) }
         do {
             try dependencies.botAPI.call(send.call, deadline: context.deadline)

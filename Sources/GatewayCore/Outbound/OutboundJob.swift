@@ -106,13 +106,13 @@ public struct OutboundJob: Sendable, Equatable {
     }
 
     /// The id of recipient `chat`'s call number `index`: the outbox finds its job by it.
-    static func sendID(job: OutboundJobID, index: Int, of count: Int) -> String {
+    public static func sendID(job: OutboundJobID, index: Int, of count: Int) -> String {
         "o:\(job):\(index):\(count)"
     }
 
     /// The job, the call's place and the count of calls, from an outbox call's id; nil for a
     /// call that is not a job's.
-    static func parse(sendID: String) -> (job: OutboundJobID, index: Int, count: Int)? {
+    public static func parse(sendID: String) -> (job: OutboundJobID, index: Int, count: Int)? {
         let parts = sendID.split(separator: ":")
         guard parts.count == 4, parts[0] == "o", let job = OutboundJobID(String(parts[1])), let index = Int(parts[2]),
             let count = Int(parts[3]), index < count

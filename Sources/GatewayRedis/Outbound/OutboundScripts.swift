@@ -123,7 +123,7 @@ public enum OutboundScripts {
             """#)
 
     /// KEYS: backlog, unfinished. ARGV: job id. A job whose keys expired unfinished (its
-    /// recipients' calls expired unsent) leaves the backlog.
+    /// recipients' calls expired unsent) leaves the backlog. Returns the partition's backlog.
     public static let forget = RedisScript(
         name: "outbound_forget",
         source: #"""
@@ -131,6 +131,6 @@ public enum OutboundScripts {
             if left > 0 then redis.call('HINCRBY', KEYS[1], '*', -left) end
             redis.call('HDEL', KEYS[1], ARGV[1])
             redis.call('ZREM', KEYS[2], ARGV[1])
-            return 1
+            return tonumber(redis.call('HGET', KEYS[1], '*') or '0')
             """#)
 }

@@ -151,14 +151,16 @@ public final class RedisOutboundStore: OutboundStore {
         var recipients = 0
         var oldest: Int64 = 0
         for partition in 0..<partitions {
-            recipients += replies[partition * 2].text.flatMap { Int($0) } ?? 0
+            var count = replies[partition * 2].text.flatMap { Int($0) } ?? 0
+            defer { recipients += count }
             guard case .array(let first) = replies[partition * 2 + 1], first.count == 2, let job = first[0].text,
                 let created = first[1].text.flatMap({ Double($0) })
             else { continue }
             if let id = OutboundJobID(job), try isGone(id, deadline: deadline) {
-                _ = try store.evaluate(
+                let left = try store.evaluate(
                     OutboundScripts.forget, keys: [OutboundKeys.backlog(partition: partition), OutboundKeys.unfinished(partition: partition)],
                     arguments: [Array(job.utf8)], deadline: deadline)
+                if case .integer(let value) = left { count = Int(value) }
                 continue
             }
             oldest = max(oldest, now - Int64(created))
