@@ -79,7 +79,7 @@ let package = Package(
         .executableTarget(
             name: "gatewayctl",
             dependencies: [
-                "GatewayCore", "GatewayRuntime", "GatewayRedis", "GatewayHTTP",
+                "GatewayCore", "GatewayRuntime", "GatewayRedis", "GatewayHTTP", "GatewayAssembly",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

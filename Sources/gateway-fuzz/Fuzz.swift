@@ -8,13 +8,14 @@ import Glibc
 #endif
 
 /// libFuzzer targets for the code that reads what others send: Telegram's updates, command
-/// text, callback data, FastCGI parameters and the services' answers. Built by `scripts/fuzz`
+/// text, callback data, FastCGI parameters, the services' answers and their send requests. Built by `scripts/fuzz`
 /// with `-sanitize=fuzzer` (libFuzzer then owns `main`); `FUZZ_TARGET` picks the target.
 /// Built normally, `gateway-fuzz TARGET FILE...` runs files through a target once (the
 /// corpus as a regression test).
 enum FuzzTarget: String, CaseIterable {
     case decoder, command, callback, fastcgi
     case serviceAnswer = "service-answer"
+    case outbound
 
     private static let clock = ManualClock()
     private static let processor = UpdateProcessor(
@@ -76,6 +77,32 @@ enum FuzzTarget: String, CaseIterable {
             let update = Update(
                 id: 1, type: .message, content: .message(Message(messageID: 1, from: nil, chat: Chat(id: 5, type: "private"), text: "t")))
             for method in ReplyPlan.forAnswer(answer, to: update).methods { _ = method.webhookReplyBody }
+        case .outbound:
+            // A send request through the API (parse, recipients, templates, the store) and the
+            // fan-out of what it stored.
+            let state = InMemoryStateStore(policy: .testing, clock: Self.clock)
+            let streams = InMemoryStreams(settings: QueueSettings(partitions: 2, workers: 2), clock: Self.clock)
+            let outbound = InMemoryOutbound(store: state, streams: streams)
+            let dependencies = ThreadDependencies(
+                state: state, services: ScriptedServiceClient(answering: "{}"), botAPI: RecordingBotAPI(), outgoing: state, queue: streams,
+                outbound: outbound)
+            let api = OutboundAPI(
+                tokens: [Secret("fuzz-token-0123456789")], maxBacklog: 100_000, retryAfterSeconds: 5, partitions: 2, sessionTTLSeconds: 60,
+                deadlineSeconds: 25, clock: Self.clock.gatewayClock)
+            let head = WebhookHead(
+                method: "POST", secretToken: nil, contentLength: bytes.count, requestID: "r", acceptedAt: Self.clock.now,
+                authorization: Array("Bearer fuzz-token-0123456789".utf8))
+            guard api.admit(head, path: OutboundAPI.sendPath, logger: Self.logger) == nil,
+                api.handle(head, path: OutboundAPI.sendPath, body: bytes, with: dependencies, logger: Self.logger).status == 202
+            else { return }
+            let context = UpdateContext(
+                requestID: "r", logger: Self.logger, deadline: .after(seconds: 25, from: Self.clock.now), mayWait: true,
+                clock: Self.clock.gatewayClock)
+            for partition in 0..<2 {
+                for entry in streams.entries(partition) {
+                    if case .job(let id) = entry.content { _ = Self.processor.fanOut(id, dependencies: dependencies, context: context) }
+                }
+            }
         }
     }
 }

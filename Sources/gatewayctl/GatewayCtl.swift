@@ -15,9 +15,10 @@ import Glibc
 struct GatewayCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatewayctl",
-        abstract: "Set and inspect the Telegram webhook, check the gateway's configuration, inspect the queue.",
+        abstract: "Set and inspect the Telegram webhook, check the gateway's configuration, inspect the queue, send messages.",
         subcommands: [
             SetWebhook.self, WebhookInfoCommand.self, DeleteWebhook.self, CheckConfig.self, QueueStatus.self, DeadLetters.self,
+            Send.self, Broadcast.self,
         ])
 }
 

@@ -53,6 +53,35 @@ import Testing
         }
     }
 
+    @Test func broadcastShowsProgressTalliesAndFailsWhenSomeRecipientsFailed() throws {
+        try withStack(redis: (password: nil, useSocket: true), standins: true) { stack, _ in
+            try stack.control(["bot_api_403_chats": [3_000_002]])
+            let ids = stack.directory.appending(path: "ids.txt")
+            try "# recipients\n3000001\n3000002\n\n3000003  # the last\n3000001\n".write(to: ids, atomically: false, encoding: .utf8)
+            let result = try ctl(stack, "broadcast", "--ids-file", ids.path, "--text", "Maintenance tonight", "--timeout", "30")
+            #expect(result.code == 1, "some recipients failed: \(result.output)")
+            #expect(result.output.contains("(3 recipients)"))
+            #expect(result.output.contains("3/3 done (2 delivered, 1 failed)"))
+            #expect(result.output.contains("delivered: 2"))
+            #expect(result.output.contains("failed: 1 (blocked 1)"))
+            #expect(result.output.contains("pending: 0"))
+            let sent = stack.botAPICalls().filter { $0.method.hasPrefix("sendMessage") }.compactMap { $0.params["chat_id"] as? Int }
+            #expect(sent.sorted() == [3_000_001, 3_000_002, 3_000_003])
+
+            let one = try ctl(stack, "send", "--chat", "3000004", "--text", "hello", "--idempotency-key", "once")
+            #expect(one.code == 0, "\(one.output)")
+            #expect(one.output.contains("delivered: 1"))
+            let again = try ctl(stack, "send", "--chat", "3000004", "--text", "hello", "--idempotency-key", "once")
+            #expect(again.output.contains("not sent again"))
+            #expect(stack.botAPICalls().filter { ($0.params["chat_id"] as? Int) == 3_000_004 }.count == 1)
+
+            try "3000005\nnot-an-id\n".write(to: ids, atomically: false, encoding: .utf8)
+            let bad = try ctl(stack, "broadcast", "--ids-file", ids.path, "--text", "x")
+            #expect(bad.code == 65)
+            #expect(bad.output.contains("ids.txt:2: not a chat id"))
+        }
+    }
+
     @Test func anUnreachableBotAPIIsReportedWithoutTheToken() throws {
         try withStack(environment: ["TELEGRAM_API_BASE_URL": "http://127.0.0.1:\(try LocalStack.freePort())"]) { stack, _ in
             let result = try ctl(stack, "webhook-info")

@@ -8,7 +8,7 @@ extension UpdateProcessor {
     /// Recipients a worker fans out per step: one pipelined round trip each way.
     static let fanOutChunk = 200
 
-    enum FanOutResult: Equatable {
+    public enum FanOutResult: Equatable, Sendable {
         /// Every recipient has its calls in its outbox.
         case done
         /// The job is gone (expired, or never stored): nothing to do.
@@ -19,7 +19,7 @@ extension UpdateProcessor {
     /// Puts a job's calls in each recipient's outbox, a chunk at a time from the job's cursor,
     /// with a note to each recipient's partition. A fan-out cut short (a crash, a lost lease) is
     /// done again from the cursor: the store adds a recipient's calls once per job.
-    func fanOut(_ id: OutboundJobID, dependencies: ThreadDependencies, context: UpdateContext) -> FanOutResult {
+    public func fanOut(_ id: OutboundJobID, dependencies: ThreadDependencies, context: UpdateContext) -> FanOutResult {
         guard let store = dependencies.outbound, let queue = dependencies.queue else { return .retry(reason: "no_outbound_store") }
         while !context.isCancelled {
             do throws(StateStoreError) {
