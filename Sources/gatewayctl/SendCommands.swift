@@ -91,7 +91,7 @@ struct OutboundRun {
             let batch = Array(unique[start..<min(start + OutboundRequest.maxRecipients, unique.count)])
             ids.append(try submit(batch, part: part, api: gateway.outboundAPI, dependencies: dependencies, logger: logger))
         }
-        print("stored: \(ids.map(\.description).joined(separator: " ")) (\(unique.count) recipients)")
+        print("stored: \(ids.map(\.description).joined(separator: " ")) (\(unique.count) recipient\(unique.count == 1 ? "" : "s"))")
         guard message.timeout > 0 else { return }
         let deadline = monotonicNanoseconds() + UInt64(message.timeout * 1e9)
         let progress = Progress(total: unique.count)

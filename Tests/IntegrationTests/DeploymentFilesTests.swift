@@ -19,6 +19,23 @@ import Testing
         #expect(GatewayConfig.maxUpdateDeadlineSeconds < seconds)
     }
 
+    @Test func theSendAPIIsServedOnlyWhereInternalCallersReachIt() throws {
+        // Every server block of the shipped sites: the public ones never include the send API;
+        // those that do listen on loopback or inside the compose network only.
+        for (path, listen) in [("nginx/sites/telegram-gateway.conf", "listen 127.0.0.1:8081;"), ("docker/nginx/default.conf", "listen 8081;")] {
+            let servers = try text(path).components(separatedBy: "server {").dropFirst()
+            let serving = servers.filter { $0.contains("telegram-gateway-send.conf") }
+            #expect(serving.count == 1, "\(path)")
+            #expect(serving.allSatisfy { $0.contains(listen) && !$0.contains("443") && !$0.contains("ssl") }, "\(path)")
+            #expect(servers.filter { $0.contains("telegram-gateway-location.conf") }.allSatisfy { !$0.contains("telegram-gateway-send.conf") })
+        }
+        let compose = try text("docker/compose.yaml")
+        #expect(!compose.contains(":8081"), "the send API's port is not published")
+        let snippet = try text("nginx/snippets/telegram-gateway-send.conf")
+        #expect(snippet.contains("deny all;") && snippet.contains("client_max_body_size 1m;"))
+        #expect(OutboundAPI.maxBodyBytes == 1 << 20, "nginx's limit and the pool's agree")
+    }
+
     @Test func everyFileTheDockerfileCopiesExists() throws {
         let dockerfile = try text("docker/Dockerfile")
         let copies = dockerfile.split(separator: "\n").filter { $0.hasPrefix("COPY ") && !$0.contains("--from=") }

@@ -56,6 +56,15 @@ import Glibc
         }
     }
 
+    /// The value of an unlabelled series in the pool's metrics.
+    static func metric(_ stack: LocalStack, _ name: String) throws -> Double? {
+        let client = try HTTPClient(caFile: stack.directory.appending(path: "tls/cert.pem").path)
+        let text = String(
+            decoding: try client.send(HTTPRequest(url: "https://127.0.0.1:\(stack.port)/telegram-gateway/metrics", timeoutSeconds: 5)).body,
+            as: UTF8.self)
+        return text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+    }
+
     private func run(
         processes: Int = 2, environment: [String: String] = [:], _ body: (LocalStack, RedisServer) throws -> Void
     ) throws {
@@ -104,8 +113,16 @@ import Glibc
             let chats = Self.recipients(150, from: 2_100_001)
             let id = try #require(Self.json(try stack.send(Self.body(chats)))["id"] as? String)
             try waitUntil("the broadcast is under way", timeout: 30) { Self.sends(stack).count >= 40 }
+            // The backlog, read from Redis when scraped: recipients not yet done, the request's age.
+            #expect(try Self.metric(stack, "telegram_gateway_outbound_backlog_recipients").map { $0 > 0 && $0 <= 110 } == true)
+            #expect(try Self.metric(stack, "telegram_gateway_outbound_oldest_age_seconds").map { $0 > 0.5 && $0 < 30 } == true)
             try stack.control(["bot_api_429": 1])
             try Self.waitUntilDone(stack, id: id, timeout: 60)
+            #expect(try Self.metric(stack, "telegram_gateway_outbound_backlog_recipients") == 0)
+            // Each process writes its counters a few times a second.
+            try waitUntil("the delivered counter reaches 150", timeout: 5) {
+                (try? Self.metric(stack, "telegram_gateway_outbound_delivered_total")) == 150
+            }
             let sends = Self.sends(stack)
             let refused = try #require(sends.first { $0.method == "sendMessage:429" })
             // Calls already on their way when Telegram answered may land just after; then
