@@ -147,7 +147,8 @@ public final class StreamWorkers: Sendable {
                 case .done, .gone:
                     try store.acknowledge(entry)
                     return
-                case .retry:
+                case .retry(let reason):
+                    logger.warning("outbound fan-out interrupted; resuming from its cursor", metadata: ["job": "\(id)", LogKey.reason: "\(reason)"])
                     pause(milliseconds: 1000)
                 }
                 if isStopping || !holds() { return }
