@@ -14,6 +14,7 @@ import Glibc
 /// corpus as a regression test).
 enum FuzzTarget: String, CaseIterable {
     case decoder, command, callback, fastcgi
+    case decoderDiff = "decoder-diff"
     case serviceAnswer = "service-answer"
     case outbound
 
@@ -21,6 +22,13 @@ enum FuzzTarget: String, CaseIterable {
     private static let processor = UpdateProcessor(
         settings: .init(secrets: [Secret("fuzz-secret")], maxBodyBytes: 65_536), clock: clock.gatewayClock, newInternalUserID: { "id" })
     private static let logger = Logger(label: "fuzz") { _ in SwiftLogNoOpLogHandler() }
+
+    private static func summary(_ result: Result<Update, UpdateDecodingError>) -> String {
+        switch result {
+        case .success(let update): "\(update)"
+        case .failure(let error): error.shortDescription
+        }
+    }
 
     func run(_ bytes: [UInt8]) {
         switch self {
@@ -30,6 +38,21 @@ enum FuzzTarget: String, CaseIterable {
             let route = RouteTable.standard.route(update, botUsername: "fuzz_bot")
             _ = StateSubject(update)
             _ = ServiceRequest(requestID: "r", update: update, route: route, session: nil).body
+        case .decoderDiff:
+            // The byte decoder against Foundation's JSONDecoder it replaced: the same update or
+            // the same error class. JSONDecoder's field order is not the document's, so a body
+            // with several fields besides update_id (never one from Telegram) is only decoded.
+            let decoded = UpdateDecoder().decode(bytes)
+            let reference = ReferenceUpdateDecoder().decode(bytes)
+            if let names = ReferenceUpdateDecoder.fieldNames(bytes), names.subtracting(["update_id"]).count > 1 { return }
+            // JSONDecoder also reads UTF-16 and UTF-32 (a byte order mark, or a NUL among the
+            // first bytes); JSON between systems is UTF-8 (RFC 8259), all the byte decoder reads.
+            if bytes.prefix(4).contains(0) || bytes.starts(with: [0xFE, 0xFF]) || bytes.starts(with: [0xFF, 0xFE]) { return }
+            switch (decoded, reference) {
+            case (.success(let update), .success(let expected)) where update == expected: return
+            case (.failure(let error), .failure(let expected)) where error == expected: return
+            default: fatalError("the decoders disagree: \(Self.summary(decoded)) against JSONDecoder's \(Self.summary(reference))")
+            }
         case .command:
             // The first byte sets how many entities the text claims (offsets from the next two).
             let text = String(decoding: bytes.dropFirst(3), as: UTF8.self)

@@ -1,3 +1,4 @@
+import GatewayTestSupport
 import Testing
 
 @testable import GatewayCore
@@ -134,6 +135,79 @@ import Testing
         #expect(decoder.decode(body.bytes) == .failure(expected))
     }
 
+    /// Bodies where JSON's corners meet: the byte decoder must answer what Foundation's
+    /// JSONDecoder answered before it (the same update, or the same error class).
+    @Test(arguments: [
+        #"{"update_id":1e2}"#, #"{"update_id":1.0}"#, #"{"update_id":-0.0}"#, #"{"update_id":10e-1}"#, #"{"update_id":1.5}"#,
+        #"{"update_id":9223372036854775807}"#, #"{"update_id":9223372036854775808}"#, #"{"update_id":-9223372036854775808}"#,
+        #"{"update_id":9223372036854775807.0}"#, #"{"update_id":1e30}"#, #"{"update_id":01}"#, #"{"update_id":-}"#, #"{"update_id":1.}"#,
+        #"{"update_id":22222222222222202.11001}"#, #"{"update_id":22222222222222202.0}"#, #"{"update_id":12345678901234567.5e1}"#,
+        #"{"update_id":9007199254740993.9}"#, #"{"update_id":-9007199254740993.9}"#, #"{"update_id":9007199254740993.99999}"#,
+        #"{"update_id":9007199254740993.0000000000000000000000000000}"#, #"{"update_id":90071992547409930e-1}"#,
+        #"{"update_id":-9223372036854775808.0}"#, #"{"update_id":9223372036854775295.0}"#, #"{"update_id":9223372036854775296.0}"#,
+        #"{"update_id":1.000000000000000001}"#, #"{"update_id":1e-400}"#, #"{"update_id":-1e-400}"#, #"{"update_id":25e-1}"#,
+        #"{"update_id":90071992547409930000000e-7}"#, #"{"update_id":1e999}"#,
+        #"{"update_id":11111111111111111.00000000000000000000000000000000000000001815943666}"#,
+        #"{"update_id":11111111111111111111111111111111111111111e-24}"#,
+        #"{"update_id":true}"#, #"{"update_id":1,"update_id":"x"}"#, #"{"update_id":"x","update_id":1}"#, #"{"update\u005fid":3}"#,
+        #"{"update_id":1,}"#, #"{"update_id":1,,}"#, #"{,"update_id":1}"#, #"{"update_id":1} x"#, " {\"update_id\":1}\r\n\t",
+        "\u{FEFF}{\"update_id\":1}", "{\"update_id\":1}\u{0C}", #"{"update_id":1,"poll":[1,2,]}"#, #"{"update_id":1,"poll":[,]}"#,
+        #"{"update_id":1,"poll":{"a":--1,"b":1-2,"c":-e}}"#, #"{"update_id":1,"poll":{"a":0x10}}"#, #"{"update_id":1,"poll":"\q"}"#,
+        #"{"update_id":1,"poll":"\u12"}"#, #"{"update_id":1,"poll":"\ud2zz"}"#, #"{"update_id":1,"poll":"\u12\"x"}"#,
+        #"{"update_id":1,"poll":"\u12z\""}"#,
+        #"{"update_id":1,"poll":"\u12zz\""}"#, #"{"update_id":1,"poll":"\u\u1234"}"#,
+        #"{"update_id":1,"message":{"message_id":2,"chat":{"id":3,"type":"\u00G1"}}}"#, #"{"update_id":1,"poll":"\ud800"}"#,
+        #"{"update_id":1,"poll":truex}"#,
+        #"{"update_id":1,"message":{"message_id":2,"chat":{"id":3,"type":"private"},"text":"\ud83d\ude00 \u00e9\/\b"}}"#,
+        #"{"update_id":1,"message":{"message_id":2,"chat":{"id":3,"type":"private"},"text":"\ud800"}}"#,
+        #"{"update_id":1,"message":{"message_id":2,"chat":{"id":3,"type":"private"},"text":"\ud800\u0041"}}"#,
+        #"{"update_id":1,"message":{"message_id":2,"chat":{"id":3,"type":"private"},"text":"\q"}}"#,
+        #"{"update_id":1,"message":{"message_id":"2","chat":{"id":3,"type":"private"},"text":"\q"}}"#,
+        #"{"update_id":1,"message":{"message_id":2,"chat":{"id":3,"type":"private"},"text":null,"entities":null,"from":null}}"#,
+        #"{"update_id":1,"message":{"message_id":2,"chat":{"id":3,"type":"private"},"entities":[{"type":"bot_command","offset":0,"length":1},]}}"#,
+        #"{"update_id":1,"message":{"message_id":2,"chat":{"id":3,"type":"private"},"entities":{}}}"#,
+        #"{"update_id":1,"message":{"message_id":2,"chat":{"id":3,"type":"private"},"from":{"id":4,"is_bot":1}}}"#,
+        #"{"update_id":1,"message":{"message_id":2,"chat":{"id":3,"type":"private"},"from":{"id":4,"first_name":null}}}"#,
+        #"{"update_id":1,"message":{"message_id":2,"chat":{"id":3,"type":"private"},"\q":1}}"#,
+        #"{"update_id":1,"message":{"message_id":2,"message_id":"x","chat":{"id":3,"type":"private"}}}"#,
+        #"{"update_id":1,"callback_query":{"id":"q","from":{"id":4},"message":{"chat":{"id":"5","type":"private"}}}}"#,
+        #"{"update_id":1,"callback_query":{"id":"q","from":{"id":4},"data":1,"inline_message_id":"\q"}}"#,
+        #"{"update_id":1,"message":null}"#, #"{"update_id":1,"callback_query":{"id":"q","from":{"id":5}}}"#,
+        #"{"update_id":1,"callback_query":{"id":7,"from":{"id":5}}}"#,
+        #"{"update_id":1,"callback_query":{"id":"q","from":{"id":5},"message":{"message_id":1}}}"#,
+        #"{"update_id":1,"poll_answer":{"user":{"id":5,"first_name":"A"},"chat":{"id":1}}}"#,
+        #"{"update_id":1,"poll_answer":{"from":{"id":"5"},"user":{"id":6},"chat":{"id":1,"type":"group"}}}"#,
+        #"{"update_id":1,"poll_answer":{"from":{"id":5,"first_name":"\q"},"\u":1}}"#, #"{"update_id":1,"poll_answer":{"\q":1,"from":{"id":5}}}"#,
+        #"{"update_id":1,"chat_member":null}"#, #"{"update_id":1,"chat_member":7}"#,
+        "{\"update_id\":1,\"message\":{\"message_id\":2,\"chat\":{\"id\":3,\"type\":\"a\u{1}\"}}}",
+        "{\"update_id\":1,\"poll\":\"a\u{1}\"}", "null", "[]", "7", "   ",
+        String(repeating: "[", count: 512) + String(repeating: "]", count: 512),
+        String(repeating: "[", count: 513) + String(repeating: "]", count: 513),
+        #"{"update_id":1,"poll":"# + String(repeating: "[", count: 511) + String(repeating: "]", count: 511) + "}",
+        #"{"update_id":1,"poll":"# + String(repeating: "{\"a\":", count: 511) + "1" + String(repeating: "}", count: 511) + "}",
+    ])
+    func agreesWithJSONDecoder(body: String) {
+        #expect(decoder.decode(body.bytes) == ReferenceUpdateDecoder().decode(body.bytes))
+    }
+
+    @Test func invalidUTF8AgreesWithJSONDecoder() {
+        let message = Array(#"{"update_id":1,"message":{"message_id":2,"chat":{"id":3,"type":"private"},"text":"X"}}"#.utf8)
+        let skipped = Array(#"{"update_id":1,"poll":{"question":"X"}}"#.utf8)
+        for bytes in [[0xFF], [0xC3], [0xED, 0xA0, 0x80], [0xC0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xC3, 0xA9]] as [[UInt8]] {
+            for template in [message, skipped] {
+                let index = template.firstIndex(of: UInt8(ascii: "X"))!
+                let body = Array(template[..<index]) + bytes + template[(index + 1)...]
+                #expect(decoder.decode(body) == ReferenceUpdateDecoder().decode(body), "\(bytes)")
+            }
+        }
+    }
+
+    @Test func utf16IsNotRead() {
+        // JSONDecoder read UTF-16 and UTF-32 too; JSON between systems is UTF-8 (RFC 8259).
+        let body: [UInt8] = [0xFF, 0xFE] + #"{"update_id":1}"#.utf8.flatMap { [$0, 0] }
+        #expect(decoder.decode(body) == .failure(.invalidJSON))
+    }
+
     @Test func invalidUTF8IsAnErrorNotACrash() {
         var body = Fixtures.message(text: "XX").bytes
         let index = body.firstIndex(of: UInt8(ascii: "X"))!
@@ -167,7 +241,15 @@ import Testing
                     bytes[Int(generator.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: generator.next())
                 }
             }
-            if case .success = decoder.decode(bytes) { decoded += 1 }
+            let result = decoder.decode(bytes)
+            if case .success = result { decoded += 1 }
+            // The same answer as Foundation's JSONDecoder (whose field order is not the
+            // document's: only bodies with one field besides update_id compare).
+            if (ReferenceUpdateDecoder.fieldNames(bytes)?.subtracting(["update_id"]).count ?? 0) <= 1, !bytes.prefix(4).contains(0),
+                !bytes.starts(with: [0xFE, 0xFF]), !bytes.starts(with: [0xFF, 0xFE])
+            {
+                #expect(result == ReferenceUpdateDecoder().decode(bytes), "round \(round)")
+            }
         }
         // Some mutations only touch string contents and still decode; random bytes never do.
         #expect(decoded < 1500)

@@ -1,5 +1,5 @@
 /// A message, edited message, channel post or business message.
-public struct Message: Decodable, Sendable, Equatable {
+public struct Message: Sendable, Equatable {
     public let messageID: Int64
     public let from: User?
     public let chat: Chat
@@ -14,20 +14,6 @@ public struct Message: Decodable, Sendable, Equatable {
         self.entities = entities
     }
 
-    private enum CodingKeys: String, CodingKey {
-        case from, chat, text, entities
-        case messageID = "message_id"
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        messageID = try c.decode(Int64.self, forKey: .messageID)
-        from = try c.decodeIfPresent(User.self, forKey: .from)
-        chat = try c.decode(Chat.self, forKey: .chat)
-        text = try c.decodeIfPresent(String.self, forKey: .text)
-        entities = try c.decodeIfPresent([MessageEntity].self, forKey: .entities) ?? []
-    }
-
     /// The command this message starts with, as Telegram defines commands; `nil` for other text.
     public var command: BotCommand? {
         guard let text else { return nil }
@@ -36,7 +22,7 @@ public struct Message: Decodable, Sendable, Equatable {
 }
 
 /// A special span of a message's text. Offsets and lengths count UTF-16 code units.
-public struct MessageEntity: Decodable, Sendable, Equatable {
+public struct MessageEntity: Sendable, Equatable {
     public let type: String
     public let offset: Int
     public let length: Int
@@ -50,7 +36,7 @@ public struct MessageEntity: Decodable, Sendable, Equatable {
 
 /// The message a callback button was attached to. Telegram sends an `InaccessibleMessage`
 /// (date 0, no content) when the message is too old; both carry a chat and a message id.
-public struct CallbackMessage: Decodable, Sendable, Equatable {
+public struct CallbackMessage: Sendable, Equatable {
     public let messageID: Int64
     public let chat: Chat
 
@@ -58,15 +44,10 @@ public struct CallbackMessage: Decodable, Sendable, Equatable {
         self.messageID = messageID
         self.chat = chat
     }
-
-    private enum CodingKeys: String, CodingKey {
-        case chat
-        case messageID = "message_id"
-    }
 }
 
 /// A press of an inline keyboard button.
-public struct CallbackQuery: Decodable, Sendable, Equatable {
+public struct CallbackQuery: Sendable, Equatable {
     public let id: String
     public let from: User
     public let message: CallbackMessage?
@@ -79,10 +60,5 @@ public struct CallbackQuery: Decodable, Sendable, Equatable {
         self.message = message
         self.inlineMessageID = inlineMessageID
         self.data = data
-    }
-
-    private enum CodingKeys: String, CodingKey {
-        case id, from, message, data
-        case inlineMessageID = "inline_message_id"
     }
 }
