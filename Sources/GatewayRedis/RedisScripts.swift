@@ -34,11 +34,15 @@ public enum RedisScripts {
     public static func windowKey(of chatID: Int64) -> String { StateSubject.windowOwner(of: chatID).hashTag + ":out" }
 
     /// Redis's clock in milliseconds, shared by the scripts: every responder on every host
-    /// agrees on it.
+    /// agrees on it. Read once per call of a script (a script runs at one instant).
     static let clock = #"""
+        local clock_now = nil
         local function now_ms()
-          local time = redis.call('TIME')
-          return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+          if not clock_now then
+            local time = redis.call('TIME')
+            clock_now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+          end
+          return clock_now
         end
 
         """#
@@ -78,23 +82,28 @@ public enum RedisScripts {
             """#
 
     /// Sliding windows of send times in a sorted set, future reservations included:
-    /// `earliest(key, limit, span, now)` is when the next message may go; `reserve` records one
-    /// at `at`, keeping the key until its last reservation has left the window. `admit(…)`
+    /// `earliest(key, limit, span, now)` is when the next message may go (and how many sends the
+    /// window holds); `reserve` records one at `at`, keeping the key until its last reservation
+    /// has left the window (given the count `earliest` just found: 0 is a new key). `admit(…)`
     /// takes a webhook reply's slot now when nothing waits in the outbox before it, and
     /// otherwise appends the reply to the outbox.
     static let windows = #"""
         local function earliest(key, limit, span, now)
           redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span)
           local count = redis.call('ZCARD', key)
-          if count < limit then return now end
+          if count < limit then return now, count end
           local entry = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
-          return math.max(now, tonumber(entry[2]) + span)
+          return math.max(now, tonumber(entry[2]) + span), count
         end
 
-        local function reserve(key, at, span, member)
+        local function reserve(key, at, span, member, count)
           redis.call('ZADD', key, at, member)
-          local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-          redis.call('PEXPIREAT', key, tonumber(last[2]) + span + 1000)
+          -- Every window key is made here, with an expiry that only moves later.
+          if count == 0 then
+            redis.call('PEXPIREAT', key, at + span + 1000)
+          else
+            redis.call('PEXPIREAT', key, at + span + 1000, 'GT')
+          end
         end
 
         local function keep(outbox, queued, item, ttl)
@@ -107,8 +116,9 @@ public enum RedisScripts {
         local function admit(outbox, queued, window, reply, limit, span, member, ttl)
           if redis.call('LLEN', outbox) == 0 then
             local now = now_ms()
-            if earliest(window, limit, span, now) == now then
-              reserve(window, now, span, member)
+            local at, count = earliest(window, limit, span, now)
+            if at == now then
+              reserve(window, now, span, member, count)
               return 'now'
             end
           end
@@ -141,14 +151,15 @@ public enum RedisScripts {
             -- The rate limit comes before anything that could make the update wait.
             local allowed, warn = true, 0
             if not worker then allowed, warn = take(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5])) end
-            if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[6]) end
+            redis.call('EXPIRE', KEYS[3], ARGV[6])
             if not allowed then
               redis.call('SET', KEYS[1], 'done', 'EX', ARGV[3])
               return {'limited', warn}
             end
 
             local needs = ARGV[7] == '1'
-            local holder = redis.call('GET', KEYS[4])
+            local holder = false
+            if needs or worker then holder = redis.call('GET', KEYS[4]) end
             if not worker then
               -- Busy: another update holds the user, or the user's earlier updates or answers wait
               -- in the stream. The update is counted as waiting; the caller appends it to the stream.
@@ -170,6 +181,8 @@ public enum RedisScripts {
               if ARGV[12] ~= '' then
                 admitted = admit(KEYS[6], KEYS[5], KEYS[7], ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[14]), ARGV[15], ARGV[3])
               end
+              -- Admitted now, the reply found the outbox empty and left it so.
+              if admitted == 'now' then return {'done', admitted, 0} end
               return {'done', admitted, redis.call('LLEN', KEYS[6])}
             end
             local session = redis.call('HMGET', KEYS[3], 'id', 'state', 'ix')
@@ -236,7 +249,8 @@ public enum RedisScripts {
         source: clock + windows + #"""
             local now = now_ms()
             local span = tonumber(ARGV[2])
-            local at = math.max(now + tonumber(ARGV[5]), earliest(KEYS[1], tonumber(ARGV[1]), span, now))
+            local soonest, count = earliest(KEYS[1], tonumber(ARGV[1]), span, now)
+            local at = math.max(now + tonumber(ARGV[5]), soonest)
             local spacing = tonumber(ARGV[6])
             if spacing > 0 then
               local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
@@ -247,7 +261,7 @@ public enum RedisScripts {
               if paused > 0 then at = math.max(at, now + paused) end
             end
             if at - now > tonumber(ARGV[3]) then return -1 end
-            reserve(KEYS[1], at, span, ARGV[4])
+            reserve(KEYS[1], at, span, ARGV[4], count)
             return at - now
             """#)
 
@@ -282,9 +296,9 @@ public enum RedisScripts {
             if longest < 0 then return {first, 'later', 0} end
             local now = now_ms()
             local span = tonumber(ARGV[4])
-            local at = earliest(KEYS[3], tonumber(ARGV[3]), span, now)
+            local at, count = earliest(KEYS[3], tonumber(ARGV[3]), span, now)
             if at - now > longest then return {first, 'later', at - now} end
-            reserve(KEYS[3], at, span, ARGV[6])
+            reserve(KEYS[3], at, span, ARGV[6], count)
             return {first, 'reserved', at - now}
             """#)
 

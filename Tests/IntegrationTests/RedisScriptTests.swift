@@ -179,6 +179,29 @@ import Testing
         }
     }
 
+    @Test func aWindowKeyLivesUntilItsLatestReservationHasLeftTheWindow() throws {
+        try withRedis { fixture in
+            let store = fixture.store()
+            let window = RedisScripts.windowKey(of: 5)
+            // A new window: the first send, now, keeps it one window (3 s) and a second.
+            #expect(store.reserve(chatID: 5, throughBotAPI: false, maxWaitMilliseconds: 0, deadline: .distantFuture) == 0)
+            let first = try #require(Int(try fixture.redis.cli("PTTL", window)))
+            #expect((3_500...4_000).contains(first), "\(first)")
+            // Two more fill the window; the fourth is reserved 3 s ahead and moves the expiry on.
+            for _ in 0..<2 { _ = store.reserve(chatID: 5, throughBotAPI: false, maxWaitMilliseconds: 0, deadline: .distantFuture) }
+            let wait = try #require(store.reserve(chatID: 5, throughBotAPI: false, maxWaitMilliseconds: 5_000, deadline: .distantFuture))
+            #expect((2_500...3_000).contains(wait), "\(wait)")
+            let later = try #require(Int(try fixture.redis.cli("PTTL", window)))
+            #expect(later >= wait + 3_500 && later <= wait + 4_000, "\(later) after a reservation \(wait) ms ahead")
+            // A send now never shortens the expiry a later reservation set (the bot's window:
+            // a send reserved 2 s ahead, then one now).
+            #expect(store.reserveBotAPI(afterMilliseconds: 2_000, maxWaitMilliseconds: 5_000, deadline: .distantFuture) == 2_000)
+            #expect(store.reserveBotAPI(afterMilliseconds: 0, maxWaitMilliseconds: 0, deadline: .distantFuture) == 0)
+            let bot = try #require(Int(try fixture.redis.cli("PTTL", RedisScripts.botWindowKey)))
+            #expect(bot > 3_500, "\(bot): the send 2 s ahead keeps the window")
+        }
+    }
+
     @Test func aPauseFromA429DelaysEveryBotAPISendButNotAWebhookReply() throws {
         try withRedis { fixture in
             let store = fixture.store()
