@@ -23,7 +23,8 @@ end
 
 local counter = 0
 local templates = {
-  ["unknown-command"] = '{"update_id":%d,"message":{"message_id":%d,"from":{"id":%d,"is_bot":false,"first_name":"Load"},"chat":{"id":%d,"type":"private"},"date":1700000000,"text":"/loadtest_unknown","entities":[{"type":"bot_command","offset":0,"length":17}]}}',
+  -- A private-chat message as Telegram sends one: names, username, language, a bot_command entity.
+  ["unknown-command"] = '{"update_id":%d,"message":{"message_id":%d,"from":{"id":%d,"is_bot":false,"first_name":"Load","last_name":"Tester","username":"load_tester","language_code":"en"},"chat":{"id":%d,"first_name":"Load","last_name":"Tester","username":"load_tester","type":"private"},"date":1700000000,"text":"/nosuchcommand hello there","entities":[{"type":"bot_command","offset":0,"length":14}]}}',
   ["start"] = '{"update_id":%d,"message":{"message_id":%d,"from":{"id":%d,"is_bot":false,"first_name":"Load"},"chat":{"id":%d,"type":"private"},"date":1700000000,"text":"/start","entities":[{"type":"bot_command","offset":0,"length":6}]}}',
   ["text"] = '{"update_id":%d,"message":{"message_id":%d,"from":{"id":%d,"is_bot":false,"first_name":"Load"},"chat":{"id":%d,"type":"private"},"date":1700000000,"text":"hello from the load test"}}',
   -- The conversation stand-in answers "two actions" with two messages: one Bot API call, one webhook reply.
