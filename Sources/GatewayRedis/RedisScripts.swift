@@ -18,21 +18,20 @@ import GatewayCore
 ///   while it is not empty the webhook path hands the user's updates over instead of
 ///   overtaking them.
 /// - `{tg:ID}:outbox`: Bot API calls waiting to be sent, in order (``PendingSend``).
-/// - `{tg:ID}:sent`: the sending window of the user's private chat (its send times,
-///   reservations included, ascending in one string); a group's is `{tgc:ID}:sent`, the bot's
-///   `{tgout}:sent`.
+/// - `{tg:ID}:out`: the sending window of the user's private chat (a sorted set of send
+///   times, reservations included); a group's is `{tgc:ID}:out`, the bot's `{tgout}:bot`.
 public enum RedisScripts {
     /// Long callback data behind a button's token: its own key (any responder resolves it,
     /// whoever presses the button), living as long as a session.
     public static func callbackDataKey(_ token: String) -> String { "tgcb:{\(token)}" }
 
     /// The bot-wide budget of Bot API sends: one key for the whole bot.
-    public static let botWindowKey = "{tgout}:sent"
+    public static let botWindowKey = "{tgout}:bot"
     /// Set for a 429's `retry_after`: no Bot API send of the pool goes out before it expires.
     public static let botPauseKey = "{tgout}:pause"
 
     /// The sending window of `chatID`, with the subject that owns it.
-    public static func windowKey(of chatID: Int64) -> String { StateSubject.windowOwner(of: chatID).hashTag + ":sent" }
+    public static func windowKey(of chatID: Int64) -> String { StateSubject.windowOwner(of: chatID).hashTag + ":out" }
 
     /// Redis's clock in milliseconds, shared by the scripts: every responder on every host
     /// agrees on it. Read once per call of a script (a script runs at one instant).
@@ -85,32 +84,29 @@ public enum RedisScripts {
 
             """#
 
-    /// Sending windows: the send times of the last span, reservations included, ascending, in
-    /// one string (`T1 T2 …`, Redis ms) kept until its last reservation has left the window.
-    /// `earliest(key, limit, span, now)` is when the next message may go, with the window's
-    /// times; `reserve(key, at, span, times)` records one at `at` (one write). `admit(…)` takes a
-    /// webhook reply's slot now when nothing waits in the outbox before it, and otherwise
-    /// appends the reply to the outbox.
+    /// Sliding windows of send times in a sorted set, future reservations included:
+    /// `earliest(key, limit, span, now)` is when the next message may go (and how many sends the
+    /// window holds); `reserve` records one at `at`, keeping the key until its last reservation
+    /// has left the window (given the count `earliest` just found: 0 is a new key). `admit(…)`
+    /// takes a webhook reply's slot now when nothing waits in the outbox before it, and
+    /// otherwise appends the reply to the outbox.
     static let windows = #"""
         local function earliest(key, limit, span, now)
-          local times = {}
-          local sent = redis.call('GET', key)
-          if sent then
-            for time in string.gmatch(sent, '%d+') do
-              local value = tonumber(time)
-              if value > now - span then times[#times + 1] = value end
-            end
-          end
-          local count = #times
-          if count < limit then return now, times end
-          return math.max(now, times[count - limit + 1] + span), times
+          redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span)
+          local count = redis.call('ZCARD', key)
+          if count < limit then return now, count end
+          local entry = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+          return math.max(now, tonumber(entry[2]) + span), count
         end
 
-        local function reserve(key, at, span, times)
-          local index = #times
-          while index >= 1 and times[index] > at do index = index - 1 end
-          table.insert(times, index + 1, at)
-          redis.call('SET', key, table.concat(times, ' '), 'PXAT', times[#times] + span + 1000)
+        local function reserve(key, at, span, member, count)
+          redis.call('ZADD', key, at, member)
+          -- Every window key is made here, with an expiry that only moves later.
+          if count == 0 then
+            redis.call('PEXPIREAT', key, at + span + 1000)
+          else
+            redis.call('PEXPIREAT', key, at + span + 1000, 'GT')
+          end
         end
 
         local function keep(outbox, queued, item, ttl)
@@ -120,12 +116,12 @@ public enum RedisScripts {
           redis.call('EXPIRE', queued, ttl)
         end
 
-        local function admit(outbox, queued, window, reply, limit, span, ttl)
+        local function admit(outbox, queued, window, reply, limit, span, member, ttl)
           if redis.call('LLEN', outbox) == 0 then
             local now = now_ms()
-            local at, times = earliest(window, limit, span, now)
+            local at, count = earliest(window, limit, span, now)
             if at == now then
-              reserve(window, now, span, times)
+              reserve(window, now, span, member, count)
               return 'now'
             end
           end
@@ -138,7 +134,7 @@ public enum RedisScripts {
     /// KEYS: update mark, rate bucket, session, user lease, queued, outbox, the reply's window.
     /// ARGV: token, lease ms, dedupe TTL s, capacity, window ms, session TTL s, needs session
     /// (1/0), new internal id, origin (`s` webhook, `w` worker), replay id or '', update id,
-    /// reply or '', reply window limit, reply window ms.
+    /// reply or '', reply window limit, reply window ms, reply member.
     /// Returns `{"duplicate", outbox}`, `{"in_progress", pttl}`, `{"limited", warn}`,
     /// `{"deferred"}`, `{"busy", pttl}`, `{"done", reply admission, outbox}` (nothing to
     /// claim) or `{"claimed", internal id, state or false, created, outbox, needs index}`
@@ -186,7 +182,7 @@ public enum RedisScripts {
               if worker then redis.call('SREM', KEYS[5], ARGV[11]) end
               local admitted = 'none'
               if ARGV[12] ~= '' then
-                admitted = admit(KEYS[6], KEYS[5], KEYS[7], ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[14]), ARGV[3])
+                admitted = admit(KEYS[6], KEYS[5], KEYS[7], ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[14]), ARGV[15], ARGV[3])
               end
               -- Admitted now, the reply found the outbox empty and left it so.
               if admitted == 'now' then return {'done', admitted, 0} end
@@ -211,7 +207,7 @@ public enum RedisScripts {
     /// KEYS: update mark, session, user lease, queued, outbox, the reply's window.
     /// ARGV: token ('' when nothing was claimed), dedupe TTL s, session TTL s, state action
     /// (keep/set/clear), state JSON, internal id ('' keeps it), replay id or '', update id,
-    /// reply or '', reply window limit, reply window ms, indexed ('1': the
+    /// reply or '', reply window limit, reply window ms, reply member, indexed ('1': the
     /// internal id's record was written now), then the tail's calls.
     /// With a token: marks the update done, writes the state it was given whoever holds the
     /// lease now (it is never lost), and releases the lease if it is still the token's. Then
@@ -233,20 +229,20 @@ public enum RedisScripts {
                 redis.call('HDEL', KEYS[2], 'state')
               end
               if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'id', ARGV[6]) end
-              if ARGV[12] == '1' then redis.call('HSET', KEYS[2], 'ix', now_ms()) end
+              if ARGV[13] == '1' then redis.call('HSET', KEYS[2], 'ix', now_ms()) end
               if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
             end
             redis.call('SREM', KEYS[4], ARGV[8])
             local admitted = 'none'
             if ARGV[9] ~= '' then
-              admitted = admit(KEYS[5], KEYS[4], KEYS[6], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[2])
+              admitted = admit(KEYS[5], KEYS[4], KEYS[6], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12], ARGV[2])
             end
-            for i = 13, #ARGV do keep(KEYS[5], KEYS[4], ARGV[i], ARGV[2]) end
+            for i = 14, #ARGV do keep(KEYS[5], KEYS[4], ARGV[i], ARGV[2]) end
             return {admitted, redis.call('LLEN', KEYS[5]), ours}
             """#)
 
     /// KEYS: a window (a chat's, or the bot's), optionally the bot's pause (same slot).
-    /// ARGV: limit, window ms, longest wait ms, shortest wait ms (the bot's
+    /// ARGV: limit, window ms, longest wait ms, a unique member, shortest wait ms (the bot's
     /// budget after the chat's slot), spacing ms (the bot's: its sends spread evenly, never
     /// closer than this to the latest reservation; 0 lets a window's sends go together).
     /// Returns the milliseconds to wait, having reserved the slot, or -1 when the wait would be
@@ -256,16 +252,19 @@ public enum RedisScripts {
         source: clock + windows + #"""
             local now = now_ms()
             local span = tonumber(ARGV[2])
-            local soonest, times = earliest(KEYS[1], tonumber(ARGV[1]), span, now)
-            local at = math.max(now + tonumber(ARGV[4]), soonest)
-            local spacing = tonumber(ARGV[5])
-            if spacing > 0 and #times > 0 then at = math.max(at, times[#times] + spacing) end
+            local soonest, count = earliest(KEYS[1], tonumber(ARGV[1]), span, now)
+            local at = math.max(now + tonumber(ARGV[5]), soonest)
+            local spacing = tonumber(ARGV[6])
+            if spacing > 0 then
+              local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+              if last[2] then at = math.max(at, tonumber(last[2]) + spacing) end
+            end
             if KEYS[2] then
               local paused = redis.call('PTTL', KEYS[2])
               if paused > 0 then at = math.max(at, now + paused) end
             end
             if at - now > tonumber(ARGV[3]) then return -1 end
-            reserve(KEYS[1], at, span, times)
+            reserve(KEYS[1], at, span, ARGV[4], count)
             return at - now
             """#)
 
@@ -279,7 +278,7 @@ public enum RedisScripts {
 
     /// KEYS: outbox, queued, the subject's own chat window. ARGV: the call done with ('': none),
     /// the subject's own chat id, its window's limit and ms, the longest wait ms (negative:
-    /// reserve nothing).
+    /// reserve nothing), a unique member.
     /// Removes the call done with if it is still first (an empty outbox no longer holds the
     /// user's updates back), then returns `{}` (empty), `{call, "unpaced"}`, `{call,
     /// "elsewhere"}` (its chat's window is another subject's), `{call, "reserved", wait ms}` or
@@ -300,9 +299,9 @@ public enum RedisScripts {
             if longest < 0 then return {first, 'later', 0} end
             local now = now_ms()
             local span = tonumber(ARGV[4])
-            local at, times = earliest(KEYS[3], tonumber(ARGV[3]), span, now)
+            local at, count = earliest(KEYS[3], tonumber(ARGV[3]), span, now)
             if at - now > longest then return {first, 'later', at - now} end
-            reserve(KEYS[3], at, span, times)
+            reserve(KEYS[3], at, span, ARGV[6], count)
             return {first, 'reserved', at - now}
             """#)
 
@@ -333,7 +332,7 @@ public struct StateSubjectKeys: Sendable, Equatable {
         lease = "\(tag):lease"
         queued = "\(tag):queued"
         outbox = "\(tag):outbox"
-        window = "\(tag):sent"
+        window = "\(tag):out"
     }
 }
 

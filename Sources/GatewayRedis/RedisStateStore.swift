@@ -13,6 +13,9 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
     let policy: StatePolicy
     private let warnings: DependencyWarnings
     private let logger: Logger
+    /// Window members: unique per store by a counter, across stores by the random prefix.
+    private var members = 0
+    private let memberPrefix: String
     /// The begin script's arguments that come from the policy, formatted once.
     private let policyArguments: (lease: [UInt8], dedupe: [UInt8], capacity: [UInt8], window: [UInt8], session: [UInt8])
 
@@ -24,6 +27,8 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         self.policy = policy
         self.warnings = warnings
         self.logger = logger
+        var generator = SystemRandomNumberGenerator()
+        memberPrefix = String(generator.next() as UInt64, radix: 36) + "-\(getpid())-"
         policyArguments = (
             Self.bytes(policy.leaseMilliseconds), Self.bytes(policy.dedupeTTLSeconds), Self.bytes(policy.rateLimitRequests),
             Self.bytes(policy.rateLimitWindowMilliseconds), Self.bytes(policy.sessionTTLSeconds)
@@ -38,6 +43,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
             policyArguments.session, request.needsSession ? [0x31] : [0x30], Array(request.newInternalUserID.utf8),
             request.origin == .webhook ? [0x73] : [0x77], Array((request.replay ?? "").utf8), Self.bytes(request.updateID),
             request.reply?.encoded ?? [], Self.bytes(window?.messages ?? 0), Self.bytes(window?.milliseconds ?? 0),
+            request.reply == nil ? [] : nextMember(),
         ]
         let reply = try evaluate(
             RedisScripts.begin, keys: [keys.update, keys.rate, keys.session, keys.lease, keys.queued, keys.outbox, keys.window],
@@ -64,7 +70,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
                 Array((completion.claim?.token ?? "").utf8), policyArguments.dedupe, policyArguments.session, Array(action.utf8), Array(json.utf8),
                 Array((completion.internalUserID ?? "").utf8), Array((completion.replay ?? "").utf8), Self.bytes(completion.updateID),
                 completion.reply?.encoded ?? [], Self.bytes(window?.messages ?? 0), Self.bytes(window?.milliseconds ?? 0),
-                completion.indexed ? [0x31] : [],
+                completion.reply == nil ? [] : nextMember(), completion.indexed ? [0x31] : [],
             ] + completion.tail.map(\.encoded)
         let reply = try evaluate(
             RedisScripts.finish, keys: [keys.update, keys.session, keys.lease, keys.queued, keys.outbox, keys.window], arguments: arguments,
@@ -77,9 +83,10 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
 
     public func reserve(chatID: Int64, throughBotAPI: Bool, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? {
         let (limit, span) = policy.outgoing.window(of: chatID)
+        let member = nextMember()
         do {
             let chatWait = try reserve(
-                [RedisScripts.windowKey(of: chatID)], limit: limit, span: span, maxWait: maxWaitMilliseconds, after: 0,
+                [RedisScripts.windowKey(of: chatID)], limit: limit, span: span, maxWait: maxWaitMilliseconds, member: member, after: 0,
                 spacing: 0, deadline: deadline)
             guard let chatWait, throughBotAPI else { return chatWait }
             // The bot-wide budget (without one, only a 429's pause), no earlier than the chat's
@@ -96,7 +103,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         do {
             return try reserve(
                 [RedisScripts.botWindowKey, RedisScripts.botPauseKey], limit: budget, span: OutgoingLimits.botWindowMilliseconds,
-                maxWait: maxWaitMilliseconds, after: afterMilliseconds,
+                maxWait: maxWaitMilliseconds, member: nextMember(), after: afterMilliseconds,
                 spacing: maxWaitMilliseconds > 0 ? policy.outgoing.botSpacingMilliseconds : 0,
                 deadline: deadline)
         } catch {
@@ -116,11 +123,11 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
     }
 
     private func reserve(
-        _ keys: [String], limit: Int, span: Int64, maxWait: Int64, after: Int64, spacing: Int64, deadline: Deadline
+        _ keys: [String], limit: Int, span: Int64, maxWait: Int64, member: [UInt8], after: Int64, spacing: Int64, deadline: Deadline
     ) throws(StateStoreError) -> Int64? {
         let reply = try evaluate(
             RedisScripts.reserve, keys: keys,
-            arguments: [Self.bytes(limit), Self.bytes(span), Self.bytes(max(0, maxWait)), Self.bytes(after), Self.bytes(spacing)],
+            arguments: [Self.bytes(limit), Self.bytes(span), Self.bytes(max(0, maxWait)), member, Self.bytes(after), Self.bytes(spacing)],
             deadline: deadline)
         guard case .integer(let wait) = reply else { throw failed(.unexpectedReply) }
         return wait >= 0 ? wait : nil
@@ -134,7 +141,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         let reply = try evaluate(
             RedisScripts.advanceOutbox, keys: [keys.outbox, keys.queued, keys.window],
             arguments: [
-                done ?? [], Self.bytes(subject.ownChatID), Self.bytes(limit), Self.bytes(span), Self.bytes(maxWaitMilliseconds),
+                done ?? [], Self.bytes(subject.ownChatID), Self.bytes(limit), Self.bytes(span), Self.bytes(maxWaitMilliseconds), nextMember(),
             ], deadline: deadline)
         guard case .array(let items) = reply else { throw failed(.unexpectedReply) }
         guard case .string(let bytes)? = items.first else { return .empty }
@@ -241,6 +248,11 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
     private func failed(_ error: StateStoreError, detail: String? = nil) -> StateStoreError {
         warnings.failed("redis", error: detail.map { "\(error.shortDescription): \($0)" } ?? error.shortDescription, logger: logger)
         return error
+    }
+
+    private func nextMember() -> [UInt8] {
+        members &+= 1
+        return Array((memberPrefix + String(members)).utf8)
     }
 
     static func bytes(_ value: some BinaryInteger) -> [UInt8] { Array(String(value).utf8) }
