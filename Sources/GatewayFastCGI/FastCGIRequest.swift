@@ -14,8 +14,7 @@ final class FastCGIRequest {
 
     init(listenFD: Int32) {
         request = .allocate(capacity: 1)
-        // FCGI_FAIL_ACCEPT_ON_INTR: a signal wakes a thread blocked in accept, so shutdown can stop it.
-        FCGX_InitRequest(request, listenFD, FCGI_FAIL_ACCEPT_ON_INTR)
+        FCGX_InitRequest(request, listenFD, 0)
     }
 
     deinit {
@@ -23,9 +22,14 @@ final class FastCGIRequest {
         request.deallocate()
     }
 
-    /// Waits for the next request. `false` on an error or an interrupting signal.
-    func accept() -> Bool {
-        FCGX_Accept_r(request) >= 0
+    enum Accepted { case request, none, failed }
+
+    /// Takes the next request from the non-blocking listening socket: `.none` when there was
+    /// none to take (another process took it, or a connection closed before its first records).
+    func accept() -> Accepted {
+        let result = FCGX_Accept_r(request)
+        if result >= 0 { return .request }
+        return result == -EAGAIN || result == -EWOULDBLOCK || result == -EINTR ? .none : .failed
     }
 
     /// Ends the request: flushes the output and releases its buffers and connection.

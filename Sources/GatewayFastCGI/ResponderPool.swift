@@ -13,6 +13,12 @@ import Glibc
 ///
 /// SIGTERM, SIGINT or SIGQUIT stop it gracefully: no new requests are accepted, requests in
 /// progress finish (up to `shutdownTimeout`), then `run()` returns.
+///
+/// No signal ever reaches a worker: the listening socket is non-blocking and one worker at a
+/// time waits for it with `poll`, beside a pipe that wakes it for shutdown; it then accepts
+/// (libfcgi answers EAGAIN when another process took the connection). A signal that interrupted
+/// libfcgi while it read a just-accepted connection's first records made it close that
+/// connection unanswered: nginx answered 502 to a request during a reload or a recycle.
 public final class ResponderPool: Sendable {
     public struct Settings: Sendable {
         public var listenFD: Int32
@@ -45,7 +51,7 @@ public final class ResponderPool: Sendable {
         }
     }
 
-    /// Where a worker is, so shutdown wakes only workers blocked in accept, never one mid-request.
+    /// Where a worker is: the status page's busy threads, and shutdown's wait for them.
     private final class Worker: Sendable {
         static let starting = 0, accepting = 1, busy = 2, exited = 3
         let phase = Atomic<Int>(Worker.starting)
@@ -68,6 +74,11 @@ public final class ResponderPool: Sendable {
     private let onTick: (@Sendable (_ busyThreads: Int, _ served: Int) -> Void)?
     private let stopping = Atomic<Bool>(false)
     private let handled = Atomic<Int>(0)
+    /// The one worker waiting for a connection holds it (the others wait for it, not on the
+    /// socket): a connection wakes one thread of the process, not all of them.
+    private let acceptor = Mutex(())
+    /// Readable once the process stops: wakes the worker waiting for a connection.
+    private let wakeUp: (read: Int32, write: Int32)
 
     public init(
         settings: Settings, processor: UpdateProcessor, makeDependencies: @escaping @Sendable () -> ThreadDependencies,
@@ -83,6 +94,19 @@ public final class ResponderPool: Sendable {
         self.makeDependencies = makeDependencies
         self.logger = logger
         self.clock = clock
+        var ends: [Int32] = [-1, -1]
+        if pipe(&ends) == 0 {
+            for end in ends {
+                _ = fcntl(end, F_SETFD, FD_CLOEXEC)
+                _ = fcntl(end, F_SETFL, O_NONBLOCK)
+            }
+        }
+        wakeUp = (ends[0], ends[1])
+    }
+
+    deinit {
+        close(wakeUp.read)
+        close(wakeUp.write)
     }
 
     /// Serves until a stop signal, then drains. Throws when fd `listenFD` is no listening socket.
@@ -93,12 +117,9 @@ public final class ResponderPool: Sendable {
         // workers with them blocked).
         var stopSignals = WorkerThread.stopSignals
         pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
-        // A launcher may hand over a blocked SIGUSR1 (the mask survives exec); the wake-up needs it.
-        var wakeUp = sigset_t()
-        sigemptyset(&wakeUp)
-        sigaddset(&wakeUp, SIGUSR1)
-        pthread_sigmask(SIG_UNBLOCK, &wakeUp, nil)
-        Self.installWakeUpHandler()
+        guard wakeUp.read >= 0 else { throw .libraryInit() }
+        // Shared with every process of the pool (one open socket): all of them wait with poll.
+        _ = fcntl(settings.listenFD, F_SETFL, fcntl(settings.listenFD, F_GETFL) | O_NONBLOCK)
         guard FCGX_Init() == 0 else { throw .libraryInit() }
 
         let workers = (0..<settings.threads).map { _ in Worker() }
@@ -112,19 +133,10 @@ public final class ResponderPool: Sendable {
         logger.info("responder stopping", metadata: [LogKey.reason: "\(reason)", LogKey.pid: .stringConvertible(getpid())])
         stopping.store(true, ordering: .sequentiallyConsistent)
         FCGX_ShutdownPending()
+        _ = write(wakeUp.write, "x", 1)
 
         let deadline = clock() + UInt64(settings.shutdownTimeoutSeconds * 1e9)
-        while clock() < deadline {
-            var running = 0
-            for (worker, thread) in zip(workers, threads) {
-                switch worker.phase.load(ordering: .sequentiallyConsistent) {
-                case Worker.exited: continue
-                case Worker.accepting, Worker.starting: pthread_kill(thread.id, SIGUSR1)
-                default: break
-                }
-                running += 1
-            }
-            if running == 0 { break }
+        while clock() < deadline, workers.contains(where: { $0.phase.load(ordering: .sequentiallyConsistent) != Worker.exited }) {
             usleep(20_000)
         }
         // Join the workers that finished; one still inside a request past the timeout is left
@@ -174,9 +186,13 @@ public final class ResponderPool: Sendable {
         var failures = 0
         while !stopping.load(ordering: .sequentiallyConsistent) {
             worker.phase.store(Worker.accepting, ordering: .sequentiallyConsistent)
-            guard request.accept() else {
-                // Woken for shutdown, or a failed accept: back off a little so a broken socket
-                // cannot spin the CPU.
+            switch acceptor.withLock({ _ in nextConnection(request) }) {
+            case .request:
+                break
+            case .none:
+                continue
+            case .failed:
+                // A broken socket: back off a little so it cannot spin the CPU.
                 failures += 1
                 if !stopping.load(ordering: .sequentiallyConsistent) { usleep(UInt32(min(failures, 100)) * 1000) }
                 continue
@@ -189,6 +205,15 @@ public final class ResponderPool: Sendable {
             handled.add(1, ordering: .relaxed)
         }
         worker.phase.store(Worker.exited, ordering: .sequentiallyConsistent)
+    }
+
+    /// Waits for a connection (or the wake-up) and takes it; the caller holds `acceptor`.
+    private func nextConnection(_ request: FastCGIRequest) -> FastCGIRequest.Accepted {
+        var waiting = [
+            pollfd(fd: settings.listenFD, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeUp.read, events: Int16(POLLIN), revents: 0),
+        ]
+        guard !stopping.load(ordering: .sequentiallyConsistent), poll(&waiting, 2, -1) > 0, waiting[1].revents == 0 else { return .none }
+        return request.accept()
     }
 
     private func respond(to request: FastCGIRequest, with dependencies: ThreadDependencies) {
@@ -223,16 +248,6 @@ public final class ResponderPool: Sendable {
         var accepting: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &length) == 0 && accepting == 1
-    }
-
-    /// SIGUSR1 interrupts `accept` (no SA_RESTART) and does nothing else. Installed before
-    /// `FCGX_Init`, which then leaves it in place (libfcgi only replaces a default handler).
-    private static func installWakeUpHandler() {
-        var action = sigaction()
-        action.__sigaction_handler.sa_handler = { _ in }
-        sigemptyset(&action.sa_mask)
-        action.sa_flags = 0
-        sigaction(SIGUSR1, &action, nil)
     }
 }
 

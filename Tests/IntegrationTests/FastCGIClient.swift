@@ -15,6 +15,16 @@ enum FastCGIClient {
     static func request(socketPath: String, parameters: [(String, String)], body: [UInt8]) throws -> Response {
         let fd = try connect(socketPath)
         defer { close(fd) }
+        return try request(on: fd, parameters: parameters, body: body)
+    }
+
+    /// Connects and sends nothing yet: a connection the responder takes and then waits on.
+    static func open(socketPath: String) throws -> Int32 {
+        try connect(socketPath)
+    }
+
+    /// Sends a request on a connection from `open` and reads its answer.
+    static func request(on fd: Int32, parameters: [(String, String)], body: [UInt8]) throws -> Response {
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         try writeAll(fd, head(parameters) + records(type: 5, body) + record(type: 5, []))
@@ -101,7 +111,8 @@ enum FastCGIClient {
     private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            // MSG_NOSIGNAL: a connection the responder closed is an error here, not a SIGPIPE.
+            let written = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             guard written > 0 else { throw StackError("FastCGI write failed") }
             offset += written
         }

@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The responder checks for itself what nginx checks: the socket may be reached without nginx.
 @Suite(.serialized) struct ResponderWithoutNginxTests {
     static func parameters(method: String = "POST", secret: String?, length: Int?) -> [(String, String)] {
@@ -38,6 +42,25 @@ import Testing
             #expect(short.status == 503, "not acknowledged as malformed")
             #expect(stack.gatewayLog.contains(#""outcome":"incomplete_body""#))
             #expect(!stack.gatewayLog.contains(#""outcome":"malformed""#))
+        }
+    }
+
+    @Test func aConnectionTakenAsTheResponderStopsIsStillAnswered() throws {
+        // A responder told to stop while it waits for the first records of a connection it has
+        // taken must answer it: a signal to wake it made libfcgi close such a connection
+        // unanswered (nginx: 502), which a reload or a recycle under load met now and then.
+        try withStack(processes: 1, threads: 1) { stack in
+            let responder = try #require(stack.poolPIDs.first)
+            let body = Array(WebhookThroughNginxTests.update(6, text: "/nope").utf8)
+            let fd = try FastCGIClient.open(socketPath: stack.socketPath)
+            defer { close(fd) }
+            usleep(300_000)  // the responder's one thread takes the connection and waits for its records
+            kill(responder, SIGTERM)
+            usleep(300_000)
+            let answer = try FastCGIClient.request(
+                on: fd, parameters: Self.parameters(secret: LocalStack.secret, length: body.count), body: body)
+            #expect(answer.status == 200)
+            try waitUntil("the responder stops") { kill(responder, 0) != 0 }
         }
     }
 
