@@ -14,9 +14,9 @@ import Glibc
 /// SIGTERM, SIGINT or SIGQUIT stop it gracefully: no new requests are accepted, requests in
 /// progress finish (up to `shutdownTimeout`), then `run()` returns.
 ///
-/// No signal ever reaches a worker: the listening socket is non-blocking and one worker at a
-/// time waits for it with `poll`, beside a pipe that wakes it for shutdown; it then accepts
-/// (libfcgi answers EAGAIN when another process took the connection). A signal that interrupted
+/// No signal ever reaches a worker: the listening socket is non-blocking and idle workers wait
+/// for it with `poll`, beside a pipe that wakes them for shutdown; each then tries to accept
+/// (libfcgi answers EAGAIN when another thread or process took the connection). A signal that interrupted
 /// libfcgi while it read a just-accepted connection's first records made it close that
 /// connection unanswered: nginx answered 502 to a request during a reload or a recycle.
 public final class ResponderPool: Sendable {
@@ -74,9 +74,6 @@ public final class ResponderPool: Sendable {
     private let onTick: (@Sendable (_ busyThreads: Int, _ served: Int) -> Void)?
     private let stopping = Atomic<Bool>(false)
     private let handled = Atomic<Int>(0)
-    /// The one worker waiting for a connection holds it (the others wait for it, not on the
-    /// socket): a connection wakes one thread of the process, not all of them.
-    private let acceptor = Mutex(())
     /// Readable once the process stops: wakes the worker waiting for a connection.
     private let wakeUp: (read: Int32, write: Int32)
 
@@ -186,7 +183,7 @@ public final class ResponderPool: Sendable {
         var failures = 0
         while !stopping.load(ordering: .sequentiallyConsistent) {
             worker.phase.store(Worker.accepting, ordering: .sequentiallyConsistent)
-            switch acceptor.withLock({ _ in nextConnection(request) }) {
+            switch nextConnection(request) {
             case .request:
                 break
             case .none:
@@ -207,7 +204,9 @@ public final class ResponderPool: Sendable {
         worker.phase.store(Worker.exited, ordering: .sequentiallyConsistent)
     }
 
-    /// Waits for a connection (or the wake-up) and takes it; the caller holds `acceptor`.
+    /// Waits for a connection (or the wake-up) and tries to take it. Every idle worker wakes for
+    /// a connection and one takes it; no lock is held while libfcgi reads the connection's
+    /// first records, so a slow client never keeps the other workers from accepting.
     private func nextConnection(_ request: FastCGIRequest) -> FastCGIRequest.Accepted {
         var waiting = [
             pollfd(fd: settings.listenFD, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeUp.read, events: Int16(POLLIN), revents: 0),
