@@ -18,23 +18,22 @@ public struct ReferenceUpdateDecoder: Sendable {
         }
     }
 
-    /// The names of the body's top-level fields, as JSONDecoder reads them; nil when it cannot.
-    public static func fieldNames(_ body: [UInt8]) -> Set<String>? {
-        (try? JSONDecoder().decode(FieldNames.self, from: Data(body)))?.names
+    /// Whether the byte decoder's answer must equal this one's. Not for a body with several
+    /// fields besides `update_id` (never one from Telegram): JSONDecoder's field order is a hash
+    /// order, so the type it picks is arbitrary. Not for UTF-16 or UTF-32 (a byte order mark,
+    /// or a NUL among the first bytes), which JSONDecoder transcodes: JSON between systems is
+    /// UTF-8 (RFC 8259), all the byte decoder reads.
+    public static func compares(_ body: [UInt8]) -> Bool {
+        if body.prefix(4).contains(0) || body.starts(with: [0xFE, 0xFF]) || body.starts(with: [0xFF, 0xFE]) { return false }
+        guard let names = try? JSONDecoder().decode(FieldNames.self, from: Data(body)).names else { return true }
+        return names.subtracting(["update_id"]).count <= 1
     }
 
     private struct FieldNames: Decodable {
         let names: Set<String>
 
-        private struct Key: CodingKey {
-            let stringValue: String
-            init(stringValue: String) { self.stringValue = stringValue }
-            var intValue: Int? { nil }
-            init?(intValue: Int) { nil }
-        }
-
         init(from decoder: any Decoder) throws {
-            names = Set(try decoder.container(keyedBy: Key.self).allKeys.map(\.stringValue))
+            names = Set(try decoder.container(keyedBy: FieldKey.self).allKeys.map(\.stringValue))
         }
     }
 
@@ -56,16 +55,17 @@ public struct ReferenceUpdateDecoder: Sendable {
     }
 }
 
+/// A field of any name.
+private struct FieldKey: CodingKey {
+    let stringValue: String
+    init(stringValue: String) { self.stringValue = stringValue }
+    var intValue: Int? { nil }
+    init?(intValue: Int) { nil }
+    static let updateID = FieldKey(stringValue: "update_id")
+}
+
 private struct ReferenceUpdate: Decodable {
     let update: Update
-
-    private struct Key: CodingKey {
-        let stringValue: String
-        init(stringValue: String) { self.stringValue = stringValue }
-        var intValue: Int? { nil }
-        init?(intValue: Int) { nil }
-        static let updateID = Key(stringValue: "update_id")
-    }
 
     /// The parties of update types the gateway does not route: each names its user `from` or
     /// `user` and most carry a `chat`. Undecodable parts count as absent.
@@ -85,11 +85,11 @@ private struct ReferenceUpdate: Decodable {
     }
 
     init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: Key.self)
-        let id = try c.decode(Int64.self, forKey: .updateID)
+        let c = try decoder.container(keyedBy: FieldKey.self)
+        let id = try c.decode(Int64.self, forKey: FieldKey.updateID)
         // The key order of a Foundation container is not the document's: compare updates with
         // one type field only.
-        guard let key = c.allKeys.first(where: { $0.stringValue != Key.updateID.stringValue }) else {
+        guard let key = c.allKeys.first(where: { $0.stringValue != FieldKey.updateID.stringValue }) else {
             update = Update(id: id, type: UpdateType(""), content: .other(user: nil, chat: nil))
             return
         }

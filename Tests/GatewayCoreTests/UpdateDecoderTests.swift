@@ -243,11 +243,8 @@ import Testing
             }
             let result = decoder.decode(bytes)
             if case .success = result { decoded += 1 }
-            // The same answer as Foundation's JSONDecoder (whose field order is not the
-            // document's: only bodies with one field besides update_id compare).
-            if (ReferenceUpdateDecoder.fieldNames(bytes)?.subtracting(["update_id"]).count ?? 0) <= 1, !bytes.prefix(4).contains(0),
-                !bytes.starts(with: [0xFE, 0xFF]), !bytes.starts(with: [0xFF, 0xFE])
-            {
+            // The same answer as Foundation's JSONDecoder, where the two compare.
+            if ReferenceUpdateDecoder.compares(bytes) {
                 #expect(result == ReferenceUpdateDecoder().decode(bytes), "round \(round)")
             }
         }
