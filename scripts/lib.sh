@@ -12,8 +12,9 @@ GATEWAY_PACKAGES=(
 )
 
 # Only the tests need these: the deployment-file checks parse docker/compose.yaml and verify
-# the systemd units.
-TEST_PACKAGES=(python3-yaml systemd)
+# the systemd units; promtool (prometheus) checks the metrics and alert rules; logrotate runs
+# the shipped rotation file.
+TEST_PACKAGES=(python3-yaml systemd prometheus logrotate)
 
 # Installs whichever of the packages is missing: `apt-get update` once, then one install.
 ensure_packages() {
@@ -26,8 +27,32 @@ ensure_packages() {
     local sudo=()
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    # Package scripts must not start system services (nginx on port 80, redis on 6379).
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Package scripts must not start system services we did not ask for (nginx on port 80,
+    # redis on 6379, prometheus on 9090): a policy-rc.d that refuses every start while apt runs
+    # (deb-systemd-invoke and invoke-rc.d both ask it; RUNLEVEL=1 covers hosts without one), and
+    # the units the new packages enabled are disabled again. A policy-rc.d already there (as in
+    # container images) is left alone.
+    local policy=/usr/sbin/policy-rc.d placed=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# placed by telegram-gateway scripts/lib.sh during apt-get install\nexit 101\n' |
+            "${sudo[@]}" tee "$policy" >/dev/null && "${sudo[@]}" chmod 755 "$policy" && placed=1
+    fi
+    local status=0
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+    [ "$placed" -eq 1 ] && "${sudo[@]}" rm -f "$policy"
+    [ "$status" -eq 0 ] || return "$status"
+    local units=()
+    for package in "${missing[@]}"; do
+        while read -r unit; do units+=("${unit##*/}"); done < <(dpkg -L "$package" 2>/dev/null |
+            grep -E '^/(usr/)?lib/systemd/system/[^/]+\.service$' || true)
+    done
+    if [ "${#units[@]}" -gt 0 ] && command -v systemctl >/dev/null; then
+        for unit in "${units[@]}"; do
+            systemctl --quiet is-enabled "$unit" 2>/dev/null || continue
+            "${sudo[@]}" systemctl --quiet disable "$unit" >/dev/null 2>&1 || true
+            log "not enabled at boot: $unit (installed for the gateway's scripts only)"
+        done
+    fi
 }
 
 # Package lists for apt-cache (the deployment checks look packages up), fetched once if absent.
