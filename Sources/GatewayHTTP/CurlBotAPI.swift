@@ -1,3 +1,4 @@
+import CoreMetrics
 import GatewayCore
 
 #if canImport(Glibc)
@@ -23,6 +24,11 @@ public final class CurlBotAPI: BotAPI {
     }
 
     public func call(_ call: BotCall, deadline: Deadline) throws(BotAPIError) {
+        let started = clock()
+        defer {
+            Timer(label: GatewayMetric.botAPISeconds, dimensions: [("method", call.name)])
+                .recordNanoseconds(Int64(clamping: clock() &- started))
+        }
         guard let client = client ?? (try? HTTPClient()) else { throw .transport }
         self.client = client
         let own = Deadline.after(seconds: timeoutSeconds, from: clock()).capped(by: deadline)

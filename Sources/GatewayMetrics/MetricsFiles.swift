@@ -1,3 +1,4 @@
+import GatewayCore
 import GatewayRuntime
 
 #if canImport(Glibc)
@@ -94,7 +95,9 @@ public struct MetricsFiles: Sendable {
     }
 
     /// The pool's metrics in Prometheus' text format: counters and histograms summed over every
-    /// file, the retired processes' included; gauges over the files of live processes.
+    /// file, the retired processes' included; gauges over the files of live processes. Each
+    /// family once, with its `# HELP` and `# TYPE`, its series together; a histogram's buckets
+    /// in increasing `le`, then its `_sum` and `_count`.
     public func render() -> String {
         foldExited()
         var totals: [String: Double] = [:]
@@ -103,19 +106,82 @@ public struct MetricsFiles: Sendable {
             for (series, entry) in process.series {
                 if entry.kind == "gauge" && !process.isAlive { continue }
                 totals[series, default: 0] += entry.value
-                let (family, _) = PoolMetrics.split(series)
-                kinds[entry.kind == "histogram" ? Self.histogramFamily(family) : family] = entry.kind
+                kinds[Self.family(of: series, kind: entry.kind)] = entry.kind
             }
         }
+        let ordered = totals.keys.map { series -> (family: String, order: SeriesOrder, series: String) in
+            let (name, labels) = PoolMetrics.split(series)
+            let family = kinds[name] != nil ? name : Self.histogramFamily(name)
+            return (family, SeriesOrder(name: name, family: family, labels: labels), series)
+        }.sorted { ($0.family, $0.order) < ($1.family, $1.order) }
         var output = ""
-        var typed = Set<String>()
-        for series in totals.keys.sorted() {
-            let (family, _) = PoolMetrics.split(series)
-            let base = kinds[family] != nil ? family : Self.histogramFamily(family)
-            if let kind = kinds[base], typed.insert(base).inserted { output += "# TYPE \(base) \(kind)\n" }
+        var current = ""
+        for (family, _, series) in ordered {
+            if family != current {
+                current = family
+                let help = GatewayMetric.help[family] ?? "\(family) (no description)."
+                output += "# HELP \(family) \(help)\n# TYPE \(family) \(kinds[family] ?? "untyped")\n"
+            }
             output += "\(series) \(Self.format(totals[series] ?? 0))\n"
         }
         return output
+    }
+
+    /// Where a series goes within its family: by its labels other than `le`, then `_bucket`
+    /// series by their bound (`+Inf` last), `_sum`, `_count`.
+    struct SeriesOrder: Comparable {
+        var labels: String
+        var part: Int
+        var bound: Double
+
+        init(name: String, family: String, labels: String) {
+            var others: [Substring] = []
+            var bound = -Double.infinity
+            for label in Self.labels(labels) {
+                if label.hasPrefix("le=\"") {
+                    bound = Double(label.dropFirst(4).dropLast()) ?? .infinity
+                } else {
+                    others.append(label)
+                }
+            }
+            self.labels = others.joined(separator: ",")
+            self.bound = bound
+            part = name == family ? 0 : name.hasSuffix("_bucket") ? 0 : name.hasSuffix("_sum") ? 1 : 2
+        }
+
+        static func < (left: SeriesOrder, right: SeriesOrder) -> Bool {
+            (left.labels, left.part, left.bound) < (right.labels, right.part, right.bound)
+        }
+
+        /// `a="x",b="y"` split at the commas between labels (not those inside quoted values).
+        static func labels(_ text: String) -> [Substring] {
+            var result: [Substring] = []
+            var start = text.startIndex
+            var quoted = false
+            var escaped = false
+            var index = text.startIndex
+            while index < text.endIndex {
+                let character = text[index]
+                if escaped {
+                    escaped = false
+                } else if character == "\\" {
+                    escaped = true
+                } else if character == "\"" {
+                    quoted.toggle()
+                } else if character == ",", !quoted {
+                    result.append(text[start..<index])
+                    start = text.index(after: index)
+                }
+                index = text.index(after: index)
+            }
+            if start < text.endIndex { result.append(text[start...]) }
+            return result
+        }
+    }
+
+    private static func family(of series: String, kind: String) -> String {
+        let (name, _) = PoolMetrics.split(series)
+        return kind == "histogram" ? histogramFamily(name) : name
     }
 
     private static func format(_ value: Double) -> String {

@@ -1,3 +1,5 @@
+import GatewayCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -5,11 +7,11 @@ import Glibc
 /// The pool at a glance, as PHP-FPM's status page shows it: each live process with its threads,
 /// busy and idle, and the requests it accepted; totals; and the supervisor's restarts.
 public enum PoolStatus {
-    public static let threads = "telegram_gateway_threads"
-    public static let busy = "telegram_gateway_in_flight_requests"
-    public static let requests = "telegram_gateway_requests_total"
-    public static let restarts = "telegram_gateway_child_restarts_total"
-    public static let processes = "telegram_gateway_processes"
+    public static let threads = GatewayMetric.threads
+    public static let busy = GatewayMetric.busyThreads
+    public static let requests = GatewayMetric.requests
+    public static let restarts = GatewayMetric.restarts
+    public static let processes = GatewayMetric.processes
 
     /// JSON for `/telegram-gateway/status`.
     public static func render(_ files: MetricsFiles) -> String {

@@ -1,4 +1,5 @@
 import CHiredis
+import CoreMetrics
 import GatewayCore
 
 #if canImport(Glibc)
@@ -37,6 +38,9 @@ final class RedisConnection {
     private var backoffNanoseconds: UInt64 = minimumBackoff
     /// The digests of the scripts this connection loaded, by script name.
     private var digests: [String: String] = [:]
+    /// This connection's latency histograms by operation, made once each (the connection
+    /// belongs to one thread: no lock).
+    private var timers: [String: Timer] = [:]
 
     static let minimumBackoff: UInt64 = 50_000_000
     static let maximumBackoff: UInt64 = 2_000_000_000
@@ -55,7 +59,9 @@ final class RedisConnection {
     /// Sends one command and returns its reply, within the command timeout cut to what
     /// `deadline` leaves (under a millisecond left: nothing is sent). A Redis error reply is
     /// returned as `.error`; transport failures throw.
-    func command(_ arguments: [[UInt8]], deadline: Deadline = .distantFuture) throws(StateStoreError) -> RedisReply {
+    func command(_ arguments: [[UInt8]], deadline: Deadline = .distantFuture, operation: String? = nil) throws(StateStoreError) -> RedisReply {
+        let started = clock()
+        defer { timer(operation ?? arguments.first.map { String(decoding: $0, as: UTF8.self).uppercased() } ?? "?").record(since: started, clock()) }
         guard let timeout = deadline.timeout(cappedAt: settings.commandTimeoutSeconds, at: clock()) else { throw .timeout }
         let context = try connected(deadline: deadline)
         // The socket's timeout is the configured one; only a deadline closer than that costs
@@ -82,7 +88,9 @@ final class RedisConnection {
         -> RedisReply
     {
         for attempt in 0..<2 {
-            let reply = try command(Self.evalsha(try digest(of: script, deadline: deadline), keys: keys, arguments: arguments), deadline: deadline)
+            let reply = try command(
+                Self.evalsha(try digest(of: script, deadline: deadline), keys: keys, arguments: arguments), deadline: deadline, operation: script.name
+            )
             if case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), attempt == 0 {
                 digests[script.name] = nil
                 continue
@@ -101,7 +109,8 @@ final class RedisConnection {
         guard !calls.isEmpty else { return [] }
         for attempt in 0..<2 {
             let digest = try digest(of: script, deadline: deadline)
-            let replies = try pipeline(calls.map { Self.evalsha(digest, keys: $0.keys, arguments: $0.arguments) }, deadline: deadline)
+            let replies = try pipeline(
+                calls.map { Self.evalsha(digest, keys: $0.keys, arguments: $0.arguments) }, deadline: deadline, operation: script.name)
             let lost = replies.contains { if case .error(let message) = $0 { message.hasPrefix("NOSCRIPT") } else { false } }
             guard lost, attempt == 0 else { return replies }
             digests[script.name] = nil
@@ -126,7 +135,9 @@ final class RedisConnection {
 
     /// Writes every command, then reads every reply, in order: one round trip. Error replies
     /// are returned in place.
-    func pipeline(_ commands: [[[UInt8]]], deadline: Deadline) throws(StateStoreError) -> [RedisReply] {
+    func pipeline(_ commands: [[[UInt8]]], deadline: Deadline, operation: String = "pipeline") throws(StateStoreError) -> [RedisReply] {
+        let started = clock()
+        defer { timer(operation).record(since: started, clock()) }
         guard let timeout = deadline.timeout(cappedAt: settings.commandTimeoutSeconds, at: clock()) else { throw .timeout }
         let context = try connected(deadline: deadline)
         let shortened = timeout < settings.commandTimeoutSeconds
@@ -152,6 +163,13 @@ final class RedisConnection {
             freeReplyObject(reply)
         }
         return replies
+    }
+
+    private func timer(_ operation: String) -> Timer {
+        if let known = timers[operation] { return known }
+        let made = Timer(label: GatewayMetric.redisSeconds, dimensions: [("operation", operation)])
+        timers[operation] = made
+        return made
     }
 
     private func send(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) throws(StateStoreError) -> RedisReply {
@@ -244,5 +262,12 @@ final class RedisConnection {
     private static func timeval(_ seconds: Double) -> Glibc.timeval {
         let clamped = max(0.001, seconds.isFinite ? seconds : 0.001)
         return Glibc.timeval(tv_sec: Int(clamped), tv_usec: Int((clamped - Double(Int(clamped))) * 1_000_000))
+    }
+}
+
+extension Timer {
+    /// Records the time from `start` to `end` (monotonic nanoseconds; never negative).
+    func record(since start: UInt64, _ end: UInt64) {
+        recordNanoseconds(Int64(clamping: end > start ? end - start : 0))
     }
 }

@@ -63,12 +63,29 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
 
     /// Appends an entry as an operator's replay or another writer would.
     public func append(_ content: StreamEntry.Content, to partition: Int) {
-        state.withLock { state in Self.append(content, to: partition, state: &state) }
+        state.withLock { state in self.append(content, to: partition, state: &state) }
     }
 
-    private static func append(_ content: StreamEntry.Content, to partition: Int, state: inout State) {
+    /// Appends under an id that starts with the test clock's milliseconds, as Redis's do.
+    private func append(_ content: StreamEntry.Content, to partition: Int, state: inout State) {
         state.nextID += 1
-        state.partitions[partition, default: Partition()].entries.append((id: "\(state.nextID)-0", content: content))
+        state.partitions[partition, default: Partition()].entries.append((id: "\(clock.milliseconds)-\(state.nextID)", content: content))
+    }
+
+    public func backlog(deadline: Deadline) throws(StateStoreError) -> QueueBacklog {
+        let now = clock.milliseconds
+        return try state.withLock { (state: inout State) throws(StateStoreError) -> QueueBacklog in
+            if state.failing { throw .unavailable }
+            var backlog = QueueBacklog(entries: 0, oldestAgeMilliseconds: 0, deadLetters: state.deadSends.count)
+            for partition in state.partitions.values {
+                backlog.entries += partition.entries.count
+                backlog.deadLetters += partition.dead.count
+                if let first = partition.entries.first, let added = Int64(first.id.prefix { $0 != "-" }) {
+                    backlog.oldestAgeMilliseconds = max(backlog.oldestAgeMilliseconds, now - added)
+                }
+            }
+            return backlog
+        }
     }
 
     // MARK: UpdateQueue
@@ -93,7 +110,7 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
                 }
             }
             let answered = request.isCallback && request.origin == .handover
-            Self.append(.update(body: request.body, callbackAnswered: answered, replay: nil), to: partition, state: &state)
+            self.append(.update(body: request.body, callbackAnswered: answered, replay: nil), to: partition, state: &state)
             state.seen.insert(request.updateID)
             return .queued(answerCallbackNow: answered)
         }
@@ -103,7 +120,7 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
         let partition = settings.partition(of: subject)
         try state.withLock { (state: inout State) throws(StateStoreError) in
             if state.failing { throw .unavailable }
-            Self.append(.outbox(subject), to: partition, state: &state)
+            self.append(.outbox(subject), to: partition, state: &state)
         }
     }
 

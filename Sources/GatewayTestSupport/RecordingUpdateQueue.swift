@@ -51,4 +51,12 @@ public final class RecordingUpdateQueue: UpdateQueue, Sendable {
             state.deadLetters.append((send, reason))
         }
     }
+
+    /// The updates recorded as waiting; this queue keeps no dead letters and no times.
+    public func backlog(deadline: Deadline) throws(StateStoreError) -> QueueBacklog {
+        try state.withLock { (state: inout State) throws(StateStoreError) -> QueueBacklog in
+            if state.failing { throw .unavailable }
+            return QueueBacklog(entries: state.requests.count + state.scheduled.count, oldestAgeMilliseconds: 0, deadLetters: state.deadLetters.count)
+        }
+    }
 }

@@ -116,6 +116,7 @@ struct TelegramGateway: ParsableCommand {
         Gauge(label: PoolStatus.threads).record(threads ?? config.pool.threads)
         let served = Counter(label: PoolStatus.requests)
         let counted = Locked(0)
+        let circuits = services.keys.map { ($0, Gauge(label: GatewayMetric.circuitOpen, dimensions: [("service", $0.rawValue)])) }
         let admin = AdminEndpoints(
             services: Array(services.keys), breaker: gateway.breaker, renderMetrics: { files.render() },
             renderStatus: { PoolStatus.render(files) })
@@ -135,6 +136,7 @@ struct TelegramGateway: ParsableCommand {
             admin: { path, dependencies in admin.respond(to: path, dependencies: dependencies) }, outbound: gateway.outboundAPI,
             onTick: { busy, handled in
                 inFlight.record(busy)
+                for (service, gauge) in circuits { gauge.record(gateway.breaker.state(of: service) == .open ? 1 : 0) }
                 served.increment(
                     by: counted.withLock { counted in
                         defer { counted = handled }

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import GatewayCore
 import GatewayMetrics
 import Testing
 
@@ -71,6 +72,37 @@ import Glibc
         let text = files.render()
         #expect(!text.contains("in_flight"), "the pid runs, but it is not that process")
         #expect(text.contains("requests_total 3\n"))
+    }
+
+    @Test func eachFamilyIsRenderedOnceWithHelpAndTypeAndBucketsInIncreasingBound() throws {
+        let folder = FileManager.default.temporaryDirectory.appending(path: "metrics-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let files = MetricsFiles(directory: folder)
+        files.prepare()
+        let metrics = PoolMetrics()
+        for (service, nanoseconds) in [("b", Int64(3_000_000_000)), ("a", 20_000_000), ("a,\"x\"", 1)] {
+            metrics.makeTimer(label: GatewayMetric.serviceSeconds, dimensions: [("service", service)]).recordNanoseconds(nanoseconds)
+        }
+        metrics.makeCounter(label: GatewayMetric.updates, dimensions: [("outcome", "replied")]).increment(by: 1)
+        files.write(metrics.snapshot())
+        let lines = files.render().split(separator: "\n").map(String.init)
+
+        let family = GatewayMetric.serviceSeconds
+        #expect(lines.filter { $0.hasPrefix("# HELP \(family) ") } == ["# HELP \(family) \(try #require(GatewayMetric.help[family]))"])
+        #expect(lines.filter { $0.hasPrefix("# TYPE \(family) ") } == ["# TYPE \(family) histogram"])
+        #expect(lines.contains("# HELP \(GatewayMetric.updates) \(try #require(GatewayMetric.help[GatewayMetric.updates]))"))
+        // Service a's series: buckets by bound (not "10.0" before "2.5", "+Inf" last), then sum, count.
+        let seriesOfA = lines.filter { $0.contains(#"service="a""#) }.map { $0.split(separator: " ")[0] }
+        let bounds = PoolMetrics.buckets.map { "\($0)" } + ["+Inf"]
+        #expect(
+            seriesOfA == bounds.map { "\(family)_bucket{service=\"a\",le=\"\($0)\"}" } + [
+                "\(family)_sum{service=\"a\"}", "\(family)_count{service=\"a\"}",
+            ])
+        // The family's lines are together, right after its HELP and TYPE.
+        let first = try #require(lines.firstIndex { $0.hasPrefix("# HELP \(family)") })
+        let members = lines.indices.filter { lines[$0].hasPrefix(family) }
+        #expect(members == Array((first + 2)..<(first + 2 + members.count)))
+        #expect(members.count == 3 * (PoolMetrics.buckets.count + 3))
     }
 
     @Test func labelValuesAreEscaped() {

@@ -153,13 +153,15 @@ public struct UpdateProcessor: Sendable {
             : respond(to: update, route: route, body: body, dependencies: dependencies, context: &context)
         let latency = context.elapsedMilliseconds(since: head.acceptedAt)
         let slow = latency > settings.slowRequestSeconds * 1000
+        Timer(label: GatewayMetric.webhookSeconds).recordNanoseconds(Int64(latency * 1_000_000))
+        if slow { Counter(label: GatewayMetric.slowRequests).increment() }
         context.logger.log(
             level: slow ? .warning : .info, slow ? "slow request" : "update handled",
             metadata: [
                 LogKey.route: "\(route.label)", LogKey.outcome: "\(outcome.rawValue)", LogKey.latencyMilliseconds: .stringConvertible(latency),
             ])
         Self.count(outcome, update: update, route: route)
-        if context.logger[metadataKey: LogKey.degraded] != nil { Counter(label: GatewayMetric.degraded).increment() }
+        if context.logger[metadataKey: LogKey.degraded] != nil { Counter(label: GatewayMetric.failOpen).increment() }
         return response
     }
 

@@ -25,9 +25,13 @@ public struct AdminEndpoints: Sendable {
         let state = dependencies.state
         switch path {
         case Self.metricsPath:
-            let backlog = try? dependencies.outbound?.backlog(deadline: .distantFuture)
+            // Each read is bounded by the Redis command timeout.
+            let deadline = Deadline.distantFuture
+            let outbound = try? dependencies.outbound?.backlog(deadline: deadline)
+            let queue = try? dependencies.queue?.backlog(deadline: deadline)
             return WebhookResponse(
-                status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array((renderMetrics() + Self.lines(backlog)).utf8))
+                status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")],
+                body: Array((renderMetrics() + Self.lines(outbound, queue)).utf8))
         case Self.statusPath:
             return WebhookResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array(renderStatus().utf8))
         case Self.healthPath:
@@ -40,16 +44,24 @@ public struct AdminEndpoints: Sendable {
         }
     }
 
-    /// The outbound backlog, read from the store at scrape time (pool-wide: every process
-    /// reports the same figures); nothing when the store did not answer.
-    static func lines(_ backlog: OutboundBacklog?) -> String {
-        guard let backlog else { return "" }
-        let recipients = GatewayMetric.outboundBacklog
-        let age = GatewayMetric.outboundOldestAge
-        return "# HELP \(recipients) Outbound recipients not yet delivered or given up on, pool-wide.\n# TYPE \(recipients) gauge\n"
-            + "\(recipients) \(backlog.recipients)\n"
-            + "# HELP \(age) Age of the oldest unfinished outbound request, pool-wide.\n# TYPE \(age) gauge\n"
-            + "\(age) \(Double(backlog.oldestAgeMilliseconds) / 1000)\n"
+    /// The gauges read from the store at scrape time (pool-wide: every process reports the same
+    /// figures; nothing for a store that did not answer), and the build.
+    static func lines(_ outbound: OutboundBacklog?, _ queue: QueueBacklog?) -> String {
+        var gauges: [(String, String)] = []
+        if let outbound {
+            gauges.append((GatewayMetric.outboundBacklog, "\(outbound.recipients)"))
+            gauges.append((GatewayMetric.outboundOldestAge, "\(Double(outbound.oldestAgeMilliseconds) / 1000)"))
+        }
+        if let queue {
+            gauges.append((GatewayMetric.queueBacklog, "\(queue.entries)"))
+            gauges.append((GatewayMetric.queueDeadLettersKept, "\(queue.deadLetters)"))
+            gauges.append((GatewayMetric.queueOldestAge, "\(Double(queue.oldestAgeMilliseconds) / 1000)"))
+        }
+        gauges.append((GatewayMetric.buildInfo + "{version=\"\(GatewayVersion.current)\"}", "1"))
+        return gauges.sorted { $0.0 < $1.0 }.map { series, value in
+            let family = String(series.prefix { $0 != "{" })
+            return "# HELP \(family) \(GatewayMetric.help[family] ?? "")\n# TYPE \(family) gauge\n\(series) \(value)\n"
+        }.joined()
     }
 
     /// `ok` when Redis answers and every circuit is closed; `degraded` otherwise. Still 200:

@@ -74,6 +74,23 @@ public protocol UpdateQueue {
 
     /// Keeps `send`, which cannot be delivered, among the partition's dead letters with `reason`.
     func deadLetter(_ send: PendingSend, of subject: StateSubject, reason: String, attempts: Int, deadline: Deadline) throws(StateStoreError)
+
+    /// Every partition's entries waiting or in progress, the oldest one's age and the dead
+    /// letters kept, in one round trip (for the metrics, at scrape time).
+    func backlog(deadline: Deadline) throws(StateStoreError) -> QueueBacklog
+}
+
+/// The streams' backlog, all partitions together.
+public struct QueueBacklog: Sendable, Equatable {
+    public var entries: Int
+    public var oldestAgeMilliseconds: Int64
+    public var deadLetters: Int
+
+    public init(entries: Int, oldestAgeMilliseconds: Int64, deadLetters: Int) {
+        self.entries = entries
+        self.oldestAgeMilliseconds = oldestAgeMilliseconds
+        self.deadLetters = deadLetters
+    }
 }
 
 extension UpdateQueue {

@@ -32,6 +32,34 @@ public final class RedisUpdateQueue: UpdateQueue {
         return try Self.decision(reply, retryAfterSeconds: settings.retryAfterSeconds)
     }
 
+    public func backlog(deadline: Deadline) throws(StateStoreError) -> QueueBacklog {
+        var commands: [[[UInt8]]] = []
+        for partition in 0..<settings.partitions {
+            let keys = QueueKeys(partition: partition)
+            commands.append(["XLEN", keys.stream].map { Array($0.utf8) })
+            commands.append(["XRANGE", keys.stream, "-", "+", "COUNT", "1"].map { Array($0.utf8) })
+            commands.append(["XLEN", keys.dead].map { Array($0.utf8) })
+        }
+        commands.append([Array("TIME".utf8)])
+        let replies = try store.commands(commands, deadline: deadline)
+        guard replies.count == commands.count, case .array(let time) = replies[replies.count - 1], time.count == 2,
+            let seconds = time[0].text.flatMap({ Int64($0) }), let micros = time[1].text.flatMap({ Int64($0) })
+        else { throw .unexpectedReply }
+        let now = seconds * 1000 + micros / 1000
+        var backlog = QueueBacklog(entries: 0, oldestAgeMilliseconds: 0, deadLetters: 0)
+        for partition in 0..<settings.partitions {
+            if case .integer(let length) = replies[partition * 3] { backlog.entries += Int(length) }
+            if case .integer(let dead) = replies[partition * 3 + 2] { backlog.deadLetters += Int(dead) }
+            // An entry's id starts with the milliseconds it was added at.
+            if case .array(let first) = replies[partition * 3 + 1], case .array(let entry)? = first.first, let id = entry.first?.text,
+                let added = Int64(id.prefix { $0 != "-" })
+            {
+                backlog.oldestAgeMilliseconds = max(backlog.oldestAgeMilliseconds, now - added)
+            }
+        }
+        return backlog
+    }
+
     public func scheduleOutbox(of subject: StateSubject, deadline: Deadline) throws(StateStoreError) {
         let keys = QueueKeys(partition: settings.partition(of: subject))
         try expectEntry(
