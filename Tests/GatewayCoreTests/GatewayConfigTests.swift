@@ -131,6 +131,15 @@ import Testing
 }
 
 @Suite struct DotEnvTests {
+    @Test func aFileSavedWithWindowsOrOldMacLineEndsIsReadLineByLine() throws {
+        // Swift reads "\r\n" as one character: split at "\n", this was one line and A's value
+        // swallowed the rest of the file.
+        for end in ["\r\n", "\r", "\n"] {
+            let values = try DotEnv.parse(["A=1", "B=two words", "# note", "C='x'", ""].joined(separator: end))
+            #expect(values == ["A": "1", "B": "two words", "C": "x"], "line end \(Array(end.utf8))")
+        }
+    }
+
     @Test func parsesTheUsualForms() throws {
         let values = try DotEnv.parse(
             """

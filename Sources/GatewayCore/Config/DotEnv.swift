@@ -4,7 +4,7 @@ public enum DotEnv {
     public static func parse(_ contents: String) throws(ConfigError) -> [String: String] {
         var values: [String: String] = [:]
         var problems: [ConfigError.Problem] = []
-        for (offset, rawLine) in contents.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (offset, rawLine) in contents.fileLines().enumerated() {
             var line = rawLine.trimmingWhitespace()
             if line.isEmpty || line.hasPrefix("#") { continue }
             if line.hasPrefix("export ") { line = line.dropFirst("export ".count).trimmingWhitespace() }
@@ -45,5 +45,14 @@ extension StringProtocol {
         let start = firstIndex(where: { !$0.isWhitespace }) ?? endIndex
         let end = lastIndex(where: { !$0.isWhitespace }).map(index(after:)) ?? start
         return self[start..<Swift.max(start, end)]
+    }
+}
+
+extension String {
+    /// The lines of a configuration file, whichever line ends it was saved with: Swift reads
+    /// "\r\n" as one character, which splitting at "\n" would never find, so a file saved on
+    /// Windows would be one long line.
+    func fileLines() -> [Substring] {
+        split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }
     }
 }
