@@ -66,24 +66,43 @@ final class Behaviour: Sendable {
         var blocked: Set<Int64> = []
         /// The parameters of the last setWebhook, as sent.
         var webhook: Data?
+        var webhookReport = WebhookReport()
+        /// Every Bot API call answered 401, as for a wrong or revoked token.
+        var unauthorized = false
+    }
+
+    /// What getWebhookInfo reports besides the webhook's own parameters.
+    struct WebhookReport {
+        var pending = 3
+        var error: String? = "Wrong response from the webhook: 403 Forbidden"
+        var errorAge = 300
     }
 
     private let state = Mutex(State())
 
     var webhook: Data? { state.withLock { $0.webhook } }
+    var webhookReport: WebhookReport { state.withLock { $0.webhookReport } }
+    var isUnauthorized: Bool { state.withLock { $0.unauthorized } }
 
     func setWebhook(_ parameters: Data?) { state.withLock { $0.webhook = parameters } }
 
-    /// `{"service":"matching","delay_ms":2000,"status":500,"hostile":"huge"}` or
-    /// `{"bot_api_429":1,"bot_api_500":1,"bot_api_403_chats":[42]}`; `{"reset":true}` undoes everything. False when the
-    /// body is not a JSON object.
+    /// `{"service":"matching","delay_ms":2000,"status":500,"hostile":"huge"}`,
+    /// `{"bot_api_429":1,"bot_api_500":1,"bot_api_403_chats":[42]}`, `{"unauthorized":true}` or
+    /// `{"webhook_pending":0,"webhook_error":null,"webhook_error_age":60}`; `{"reset":true}`
+    /// undoes everything. False when the body is not a JSON object.
     func apply(_ data: Data) -> Bool {
         guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return data.isEmpty }
         state.withLock { state in
             if json["reset"] as? Bool == true {
                 (state.delays, state.statuses, state.hostile, state.botAPI429s, state.botAPI500s) = ([:], [:], [:], 0, 0)
                 state.blocked = []
+                state.webhookReport = WebhookReport()
+                state.unauthorized = false
             }
+            if let unauthorized = json["unauthorized"] as? Bool { state.unauthorized = unauthorized }
+            if let pending = json["webhook_pending"] as? Int { state.webhookReport.pending = pending }
+            if json.keys.contains("webhook_error") { state.webhookReport.error = json["webhook_error"] as? String }
+            if let age = json["webhook_error_age"] as? Int { state.webhookReport.errorAge = age }
             if let chats = json["bot_api_403_chats"] as? [Int] { state.blocked = Set(chats.map(Int64.init)) }
             if let service = json["service"] as? String {
                 if let delay = json["delay_ms"] as? Int { state.delays[service] = delay }

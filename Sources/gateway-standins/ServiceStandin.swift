@@ -127,18 +127,57 @@ func hostileAnswer(_ kind: String) -> Data {
 enum BotAPIStandin {
     /// getWebhookInfo's result for the webhook last set (with a made-up delivery error, so
     /// gatewayctl's report has something to explain).
-    static func webhookInfo(_ parameters: Data?) -> String {
+    /// `/_control` can set the pending count and the delivery error (`webhook_pending`,
+    /// `webhook_error`, `webhook_error_age`; by default 3 pending and a 403 five minutes ago).
+    static func webhookInfo(_ parameters: Data?, report: Behaviour.WebhookReport) -> String {
         guard let parameters, let json = try? JSONSerialization.jsonObject(with: parameters) as? [String: Any] else {
             return #"{"url":"","has_custom_certificate":false,"pending_update_count":0}"#
         }
         var info: [String: Any] = [
-            "url": json["url"] as? String ?? "", "has_custom_certificate": false, "pending_update_count": 3,
-            "last_error_date": Int(Date().timeIntervalSince1970) - 300,
-            "last_error_message": "Wrong response from the webhook: 403 Forbidden",
+            "url": json["url"] as? String ?? "", "has_custom_certificate": json["certificate"] != nil,
+            "pending_update_count": report.pending,
         ]
-        if let connections = json["max_connections"] { info["max_connections"] = connections }
-        if let updates = json["allowed_updates"] { info["allowed_updates"] = updates }
+        if let message = report.error {
+            info["last_error_date"] = Int(Date().timeIntervalSince1970) - report.errorAge
+            info["last_error_message"] = message
+        }
+        if let connections = json["max_connections"] { info["max_connections"] = Int("\(connections)") ?? connections }
+        if let updates = json["allowed_updates"] {
+            // A form field holds the list as JSON text.
+            info["allowed_updates"] = (updates as? String).flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } ?? updates
+        }
+        if let address = json["ip_address"] { info["ip_address"] = address }
         return String(decoding: (try? JSONSerialization.data(withJSONObject: info)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    /// A multipart/form-data body as a JSON object: fields as strings, a file as its name,
+    /// size and whether it is a PEM certificate. Nil when the body is not multipart.
+    static func formFields(_ body: Data) -> Data? {
+        let bytes = [UInt8](body)
+        guard bytes.starts(with: Array("--".utf8)), let end = bytes.firstIndex(of: 0x0D) else { return nil }
+        let delimiter = Array("\r\n".utf8) + bytes[0..<end]
+        var fields: [String: Any] = [:]
+        var rest = Array(bytes[end...])
+        while let next = rest.firstRange(of: delimiter) {
+            let part = rest[..<next.lowerBound]
+            rest = Array(rest[next.upperBound...])
+            guard let split = part.firstRange(of: Array("\r\n\r\n".utf8)) else { continue }
+            let headers = String(decoding: part[..<split.lowerBound], as: UTF8.self)
+            let content = Data(part[split.upperBound...])
+            guard let name = value(of: "name", in: headers) else { continue }
+            if let filename = value(of: "filename", in: headers) {
+                let text = String(decoding: content, as: UTF8.self)
+                fields[name] = ["filename": filename, "size": content.count, "pem_certificate": text.hasPrefix("-----BEGIN CERTIFICATE-----")]
+            } else {
+                fields[name] = String(decoding: content, as: UTF8.self)
+            }
+        }
+        return try? JSONSerialization.data(withJSONObject: fields)
+    }
+
+    private static func value(of parameter: String, in headers: String) -> String? {
+        guard let start = headers.range(of: " \(parameter)=\"") ?? headers.range(of: ";\(parameter)=\"") else { return nil }
+        return String(headers[start.upperBound...].prefix { $0 != "\"" })
     }
 
     static func answer(request: StandinServer.Request, behaviour: Behaviour, recorder: Recorder) -> StandinServer.Response {
@@ -148,7 +187,11 @@ enum BotAPIStandin {
             return .json(#"{"ok":false,"error_code":404,"description":"Not Found"}"#, status: 404)
         }
         let method = String(parts[1])
-        let body = request.body
+        let body = formFields(request.body) ?? request.body
+        if behaviour.isUnauthorized {
+            recorder.botAPI(method + ":401", body: body)
+            return .json(#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#, status: 401)
+        }
         let chat = (try? JSONSerialization.jsonObject(with: body) as? [String: Any])?["chat_id"] as? Int
         if let failure = behaviour.nextBotAPIFailure(chat: chat.map(Int64.init)) {
             recorder.botAPI(method + ":\(failure)", body: body)
@@ -170,7 +213,12 @@ enum BotAPIStandin {
             behaviour.setWebhook(nil)
             result = "true"
         case "getWebhookInfo":
-            result = webhookInfo(behaviour.webhook)
+            result = webhookInfo(behaviour.webhook, report: behaviour.webhookReport)
+        case "getMe":
+            let id = parts[0].dropFirst(3).prefix { $0 != ":" }
+            result = #"{"id":\#(id),"is_bot":true,"first_name":"Stand-in","username":"standin_bot"}"#
+        case "setMyCommands":
+            result = "true"
         case "answerCallbackQuery":
             result = "true"
         default:

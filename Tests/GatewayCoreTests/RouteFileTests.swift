@@ -28,6 +28,24 @@ import Testing
         #expect(table.text == nil)
     }
 
+    @Test func describeLinesGiveTheCommandMenuItsTexts() throws {
+        let (table, _) = try RouteFile.apply(
+            """
+            command orders conversation
+            describe /orders   Your recent orders, newest first
+            describe HELP\tWhat I can do\r
+            command hidden conversation
+            """, to: .standard, services: services)
+        #expect(table.descriptions["orders"] == "Your recent orders, newest first")
+        #expect(table.descriptions["help"] == "What I can do")
+        #expect(table.menu.map(\.command) == ["help", "orders", "profile", "start"], "hidden has no description")
+        let error = try #require(throws: ConfigError.self) {
+            try RouteFile.apply("describe nosuch Something\ndescribe help\n", to: .standard, services: services)
+        }
+        #expect(error.problems.map(\.variable) == ["ROUTES_FILE:2", "ROUTES_FILE:1"])
+        #expect(error.problems.last?.message.contains("'nosuch' is described but no command line or default routes it") == true)
+    }
+
     @Test func everyBadLineIsReportedWithItsNumber() throws {
         let error = try #require(throws: ConfigError.self) {
             try RouteFile.apply(

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayCore
 import Testing
 
 /// gatewayctl against the Bot API and service stand-ins.
@@ -8,6 +9,10 @@ import Testing
     }
 
     private func ctl(_ stack: LocalStack, _ arguments: String...) throws -> (code: Int32, output: String) {
+        try ctl(stack, arguments)
+    }
+
+    private func ctl(_ stack: LocalStack, _ arguments: [String]) throws -> (code: Int32, output: String) {
         let result = try ChildProcess.runCapturing(Self.binary, arguments + ["--env-file", stack.directory.appending(path: ".env").path])
         #expect(!result.output.contains(LocalStack.token), "gatewayctl printed the bot token")
         return result
@@ -24,8 +29,10 @@ import Testing
             #expect(call.params["max_connections"] as? Int == 8)
             #expect(call.params["allowed_updates"] as? [String] == ["message", "callback_query"])
 
+            // The stand-in reports a 403 five minutes ago with 3 updates waiting: critical.
             let info = try ctl(stack, "webhook-info")
-            #expect(info.code == 0)
+            #expect(info.code == 2, "\(info.output)")
+            #expect(info.output.contains("Status: CRITICAL"))
             #expect(info.output.contains("Webhook: https://bot.example.com/webhook/telegram"))
             #expect(info.output.contains("Updates waiting at Telegram: 3"))
             #expect(info.output.contains("5 minutes ago: Wrong response from the webhook: 403 Forbidden"))
@@ -85,8 +92,144 @@ import Testing
     @Test func anUnreachableBotAPIIsReportedWithoutTheToken() throws {
         try withStack(environment: ["TELEGRAM_API_BASE_URL": "http://127.0.0.1:\(try LocalStack.freePort())"]) { stack, _ in
             let result = try ctl(stack, "webhook-info")
-            #expect(result.code != 0)
-            #expect(result.output.contains("getWebhookInfo failed: connect_failed"))
+            #expect(result.code == 3, "unknown, for monitoring: \(result.output)")
+            #expect(result.output.contains("getWebhookInfo failed (connect_failed)"))
+        }
+    }
+
+    @Test func checkConfigAsksTelegramWhoTheBotIsAndOfflineReachesNothing() throws {
+        try withStack(redis: (password: nil, useSocket: false), standins: true) { stack, _ in
+            let result = try ctl(stack, "check-config")
+            #expect(result.code == 0, "\(result.output)")
+            let id = LocalStack.token.prefix { $0 != ":" }
+            #expect(result.output.contains("bot: ok (@standin_bot, id \(id))"))
+
+            try stack.control(["unauthorized": true])
+            let revoked = try ctl(stack, "check-config")
+            #expect(revoked.code == 1, "\(revoked.output)")
+            #expect(revoked.output.contains("bot: FAILED (getMe: 401: Unauthorized); TELEGRAM_BOT_TOKEN is wrong or revoked"))
+            #expect(revoked.output.contains("redis: ok"), "the other checks still run")
+
+            let calls = stack.botAPICalls().count
+            let offline = try ctl(stack, "check-config", "--offline")
+            #expect(offline.code == 0 && offline.output == "configuration: ok\n", "\(offline.output)")
+            #expect(stack.botAPICalls().count == calls, "--offline asks Telegram nothing")
+        }
+        let wrongBot = ["TELEGRAM_BOT_USERNAME": "another_bot"]
+        try withStack(redis: (password: nil, useSocket: false), standins: true, environment: wrongBot) { stack, _ in
+            let result = try ctl(stack, "check-config")
+            #expect(result.code == 1)
+            #expect(result.output.contains("TELEGRAM_BOT_USERNAME is another_bot, but the token belongs to @standin_bot"))
+        }
+    }
+
+    @Test func setWebhookUploadsASelfSignedCertificateAsMultipartWithTheIPAddress() throws {
+        let url = "https://203.0.113.7:8443/webhook/telegram"
+        try withStack(standins: true, environment: ["WEBHOOK_URL": url]) { stack, _ in
+            let certificate = stack.directory.appending(path: "tls/cert.pem").path
+            let result = try ctl(stack, "set-webhook", "--certificate", certificate, "--ip-address", "203.0.113.7")
+            #expect(result.code == 0, "\(result.output)")
+            #expect(result.output.contains("certificate uploaded"))
+            let call = try #require(stack.botAPICalls().last)
+            #expect(call.method == "setWebhook")
+            // Sent as multipart/form-data: every field a string, the certificate a file.
+            #expect(call.params["url"] as? String == url, "the URL defaults to WEBHOOK_URL")
+            #expect(call.params["secret_token"] as? String == LocalStack.secret)
+            #expect(call.params["ip_address"] as? String == "203.0.113.7")
+            #expect(call.params["max_connections"] as? String == "8")
+            #expect(call.params["allowed_updates"] as? String == #"["message","callback_query"]"#)
+            let file = try #require(call.params["certificate"] as? [String: Any])
+            #expect(file["pem_certificate"] as? Bool == true)
+            let size = try FileManager.default.attributesOfItem(atPath: certificate)[.size] as? Int
+            #expect(file["size"] as? Int == size)
+
+            try stack.control(["webhook_pending": 0, "webhook_error": NSNull()])
+            let info = try ctl(stack, "webhook-info", "--json")
+            #expect(info.code == 0, "\(info.output)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(info.output.utf8)) as? [String: Any])
+            #expect(json["status"] as? String == "ok")
+            #expect(json["url_matches"] as? Bool == true)
+            #expect(json["has_custom_certificate"] as? Bool == true)
+            #expect(json["ip_address"] as? String == "203.0.113.7")
+            #expect(json["allowed_updates"] as? [String] == ["message", "callback_query"])
+
+            // The private key is never uploaded; nothing is sent.
+            let calls = stack.botAPICalls().count
+            let key = try ctl(stack, "set-webhook", "--certificate", stack.directory.appending(path: "tls/key.pem").path)
+            #expect(key.code == 65 && key.output.contains("never the key"), "\(key.output)")
+            #expect(try ctl(stack, "set-webhook", "--url", "https://bot.example.com:9443/webhook/telegram").code == 64)
+            #expect(stack.botAPICalls().count == calls)
+        }
+    }
+
+    @Test func webhookInfoExitCodesTellMonitoringOkWarningOrCritical() throws {
+        let url = "https://bot.example.com/webhook/telegram"
+        try withStack(standins: true, environment: ["WEBHOOK_URL": url]) { stack, _ in
+            #expect(try ctl(stack, "set-webhook").code == 0)
+            func check(_ report: [String: Any], _ arguments: String...) throws -> (code: Int32, json: [String: Any]) {
+                try stack.control(report)
+                let result = try ctl(stack, ["webhook-info", "--json"] + arguments)
+                let json = (try? JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]) ?? [:]
+                #expect(json["status"] != nil, "\(result.output)")
+                return (result.code, json)
+            }
+            #expect(try check(["webhook_pending": 0, "webhook_error": NSNull()]).code == 0)
+            let recent = try check([
+                "webhook_pending": 0, "webhook_error": "Wrong response from the webhook: 502 Bad Gateway", "webhook_error_age": 60,
+            ])
+            #expect(recent.code == 1 && recent.json["status"] as? String == "warning")
+            #expect((recent.json["advice"] as? String)?.contains("could not reach the responder pool") == true)
+            #expect(try check(["webhook_pending": 5]).code == 2, "a recent error while updates wait")
+            #expect(try check(["webhook_pending": 5, "webhook_error_age": 3600]).code == 0, "an old error, a few updates in flight")
+            #expect(try check(["webhook_pending": 150]).code == 1)
+            #expect(try check(["webhook_pending": 150], "--warn-pending", "200").code == 0)
+            #expect(try check(["webhook_pending": 1500]).code == 2)
+
+            // Telegram posts somewhere else than WEBHOOK_URL: critical, whatever else.
+            #expect(try ctl(stack, "set-webhook", "--url", "https://old.example.com/webhook/telegram").code == 0)
+            let elsewhere = try check(["webhook_pending": 0, "webhook_error": NSNull()])
+            #expect(elsewhere.code == 2 && elsewhere.json["url_matches"] as? Bool == false)
+            #expect((elsewhere.json["reasons"] as? [String])?.first?.contains("not to WEBHOOK_URL") == true)
+            let plain = try ctl(stack, "webhook-info")
+            #expect(plain.output.contains("This is not WEBHOOK_URL (\(url))"))
+
+            #expect(try ctl(stack, "delete-webhook").code == 0)
+            #expect(try check([:]).code == 2, "no webhook at all")
+        }
+    }
+
+    @Test func setCommandsSendsTheDescribedRoutesAsTheMenu() throws {
+        let routes = FileManager.default.temporaryDirectory.appending(path: "routes-\(UUID().uuidString.prefix(6)).conf")
+        try """
+        command orders conversation
+        describe orders Your recent orders
+        command secret conversation
+        describe /help  Everything the bot can do
+        """.write(to: routes, atomically: false, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: routes) }
+        try withStack(standins: true, environment: ["ROUTES_FILE": routes.path]) { stack, _ in
+            let dry = try ctl(stack, "set-commands", "--dry-run")
+            #expect(dry.code == 0, "\(dry.output)")
+            #expect(!stack.botAPICalls().contains { $0.method == "setMyCommands" }, "a dry run sends nothing")
+
+            let result = try ctl(stack, "set-commands", "--language-code", "en")
+            #expect(result.code == 0, "\(result.output)")
+            #expect(result.output.contains("Command menu set: /help, /orders, /profile, /start"))
+            #expect(result.output.contains("Routed but not listed (no description): /secret"))
+            let call = try #require(stack.botAPICalls().last)
+            #expect(call.method == "setMyCommands")
+            #expect(call.params["language_code"] as? String == "en")
+            let commands = try #require(call.params["commands"] as? [[String: String]])
+            #expect(commands.map { $0["command"] ?? "" } == ["help", "orders", "profile", "start"])
+            #expect(commands[0]["description"] == "Everything the bot can do")
+            #expect(commands[1]["description"] == "Your recent orders")
+        }
+    }
+
+    @Test func everyShippedExecutableTellsItsVersion() throws {
+        for binary in [Self.binary, LocalStack.binary] {
+            let result = try ChildProcess.runCapturing(binary, ["--version"])
+            #expect(result.code == 0 && result.output == GatewayVersion.current + "\n", "\(binary): \(result.output)")
         }
     }
 

@@ -28,6 +28,9 @@ public struct GatewayConfig: Sendable {
     public var webhookReply: Bool
     /// Where Bot API calls go: Telegram's, or a stand-in in local runs and tests.
     public var telegramAPIBaseURL: String
+    /// The public URL Telegram should post to (`WEBHOOK_URL`): `gatewayctl set-webhook`'s
+    /// default, and what `gatewayctl webhook-info` compares Telegram's URL with.
+    public var webhookURL: String?
     /// A routes file to apply to the default route table (see ``RouteFile``).
     public var routesFile: String?
     /// How long a failing service's circuit stays open.
@@ -162,6 +165,8 @@ public struct GatewayConfig: Sendable {
             "WEBHOOK_REPLY", default: true, choices: ["ON": true, "OFF": false, "TRUE": true, "FALSE": false, "1": true, "0": false])
         let apiBase = reader.httpURL("TELEGRAM_API_BASE_URL", default: "https://api.telegram.org")
         let routesFile = reader.optionalString("ROUTES_FILE", matching: nil, form: "a file path")
+        let webhookURL = reader.optionalString("WEBHOOK_URL", matching: nil, form: "https://HOST[:PORT]/webhook/telegram")
+        if let webhookURL, let problem = Self.webhookURLProblem(webhookURL) { reader.problem("WEBHOOK_URL", problem) }
         let circuitOpen = reader.seconds("CIRCUIT_OPEN_SECONDS", default: 10, in: 0.1...600)
         let metricsDirectory = reader.string("METRICS_DIR", default: "/run/telegram-gateway/metrics")
         let slowRequest = reader.seconds("SLOW_REQUEST", default: 5, in: 0.001...3600)
@@ -192,7 +197,7 @@ public struct GatewayConfig: Sendable {
             updateDeadlineSeconds: deadline, rateLimit: rateLimit,
             services: services, logLevel: logLevel, logFormat: logFormat, logFile: logFile,
             maxBodyBytes: maxBodyBytes, pool: pool, webhookReply: webhookReply,
-            telegramAPIBaseURL: apiBase.hasSuffix("/") ? String(apiBase.dropLast()) : apiBase,
+            telegramAPIBaseURL: apiBase.hasSuffix("/") ? String(apiBase.dropLast()) : apiBase, webhookURL: webhookURL,
             routesFile: routesFile, circuitOpenSeconds: circuitOpen, outgoingLimits: outgoing,
             metricsDirectory: metricsDirectory, slowRequestSeconds: slowRequest, deliveryMode: deliveryMode, queue: queue,
             serviceAPITokens: (apiToken.map { [$0] } ?? []) + (apiToken == nil ? [] : previousAPIToken.map { [$0] } ?? []),
@@ -256,6 +261,20 @@ public struct GatewayConfig: Sendable {
                         + "give at least UPDATE_DEADLINE + 5 s, or 0"))
         }
         return problems
+    }
+
+    /// Why Telegram would refuse `url` as a webhook, or nil: HTTPS only, on one of the ports
+    /// it posts to (443, 80, 88, 8443).
+    public static func webhookURLProblem(_ url: String) -> String? {
+        guard url.lowercased().hasPrefix("https://") else { return "Telegram posts to https:// URLs only" }
+        let authority = url.dropFirst("https://".count).prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        guard !authority.isEmpty, !authority.contains("@"), !url.contains(" ") else { return "expected https://HOST[:PORT]/PATH" }
+        if let colon = authority.lastIndex(of: ":"), !authority.hasSuffix("]") {
+            guard let port = Int(authority[authority.index(after: colon)...]), [443, 80, 88, 8443].contains(port) else {
+                return "Telegram posts to ports 443, 80, 88 and 8443 only"
+            }
+        }
+        return nil
     }
 
     /// Checks the services in effect (a routes file may add slower ones) against the deadline.

@@ -46,6 +46,19 @@ public enum BotAPIResponse {
         (try? JSONDecoder().decode(ErrorBody.self, from: Data(body)))?.description ?? "no description"
     }
 
+    /// getMe's answer: the bot's id and username.
+    public static func botIdentity(of body: [UInt8]) -> (id: Int64?, username: String?)? {
+        struct Envelope: Decodable {
+            struct User: Decodable {
+                let id: Int64?
+                let username: String?
+            }
+            let result: User?
+        }
+        guard let user = (try? JSONDecoder().decode(Envelope.self, from: Data(body)))?.result else { return nil }
+        return (user.id, user.username)
+    }
+
     private struct ErrorBody: Decodable {
         struct Parameters: Decodable {
             let retryAfter: Int?

@@ -8,10 +8,12 @@
 /// callback BUY      orders
 /// callback CONFIRM  generic
 /// text              conversation
+/// describe orders   Your recent orders
 /// ```
 ///
 /// `command` and `callback` lines add or replace an entry; `text` sets where plain text goes
-/// (`none` ignores it). A target is a service name (the four built-in ones, or one a `service`
+/// (`none` ignores it); `describe` gives a command the text Telegram's command menu shows
+/// (`gatewayctl set-commands`; the rest of the line, 1-256 characters). A target is a service name (the four built-in ones, or one a `service`
 /// line declares earlier) or `generic`, the gateway's own confirm/cancel handler.
 public enum RouteFile {
     public static func apply(
@@ -20,7 +22,8 @@ public enum RouteFile {
         var table = table
         var services = services
         var problems: [ConfigError.Problem] = []
-        for (offset, rawLine) in contents.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        var describedLines: [String: String] = [:]
+        for (offset, rawLine) in contents.fileLines().enumerated() {
             let line = rawLine.prefix { $0 != "#" }
             let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
             guard let kind = words.first else { continue }
@@ -72,13 +75,42 @@ public enum RouteFile {
                     continue
                 }
                 if let target = target(words[2]) { table.callbackPrefixes[prefix] = target }
+            case ("describe", 3...):
+                let name = (words[1].hasPrefix("/") ? String(words[1].dropFirst()) : words[1]).lowercased()
+                // The description is the line after the name, as written (inner spaces kept).
+                let afterName = line.drop { $0 == " " || $0 == "\t" }.dropFirst(words[0].count).drop { $0 == " " || $0 == "\t" }
+                    .dropFirst(words[1].count)
+                let description = afterName.trimmingSpaces()
+                guard BotCommand(text: "/" + name)?.name == name else {
+                    problem("a command is 1-32 of A-Z, a-z, 0-9 and _")
+                    continue
+                }
+                guard (1...256).contains(description.count) else {
+                    problem("a command's description is 1-256 characters")
+                    continue
+                }
+                describedLines[name] = place
+                table.descriptions[name] = description
             case ("text", 2):
                 if words[1] == "none" { table.text = nil } else if let target = target(words[1]) { table.text = target }
             default:
-                problem("expected 'service NAME URL [timeout=S]', 'command NAME TARGET', 'callback PREFIX TARGET' or 'text TARGET'")
+                problem(
+                    "expected 'service NAME URL [timeout=S]', 'command NAME TARGET', 'callback PREFIX TARGET', 'text TARGET' or 'describe COMMAND TEXT'"
+                )
             }
+        }
+        for (name, place) in describedLines.sorted(by: { $0.key < $1.key }) where table.commands[name] == nil {
+            problems.append(.init(variable: place, message: "'\(name)' is described but no command line or default routes it"))
         }
         guard problems.isEmpty else { throw ConfigError(problems: problems) }
         return (table, services)
+    }
+}
+
+extension Substring {
+    /// Without spaces, tabs and carriage returns at either end.
+    func trimmingSpaces() -> String {
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" }
+        return String(drop(while: blank).reversed().drop(while: blank).reversed())
     }
 }

@@ -9,11 +9,22 @@ public struct RouteTable: Sendable, Equatable {
     public var callbackPrefixes: [String: RouteTarget]
     /// Where plain text goes; `nil` ignores text.
     public var text: RouteTarget?
+    /// What Telegram's command menu says of a command (`gatewayctl set-commands`); a command
+    /// without one is routed but not listed.
+    public var descriptions: [String: String]
 
-    public init(commands: [String: RouteTarget], callbackPrefixes: [String: RouteTarget], text: RouteTarget?) {
+    public init(
+        commands: [String: RouteTarget], callbackPrefixes: [String: RouteTarget], text: RouteTarget?, descriptions: [String: String] = [:]
+    ) {
         self.commands = commands
         self.callbackPrefixes = callbackPrefixes
         self.text = text
+        self.descriptions = descriptions
+    }
+
+    /// The commands for setMyCommands, in name order: those with a description.
+    public var menu: [(command: String, description: String)] {
+        commands.keys.sorted().compactMap { name in descriptions[name].map { (name, $0) } }
     }
 
     /// The gateway's default table.
@@ -31,7 +42,12 @@ public struct RouteTable: Sendable, Equatable {
             "CONFIRM": .generic,
             "CANCEL": .generic,
         ],
-        text: .service(.conversation)
+        text: .service(.conversation),
+        descriptions: [
+            "start": "Start the bot",
+            "help": "What the bot can do",
+            "profile": "Your profile",
+        ]
     )
 
     /// Routes `update`. `botUsername` (without `@`) lets group commands addressed to another
