@@ -72,6 +72,8 @@ public final class ResponderPool: Sendable {
     /// Called about four times a second with the busy threads and the requests served so far
     /// (metrics snapshots, the status page).
     private let onTick: (@Sendable (_ busyThreads: Int, _ served: Int) -> Void)?
+    /// Reopens the log file (SIGUSR1, after logrotate renamed it).
+    private let onReopenLogs: (@Sendable () -> Void)?
     private let stopping = Atomic<Bool>(false)
     private let handled = Atomic<Int>(0)
     /// Readable once the process stops: wakes the worker waiting for a connection.
@@ -81,8 +83,10 @@ public final class ResponderPool: Sendable {
         settings: Settings, processor: UpdateProcessor, makeDependencies: @escaping @Sendable () -> ThreadDependencies,
         logger: Logger, clock: @escaping @Sendable () -> UInt64,
         admin: (@Sendable (_ path: String, _ dependencies: ThreadDependencies) -> WebhookResponse?)? = nil,
-        outbound: OutboundAPI? = nil, onTick: (@Sendable (_ busyThreads: Int, _ served: Int) -> Void)? = nil
+        outbound: OutboundAPI? = nil, onTick: (@Sendable (_ busyThreads: Int, _ served: Int) -> Void)? = nil,
+        onReopenLogs: (@Sendable () -> Void)? = nil
     ) {
+        self.onReopenLogs = onReopenLogs
         self.admin = admin
         self.outbound = outbound
         self.onTick = onTick
@@ -110,10 +114,10 @@ public final class ResponderPool: Sendable {
     public func run() throws(FastCGIError) {
         guard Self.isListeningSocket(settings.listenFD) else { throw .notASocket() }
 
-        // Stop signals are taken by this thread with sigtimedwait (WorkerThread starts the
-        // workers with them blocked).
-        var stopSignals = WorkerThread.stopSignals
-        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+        // Stop signals and SIGUSR1 are taken by this thread with sigtimedwait (WorkerThread
+        // starts the workers with them blocked).
+        var signals = WorkerThread.poolSignals
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
         guard wakeUp.read >= 0 else { throw .libraryInit() }
         // Shared with every process of the pool (one open socket): all of them wait with poll.
         _ = fcntl(settings.listenFD, F_SETFL, fcntl(settings.listenFD, F_GETFL) | O_NONBLOCK)
@@ -126,7 +130,7 @@ public final class ResponderPool: Sendable {
         }
         logger.info("responder started", metadata: ["threads": "\(settings.threads)", LogKey.pid: .stringConvertible(getpid())])
 
-        let reason = waitForStop(&stopSignals, workers: workers)
+        let reason = waitForStop(&signals, workers: workers)
         logger.info("responder stopping", metadata: [LogKey.reason: "\(reason)", LogKey.pid: .stringConvertible(getpid())])
         stopping.store(true, ordering: .sequentiallyConsistent)
         FCGX_ShutdownPending()
@@ -155,6 +159,10 @@ public final class ResponderPool: Sendable {
         var interval = timespec(tv_sec: 0, tv_nsec: 250_000_000)
         while true {
             let received = sigtimedwait(&signals, nil, &interval)
+            if received == SIGUSR1 {
+                onReopenLogs?()
+                continue
+            }
             if received > 0 { return "signal \(received)" }
             onTick?(workers.filter { $0.phase.load(ordering: .relaxed) == Worker.busy }.count, handled.load(ordering: .relaxed))
             if let supervisor = settings.supervisorPID, getppid() != supervisor { return "supervisor gone" }

@@ -12,20 +12,21 @@ public struct WorkerThread: Sendable {
         init(_ run: @escaping @Sendable () -> Void) { self.run = run }
     }
 
-    /// The signals that stop a responder. Only its main thread takes them (`sigtimedwait`): a
-    /// worker thread that took one would run libfcgi's SIGTERM handler (installed by
-    /// `FCGX_Init`), which swallows it, and the process would never drain.
-    public static var stopSignals: sigset_t {
+    /// The signals a responder's main thread takes (`sigtimedwait`): those that stop it, and
+    /// SIGUSR1, which reopens the log file. A worker thread that took a stop signal would run
+    /// libfcgi's SIGTERM handler (installed by `FCGX_Init`), which swallows it, and the process
+    /// would never drain; SIGUSR1's default action would end the process.
+    public static var poolSignals: sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
-        for signal in [SIGTERM, SIGINT, SIGQUIT] { sigaddset(&set, signal) }
+        for signal in [SIGTERM, SIGINT, SIGQUIT, SIGUSR1] { sigaddset(&set, signal) }
         return set
     }
 
-    /// Starts `run` on a new thread with `stopSignals` blocked, whatever the caller's mask.
+    /// Starts `run` on a new thread with `poolSignals` blocked, whatever the caller's mask.
     public static func start(stackBytes: Int = 1 << 20, _ run: @escaping @Sendable () -> Void) throws(FastCGIError) -> WorkerThread {
         // A thread inherits its creator's mask: block around the creation, then restore.
-        var blocked = stopSignals
+        var blocked = poolSignals
         var previous = sigset_t()
         pthread_sigmask(SIG_BLOCK, &blocked, &previous)
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }

@@ -35,8 +35,11 @@ public enum PoolStatus {
             #"{"processes":[\#(entries.joined(separator: ","))],"accepted_requests":\#(Int(accepted)),"in_flight_requests":\#(Int(inFlight)),"restarts":\#(Int(restarts))}"#
     }
 
-    /// The supervisor's own file: how many children it runs and has restarted.
-    public static func writeSupervisor(_ files: MetricsFiles, processes: Int, restarts: Int) {
-        files.write("gauge \(Self.processes) \(processes)\ncounter \(Self.restarts) \(restarts)\n")
+    /// The supervisor's own file: how many children it runs and has restarted, and whether it
+    /// refused the last reload.
+    public static func writeSupervisor(_ files: MetricsFiles, processes: Int, restarts: Int, lastReloadFailed: Bool) {
+        files.write(
+            "gauge \(Self.processes) \(processes)\ncounter \(Self.restarts) \(restarts)\n"
+                + "gauge \(GatewayMetric.lastReloadFailed) \(lastReloadFailed ? 1 : 0)\n")
     }
 }

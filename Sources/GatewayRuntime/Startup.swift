@@ -1,5 +1,6 @@
 import GatewayCore
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -34,13 +35,21 @@ public func loadRoutes(_ config: GatewayConfig) throws -> (RouteTable, [ServiceN
     return (routes, services)
 }
 
+/// LOG_FILE as opened at start, for `reopenLogFile()`.
+private let logFile = Mutex<(path: String, fd: Int32)?>(nil)
+
 /// Sends every log line to standard error, or appends it to LOG_FILE. A failed write (a full
 /// disk) drops the line: logging never stops the gateway from answering.
 public func bootstrapLogging(_ config: GatewayConfig) -> Logger {
     var fd: Int32 = STDERR_FILENO
     if let path = config.logFile {
         let opened = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        if opened >= 0 { fd = opened } else { printError("telegram-gateway: cannot open LOG_FILE; logging to stderr") }
+        if opened >= 0 {
+            fd = opened
+            logFile.withLock { $0 = (path, opened) }
+        } else {
+            printError("telegram-gateway: cannot open LOG_FILE (errno \(errno)); logging to stderr")
+        }
     }
     let sink: LogLineHandler.Sink = { [fd] line in
         line.withUnsafeBytes { raw in
@@ -59,6 +68,23 @@ public func bootstrapLogging(_ config: GatewayConfig) -> Logger {
     var logger = Logger(label: "telegram-gateway")
     logger[metadataKey: LogKey.pid] = .stringConvertible(getpid())
     return logger
+}
+
+/// Opens LOG_FILE's path again and puts the new file under the descriptor every thread writes
+/// to (`dup2` swaps it in one step: no line is written nowhere). After logrotate renamed the
+/// file, lines written before this land in the renamed one and every later line in the new one.
+/// False when there is no LOG_FILE or it cannot be opened (logging goes on to the old file).
+@discardableResult
+public func reopenLogFile() -> Bool {
+    logFile.withLock { current in
+        guard let (path, fd) = current else { return false }
+        let opened = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard opened >= 0 else { return false }
+        defer { close(opened) }
+        guard dup2(opened, fd) == fd else { return false }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        return true
+    }
 }
 
 @Sendable public func monotonicNanoseconds() -> UInt64 {

@@ -22,7 +22,10 @@ struct TelegramGateway: ParsableCommand {
             and the pool's own supervisor hand it over. With --socket or --port it is the \
             supervisor: it opens the socket, starts --processes children and restarts any that dies.
             Configuration comes from the environment, with --env-file as fallback.
-            """)
+            Signals: SIGTERM/SIGINT/SIGQUIT drain and stop; SIGHUP (supervisor) checks the \
+            configuration and replaces the children only if it passes; SIGUSR1 reopens LOG_FILE.
+            """,
+        version: GatewayVersion.current)
 
     @Option(help: "Unix socket to listen on (runs the supervisor).")
     var socket: String?
@@ -71,6 +74,12 @@ struct TelegramGateway: ParsableCommand {
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
+        // SIGUSR1 (reopen the log file) must never end the process, however early it comes:
+        // blocked from the start, taken later by the pool's or the supervisor's main thread.
+        var reopen = sigset_t()
+        sigemptyset(&reopen)
+        sigaddset(&reopen, SIGUSR1)
+        pthread_sigmask(SIG_BLOCK, &reopen, nil)
         let config: GatewayConfig
         let routes: RouteTable
         let services: [ServiceName: GatewayConfig.ServiceSettings]
@@ -143,6 +152,9 @@ struct TelegramGateway: ParsableCommand {
                         return handled - counted
                     })
                 files.write(metrics.snapshot())
+            },
+            onReopenLogs: {
+                if reopenLogFile() { logger.info("log file reopened") }
             })
         // Stream workers run in both modes: in sync mode they take busy users' updates and the
         // rest of answers the chat's window did not allow.
@@ -200,13 +212,14 @@ struct TelegramGateway: ParsableCommand {
         let supervisor = Supervisor(
             settings: .init(
                 listenFD: listenFD, processes: processes ?? config.pool.processes, childArguments: childArguments,
-                shutdownTimeoutSeconds: shutdownTimeout, socketPath: socket),
+                shutdownTimeoutSeconds: shutdownTimeout, socketPath: socket,
+                preflightArguments: ["--check-config", "--env-file", absolutePath(envFile)]),
             logger: logger, clock: monotonicNanoseconds,
-            onChange: { processes, restarts in
-                PoolStatus.writeSupervisor(files, processes: processes, restarts: restarts)
+            onChange: { processes, restarts, lastReloadFailed in
+                PoolStatus.writeSupervisor(files, processes: processes, restarts: restarts, lastReloadFailed: lastReloadFailed)
                 // A child exited or was recycled: its counters join the retired ones, its file goes.
                 files.foldExited()
-            })
+            }, onReopenLogs: { reopenLogFile() })
         try supervisor.run()
     }
 }

@@ -100,15 +100,26 @@ import Testing
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         for unit in ["telegram-gateway.service", "telegram-gateway-spawn-fcgi.service"] {
-            // Point ExecStart at the built binary: verify checks that it exists.
+            // Point the Exec lines at the built binaries: verify checks that they exist.
             let contents = try text("scripts/systemd/\(unit)").replacing("/usr/local/bin/telegram-gateway", with: LocalStack.binary)
+                .replacing("/usr/local/bin/gatewayctl", with: GatewayCtlTests.binary)
             try contents.write(to: folder.appending(path: unit), atomically: false, encoding: .utf8)
             #expect(contents.contains("User=telegram-gateway"), "\(unit) runs unprivileged")
             #expect(contents.contains("NoNewPrivileges=yes"))
+            #expect(contents.contains("LogsDirectory=telegram-gateway"), "\(unit) may write /var/log/telegram-gateway")
+            #expect(contents.contains("ExecStartPre=\(GatewayCtlTests.binary) check-config --offline"), "\(unit) checks before it starts")
         }
         let result = try ChildProcess.runCapturing(
             "/usr/bin/systemd-analyze",
             ["verify"] + ["telegram-gateway.service", "telegram-gateway-spawn-fcgi.service"].map { folder.appending(path: $0).path })
         #expect(result.code == 0, "\(result.output)")
+        // `systemctl reload` runs the check before the signal: a failing check fails the reload.
+        let reload = try text("scripts/systemd/telegram-gateway.service").split(separator: "\n").filter { $0.hasPrefix("ExecReload=") }
+        #expect(
+            reload == [
+                "ExecReload=/usr/local/bin/telegram-gateway --check-config --env-file /etc/telegram-gateway/env",
+                "ExecReload=/bin/kill -HUP $MAINPID",
+            ])
     }
+
 }

@@ -22,7 +22,7 @@ import Glibc
             }
             let replaced = Date().timeIntervalSince(killedAt)
             let summary = try stack.finishLoadtest(loadtest)
-            let badGateway = stack.nginxLogs.split(separator: "\n").filter { $0.contains("\" 502 ") }.count
+            let badGateway = stack.nginxLogs.split(separator: "\n").filter { $0.contains(#""status":502"#) }.count
             print(
                 "responder killed under load: \(badGateway) requests got 502, replaced in \(Int(replaced * 1000)) ms; \(summary.split(separator: "\n").last ?? "")"
             )
@@ -57,7 +57,7 @@ import Glibc
                       | openssl s_client -quiet -connect 127.0.0.1:\(stack.port) >/dev/null 2>&1 || true
                     """,
                 ])
-            let cutOff = stack.nginxLogs.split(separator: "\n").filter { $0.contains("\" 408 ") }
+            let cutOff = stack.nginxLogs.split(separator: "\n").filter { $0.contains(#""status":408"#) }
             print("stalled body: \(cutOff.count) request cut off by nginx: \(cutOff.first ?? "")")
             #expect(cutOff.count == 1)
             #expect(!stack.gatewayLog.contains("undecodable update"), "the partial body never reached a responder")

@@ -33,7 +33,7 @@ final class LocalStack {
     var url: String { "https://127.0.0.1:\(port)/webhook/telegram" }
     var gatewayLog: String { (try? String(contentsOf: directory.appending(path: "gateway.log"), encoding: .utf8)) ?? "" }
     var nginxLogs: String {
-        ["access.log", "error.log"].map {
+        ["access.log", "telegram-gateway.access.log", "error.log"].map {
             (try? String(contentsOf: directory.appending(path: "nginx/logs/\($0)"), encoding: .utf8)) ?? ""
         }.joined()
     }

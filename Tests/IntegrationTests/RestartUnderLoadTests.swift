@@ -27,7 +27,7 @@ import Glibc
             let notes =
                 stack.gatewayLog.split(separator: "\n").filter { !$0.contains(#""level":"info""#) }.prefix(20).joined(separator: "\n")
                 + "\n"
-                + stack.nginxLogs.split(separator: "\n").filter { !$0.contains("POST /webhook/telegram HTTP/1.1\" 200") }.prefix(20)
+                + stack.nginxLogs.split(separator: "\n").filter { !$0.contains(#""status":200"#) }.prefix(20)
                 .joined(separator: "\n")
             #expect(summary.contains("loadtest:"), "\(summary)")
             #expect(summary.contains(" non2xx=0 "), "\(summary)\n\(notes)")

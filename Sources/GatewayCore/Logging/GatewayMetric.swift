@@ -55,6 +55,7 @@ public enum GatewayMetric {
     public static let requests = "telegram_gateway_requests_total"
     public static let processes = "telegram_gateway_processes"
     public static let restarts = "telegram_gateway_child_restarts_total"
+    public static let lastReloadFailed = "telegram_gateway_last_reload_failed"
     /// Always 1, labelled with the version.
     public static let buildInfo = "telegram_gateway_build_info"
 
@@ -96,6 +97,7 @@ public enum GatewayMetric {
         requests: "FastCGI requests accepted by responder processes, exited ones included.",
         processes: "Responder processes the supervisor runs.",
         restarts: "Responder processes that died and were restarted by the supervisor.",
+        lastReloadFailed: "1 when the supervisor refused the last reload (SIGHUP) because --check-config failed; the old children serve on.",
         buildInfo: "The running build: always 1, labelled with the version.",
     ]
 }
