@@ -160,17 +160,24 @@ struct WebhookInfoCommand: ParsableCommand {
     @Option(help: "Seconds a delivery error counts as recent.")
     var errorWindow = 600
 
+    @Option(help: "Also write the state as Prometheus metrics to this file (node_exporter's textfile collector).")
+    var prometheus: String?
+
     func run() throws {
         let config = try common.load()
-        let body = try BotAPICall(config: config, failureCode: 3).call("getWebhookInfo", Array("{}".utf8))
-        guard let info = WebhookInfo.parse(body) else {
-            printError("gatewayctl: the Bot API's answer is not a webhook info")
-            throw ExitCode(3)
-        }
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let seconds = Int(now.tv_sec)
         let thresholds = WebhookInfo.Thresholds(pendingWarning: warnPending, pendingCritical: criticalPending, recentErrorSeconds: errorWindow)
+        let answer = try? BotAPICall(config: config, failureCode: 3).call("getWebhookInfo", Array("{}".utf8))
+        let info = answer.flatMap(WebhookInfo.parse)
+        if let prometheus {
+            try Self.write(WebhookInfo.prometheus(info, now: seconds, expectedURL: config.webhookURL, thresholds: thresholds), to: prometheus)
+        }
+        guard let info else {
+            if answer != nil { printError("gatewayctl: the Bot API's answer is not a webhook info") }
+            throw ExitCode(3)
+        }
         let (status, reasons) = info.assess(now: seconds, expectedURL: config.webhookURL, thresholds: thresholds)
         if json {
             print(info.json(now: seconds, expectedURL: config.webhookURL, thresholds: thresholds))
@@ -179,6 +186,27 @@ struct WebhookInfoCommand: ParsableCommand {
             print("Status: \(status.rawValue.uppercased())" + (reasons.isEmpty ? "" : " (\(reasons.joined(separator: "; ")))"))
         }
         if status != .ok { throw ExitCode(status.exitCode) }
+    }
+}
+
+extension WebhookInfoCommand {
+    /// Writes `text` to `path` through a temporary file and a rename: the collector never reads
+    /// half a file.
+    static func write(_ text: String, to path: String) throws {
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            printError("gatewayctl: cannot write \(temporary) (errno \(errno))")
+            throw ExitCode(73)
+        }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        guard written == bytes.count, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            printError("gatewayctl: cannot write \(path)")
+            throw ExitCode(73)
+        }
     }
 }
 

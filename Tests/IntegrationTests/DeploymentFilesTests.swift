@@ -99,11 +99,16 @@ import Testing
         let folder = FileManager.default.temporaryDirectory.appending(path: "units-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        for unit in ["telegram-gateway.service", "telegram-gateway-spawn-fcgi.service"] {
+        let units = [
+            "telegram-gateway.service", "telegram-gateway-spawn-fcgi.service", "telegram-gateway-webhook-info.service",
+            "telegram-gateway-webhook-info.timer",
+        ]
+        for unit in units {
             // Point the Exec lines at the built binaries: verify checks that they exist.
             let contents = try text("scripts/systemd/\(unit)").replacing("/usr/local/bin/telegram-gateway", with: LocalStack.binary)
                 .replacing("/usr/local/bin/gatewayctl", with: GatewayCtlTests.binary)
             try contents.write(to: folder.appending(path: unit), atomically: false, encoding: .utf8)
+            guard !unit.hasPrefix("telegram-gateway-webhook-info") else { continue }
             #expect(contents.contains("User=telegram-gateway"), "\(unit) runs unprivileged")
             #expect(contents.contains("NoNewPrivileges=yes"))
             #expect(contents.contains("LogsDirectory=telegram-gateway"), "\(unit) may write /var/log/telegram-gateway")
@@ -111,7 +116,7 @@ import Testing
         }
         let result = try ChildProcess.runCapturing(
             "/usr/bin/systemd-analyze",
-            ["verify"] + ["telegram-gateway.service", "telegram-gateway-spawn-fcgi.service"].map { folder.appending(path: $0).path })
+            ["verify"] + units.map { folder.appending(path: $0).path })
         #expect(result.code == 0, "\(result.output)")
         // `systemctl reload` runs the check before the signal: a failing check fails the reload.
         let reload = try text("scripts/systemd/telegram-gateway.service").split(separator: "\n").filter { $0.hasPrefix("ExecReload=") }

@@ -94,6 +94,9 @@ import Testing
             let result = try ctl(stack, "webhook-info")
             #expect(result.code == 3, "unknown, for monitoring: \(result.output)")
             #expect(result.output.contains("getWebhookInfo failed (connect_failed)"))
+            let file = stack.directory.appending(path: "webhook.prom")
+            #expect(try ctl(stack, "webhook-info", "--prometheus", file.path).code == 3)
+            #expect(try String(contentsOf: file, encoding: .utf8).contains("\ntelegram_gateway_webhook_status 3\n"))
         }
     }
 
@@ -192,6 +195,15 @@ import Testing
             #expect((elsewhere.json["reasons"] as? [String])?.first?.contains("not to WEBHOOK_URL") == true)
             let plain = try ctl(stack, "webhook-info")
             #expect(plain.output.contains("This is not WEBHOOK_URL (\(url))"))
+
+            // The same state for node_exporter's textfile collector, in a form promtool accepts.
+            let file = stack.directory.appending(path: "webhook.prom")
+            #expect(try ctl(stack, "webhook-info", "--prometheus", file.path).code == 2)
+            let exposition = try String(contentsOf: file, encoding: .utf8)
+            #expect(exposition.contains("\ntelegram_gateway_webhook_url_matches 0\n"))
+            #expect(exposition.contains("\ntelegram_gateway_webhook_status 2\n"))
+            let promtool = try MetricsExpositionTests.promtool(exposition, in: stack.directory)
+            #expect(promtool.code == 0 && promtool.output.isEmpty, "\(promtool.output)")
 
             #expect(try ctl(stack, "delete-webhook").code == 0)
             #expect(try check([:]).code == 2, "no webhook at all")

@@ -135,6 +135,27 @@ public struct WebhookInfo: Sendable, Equatable, Decodable {
         return envelope.result
     }
 
+    /// The webhook's state as Prometheus metrics, for node_exporter's textfile collector
+    /// (`gatewayctl webhook-info --prometheus FILE`, run by a timer): what Telegram reports is
+    /// not in the pool's own metrics. `self` nil: the Bot API could not be asked (status 3).
+    public static func prometheus(_ info: WebhookInfo?, now: Int, expectedURL: String?, thresholds: Thresholds = Thresholds()) -> String {
+        var gauges: [(String, String)] = [(GatewayMetric.webhookCheckTime, "\(now)")]
+        if let info {
+            let (status, _) = info.assess(now: now, expectedURL: expectedURL, thresholds: thresholds)
+            gauges += [
+                (GatewayMetric.webhookStatus, "\(status.exitCode)"),
+                (GatewayMetric.webhookPending, "\(info.pendingUpdateCount)"),
+                (GatewayMetric.webhookLastError, "\(info.lastErrorDate ?? 0)"),
+                (GatewayMetric.webhookURLMatches, (expectedURL.map { $0 == info.url } ?? !info.url.isEmpty) ? "1" : "0"),
+            ]
+        } else {
+            gauges.append((GatewayMetric.webhookStatus, "3"))
+        }
+        return gauges.map { name, value in
+            "# HELP \(name) \(GatewayMetric.help[name] ?? "")\n# TYPE \(name) gauge\n\(name) \(value)\n"
+        }.joined()
+    }
+
     /// Plain words, for `gatewayctl webhook-info`. `now` is Unix seconds.
     public func report(now: Int, expectedURL: String? = nil) -> String {
         var lines: [String] = []

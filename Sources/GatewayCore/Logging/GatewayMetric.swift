@@ -56,6 +56,13 @@ public enum GatewayMetric {
     public static let processes = "telegram_gateway_processes"
     public static let restarts = "telegram_gateway_child_restarts_total"
     public static let lastReloadFailed = "telegram_gateway_last_reload_failed"
+    /// What getWebhookInfo reports, written by `gatewayctl webhook-info --prometheus` for
+    /// node_exporter's textfile collector.
+    public static let webhookStatus = "telegram_gateway_webhook_status"
+    public static let webhookPending = "telegram_gateway_webhook_pending_updates"
+    public static let webhookLastError = "telegram_gateway_webhook_last_error_timestamp_seconds"
+    public static let webhookURLMatches = "telegram_gateway_webhook_url_matches"
+    public static let webhookCheckTime = "telegram_gateway_webhook_check_timestamp_seconds"
     /// Always 1, labelled with the version.
     public static let buildInfo = "telegram_gateway_build_info"
 
@@ -99,6 +106,11 @@ public enum GatewayMetric {
         restarts: "Responder processes that died and were restarted by the supervisor.",
         lastReloadFailed: "1 when the supervisor refused the last reload (SIGHUP) because --check-config failed; the old children serve on.",
         buildInfo: "The running build: always 1, labelled with the version.",
+        webhookStatus: "gatewayctl webhook-info's verdict: 0 ok, 1 warning, 2 critical, 3 the Bot API could not be asked.",
+        webhookPending: "Updates waiting at Telegram for the webhook (getWebhookInfo).",
+        webhookLastError: "When Telegram last failed to deliver an update to the webhook, Unix seconds (0: no error reported).",
+        webhookURLMatches: "1 when Telegram posts to WEBHOOK_URL (without WEBHOOK_URL: when any webhook is set).",
+        webhookCheckTime: "When gatewayctl last asked Telegram about the webhook, Unix seconds.",
     ]
 }
 
