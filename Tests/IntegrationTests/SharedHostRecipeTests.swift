@@ -117,6 +117,58 @@ import Glibc
             #expect(result.code == 0, "\(result.output)")
         }
     }
+
+    @Test func thePort80SiteNeedsNoCertificateAnswersTheACMEChallengeAndRedirectsTheRest() throws {
+        let folder = FileManager.default.temporaryDirectory.appending(path: "acme-\(UUID().uuidString.prefix(8))")
+        let webroot = folder.appending(path: "letsencrypt/.well-known/acme-challenge")
+        try FileManager.default.createDirectory(at: webroot, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: folder.appending(path: "logs"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try "token-proof".write(to: webroot.appending(path: "abc123"), atomically: false, encoding: .utf8)
+        let port = try LocalStack.freePort()
+        // The shipped file as it is, but on a free loopback port and this test's webroot.
+        let shipped = try String(contentsOf: LocalStack.packageRoot.appending(path: "nginx/sites/telegram-gateway-http.conf"), encoding: .utf8)
+        var site = shipped
+        for (from, to) in [
+            ("listen 80;", "listen 127.0.0.1:\(port);"), ("listen [::]:80;", ""),
+            ("/var/www/letsencrypt", folder.appending(path: "letsencrypt").path),
+        ] {
+            #expect(site.contains(from), "the shipped site changed: \(from)")
+            site = site.replacing(from, with: to)
+        }
+        #expect(!shipped.contains("ssl_certificate"), "no certificate before the first certificate")
+        try site.write(to: folder.appending(path: "site.conf"), atomically: false, encoding: .utf8)
+        let conf = folder.appending(path: "nginx.conf")
+        try """
+        \(getuid() == 0 ? "user root root;" : "")
+        pid \(folder.path)/nginx.pid;
+        error_log \(folder.path)/logs/error.log warn;
+        events { worker_connections 64; }
+        http {
+            access_log \(folder.path)/logs/access.log;
+            client_body_temp_path \(folder.path)/body;
+            include \(folder.path)/site.conf;
+        }
+        """.write(to: conf, atomically: false, encoding: .utf8)
+        let check = try ChildProcess.runCapturing(
+            "/usr/sbin/nginx", ["-t", "-p", folder.path, "-c", conf.path, "-e", folder.path + "/logs/error.log"])
+        #expect(check.code == 0, "\(check.output)")
+        let nginx = try ChildProcess.spawn(
+            "/usr/sbin/nginx", ["-p", folder.path, "-c", conf.path, "-e", folder.path + "/logs/error.log", "-g", "daemon off;"])
+        defer {
+            kill(nginx, SIGTERM)
+            ChildProcess.waitForExit(nginx)
+        }
+        let client = try HTTPClient()
+        func get(_ path: String) throws -> HTTPResponse {
+            try client.send(HTTPRequest(url: "http://127.0.0.1:\(port)\(path)", headers: [("Host", "gateway.example.com")], timeoutSeconds: 5))
+        }
+        try waitUntil("nginx answers") { (try? get("/")) != nil }
+        let proof = try get("/.well-known/acme-challenge/abc123")
+        #expect(proof.status == 200 && String(decoding: proof.body, as: UTF8.self) == "token-proof")
+        #expect(try get("/.well-known/acme-challenge/missing").status == 404)
+        #expect(try get("/webhook/telegram").status == 301, "everything else goes to HTTPS")
+    }
 }
 
 /// DEPLOY.md's secret rotation: while both secrets are configured, nginx and the pool accept
