@@ -1,14 +1,22 @@
-import CHiredis
-import CoreMetrics
 import GatewayCore
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// One hiredis connection, owned by one thread. Connects lazily with a bounded timeout, drops the
-/// connection after any error and reconnects with exponential backoff; while backing off every
-/// call fails fast, so a dead Redis costs a request nothing.
+/// A thread's way to Redis: one ``RedisNode`` for a single server, or, for a Redis Cluster
+/// (`REDIS_CLUSTER_NODES`), one per node, opened on first use, with the cluster's slot map.
+///
+/// In a cluster each command goes to the master of its key's slot (the key's hash tag: every
+/// script's keys share one, so each script runs on one node). The map is read with
+/// `CLUSTER SLOTS` from any node that answers (the seeds first) at the first call, after a
+/// `MOVED` and after a node failed; `ASK` (a slot being migrated) sends `ASKING` and the command
+/// to the node named; `TRYAGAIN` and `CLUSTERDOWN` (a migration or a failover under way) and a
+/// node going away are retried within the deadline, a few times, then reported as Redis being
+/// unavailable: the callers then behave as with Redis down (sync mode fails open, the queue's
+/// door answers 503) and recover by themselves once the cluster has promoted a replica.
+///
+/// Owned by one thread, like the connections in it.
 final class RedisConnection {
     struct Settings {
         var host: String
@@ -18,6 +26,8 @@ final class RedisConnection {
         var database: Int
         var connectTimeoutSeconds: Double
         var commandTimeoutSeconds: Double
+        /// Seed nodes of a cluster; empty for one server.
+        var clusterNodes: [GatewayConfig.HostPort]
 
         /// The configured server, with the configured timeouts unless others are given.
         init(_ config: GatewayConfig.RedisSettings, connectTimeoutSeconds: Double? = nil, commandTimeoutSeconds: Double? = nil) {
@@ -28,53 +38,46 @@ final class RedisConnection {
             database = config.database
             self.connectTimeoutSeconds = connectTimeoutSeconds ?? config.connectTimeoutSeconds
             self.commandTimeoutSeconds = commandTimeoutSeconds ?? config.commandTimeoutSeconds
+            clusterNodes = config.clusterNodes
+        }
+
+        /// The same settings for one node of the cluster.
+        func node(_ address: GatewayConfig.HostPort) -> Settings {
+            var settings = self
+            settings.host = address.host
+            settings.port = address.port
+            settings.socket = nil
+            settings.clusterNodes = []
+            return settings
         }
     }
 
     private let settings: Settings
     private let clock: @Sendable () -> UInt64
-    private var context: UnsafeMutablePointer<redisContext>?
-    private var retryAt: UInt64 = 0
-    private var backoffNanoseconds: UInt64 = minimumBackoff
-    /// The digests of the scripts this connection loaded, by script name.
-    private var digests: [String: String] = [:]
-    /// This connection's latency histograms by operation, made once each (the connection
-    /// belongs to one thread: no lock).
-    private var timers: [String: Timer] = [:]
+    /// The single server's connection, or nil in a cluster.
+    private let single: RedisNode?
+    private var cluster: ClusterState
 
-    static let minimumBackoff: UInt64 = 50_000_000
-    static let maximumBackoff: UInt64 = 2_000_000_000
+    /// Redirections one command may follow before it is reported as unavailable.
+    static let maximumRedirections = 5
 
     init(settings: Settings, clock: @escaping @Sendable () -> UInt64) {
         self.settings = settings
         self.clock = clock
+        single = settings.clusterNodes.isEmpty ? RedisNode(settings: settings, clock: clock) : nil
+        cluster = ClusterState(seeds: settings.clusterNodes)
     }
 
-    deinit {
-        if let context { redisFree(context) }
-    }
+    var isConnected: Bool { single?.isConnected ?? cluster.nodes.values.contains { $0.isConnected } }
 
-    var isConnected: Bool { context != nil }
-
-    /// Sends one command and returns its reply, within the command timeout cut to what
-    /// `deadline` leaves (under a millisecond left: nothing is sent). A Redis error reply is
-    /// returned as `.error`; transport failures throw.
+    /// Sends one command and returns its reply (a Redis error reply as `.error`); transport
+    /// failures throw. See ``RedisNode/command(_:deadline:operation:)``.
     func command(_ arguments: [[UInt8]], deadline: Deadline = .distantFuture, operation: String? = nil) throws(StateStoreError) -> RedisReply {
-        let started = clock()
-        defer { timer(operation ?? arguments.first.map { String(decoding: $0, as: UTF8.self).uppercased() } ?? "?").record(since: started, clock()) }
-        guard let timeout = deadline.timeout(cappedAt: settings.commandTimeoutSeconds, at: clock()) else { throw .timeout }
-        let context = try connected(deadline: deadline)
-        // The socket's timeout is the configured one; only a deadline closer than that costs
-        // the two setsockopt calls, there and back.
-        let shortened = timeout < settings.commandTimeoutSeconds
-        if shortened { redisSetTimeout(context, Self.timeval(timeout)) }
-        do {
-            let reply = try send(context, arguments)
-            if shortened { redisSetTimeout(context, Self.timeval(settings.commandTimeoutSeconds)) }
-            return reply
-        } catch {
-            disconnect()
-            throw error
+        if let single { return try single.command(arguments, deadline: deadline, operation: operation) }
+        return try routed(slot: ClusterSlots.slot(ofCommand: arguments), deadline: deadline) { node, asking throws(StateStoreError) in
+            asking
+                ? try node.commandAsking(arguments, deadline: deadline, operation: operation)
+                : try node.command(arguments, deadline: deadline, operation: operation)
         }
     }
 
@@ -82,192 +85,286 @@ final class RedisConnection {
         try command(arguments.map { Array($0.utf8) })
     }
 
-    /// Runs `script` with EVALSHA, loading it on first use and again when Redis lost it (a
-    /// restart or SCRIPT FLUSH). Error replies are returned as `.error`.
+    /// Runs `script` with EVALSHA (loaded on each node on first use) on the node of its keys.
     func evaluate(_ script: RedisScript, keys: [String], arguments: [[UInt8]], deadline: Deadline = .distantFuture) throws(StateStoreError)
         -> RedisReply
     {
-        for attempt in 0..<2 {
-            let reply = try command(
-                Self.evalsha(try digest(of: script, deadline: deadline), keys: keys, arguments: arguments), deadline: deadline, operation: script.name
-            )
-            if case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), attempt == 0 {
-                digests[script.name] = nil
+        if let single { return try single.evaluate(script, keys: keys, arguments: arguments, deadline: deadline) }
+        let slot = keys.first.map { ClusterSlots.slot(of: Array($0.utf8)) }
+        return try routed(slot: slot, deadline: deadline) { node, asking throws(StateStoreError) in
+            try node.evaluate(script, keys: keys, arguments: arguments, deadline: deadline, asking: asking)
+        }
+    }
+
+    /// Runs `script` once per set of keys and arguments: one round trip per node involved.
+    /// Replies come back in the calls' order; error replies in place.
+    func evaluateAll(_ script: RedisScript, calls: [(keys: [String], arguments: [[UInt8]])], deadline: Deadline = .distantFuture)
+        throws(StateStoreError) -> [RedisReply]
+    {
+        if let single { return try single.evaluateAll(script, calls: calls, deadline: deadline) }
+        let slots = calls.map { $0.keys.first.map { ClusterSlots.slot(of: Array($0.utf8)) } }
+        return try grouped(slots: slots, deadline: deadline) { node, indices throws(StateStoreError) in
+            try node.evaluateAll(script, calls: indices.map { calls[$0] }, deadline: deadline)
+        } one: { index throws(StateStoreError) in
+            try evaluate(script, keys: calls[index].keys, arguments: calls[index].arguments, deadline: deadline)
+        }
+    }
+
+    /// Writes every command, then reads every reply: one round trip per node involved.
+    func pipeline(_ commands: [[[UInt8]]], deadline: Deadline, operation: String = "pipeline") throws(StateStoreError) -> [RedisReply] {
+        if let single { return try single.pipeline(commands, deadline: deadline, operation: operation) }
+        return try grouped(slots: commands.map(ClusterSlots.slot(ofCommand:)), deadline: deadline) { node, indices throws(StateStoreError) in
+            try node.pipeline(indices.map { commands[$0] }, deadline: deadline, operation: operation)
+        } one: { index throws(StateStoreError) in
+            try command(commands[index], deadline: deadline, operation: operation)
+        }
+    }
+
+    /// Drops every connection; the next call reconnects after the backoff.
+    func disconnect() {
+        single?.disconnect()
+        for node in cluster.nodes.values { node.disconnect() }
+    }
+
+    // MARK: The cluster
+
+    /// Runs `send` on the node serving `slot` (any node for nil), following `MOVED` and `ASK`
+    /// at once, retrying `TRYAGAIN` and `CLUSTERDOWN` after short pauses (10, 20 and 40 ms, then
+    /// it gives up), and, when a node fails, reading the map again: a slot that moved (a replica was
+    /// promoted) is tried on its new master; a slot still on the failed node fails now, so the
+    /// caller fails open at once instead of waiting out the election.
+    private func routed(
+        slot: Int?, deadline: Deadline, _ send: (RedisNode, _ asking: Bool) throws(StateStoreError) -> RedisReply
+    ) throws(StateStoreError) -> RedisReply {
+        var asked: GatewayConfig.HostPort?
+        var moved: GatewayConfig.HostPort?
+        var lastError = StateStoreError.unavailable
+        var pauses = 0
+        var refreshedAfterFailure = false
+        for _ in 0...Self.maximumRedirections {
+            let address: GatewayConfig.HostPort
+            if let target = asked ?? moved {
+                address = target
+                moved = nil
+            } else {
+                guard let known = try owner(of: slot, deadline: deadline) else { break }
+                address = known
+            }
+            let reply: RedisReply
+            do {
+                reply = try send(node(address), asked != nil)
+            } catch {
+                lastError = error
+                asked = nil
+                guard !refreshedAfterFailure else { break }
+                refreshedAfterFailure = true
+                try? refreshSlots(deadline: deadline)
+                if slot.flatMap({ cluster.slots[$0] }) == address { break }
                 continue
             }
-            return reply
-        }
-        throw .refused
-    }
-
-    /// Runs `script` once per set of keys and arguments, every call written at once and the
-    /// replies read after: one round trip for them all. Error replies are returned in place.
-    func evaluateAll(_ script: RedisScript, calls: [(keys: [String], arguments: [[UInt8]])], deadline: Deadline = .distantFuture)
-        throws(StateStoreError)
-        -> [RedisReply]
-    {
-        guard !calls.isEmpty else { return [] }
-        for attempt in 0..<2 {
-            let digest = try digest(of: script, deadline: deadline)
-            let replies = try pipeline(
-                calls.map { Self.evalsha(digest, keys: $0.keys, arguments: $0.arguments) }, deadline: deadline, operation: script.name)
-            let lost = replies.contains { if case .error(let message) = $0 { message.hasPrefix("NOSCRIPT") } else { false } }
-            guard lost, attempt == 0 else { return replies }
-            digests[script.name] = nil
-        }
-        throw .refused
-    }
-
-    /// The script's digest, loading it on first use (or after Redis lost it).
-    private func digest(of script: RedisScript, deadline: Deadline) throws(StateStoreError) -> String {
-        if let known = digests[script.name] { return known }
-        let loaded = try command([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(script.source.utf8)], deadline: deadline)
-        // An error here is Redis refusing (still loading its data, out of memory, no permission).
-        if case .error = loaded { throw .refused }
-        guard let text = loaded.text else { throw .unexpectedReply }
-        digests[script.name] = text
-        return text
-    }
-
-    private static func evalsha(_ digest: String, keys: [String], arguments: [[UInt8]]) -> [[UInt8]] {
-        [Array("EVALSHA".utf8), Array(digest.utf8), Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + arguments
-    }
-
-    /// Writes every command, then reads every reply, in order: one round trip. Error replies
-    /// are returned in place.
-    func pipeline(_ commands: [[[UInt8]]], deadline: Deadline, operation: String = "pipeline") throws(StateStoreError) -> [RedisReply] {
-        let started = clock()
-        defer { timer(operation).record(since: started, clock()) }
-        guard let timeout = deadline.timeout(cappedAt: settings.commandTimeoutSeconds, at: clock()) else { throw .timeout }
-        let context = try connected(deadline: deadline)
-        let shortened = timeout < settings.commandTimeoutSeconds
-        if shortened { redisSetTimeout(context, Self.timeval(timeout)) }
-        defer { if shortened, self.context != nil { redisSetTimeout(context, Self.timeval(settings.commandTimeoutSeconds)) } }
-        for arguments in commands {
-            let appended = withArgv(arguments) { argv, lengths in redisAppendCommandArgv(context, Int32(arguments.count), argv, lengths) }
-            guard appended == REDIS_OK else {
-                disconnect()
-                throw .unavailable
+            asked = nil
+            guard case .error(let message) = reply, let redirect = ClusterRedirect(message) else { return reply }
+            switch redirect {
+            case .moved(let movedSlot, let target):
+                // The node named is the slot's master now: go there next, and learn the map
+                // again before the following command.
+                cluster.slots[movedSlot] = target
+                cluster.isStale = true
+                moved = target
+            case .ask(_, let target):
+                asked = target
+            case .retry:
+                lastError = .unavailable
+                pauses += 1
+                guard pauses <= 3, pause(milliseconds: 10 << (pauses - 1), deadline: deadline) else { throw lastError }
             }
         }
-        var replies: [RedisReply] = []
-        replies.reserveCapacity(commands.count)
-        for _ in commands {
-            var raw: UnsafeMutableRawPointer?
-            guard redisGetReply(context, &raw) == REDIS_OK, let reply = raw else {
-                let timedOut = context.pointee.err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
-                disconnect()
-                throw timedOut ? .timeout : .unavailable
-            }
-            replies.append(RedisReply(reply.assumingMemoryBound(to: redisReply.self)))
-            freeReplyObject(reply)
-        }
-        return replies
+        throw lastError
     }
 
-    private func timer(_ operation: String) -> Timer {
-        if let known = timers[operation] { return known }
-        let made = Timer(label: GatewayMetric.redisSeconds, dimensions: [("operation", operation)])
-        timers[operation] = made
+    /// Sends each node its share of `slots`' commands in one call, and puts the replies back in
+    /// order; a command answered with a redirection is sent again alone through `one`.
+    private func grouped(
+        slots: [Int?], deadline: Deadline, _ batch: (RedisNode, [Int]) throws(StateStoreError) -> [RedisReply],
+        one: (Int) throws(StateStoreError) -> RedisReply
+    ) throws(StateStoreError) -> [RedisReply] {
+        guard !slots.isEmpty else { return [] }
+        var byNode: [GatewayConfig.HostPort: [Int]] = [:]
+        var order: [GatewayConfig.HostPort] = []
+        for (index, slot) in slots.enumerated() {
+            // A command without a key joins the first node's batch.
+            var address = slot == nil ? order.first : nil
+            if address == nil { address = try owner(of: slot, deadline: deadline) }
+            guard let address else { throw .unavailable }
+            if byNode[address] == nil { order.append(address) }
+            byNode[address, default: []].append(index)
+        }
+        var replies = [RedisReply?](repeating: nil, count: slots.count)
+        for address in order {
+            let indices = byNode[address] ?? []
+            let answered: [RedisReply]
+            do {
+                answered = try batch(node(address), indices)
+            } catch {
+                cluster.isStale = true
+                for index in indices { replies[index] = try one(index) }
+                continue
+            }
+            for (index, reply) in zip(indices, answered) {
+                if case .error(let message) = reply, ClusterRedirect(message) != nil {
+                    replies[index] = try one(index)
+                } else {
+                    replies[index] = reply
+                }
+            }
+        }
+        return replies.map { $0 ?? .null }
+    }
+
+    /// The master serving `slot` (any known node for nil), reading the map when it is unknown
+    /// or stale.
+    private func owner(of slot: Int?, deadline: Deadline) throws(StateStoreError) -> GatewayConfig.HostPort? {
+        if cluster.isStale || cluster.slots.isEmpty || slot.map({ cluster.slots[$0] == nil }) == true {
+            try refreshSlots(deadline: deadline)
+        }
+        guard let slot else { return cluster.slots.values.first ?? cluster.seeds.first }
+        return cluster.slots[slot]
+    }
+
+    /// Reads `CLUSTER SLOTS` from the first node that answers: known masters, then the seeds.
+    private func refreshSlots(deadline: Deadline) throws(StateStoreError) {
+        var candidates = Array(Set(cluster.slots.values)).sorted { $0.description < $1.description }
+        for seed in cluster.seeds where !candidates.contains(seed) { candidates.append(seed) }
+        var lastError = StateStoreError.unavailable
+        for address in candidates {
+            do {
+                let reply = try node(address).command([Array("CLUSTER".utf8), Array("SLOTS".utf8)], deadline: deadline, operation: "CLUSTER")
+                guard let map = ClusterSlots.parse(reply) else {
+                    lastError = .unexpectedReply
+                    continue
+                }
+                cluster.slots = map
+                cluster.isStale = false
+                return
+            } catch {
+                lastError = error
+            }
+        }
+        // Keep what is known: a stale map is better than none while the cluster elects.
+        if !cluster.slots.isEmpty { return }
+        throw lastError
+    }
+
+    private func node(_ address: GatewayConfig.HostPort) -> RedisNode {
+        if let known = cluster.nodes[address] { return known }
+        let made = RedisNode(settings: settings.node(address), clock: clock)
+        cluster.nodes[address] = made
         return made
     }
 
-    private func send(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) throws(StateStoreError) -> RedisReply {
-        let raw: UnsafeMutableRawPointer? = withArgv(arguments) { argv, lengths in
-            redisCommandArgv(context, Int32(arguments.count), argv, lengths)
-        }
-        guard let raw else {
-            let timedOut = context.pointee.err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
-            throw timedOut ? .timeout : .unavailable
-        }
-        let reply = raw.assumingMemoryBound(to: redisReply.self)
-        defer { freeReplyObject(raw) }
-        return RedisReply(reply)
+    /// Waits `milliseconds` unless the deadline would pass first; false when there is no time.
+    private func pause(milliseconds: Int, deadline: Deadline) -> Bool {
+        guard let left = deadline.timeout(cappedAt: 3600, at: clock()), left * 1000 > Double(milliseconds) + 1 else { return false }
+        var request = timespec(tv_sec: 0, tv_nsec: milliseconds * 1_000_000)
+        var rest = timespec()
+        while nanosleep(&request, &rest) != 0 && errno == EINTR { request = rest }
+        return true
     }
 
-    private func withArgv<R>(_ arguments: [[UInt8]], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
-        // Each argument is copied to one buffer that lives for the call; hiredis copies it into its output buffer.
-        let argv = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: max(1, arguments.count))
-        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: max(1, arguments.count))
-        var storage: [UnsafeMutablePointer<CChar>] = []
-        storage.reserveCapacity(arguments.count)
-        defer {
-            for buffer in storage { buffer.deallocate() }
-            argv.deallocate()
-            lengths.deallocate()
-        }
-        for (index, argument) in arguments.enumerated() {
-            let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, argument.count))
-            argument.withUnsafeBytes { raw in
-                if let base = raw.baseAddress { UnsafeMutableRawPointer(buffer).copyMemory(from: base, byteCount: raw.count) }
-            }
-            storage.append(buffer)
-            argv[index] = UnsafePointer(buffer)
-            lengths[index] = argument.count
-        }
-        return body(argv, lengths)
-    }
-
-    private func connected(deadline: Deadline) throws(StateStoreError) -> UnsafeMutablePointer<redisContext> {
-        if let context { return context }
-        guard clock() >= retryAt else { throw .unavailable }
-        guard let connectTimeout = deadline.timeout(cappedAt: settings.connectTimeoutSeconds, at: clock()) else { throw .timeout }
-        do {
-            let context = try connect(timeout: connectTimeout)
-            self.context = context
-            backoffNanoseconds = Self.minimumBackoff
-            return context
-        } catch {
-            disconnect()
-            throw error
-        }
-    }
-
-    private func connect(timeout: Double) throws(StateStoreError) -> UnsafeMutablePointer<redisContext> {
-        let connectTimeout = Self.timeval(timeout)
-        let made: UnsafeMutablePointer<redisContext>? =
-            if let socket = settings.socket {
-                redisConnectUnixWithTimeout(socket, connectTimeout)
-            } else {
-                redisConnectWithTimeout(settings.host, Int32(settings.port), connectTimeout)
-            }
-        guard let context = made else { throw .unavailable }
-        guard context.pointee.err == 0, redisSetTimeout(context, Self.timeval(settings.commandTimeoutSeconds)) == REDIS_OK else {
-            redisFree(context)
-            throw .unavailable
-        }
-        do throws(StateStoreError) {
-            if let password = settings.password {
-                guard case .status = try send(context, [Array("AUTH".utf8), Array(password.reveal().utf8)]) else { throw .refused }
-            }
-            if settings.database != 0 {
-                guard case .status = try send(context, [Array("SELECT".utf8), Array(String(settings.database).utf8)]) else { throw .refused }
-            }
-        } catch {
-            redisFree(context)
-            throw error
-        }
-        return context
-    }
-
-    /// Drops the connection; the next call reconnects after the backoff.
-    func disconnect() {
-        if let context { redisFree(context) }
-        context = nil
-        retryAt = clock() + backoffNanoseconds
-        backoffNanoseconds = min(backoffNanoseconds * 2, Self.maximumBackoff)
-    }
-
-    /// Never zero: hiredis and the kernel read a zero timeout as none.
-    private static func timeval(_ seconds: Double) -> Glibc.timeval {
-        let clamped = max(0.001, seconds.isFinite ? seconds : 0.001)
-        return Glibc.timeval(tv_sec: Int(clamped), tv_usec: Int((clamped - Double(Int(clamped))) * 1_000_000))
+    private struct ClusterState {
+        let seeds: [GatewayConfig.HostPort]
+        var slots: [Int: GatewayConfig.HostPort] = [:]
+        var nodes: [GatewayConfig.HostPort: RedisNode] = [:]
+        var isStale = false
     }
 }
 
-extension Timer {
-    /// Records the time from `start` to `end` (monotonic nanoseconds; never negative).
-    func record(since start: UInt64, _ end: UInt64) {
-        recordNanoseconds(Int64(clamping: end > start ? end - start : 0))
+/// A cluster's answer that the command belongs elsewhere, or must wait.
+enum ClusterRedirect: Equatable {
+    case moved(slot: Int, to: GatewayConfig.HostPort)
+    case ask(slot: Int, to: GatewayConfig.HostPort)
+    /// `TRYAGAIN` (a multi-key command during a migration), `CLUSTERDOWN` (no master for a
+    /// slot, as during a failover).
+    case retry
+
+    init?(_ message: String) {
+        let words = message.split(separator: " ")
+        switch words.first {
+        case "MOVED", "ASK":
+            guard words.count >= 3, let slot = Int(words[1]), let target = GatewayConfig.HostPort(words[2]) else { return nil }
+            self = words[0] == "MOVED" ? .moved(slot: slot, to: target) : .ask(slot: slot, to: target)
+        case "TRYAGAIN", "CLUSTERDOWN":
+            self = .retry
+        default:
+            return nil
+        }
+    }
+}
+
+/// Redis Cluster's key slots: CRC16 (XMODEM) of the key's hash tag, modulo 16384.
+enum ClusterSlots {
+    static let count = 16384
+
+    static func slot(of key: [UInt8]) -> Int {
+        Int(crc16(hashTag(key)) % UInt16(count))
+    }
+
+    /// The part of the key the slot comes from: the text inside the first `{…}` when it is not
+    /// empty, else the whole key.
+    static func hashTag(_ key: [UInt8]) -> ArraySlice<UInt8> {
+        guard let open = key.firstIndex(of: UInt8(ascii: "{")),
+            let close = key[(open + 1)...].firstIndex(of: UInt8(ascii: "}")), close > open + 1
+        else { return key[...] }
+        return key[(open + 1)..<close]
+    }
+
+    static func crc16(_ bytes: ArraySlice<UInt8>) -> UInt16 {
+        var crc: UInt16 = 0
+        for byte in bytes {
+            crc ^= UInt16(byte) << 8
+            for _ in 0..<8 { crc = crc & 0x8000 != 0 ? (crc << 1) ^ 0x1021 : crc << 1 }
+        }
+        return crc
+    }
+
+    /// The slot of a command's first key, or nil for a command without keys.
+    static func slot(ofCommand arguments: [[UInt8]]) -> Int? {
+        key(of: arguments).map(slot(of:))
+    }
+
+    static func key(of arguments: [[UInt8]]) -> [UInt8]? {
+        guard let name = arguments.first.map({ String(decoding: $0, as: UTF8.self).uppercased() }) else { return nil }
+        switch name {
+        case "PING", "TIME", "SCRIPT", "INFO", "CLUSTER", "ASKING", "AUTH", "SELECT", "WAIT", "COMMAND", "CONFIG", "DBSIZE":
+            return nil
+        case "EVAL", "EVALSHA":
+            guard arguments.count > 3, let count = Int(String(decoding: arguments[2], as: UTF8.self)), count > 0 else { return nil }
+            return arguments[3]
+        case "XGROUP", "XINFO", "OBJECT", "MEMORY":
+            // A subcommand, then the key.
+            return arguments.count > 2 ? arguments[2] : nil
+        case "XREAD", "XREADGROUP":
+            guard let streams = arguments.firstIndex(where: { String(decoding: $0, as: UTF8.self).uppercased() == "STREAMS" }),
+                streams + 1 < arguments.count
+            else { return nil }
+            return arguments[streams + 1]
+        default:
+            return arguments.count > 1 ? arguments[1] : nil
+        }
+    }
+
+    /// `CLUSTER SLOTS`' answer as slot → master address.
+    static func parse(_ reply: RedisReply) -> [Int: GatewayConfig.HostPort]? {
+        guard case .array(let ranges) = reply, !ranges.isEmpty else { return nil }
+        var map: [Int: GatewayConfig.HostPort] = [:]
+        for range in ranges {
+            guard case .array(let fields) = range, fields.count >= 3, case .integer(let first) = fields[0],
+                case .integer(let last) = fields[1], case .array(let master) = fields[2], master.count >= 2,
+                let host = master[0].text, case .integer(let port) = master[1], first <= last, last < count
+            else { return nil }
+            let address = GatewayConfig.HostPort(host: host, port: Int(port))
+            for slot in Int(first)...Int(last) { map[slot] = address }
+        }
+        return map
     }
 }

@@ -7,6 +7,24 @@ import Testing
     let token = "123456:TEST-token_for_unit_tests_only_0000"
     var minimal: [String: String] { ["TELEGRAM_BOT_TOKEN": token, "TELEGRAM_WEBHOOK_SECRET": "s3cret-value"] }
 
+    @Test func clusterSeedsAreParsedAndExclusiveWithASingleServer() throws {
+        var environment = minimal
+        environment["REDIS_CLUSTER_NODES"] = "10.0.0.1:7000, 10.0.0.2:7001,[::1]:7002"
+        let config = try GatewayConfig.load(environment: environment)
+        #expect(config.redis.clusterNodes.map(\.description) == ["10.0.0.1:7000", "10.0.0.2:7001", "[::1]:7002"])
+        #expect(try GatewayConfig.load(environment: minimal).redis.clusterNodes.isEmpty)
+
+        environment["REDIS_HOST"] = "10.0.0.9"
+        environment["REDIS_DB"] = "2"
+        let error = try #require(throws: ConfigError.self) { try GatewayConfig.load(environment: environment) }
+        #expect(error.problems.map(\.variable).sorted() == ["REDIS_DB", "REDIS_HOST"])
+        for bad in ["10.0.0.1", "10.0.0.1:0", "a:b", ",", "host:7000/x"] {
+            var wrong = minimal
+            wrong["REDIS_CLUSTER_NODES"] = bad
+            #expect(throws: ConfigError.self, "\(bad)") { try GatewayConfig.load(environment: wrong) }
+        }
+    }
+
     @Test func defaultsMatchTheSeed() throws {
         let config = try GatewayConfig.load(environment: minimal)
         #expect(config.redis.host == "127.0.0.1")

@@ -306,7 +306,7 @@ final class LocalStack {
     }
 
     /// Binds a socket to 127.0.0.1:`port` (0: any free port), closes it, and returns the port it got.
-    private static func bindLoopback(port: Int) throws -> Int {
+    static func bindLoopback(port: Int) throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()

@@ -57,10 +57,15 @@ public struct GatewayConfig: Sendable {
         public var database: Int
         public var connectTimeoutSeconds: Double
         public var commandTimeoutSeconds: Double
+        /// Seed nodes of a Redis Cluster (`REDIS_CLUSTER_NODES`); empty for one server. The
+        /// gateway learns the rest of the cluster and its slots from them.
+        public var clusterNodes: [HostPort]
 
         public init(
-            host: String, port: Int, socket: String?, password: Secret?, database: Int, connectTimeoutSeconds: Double, commandTimeoutSeconds: Double
+            host: String, port: Int, socket: String?, password: Secret?, database: Int, connectTimeoutSeconds: Double, commandTimeoutSeconds: Double,
+            clusterNodes: [HostPort] = []
         ) {
+            self.clusterNodes = clusterNodes
             self.host = host
             self.port = port
             self.socket = socket
@@ -69,6 +74,30 @@ public struct GatewayConfig: Sendable {
             self.connectTimeoutSeconds = connectTimeoutSeconds
             self.commandTimeoutSeconds = commandTimeoutSeconds
         }
+    }
+
+    /// A TCP address, `host:port`.
+    public struct HostPort: Sendable, Equatable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        /// `host:port`, `[v6]:port`; nil for anything else.
+        public init?(_ text: some StringProtocol) {
+            guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+                return nil
+            }
+            var host = String(text[..<colon])
+            if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            guard !host.isEmpty, !host.contains(" "), !host.contains(","), !host.contains("/") else { return nil }
+            self.init(host: host, port: port)
+        }
+
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
     }
 
     public struct RateLimitSettings: Sendable, Equatable {
@@ -127,7 +156,7 @@ public struct GatewayConfig: Sendable {
         let botUsername = reader.optionalString(
             "TELEGRAM_BOT_USERNAME", matching: .botUsername, form: "a bot username, 5-32 of A-Z, a-z, 0-9 and _, without @")
 
-        let redis = RedisSettings(
+        var redis = RedisSettings(
             host: reader.string("REDIS_HOST", default: "127.0.0.1"),
             port: reader.integer("REDIS_PORT", default: 6379, in: 1...65535),
             socket: reader.optionalString("REDIS_SOCKET", matching: nil, form: "a unix socket path"),
@@ -135,6 +164,17 @@ public struct GatewayConfig: Sendable {
             database: reader.integer("REDIS_DB", default: 0, in: 0...15),
             connectTimeoutSeconds: reader.seconds("REDIS_CONNECT_TIMEOUT", default: 0.05, in: 0.001...10),
             commandTimeoutSeconds: reader.seconds("REDIS_COMMAND_TIMEOUT", default: 0.05, in: 0.001...10))
+        if let nodes = reader.optionalString("REDIS_CLUSTER_NODES", matching: nil, form: "host:port,host:port,…") {
+            let parsed = nodes.split(separator: ",").map { $0.trimmingSpaces() }.filter { !$0.isEmpty }.map { HostPort($0) }
+            if parsed.isEmpty || parsed.contains(nil) {
+                reader.problem("REDIS_CLUSTER_NODES", "expected host:port seeds separated by commas, e.g. 10.0.0.1:7000,10.0.0.2:7000")
+            }
+            redis.clusterNodes = parsed.compactMap { $0 }
+            for other in ["REDIS_HOST", "REDIS_PORT", "REDIS_SOCKET"] where environment[other].map({ !$0.isEmpty }) == true {
+                reader.problem(other, "is set with REDIS_CLUSTER_NODES: give one or the other")
+            }
+            if redis.database != 0 { reader.problem("REDIS_DB", "must be 0 with REDIS_CLUSTER_NODES (a cluster has one database)") }
+        }
         let sessionTTL = reader.integer("SESSION_TTL", default: 86_400, in: 60...2_592_000)
         let dedupeTTL = reader.integer("DEDUPE_TTL", default: 86_400, in: 60...604_800)
         let deadline = reader.seconds("UPDATE_DEADLINE", default: 25, in: 1...maxUpdateDeadlineSeconds)

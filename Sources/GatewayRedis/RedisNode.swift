@@ -1,0 +1,267 @@
+import CHiredis
+import CoreMetrics
+import GatewayCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One hiredis connection to one Redis server, owned by one thread. Connects lazily with a
+/// bounded timeout, drops the connection after any error and reconnects with exponential
+/// backoff; while backing off every call fails fast, so a dead Redis costs a request nothing.
+/// ``RedisConnection`` puts one in front of a single server, or one per node of a cluster.
+final class RedisNode {
+    typealias Settings = RedisConnection.Settings
+
+    private let settings: Settings
+    private let clock: @Sendable () -> UInt64
+    private var context: UnsafeMutablePointer<redisContext>?
+    private var retryAt: UInt64 = 0
+    private var backoffNanoseconds: UInt64 = minimumBackoff
+    /// The digests of the scripts this connection loaded, by script name.
+    private var digests: [String: String] = [:]
+    /// This connection's latency histograms by operation, made once each (the connection
+    /// belongs to one thread: no lock).
+    private var timers: [String: Timer] = [:]
+
+    static let minimumBackoff: UInt64 = 50_000_000
+    static let maximumBackoff: UInt64 = 2_000_000_000
+
+    init(settings: Settings, clock: @escaping @Sendable () -> UInt64) {
+        self.settings = settings
+        self.clock = clock
+    }
+
+    deinit {
+        if let context { redisFree(context) }
+    }
+
+    var isConnected: Bool { context != nil }
+
+    /// Sends one command and returns its reply, within the command timeout cut to what
+    /// `deadline` leaves (under a millisecond left: nothing is sent). A Redis error reply is
+    /// returned as `.error`; transport failures throw.
+    func command(_ arguments: [[UInt8]], deadline: Deadline = .distantFuture, operation: String? = nil) throws(StateStoreError) -> RedisReply {
+        let started = clock()
+        defer { timer(operation ?? arguments.first.map { String(decoding: $0, as: UTF8.self).uppercased() } ?? "?").record(since: started, clock()) }
+        guard let timeout = deadline.timeout(cappedAt: settings.commandTimeoutSeconds, at: clock()) else { throw .timeout }
+        let context = try connected(deadline: deadline)
+        // The socket's timeout is the configured one; only a deadline closer than that costs
+        // the two setsockopt calls, there and back.
+        let shortened = timeout < settings.commandTimeoutSeconds
+        if shortened { redisSetTimeout(context, Self.timeval(timeout)) }
+        do {
+            let reply = try send(context, arguments)
+            if shortened { redisSetTimeout(context, Self.timeval(settings.commandTimeoutSeconds)) }
+            return reply
+        } catch {
+            disconnect()
+            throw error
+        }
+    }
+
+    func command(_ arguments: String...) throws(StateStoreError) -> RedisReply {
+        try command(arguments.map { Array($0.utf8) })
+    }
+
+    /// Sends `ASKING` and the command together (a cluster's answer for a slot being migrated
+    /// here): `ASKING` holds for the next command only, so nothing may come between.
+    func commandAsking(_ arguments: [[UInt8]], deadline: Deadline, operation: String? = nil) throws(StateStoreError) -> RedisReply {
+        let replies = try pipeline(
+            [[Array("ASKING".utf8)], arguments], deadline: deadline,
+            operation: operation ?? arguments.first.map { String(decoding: $0, as: UTF8.self).uppercased() } ?? "?")
+        return replies.count == 2 ? replies[1] : .null
+    }
+
+    /// Runs `script` with EVALSHA, loading it on first use and again when Redis lost it (a
+    /// restart or SCRIPT FLUSH). Error replies are returned as `.error`. `asking`: right after
+    /// `ASKING` (the script is loaded first, so that nothing comes between).
+    func evaluate(
+        _ script: RedisScript, keys: [String], arguments: [[UInt8]], deadline: Deadline = .distantFuture, asking: Bool = false
+    ) throws(StateStoreError) -> RedisReply {
+        for attempt in 0..<2 {
+            let call = Self.evalsha(try digest(of: script, deadline: deadline), keys: keys, arguments: arguments)
+            let reply =
+                asking
+                ? try commandAsking(call, deadline: deadline, operation: script.name)
+                : try command(call, deadline: deadline, operation: script.name)
+            if case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), attempt == 0 {
+                digests[script.name] = nil
+                continue
+            }
+            return reply
+        }
+        throw .refused
+    }
+
+    /// Runs `script` once per set of keys and arguments, every call written at once and the
+    /// replies read after: one round trip for them all. Error replies are returned in place.
+    func evaluateAll(_ script: RedisScript, calls: [(keys: [String], arguments: [[UInt8]])], deadline: Deadline = .distantFuture)
+        throws(StateStoreError)
+        -> [RedisReply]
+    {
+        guard !calls.isEmpty else { return [] }
+        for attempt in 0..<2 {
+            let digest = try digest(of: script, deadline: deadline)
+            let replies = try pipeline(
+                calls.map { Self.evalsha(digest, keys: $0.keys, arguments: $0.arguments) }, deadline: deadline, operation: script.name)
+            let lost = replies.contains { if case .error(let message) = $0 { message.hasPrefix("NOSCRIPT") } else { false } }
+            guard lost, attempt == 0 else { return replies }
+            digests[script.name] = nil
+        }
+        throw .refused
+    }
+
+    /// The script's digest, loading it on first use (or after Redis lost it).
+    private func digest(of script: RedisScript, deadline: Deadline) throws(StateStoreError) -> String {
+        if let known = digests[script.name] { return known }
+        let loaded = try command([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(script.source.utf8)], deadline: deadline)
+        // An error here is Redis refusing (still loading its data, out of memory, no permission).
+        if case .error = loaded { throw .refused }
+        guard let text = loaded.text else { throw .unexpectedReply }
+        digests[script.name] = text
+        return text
+    }
+
+    private static func evalsha(_ digest: String, keys: [String], arguments: [[UInt8]]) -> [[UInt8]] {
+        [Array("EVALSHA".utf8), Array(digest.utf8), Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + arguments
+    }
+
+    /// Writes every command, then reads every reply, in order: one round trip. Error replies
+    /// are returned in place.
+    func pipeline(_ commands: [[[UInt8]]], deadline: Deadline, operation: String = "pipeline") throws(StateStoreError) -> [RedisReply] {
+        let started = clock()
+        defer { timer(operation).record(since: started, clock()) }
+        guard let timeout = deadline.timeout(cappedAt: settings.commandTimeoutSeconds, at: clock()) else { throw .timeout }
+        let context = try connected(deadline: deadline)
+        let shortened = timeout < settings.commandTimeoutSeconds
+        if shortened { redisSetTimeout(context, Self.timeval(timeout)) }
+        defer { if shortened, self.context != nil { redisSetTimeout(context, Self.timeval(settings.commandTimeoutSeconds)) } }
+        for arguments in commands {
+            let appended = withArgv(arguments) { argv, lengths in redisAppendCommandArgv(context, Int32(arguments.count), argv, lengths) }
+            guard appended == REDIS_OK else {
+                disconnect()
+                throw .unavailable
+            }
+        }
+        var replies: [RedisReply] = []
+        replies.reserveCapacity(commands.count)
+        for _ in commands {
+            var raw: UnsafeMutableRawPointer?
+            guard redisGetReply(context, &raw) == REDIS_OK, let reply = raw else {
+                let timedOut = context.pointee.err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
+                disconnect()
+                throw timedOut ? .timeout : .unavailable
+            }
+            replies.append(RedisReply(reply.assumingMemoryBound(to: redisReply.self)))
+            freeReplyObject(reply)
+        }
+        return replies
+    }
+
+    private func timer(_ operation: String) -> Timer {
+        if let known = timers[operation] { return known }
+        let made = Timer(label: GatewayMetric.redisSeconds, dimensions: [("operation", operation)])
+        timers[operation] = made
+        return made
+    }
+
+    private func send(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) throws(StateStoreError) -> RedisReply {
+        let raw: UnsafeMutableRawPointer? = withArgv(arguments) { argv, lengths in
+            redisCommandArgv(context, Int32(arguments.count), argv, lengths)
+        }
+        guard let raw else {
+            let timedOut = context.pointee.err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
+            throw timedOut ? .timeout : .unavailable
+        }
+        let reply = raw.assumingMemoryBound(to: redisReply.self)
+        defer { freeReplyObject(raw) }
+        return RedisReply(reply)
+    }
+
+    private func withArgv<R>(_ arguments: [[UInt8]], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
+        // Each argument is copied to one buffer that lives for the call; hiredis copies it into its output buffer.
+        let argv = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: max(1, arguments.count))
+        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: max(1, arguments.count))
+        var storage: [UnsafeMutablePointer<CChar>] = []
+        storage.reserveCapacity(arguments.count)
+        defer {
+            for buffer in storage { buffer.deallocate() }
+            argv.deallocate()
+            lengths.deallocate()
+        }
+        for (index, argument) in arguments.enumerated() {
+            let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, argument.count))
+            argument.withUnsafeBytes { raw in
+                if let base = raw.baseAddress { UnsafeMutableRawPointer(buffer).copyMemory(from: base, byteCount: raw.count) }
+            }
+            storage.append(buffer)
+            argv[index] = UnsafePointer(buffer)
+            lengths[index] = argument.count
+        }
+        return body(argv, lengths)
+    }
+
+    private func connected(deadline: Deadline) throws(StateStoreError) -> UnsafeMutablePointer<redisContext> {
+        if let context { return context }
+        guard clock() >= retryAt else { throw .unavailable }
+        guard let connectTimeout = deadline.timeout(cappedAt: settings.connectTimeoutSeconds, at: clock()) else { throw .timeout }
+        do {
+            let context = try connect(timeout: connectTimeout)
+            self.context = context
+            backoffNanoseconds = Self.minimumBackoff
+            return context
+        } catch {
+            disconnect()
+            throw error
+        }
+    }
+
+    private func connect(timeout: Double) throws(StateStoreError) -> UnsafeMutablePointer<redisContext> {
+        let connectTimeout = Self.timeval(timeout)
+        let made: UnsafeMutablePointer<redisContext>? =
+            if let socket = settings.socket {
+                redisConnectUnixWithTimeout(socket, connectTimeout)
+            } else {
+                redisConnectWithTimeout(settings.host, Int32(settings.port), connectTimeout)
+            }
+        guard let context = made else { throw .unavailable }
+        guard context.pointee.err == 0, redisSetTimeout(context, Self.timeval(settings.commandTimeoutSeconds)) == REDIS_OK else {
+            redisFree(context)
+            throw .unavailable
+        }
+        do throws(StateStoreError) {
+            if let password = settings.password {
+                guard case .status = try send(context, [Array("AUTH".utf8), Array(password.reveal().utf8)]) else { throw .refused }
+            }
+            if settings.database != 0 {
+                guard case .status = try send(context, [Array("SELECT".utf8), Array(String(settings.database).utf8)]) else { throw .refused }
+            }
+        } catch {
+            redisFree(context)
+            throw error
+        }
+        return context
+    }
+
+    /// Drops the connection; the next call reconnects after the backoff.
+    func disconnect() {
+        if let context { redisFree(context) }
+        context = nil
+        retryAt = clock() + backoffNanoseconds
+        backoffNanoseconds = min(backoffNanoseconds * 2, Self.maximumBackoff)
+    }
+
+    /// Never zero: hiredis and the kernel read a zero timeout as none.
+    private static func timeval(_ seconds: Double) -> Glibc.timeval {
+        let clamped = max(0.001, seconds.isFinite ? seconds : 0.001)
+        return Glibc.timeval(tv_sec: Int(clamped), tv_usec: Int((clamped - Double(Int(clamped))) * 1_000_000))
+    }
+}
+
+extension Timer {
+    /// Records the time from `start` to `end` (monotonic nanoseconds; never negative).
+    func record(since start: UInt64, _ end: UInt64) {
+        recordNanoseconds(Int64(clamping: end > start ? end - start : 0))
+    }
+}

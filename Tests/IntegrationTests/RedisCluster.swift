@@ -1,0 +1,166 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real Redis Cluster for one test: `masters` redis-servers with `--cluster-enabled yes` and
+/// a replica each, joined by `redis-cli --cluster create`, on free loopback ports (and their
+/// bus ports, +10000), with a short `cluster-node-timeout` so a failover takes seconds.
+/// `stop()` stops exactly the processes it started.
+final class RedisCluster {
+    struct Node {
+        let port: Int
+        var pid: pid_t
+    }
+
+    let directory: URL
+    private(set) var nodes: [Node] = []
+    let nodeTimeoutMilliseconds: Int
+
+    init(masters: Int = 3, nodeTimeoutMilliseconds: Int = 1000) throws {
+        self.nodeTimeoutMilliseconds = nodeTimeoutMilliseconds
+        directory = FileManager.default.temporaryDirectory.appending(path: "tg-cluster-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let count = masters * 2
+        let base = try Self.freePortsWithBus(count: count)
+        do {
+            for port in base..<(base + count) {
+                let folder = directory.appending(path: "\(port)")
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                let pid = try ChildProcess.spawn(
+                    "/usr/bin/redis-server",
+                    [
+                        "--port", "\(port)", "--bind", "127.0.0.1", "--dir", folder.path, "--cluster-enabled", "yes",
+                        "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "\(nodeTimeoutMilliseconds)",
+                        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no", "--loglevel", "warning",
+                        // A replica's first sync at once (the default waits 5 s for more replicas).
+                        "--repl-diskless-sync-delay", "0",
+                        "--logfile", folder.appending(path: "redis.log").path,
+                    ])
+                nodes.append(Node(port: port, pid: pid))
+            }
+            for node in nodes { try waitUntil("node \(node.port) answers") { (try? self.cli(node.port, "PING")) == "PONG" } }
+            let addresses = nodes.map { "127.0.0.1:\($0.port)" }
+            try ChildProcess.run("/usr/bin/redis-cli", ["--cluster", "create"] + addresses + ["--cluster-replicas", "1", "--cluster-yes"])
+            try waitUntil("the cluster is up on every node", timeout: 20) {
+                self.nodes.allSatisfy { (try? self.cli($0.port, "CLUSTER", "INFO"))?.contains("cluster_state:ok") == true }
+                    && self.masterPorts().count == masters
+            }
+            // A replica that never completed its first sync cannot take over: a failover test
+            // needs every replica in sync first.
+            let replicas = Set(nodes.map(\.port)).subtracting(masterPorts())
+            try waitUntil("every replica is in sync", timeout: 20) {
+                replicas.allSatisfy { (try? self.cli($0, "INFO", "replication"))?.contains("master_link_status:up") == true }
+            }
+        } catch {
+            try? stop()
+            throw error
+        }
+    }
+
+    /// What the gateway's configuration needs: two seeds (it learns the rest), and no single server.
+    var gatewayEnvironment: [String: String] {
+        ["REDIS_CLUSTER_NODES": nodes.prefix(2).map { "127.0.0.1:\($0.port)" }.joined(separator: ","), "REDIS_HOST": "", "REDIS_PORT": ""]
+    }
+
+    @discardableResult
+    func cli(_ port: Int, _ arguments: String...) throws -> String {
+        try cli(port, arguments)
+    }
+
+    @discardableResult
+    func cli(_ port: Int, _ arguments: [String]) throws -> String {
+        try ChildProcess.run("/usr/bin/redis-cli", ["-p", "\(port)", "--no-raw"] + arguments).trimmingCharacters(in: .whitespacesAndNewlines)
+            .replacingOccurrences(of: "\"", with: "")
+    }
+
+    /// `CLUSTER NODES` as seen by the node on `port`: each node's port, id, and whether it is a
+    /// master (and not failed).
+    func view(from port: Int) -> [(port: Int, id: String, master: Bool, failed: Bool)] {
+        guard let text = try? ChildProcess.run("/usr/bin/redis-cli", ["-p", "\(port)", "CLUSTER", "NODES"]) else { return [] }
+        return text.split(whereSeparator: \.isNewline).compactMap { line in
+            let fields = line.split(separator: " ")
+            guard fields.count >= 8, let address = fields[1].split(separator: "@").first,
+                let nodePort = address.split(separator: ":").last.flatMap({ Int($0) })
+            else { return nil }
+            let flags = fields[2]
+            return (nodePort, String(fields[0]), flags.contains("master"), flags.contains("fail"))
+        }
+    }
+
+    /// The ports of the masters that are up, as a live node sees them.
+    func masterPorts() -> [Int] {
+        guard let live = nodes.first(where: { $0.pid != 0 }) else { return [] }
+        return view(from: live.port).filter { $0.master && !$0.failed }.map(\.port).sorted()
+    }
+
+    /// The port of the master serving `slot`, from `CLUSTER NODES`' slot ranges.
+    func master(ofSlot slot: Int) throws -> Int {
+        let live = try #require(nodes.first { $0.pid != 0 })
+        let text = try ChildProcess.run("/usr/bin/redis-cli", ["-p", "\(live.port)", "CLUSTER", "NODES"])
+        for line in text.split(whereSeparator: \.isNewline) {
+            let fields = line.split(separator: " ")
+            guard fields.count > 8, fields[2].contains("master"), !fields[2].contains("fail"),
+                let port = fields[1].split(separator: "@").first?.split(separator: ":").last.flatMap({ Int($0) })
+            else { continue }
+            for range in fields[8...] where !range.hasPrefix("[") {
+                let bounds = range.split(separator: "-").compactMap { Int($0) }
+                if let low = bounds.first, slot >= low && slot <= (bounds.last ?? low) { return port }
+            }
+        }
+        throw StackError("no master serves slot \(slot)")
+    }
+
+    /// The slot of `key`, as the cluster computes it.
+    func slot(of key: String) throws -> Int {
+        let live = try #require(nodes.first { $0.pid != 0 })
+        return try #require(Int(try cli(live.port, "CLUSTER", "KEYSLOT", key).replacingOccurrences(of: "(integer) ", with: "")))
+    }
+
+    /// Kills the node on `port` at once, as a crash would.
+    func kill(port: Int) {
+        guard let index = nodes.firstIndex(where: { $0.port == port }), nodes[index].pid != 0 else { return }
+        Glibc.kill(nodes[index].pid, SIGKILL)
+        ChildProcess.waitForExit(nodes[index].pid)
+        nodes[index].pid = 0
+    }
+
+    /// Calls of every command each master served since its stats were reset (INFO commandstats).
+    func commandCalls(port: Int) throws -> Int {
+        // INFO's lines end in "\r\n", one Character to Swift: split at any line end.
+        try cli(port, "INFO", "commandstats").split(whereSeparator: \.isNewline).compactMap { line -> Int? in
+            guard line.hasPrefix("cmdstat_"), let calls = line.split(separator: ",").first?.split(separator: "=").last else { return nil }
+            return Int(calls)
+        }.reduce(0, +)
+    }
+
+    func stop() throws {
+        var lingered: [Int] = []
+        for index in nodes.indices where nodes[index].pid != 0 {
+            Glibc.kill(nodes[index].pid, SIGTERM)
+        }
+        for index in nodes.indices where nodes[index].pid != 0 {
+            let pid = nodes[index].pid
+            if (try? waitUntil("redis-server exits") { ChildProcess.reapIfExited(pid) }) == nil {
+                Glibc.kill(pid, SIGKILL)
+                ChildProcess.waitForExit(pid)
+                lingered.append(nodes[index].port)
+            }
+            nodes[index].pid = 0
+        }
+        if ProcessInfo.processInfo.environment["KEEP_CLUSTER"] == nil { try? FileManager.default.removeItem(at: directory) }
+        if !lingered.isEmpty { throw StackError("redis-servers lingered after SIGTERM: \(lingered)") }
+    }
+
+    /// `count` consecutive free loopback ports whose cluster bus ports (+10000) are free too.
+    static func freePortsWithBus(count: Int) throws -> Int {
+        for _ in 0..<100 {
+            let base = Int.random(in: 20_000...45_000)
+            let ports = Array(base..<(base + count)) + (base..<(base + count)).map { $0 + 10_000 }
+            if ports.allSatisfy({ (try? LocalStack.bindLoopback(port: $0)) != nil }) { return base }
+        }
+        throw StackError("no free range of \(count) ports with bus ports")
+    }
+}

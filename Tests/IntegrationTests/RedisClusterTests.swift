@@ -1,0 +1,231 @@
+import Foundation
+import GatewayCore
+import GatewayHTTP
+import Testing
+
+@testable import GatewayRedis
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Redis Cluster's key slots and answers, as the cluster-aware client reads them.
+@Suite struct ClusterSlotsTests {
+    @Test func slotsAreRedisClustersCRC16OfTheHashTag() {
+        // The CRC16/XMODEM check value, and slots the Redis Cluster specification gives.
+        #expect(ClusterSlots.crc16(Array("123456789".utf8)[...]) == 0x31C3)
+        #expect(ClusterSlots.slot(of: Array("foo".utf8)) == 12182)
+        #expect(ClusterSlots.slot(of: Array("{user1000}.following".utf8)) == ClusterSlots.slot(of: Array("user1000".utf8)))
+        #expect(ClusterSlots.slot(of: Array("foo{}{bar}".utf8)) == ClusterSlots.slot(of: Array("foo{}{bar}".utf8)), "an empty tag: the whole key")
+        #expect(ClusterSlots.hashTag(Array("foo{}{bar}".utf8)) == Array("foo{}{bar}".utf8)[...])
+        #expect(ClusterSlots.hashTag(Array("{tg:42}:session".utf8)) == Array("tg:42".utf8)[...])
+        #expect(ClusterSlots.slot(of: Array("{tg:42}:session".utf8)) == ClusterSlots.slot(of: Array("{tg:42}:lease".utf8)))
+    }
+
+    @Test func eachCommandIsRoutedByItsKey() {
+        func key(_ words: String...) -> String? { ClusterSlots.key(of: words.map { Array($0.utf8) }).map { String(decoding: $0, as: UTF8.self) } }
+        #expect(key("EVALSHA", "abc", "2", "{tg:1}:a", "{tg:1}:b", "x") == "{tg:1}:a")
+        #expect(key("EVALSHA", "abc", "0", "x") == nil)
+        #expect(key("XREADGROUP", "GROUP", "workers", "w1", "COUNT", "1", "BLOCK", "5", "STREAMS", "{tgq:3}:stream", ">") == "{tgq:3}:stream")
+        #expect(key("XLEN", "{tgq:3}:stream") == "{tgq:3}:stream")
+        #expect(key("TIME") == nil)
+        #expect(key("PING") == nil)
+        #expect(key("SCRIPT", "LOAD", "return 1") == nil)
+        #expect(key("XGROUP", "CREATE", "{tgq:3}:stream", "workers", "0", "MKSTREAM") == "{tgq:3}:stream")
+    }
+
+    @Test func redirectionsAndTheSlotMapAreRead() {
+        #expect(ClusterRedirect("MOVED 3999 127.0.0.1:6381") == .moved(slot: 3999, to: .init(host: "127.0.0.1", port: 6381)))
+        #expect(ClusterRedirect("ASK 3999 10.0.0.2:7000") == .ask(slot: 3999, to: .init(host: "10.0.0.2", port: 7000)))
+        #expect(ClusterRedirect("TRYAGAIN Multiple keys request during rehashing of slot") == .retry)
+        #expect(ClusterRedirect("CLUSTERDOWN The cluster is down") == .retry)
+        #expect(ClusterRedirect("ERR unknown command") == nil)
+        #expect(ClusterRedirect("MOVED x y") == nil)
+        let reply = RedisReply.array([
+            .array([.integer(0), .integer(5460), .array([.string(Array("127.0.0.1".utf8)), .integer(7000), .string(Array("id1".utf8))])]),
+            .array([.integer(5461), .integer(16383), .array([.string(Array("127.0.0.1".utf8)), .integer(7001)])]),
+        ])
+        let map = ClusterSlots.parse(reply)
+        #expect(map?.count == 16384)
+        #expect(map?[5460] == .init(host: "127.0.0.1", port: 7000))
+        #expect(map?[5461] == .init(host: "127.0.0.1", port: 7001))
+        #expect(ClusterSlots.parse(.array([])) == nil)
+    }
+}
+
+/// The gateway on a real local Redis Cluster (3 masters, 3 replicas), through nginx.
+@Suite(.serialized) struct RedisClusterTests {
+    static func update(_ id: Int, user: Int64, text: String = "/definitely_unknown") -> String {
+        RedisStateThroughNginxTests.command(id, user: user, text: text)
+    }
+
+    private func withCluster(
+        environment: [String: String] = [:], standins: Bool = false, _ body: (LocalStack, RedisCluster) throws -> Void
+    ) throws {
+        let cluster = try RedisCluster()
+        do {
+            let stack = try LocalStack(
+                processes: 2, threads: 4, standins: standins, extraEnvironment: cluster.gatewayEnvironment.merging(environment) { _, new in new })
+            do {
+                try body(stack, cluster)
+                try stack.stop()
+            } catch {
+                try? stack.stop()
+                throw error
+            }
+            try cluster.stop()
+        } catch {
+            try? cluster.stop()
+            throw error
+        }
+    }
+
+    @Test func theGatewayPathRunsOnTheClusterAndNoMasterServesMoreThanHalf() throws {
+        try withCluster(environment: ["RATE_LIMIT_REQUESTS": "1", "RATE_LIMIT_WINDOW": "60"]) { stack, cluster in
+            for port in cluster.masterPorts() { try cluster.cli(port, "CONFIG", "RESETSTAT") }
+            // 300 users, one update each: every one answered by the gateway itself.
+            let users = (1...300).map { Int64(6_000_000 + $0) }
+            for (index, user) in users.enumerated() {
+                let response = try stack.post(Self.update(index + 1, user: user))
+                #expect(response.status == 200)
+                #expect(String(decoding: response.body, as: UTF8.self).contains("sendMessage"), "user \(user)")
+            }
+            // Redelivery of the first update: remembered (dedupe), so nothing is sent again.
+            #expect(try stack.post(Self.update(1, user: users[0])).body.isEmpty)
+            // A second update of the same user within the window: rate limited.
+            let limited = try stack.post(Self.update(10_001, user: users[1]))
+            #expect(String(decoding: limited.body, as: UTF8.self).contains("too fast"))
+            // The state lives on the master of each user's slot.
+            let user = users[2]
+            let port = try cluster.master(ofSlot: try cluster.slot(of: "{tg:\(user)}"))
+            #expect(try cluster.cli(port, "EXISTS", "{tg:\(user)}:bucket") == "(integer) 1")
+
+            let calls = try cluster.masterPorts().map { try cluster.commandCalls(port: $0) }
+            let total = calls.reduce(0, +)
+            print("cluster: commands per master \(calls) of \(total)")
+            #expect(calls.count == 3 && total >= 300)
+            #expect(calls.allSatisfy { Double($0) <= Double(total) / 2 }, "no master serves more than half: \(calls)")
+            #expect(!stack.gatewayLog.contains("dependency failing"), "no update was handled without Redis")
+        }
+    }
+
+    @Test func queueModeProcessesEveryUpdateOnceOnTheCluster() throws {
+        try withCluster(environment: ["DELIVERY_MODE": "queue", "RATE_LIMIT_REQUESTS": "100"], standins: true) { stack, _ in
+            let updates = (1...120).map { Self.update($0, user: Int64(6_100_000 + $0 % 40), text: "/start") }
+            for update in updates { #expect(try stack.post(update).status == 200) }
+            try waitUntil("every queued update is processed", timeout: 30) {
+                stack.serviceRequests().filter { $0.service == "user_profile" }.count >= 120
+            }
+            sleep(1)
+            let ids = stack.serviceRequests().compactMap { $0.request["update_id"] as? Int }
+            #expect(ids.count == 120 && Set(ids).count == 120, "each update once: \(ids.count) calls, \(Set(ids).count) distinct")
+            #expect(!stack.gatewayLog.contains("dependency failing"))
+        }
+    }
+
+    @Test func aSlotMovedToAnotherMasterOrBeingMigratedIsFollowed() throws {
+        try withCluster { stack, cluster in
+            // The gateway learns the slot map with its first requests.
+            for id in 1...20 { #expect(try stack.post(Self.update(id, user: Int64(6_200_000 + id))).status == 200) }
+            let masters = cluster.masterPorts()
+            let ids = Dictionary(uniqueKeysWithValues: cluster.view(from: masters[0]).map { ($0.port, $0.id) })
+
+            // MOVED: an empty slot reassigned to another master.
+            let moved: Int64 = 6_299_001
+            let slot = try cluster.slot(of: "{tg:\(moved)}")
+            let source = try cluster.master(ofSlot: slot)
+            let target = try #require(masters.first { $0 != source })
+            for port in masters { try cluster.cli(port, "CLUSTER", "SETSLOT", "\(slot)", "NODE", try #require(ids[target])) }
+            try waitUntil("every master agrees") { (try? cluster.master(ofSlot: slot)) == target }
+            #expect(try stack.post(Self.update(100, user: moved)).status == 200)
+            #expect(try cluster.cli(target, "EXISTS", "{tg:\(moved)}:bucket") == "(integer) 1", "the state went to the new master")
+
+            // A slot being migrated: a new user's first update touches several keys that exist
+            // on neither node, which Redis refuses with TRYAGAIN until the migration ends (its
+            // multi-key rule); the gateway retries briefly, then answers without Redis. Once the
+            // slot has moved, the user's updates are processed on the new master.
+            let migrating: Int64 = 6_299_002
+            let migratingSlot = try cluster.slot(of: "{tg:\(migrating)}")
+            let from = try cluster.master(ofSlot: migratingSlot)
+            let to = try #require(masters.first { $0 != from })
+            try cluster.cli(to, "CLUSTER", "SETSLOT", "\(migratingSlot)", "IMPORTING", try #require(ids[from]))
+            try cluster.cli(from, "CLUSTER", "SETSLOT", "\(migratingSlot)", "MIGRATING", try #require(ids[to]))
+            #expect(try stack.post(Self.update(101, user: migrating)).status == 200, "answered during the migration")
+            for port in masters { try cluster.cli(port, "CLUSTER", "SETSLOT", "\(migratingSlot)", "NODE", try #require(ids[to])) }
+            try waitUntil("every master agrees") { (try? cluster.master(ofSlot: migratingSlot)) == to }
+            #expect(try stack.post(Self.update(102, user: migrating)).status == 200)
+            #expect(try cluster.cli(to, "EXISTS", "{tg:\(migrating)}:bucket") == "(integer) 1", "processed on the new master")
+            #expect(try stack.post(Self.update(102, user: migrating)).body.isEmpty, "and remembered there (dedupe)")
+        }
+    }
+
+    @Test func aCommandForASlotBeingMigratedFollowsASK() throws {
+        let cluster = try RedisCluster()
+        defer { try? cluster.stop() }
+        var settings = GatewayConfig.RedisSettings(
+            host: "", port: 1, socket: nil, password: nil, database: 0, connectTimeoutSeconds: 1, commandTimeoutSeconds: 1)
+        settings.clusterNodes = [.init(host: "127.0.0.1", port: try #require(cluster.nodes.first).port)]
+        let connection = RedisConnection(settings: .init(settings), clock: { DispatchTime.now().uptimeNanoseconds })
+        let key = "{ask-test}:value"
+        #expect(try connection.command("SET", key, "before") == .status("OK"))
+        let masters = cluster.masterPorts()
+        let ids = Dictionary(uniqueKeysWithValues: cluster.view(from: masters[0]).map { ($0.port, $0.id) })
+        let slot = try cluster.slot(of: key)
+        let from = try cluster.master(ofSlot: slot)
+        let to = try #require(masters.first { $0 != from })
+        try cluster.cli(to, "CLUSTER", "SETSLOT", "\(slot)", "IMPORTING", try #require(ids[from]))
+        try cluster.cli(from, "CLUSTER", "SETSLOT", "\(slot)", "MIGRATING", try #require(ids[to]))
+        // A key still on the source is served there; a new one is created on the target (ASK).
+        #expect(try connection.command("GET", key) == .string(Array("before".utf8)))
+        let fresh = "{ask-test}:fresh"
+        #expect(try connection.command("SET", fresh, "new") == .status("OK"))
+        #expect(try cluster.cli(to, "CLUSTER", "COUNTKEYSINSLOT", "\(slot)") == "(integer) 1", "created on the importing node")
+        #expect(try connection.command("GET", fresh) == .string(Array("new".utf8)), "and read from there")
+        // The migration finishes: the source's key moves, and the client follows MOVED.
+        try cluster.cli(from, "MIGRATE", "127.0.0.1", "\(to)", "", "0", "5000", "KEYS", key)
+        for port in masters { try cluster.cli(port, "CLUSTER", "SETSLOT", "\(slot)", "NODE", try #require(ids[to])) }
+        try waitUntil("every master agrees") { (try? cluster.master(ofSlot: slot)) == to }
+        #expect(try connection.command("GET", key) == .string(Array("before".utf8)))
+    }
+
+    @Test func aMasterKilledUnderLoadIsReplacedAndTheGatewayAnswersThroughout() throws {
+        try withCluster(environment: ["RATE_LIMIT_REQUESTS": "100"]) { stack, cluster in
+            let loadtest = try stack.startLoadtest(seconds: 8)
+            sleep(2)
+            let victim = try #require(cluster.masterPorts().first)
+            let killedAt = Date()
+            cluster.kill(port: victim)
+            do {
+                try waitUntil("a replica is promoted", timeout: 15) {
+                    cluster.masterPorts().count == 3 && !cluster.masterPorts().contains(victim)
+                }
+            } catch {
+                Issue.record("no promotion: \(cluster.masterPorts()) \(cluster.view(from: cluster.masterPorts().first ?? 0))")
+                throw error
+            }
+            let promotedAt = Date()
+            // Back to normal: an update for a user of the promoted master's slots is handled with Redis.
+            let promoted = Set(cluster.masterPorts())
+            var user: Int64 = 6_400_000
+            var recovered: Date?
+            try waitUntil("the gateway uses the promoted master", timeout: 10) {
+                user += 1
+                guard let slot = try? cluster.slot(of: "{tg:\(user)}"), let port = try? cluster.master(ofSlot: slot), promoted.contains(port),
+                    (try? stack.post(Self.update(Int(user), user: user)))?.status == 200,
+                    (try? cluster.cli(port, "EXISTS", "{tg:\(user)}:bucket")) == "(integer) 1"
+                else { return false }
+                recovered = Date()
+                return true
+            }
+            let summary = try stack.finishLoadtest(loadtest)
+            let failover = promotedAt.timeIntervalSince(killedAt)
+            let recovery = try #require(recovered).timeIntervalSince(killedAt)
+            print(
+                "cluster failover: promoted after \(Int(failover * 1000)) ms, the gateway back on Redis after \(Int(recovery * 1000)) ms; "
+                    + summary.trimmingCharacters(in: .whitespacesAndNewlines))
+            #expect(summary.contains(" non2xx=0 "), "fail-open: every request answered: \(summary)")
+            #expect(summary.contains(" socket_errors=0 "), "\(summary)")
+            #expect(recovery <= failover + 1, "back to normal within the failover time plus one second")
+        }
+    }
+}
