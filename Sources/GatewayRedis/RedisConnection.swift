@@ -81,6 +81,19 @@ final class RedisConnection {
         }
     }
 
+    /// A command routed by `key` although its arguments name none (`WAIT`: it waits for the
+    /// replicas of the node that holds the key), given `allowance` seconds more than the
+    /// command timeout.
+    func command(_ arguments: [[UInt8]], deadline: Deadline, routedBy key: [UInt8], allowance: Double = 0) throws(StateStoreError)
+        -> RedisReply
+    {
+        if let single { return try single.command(arguments, deadline: deadline, allowance: allowance) }
+        // A command without keys is never redirected with ASK.
+        return try routed(slot: ClusterSlots.slot(of: key), deadline: deadline) { node, _ throws(StateStoreError) in
+            try node.command(arguments, deadline: deadline, allowance: allowance)
+        }
+    }
+
     func command(_ arguments: String...) throws(StateStoreError) -> RedisReply {
         try command(arguments.map { Array($0.utf8) })
     }

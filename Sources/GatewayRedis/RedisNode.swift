@@ -38,21 +38,24 @@ final class RedisNode {
 
     var isConnected: Bool { context != nil }
 
-    /// Sends one command and returns its reply, within the command timeout cut to what
-    /// `deadline` leaves (under a millisecond left: nothing is sent). A Redis error reply is
-    /// returned as `.error`; transport failures throw.
-    func command(_ arguments: [[UInt8]], deadline: Deadline = .distantFuture, operation: String? = nil) throws(StateStoreError) -> RedisReply {
+    /// Sends one command and returns its reply, within the command timeout (plus `allowance`,
+    /// for a command Redis itself holds, as `WAIT`) cut to what `deadline` leaves (under a
+    /// millisecond left: nothing is sent). A Redis error reply is returned as `.error`;
+    /// transport failures throw.
+    func command(
+        _ arguments: [[UInt8]], deadline: Deadline = .distantFuture, operation: String? = nil, allowance: Double = 0
+    ) throws(StateStoreError) -> RedisReply {
         let started = clock()
         defer { timer(operation ?? arguments.first.map { String(decoding: $0, as: UTF8.self).uppercased() } ?? "?").record(since: started, clock()) }
-        guard let timeout = deadline.timeout(cappedAt: settings.commandTimeoutSeconds, at: clock()) else { throw .timeout }
+        guard let timeout = deadline.timeout(cappedAt: settings.commandTimeoutSeconds + allowance, at: clock()) else { throw .timeout }
         let context = try connected(deadline: deadline)
-        // The socket's timeout is the configured one; only a deadline closer than that costs
-        // the two setsockopt calls, there and back.
-        let shortened = timeout < settings.commandTimeoutSeconds
-        if shortened { redisSetTimeout(context, Self.timeval(timeout)) }
+        // The socket's timeout is the configured one; only a deadline closer than that (or an
+        // allowance) costs the two setsockopt calls, there and back.
+        let changed = timeout != settings.commandTimeoutSeconds
+        if changed { redisSetTimeout(context, Self.timeval(timeout)) }
         do {
             let reply = try send(context, arguments)
-            if shortened { redisSetTimeout(context, Self.timeval(settings.commandTimeoutSeconds)) }
+            if changed { redisSetTimeout(context, Self.timeval(settings.commandTimeoutSeconds)) }
             return reply
         } catch {
             disconnect()

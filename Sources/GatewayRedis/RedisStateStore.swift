@@ -205,6 +205,15 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         }
     }
 
+    /// One command sent to the node that holds `key` (for a command that names none).
+    func command(_ arguments: [[UInt8]], deadline: Deadline, routedBy key: [UInt8], allowance: Double = 0) throws(StateStoreError) -> RedisReply {
+        do {
+            return try connection.command(arguments, deadline: deadline, routedBy: key, allowance: allowance)
+        } catch {
+            throw failed(error)
+        }
+    }
+
     /// Sends commands in one round trip, warning (rate-limited) when Redis fails.
     func commands(_ commands: [[[UInt8]]], deadline: Deadline) throws(StateStoreError) -> [RedisReply] {
         guard !commands.isEmpty else { return [] }

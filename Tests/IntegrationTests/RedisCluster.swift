@@ -119,6 +119,45 @@ final class RedisCluster {
         return try #require(Int(try cli(live.port, "CLUSTER", "KEYSLOT", key).replacingOccurrences(of: "(integer) ", with: "")))
     }
 
+    /// Marks `slot` as moving from the master on `from` to the one on `to` (IMPORTING on the
+    /// target, then MIGRATING on the source), as `redis-cli --cluster reshard` does.
+    func startMigration(_ slot: Int, from: Int, to: Int, ids: [Int: String]) throws {
+        try cli(to, "CLUSTER", "SETSLOT", "\(slot)", "IMPORTING", try #require(ids[from]))
+        try cli(from, "CLUSTER", "SETSLOT", "\(slot)", "MIGRATING", try #require(ids[to]))
+    }
+
+    /// Ends a migration: the slot is the target's, told to the target first (it bumps its
+    /// configuration epoch, so its claim wins over the source's in the gossip), then the
+    /// source, then the other masters; waits until every node sees it.
+    func finishMigration(_ slot: Int, from: Int, to: Int, ids: [Int: String]) throws {
+        let target = try #require(ids[to])
+        for port in [to, from] + masterPorts().filter({ $0 != to && $0 != from }) {
+            try cli(port, "CLUSTER", "SETSLOT", "\(slot)", "NODE", target)
+        }
+        try waitUntil("every node sees slot \(slot) on \(to)", timeout: 10) {
+            self.nodes.filter { $0.pid != 0 }.allSatisfy { node in
+                (try? self.cli(node.port, "CLUSTER", "NODES"))?.split(whereSeparator: \.isNewline).contains { line in
+                    line.contains(":\(to)@") && Self.ranges(of: line).contains { $0.contains(slot) }
+                } == true
+            }
+        }
+    }
+
+    /// A whole (empty) slot moved: a migration with no keys to move.
+    func moveSlot(_ slot: Int, from: Int, to: Int, ids: [Int: String]) throws {
+        try startMigration(slot, from: from, to: to, ids: ids)
+        try finishMigration(slot, from: from, to: to, ids: ids)
+    }
+
+    /// The slot ranges of a `CLUSTER NODES` line.
+    static func ranges(of line: Substring) -> [ClosedRange<Int>] {
+        line.split(separator: " ").dropFirst(8).compactMap { range in
+            let bounds = range.split(separator: "-").compactMap { Int($0) }
+            guard let low = bounds.first, !range.hasPrefix("[") else { return nil }
+            return low...(bounds.last ?? low)
+        }
+    }
+
     /// Kills the node on `port` at once, as a crash would.
     func kill(port: Int) {
         guard let index = nodes.firstIndex(where: { $0.port == port }), nodes[index].pid != 0 else { return }

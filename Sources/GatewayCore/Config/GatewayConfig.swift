@@ -246,7 +246,7 @@ public struct GatewayConfig: Sendable {
 
     private static func queueSettings(_ reader: inout EnvironmentReader, processes: Int) -> QueueSettings {
         let defaults = QueueSettings()
-        let settings = QueueSettings(
+        var settings = QueueSettings(
             partitions: reader.integer("QUEUE_PARTITIONS", default: defaults.partitions, in: 1...4096),
             workers: reader.integer("QUEUE_WORKERS", default: defaults.workers, in: 1...1024),
             leaseMilliseconds: Int64(reader.seconds("QUEUE_LEASE", default: 5, in: 1...300) * 1000),
@@ -256,6 +256,8 @@ public struct GatewayConfig: Sendable {
             retryAfterSeconds: reader.integer("QUEUE_RETRY_AFTER", default: defaults.retryAfterSeconds, in: 1...3600),
             callbackPromptMilliseconds: Int64(reader.seconds("QUEUE_CALLBACK_PROMPT", default: 5, in: 0...140) * 1000),
             deadLetterLimit: reader.integer("QUEUE_DEAD_LETTERS", default: defaults.deadLetterLimit, in: 100...10_000_000))
+        settings.waitReplicas = reader.integer("REDIS_WAIT_REPLICAS", default: 0, in: 0...16)
+        settings.waitTimeoutMilliseconds = Int64(reader.seconds("REDIS_WAIT_TIMEOUT", default: 0.1, in: 0.001...5) * 1000)
         // Every partition needs a worker of its own, or its users wait forever (in sync mode
         // too: busy users' updates and the rest of long answers wait in the streams).
         if settings.workers * processes < settings.partitions {

@@ -33,6 +33,10 @@ public struct QueueSettings: Sendable, Equatable {
     public var callbackPromptMilliseconds: Int64
     /// Dead letters kept per partition (oldest trimmed first).
     public var deadLetterLimit: Int
+    /// Replicas that must hold a stored update before Telegram gets 200 (`REDIS_WAIT_REPLICAS`,
+    /// Redis's `WAIT`), and how long to wait for them; 0 answers once the master has it.
+    public var waitReplicas = 0
+    public var waitTimeoutMilliseconds: Int64 = 100
 
     public init(
         partitions: Int = 16, workers: Int = 16, leaseMilliseconds: Int64 = 5_000, maxAttempts: Int = 5, maxBacklog: Int = 1_000,

@@ -29,7 +29,32 @@ public final class RedisUpdateQueue: UpdateQueue {
                 request.body, limits.dedupe, limits.capacity, limits.window, frontDoor && request.subject != nil ? [0x31] : [0x30],
                 limits.backlog, limits.age, request.isCallback ? [0x31] : [0x30], limits.prompt, frontDoor ? [0x30] : [0x31],
             ], deadline: deadline)
-        return try Self.decision(reply, retryAfterSeconds: settings.retryAfterSeconds)
+        let decision = try Self.decision(reply, retryAfterSeconds: settings.retryAfterSeconds)
+        switch decision {
+        case .queued: try awaitReplicas(keys: keys, updateID: nil, deadline: deadline)
+        case .duplicate: try awaitReplicas(keys: keys, updateID: request.updateID, deadline: deadline)
+        default: break
+        }
+        return decision
+    }
+
+    /// `REDIS_WAIT_REPLICAS`: blocks until that many replicas of the partition's master hold
+    /// what this connection wrote, or throws (the update then gets 503 and Telegram delivers it
+    /// again). A duplicate (`updateID`) wrote nothing here: its dedupe mark is refreshed first,
+    /// so that the wait covers the replication stream up to now, the first delivery's entry
+    /// included.
+    private func awaitReplicas(keys: QueueKeys, updateID duplicate: Int64?, deadline: Deadline) throws(StateStoreError) {
+        guard settings.waitReplicas > 0 else { return }
+        if let duplicate {
+            let seen = Array(keys.seen(duplicate).utf8)
+            _ = try store.command(
+                [Array("EXPIRE".utf8), seen, RedisStateStore.bytes(store.policy.dedupeTTLSeconds)], deadline: deadline, routedBy: seen)
+        }
+        let reply = try store.command(
+            [Array("WAIT".utf8), RedisStateStore.bytes(settings.waitReplicas), RedisStateStore.bytes(settings.waitTimeoutMilliseconds)],
+            deadline: deadline, routedBy: Array(keys.stream.utf8), allowance: Double(settings.waitTimeoutMilliseconds) / 1000)
+        guard case .integer(let replicas) = reply else { throw .unexpectedReply }
+        guard replicas >= settings.waitReplicas else { throw .timeout }
     }
 
     public func backlog(deadline: Deadline) throws(StateStoreError) -> QueueBacklog {
