@@ -143,6 +143,14 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
         }
     }
 
+    public func freePartitions(count: Int) throws(StateStoreError) -> [Int] {
+        let now = clock.milliseconds
+        return try state.withLock { (state: inout State) throws(StateStoreError) -> [Int] in
+            if state.failing { throw .unavailable }
+            return (0..<count).filter { partition in state.partitions[partition]?.owner.map { $0.expiresAt <= now } ?? true }
+        }
+    }
+
     public func renewLeases(_ held: [(partition: Int, worker: String)], milliseconds: Int64) throws(StateStoreError) -> [Bool] {
         let now = clock.milliseconds
         return try state.withLock { (state: inout State) throws(StateStoreError) -> [Bool] in

@@ -219,12 +219,22 @@ public final class StreamWorkers: Sendable {
     }
 
     /// Takes the first free partition from a random starting point: looking at every partition
-    /// when taking this process's share (so none is left without a worker), at 16 when standing by.
+    /// when taking this process's share (so none is left without a worker), at 16 when standing
+    /// by. Which partitions are free is read first, in one round trip, and only those are
+    /// tried; when none was free, the process's other workers do not look again for a second.
+    /// So a process whose workers find every partition held (several hosts, or more processes
+    /// than `GATEWAY_PROCESSES` says) costs Redis one pipelined read a second, not a lease
+    /// script per worker per partition per second.
     private func acquire(_ name: String, everywhere: Bool, store: any PartitionStore, logger: Logger) -> Int? {
         let count = max(1, settings.partitions)
-        let start = Int.random(in: 0..<count)
-        for step in 0..<(everywhere ? count : min(16, count)) where !isStopping {
-            let partition = (start + step) % count
+        guard leases.mayLook(at: clock.now()) else { return nil }
+        // A failed read leaves every partition to try, as before.
+        let free = (try? store.freePartitions(count: count)) ?? Array(0..<count)
+        guard !free.isEmpty else { return nil }
+        leases.foundFree()
+        let start = Int.random(in: 0..<free.count)
+        for step in 0..<(everywhere ? free.count : min(16, free.count)) where !isStopping {
+            let partition = free[(start + step) % free.count]
             let sentAt = clock.now()
             guard (try? store.takeLease(partition: partition, worker: name, milliseconds: settings.leaseMilliseconds)) == true else { continue }
             do {
@@ -261,7 +271,7 @@ final class PartitionLeases: Sendable {
         var validUntil: UInt64
     }
 
-    private let state = Locked<(held: [String: Held], acquiring: Int)>(([:], 0))
+    private let state = Locked<(held: [String: Held], acquiring: Int, nothingFreeUntil: UInt64)>(([:], 0, 0))
     private let leaseNanoseconds: UInt64
     private let marginNanoseconds: UInt64
 
@@ -294,6 +304,21 @@ final class PartitionLeases: Sendable {
 
     func endAcquiring() {
         state.withLock { $0.acquiring -= 1 }
+    }
+
+    /// Whether a worker may read which partitions are free now: one worker of the process a
+    /// second while they are all held (the others, waking at the same moment, wait).
+    func mayLook(at now: UInt64) -> Bool {
+        state.withLock { state in
+            guard now >= state.nothingFreeUntil else { return false }
+            state.nothingFreeUntil = now + 1_000_000_000
+            return true
+        }
+    }
+
+    /// The last look found free partitions: the other workers may look at once.
+    func foundFree() {
+        state.withLock { $0.nothingFreeUntil = 0 }
     }
 
     /// Renews every lease held now, in one round trip; a renewal that finds the lease gone

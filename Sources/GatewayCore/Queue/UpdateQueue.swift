@@ -179,6 +179,9 @@ public protocol PartitionStore {
     /// expired, or was released); a free partition is never taken by a renewal. All in one
     /// round trip: a process renews every partition it holds at once.
     func renewLeases(_ held: [(partition: Int, worker: String)], milliseconds: Int64) throws(StateStoreError) -> [Bool]
+    /// Which of partitions `0..<count` no worker holds, read in one round trip (per node of a
+    /// cluster): a worker looking for work tries to take only those.
+    func freePartitions(count: Int) throws(StateStoreError) -> [Int]
     /// Gives the lease up if it is still `worker`'s.
     func releaseLease(partition: Int, worker: String)
     /// Creates the partition's stream and consumer group if they do not exist yet.

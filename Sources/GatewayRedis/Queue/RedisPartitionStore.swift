@@ -54,6 +54,14 @@ public final class RedisPartitionStore: PartitionStore {
         return renewed
     }
 
+    public func freePartitions(count: Int) throws(StateStoreError) -> [Int] {
+        let replies = try connection.pipeline(
+            (0..<count).map { [Array("EXISTS".utf8), Array(QueueKeys(partition: $0).owner.utf8)] }, deadline: .distantFuture,
+            operation: "free_partitions")
+        guard replies.count == count else { throw .unexpectedReply }
+        return replies.enumerated().compactMap { partition, reply in reply == .integer(0) ? partition : nil }
+    }
+
     public func releaseLease(partition: Int, worker: String) {
         _ = try? connection.evaluate(QueueScripts.release, keys: [QueueKeys(partition: partition).owner], arguments: [Array(worker.utf8)])
     }
