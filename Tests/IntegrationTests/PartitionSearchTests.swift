@@ -37,8 +37,9 @@ import Glibc
             // each of the 32 workers beyond the partitions ran a take script on every
             // partition every second: ~2,500.
             #expect(scripts < 200, "\(calls)")
-            // At most one read of the 16 owners a second per process.
-            #expect(reads <= 4 * 16 * 6, "\(calls)")
+            // About one read of the 16 owners a second per process (two workers' looks may
+            // meet now and then): at most two a second.
+            #expect(reads <= 4 * 16 * 2 * 6, "\(calls)")
             // Still each partition held by exactly one worker.
             let held = try redis.cli(["MGET"] + owners).split(whereSeparator: \.isNewline).map(String.init)
             #expect(held.count == 16 && Set(held).count == 16, "\(held)")

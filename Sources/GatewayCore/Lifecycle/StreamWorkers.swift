@@ -59,7 +59,10 @@ public final class StreamWorkers: Sendable {
                 current = acquire(name, everywhere: withinShare, store: store, logger: logger)
                 if withinShare { leases.endAcquiring() }
                 drainPending = true
-                if current == nil { pause(milliseconds: 1_000) }
+                // While every partition is held, the workers' next looks are spread over a
+                // second, so that the one look a second the process makes is not made by all
+                // of them at once.
+                if current == nil { pause(milliseconds: leases.nothingFree(at: clock.now()) ? 1_000 + Int64.random(in: 0..<1_000) : 1_000) }
                 continue
             }
             guard leases.holds(name, at: clock.now()) else {
@@ -227,11 +230,13 @@ public final class StreamWorkers: Sendable {
     /// script per worker per partition per second.
     private func acquire(_ name: String, everywhere: Bool, store: any PartitionStore, logger: Logger) -> Int? {
         let count = max(1, settings.partitions)
-        guard leases.mayLook(at: clock.now()) else { return nil }
+        guard !leases.nothingFree(at: clock.now()) else { return nil }
         // A failed read leaves every partition to try, as before.
         let free = (try? store.freePartitions(count: count)) ?? Array(0..<count)
-        guard !free.isEmpty else { return nil }
-        leases.foundFree()
+        guard !free.isEmpty else {
+            leases.noteNothingFree(until: clock.now() + 1_000_000_000)
+            return nil
+        }
         let start = Int.random(in: 0..<free.count)
         for step in 0..<(everywhere ? free.count : min(16, free.count)) where !isStopping {
             let partition = free[(start + step) % free.count]
@@ -306,19 +311,13 @@ final class PartitionLeases: Sendable {
         state.withLock { $0.acquiring -= 1 }
     }
 
-    /// Whether a worker may read which partitions are free now: one worker of the process a
-    /// second while they are all held (the others, waking at the same moment, wait).
-    func mayLook(at now: UInt64) -> Bool {
-        state.withLock { state in
-            guard now >= state.nothingFreeUntil else { return false }
-            state.nothingFreeUntil = now + 1_000_000_000
-            return true
-        }
+    /// Whether a worker of this process found every partition held a moment ago.
+    func nothingFree(at now: UInt64) -> Bool {
+        state.withLock { now < $0.nothingFreeUntil }
     }
 
-    /// The last look found free partitions: the other workers may look at once.
-    func foundFree() {
-        state.withLock { $0.nothingFreeUntil = 0 }
+    func noteNothingFree(until time: UInt64) {
+        state.withLock { $0.nothingFreeUntil = time }
     }
 
     /// Renews every lease held now, in one round trip; a renewal that finds the lease gone
