@@ -37,13 +37,7 @@ public struct MetricsFiles: Sendable {
     }
 
     private func write(_ text: String, to path: String) {
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
-        guard fd >= 0 else { return }
-        let bytes = Array(text.utf8)
-        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        close(fd)
-        if written == bytes.count { rename(temporary, path) } else { unlink(temporary) }
+        writeFileAtomically(text, to: path, mode: 0o640)
     }
 
     /// One process's file (or the retired processes' sum, pid 0): its series by kind.

@@ -140,6 +140,23 @@ public func readFile(_ path: String) -> String? {
     return String(decoding: bytes, as: UTF8.self)
 }
 
+/// Replaces the file at `path` with `text`: written to `path.tmp`, then renamed over it, so a
+/// reader never sees half a file. False (and no temporary left) when it could not be written.
+@discardableResult
+public func writeFileAtomically(_ text: String, to path: String, mode: mode_t) -> Bool {
+    let temporary = path + ".tmp"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+    guard fd >= 0 else { return false }
+    let bytes = Array(text.utf8)
+    let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    close(fd)
+    guard written == bytes.count, rename(temporary, path) == 0 else {
+        unlink(temporary)
+        return false
+    }
+    return true
+}
+
 /// The system's monotonic clock for the core, sleeping with `nanosleep` (resumed after signals).
 public let systemClock = GatewayClock(now: monotonicNanoseconds) { nanoseconds in
     var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))

@@ -193,18 +193,8 @@ extension WebhookInfoCommand {
     /// Writes `text` to `path` through a temporary file and a rename: the collector never reads
     /// half a file.
     static func write(_ text: String, to path: String) throws {
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            printError("gatewayctl: cannot write \(temporary) (errno \(errno))")
-            throw ExitCode(73)
-        }
-        let bytes = Array(text.utf8)
-        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        close(fd)
-        guard written == bytes.count, rename(temporary, path) == 0 else {
-            unlink(temporary)
-            printError("gatewayctl: cannot write \(path)")
+        guard writeFileAtomically(text, to: path, mode: 0o644) else {
+            printError("gatewayctl: cannot write \(path) (errno \(errno))")
             throw ExitCode(73)
         }
     }

@@ -92,13 +92,6 @@ import Glibc
         return (response.status, String(decoding: response.body, as: UTF8.self))
     }
 
-    /// Sum of every series of `family` whose labels contain all of `labels`.
-    private func total(_ text: String, _ family: String, _ labels: [String] = []) -> Double {
-        text.split(separator: "\n").filter { line in
-            !line.hasPrefix("#") && (line.hasPrefix(family + "{") || line.hasPrefix(family + " ")) && labels.allSatisfy { line.contains($0) }
-        }.compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
-    }
-
     @Test func metricsAreSummedOverEveryProcessOfThePool() throws {
         // One thread a process: 40 requests at once cannot all go to one process.
         try withStack(processes: 2, threads: 1, redis: (password: nil, useSocket: true)) { stack, _ in
@@ -113,7 +106,8 @@ import Glibc
             var text = ""
             try waitUntil("the 40 updates are counted") {
                 text = (try? get(stack, "/telegram-gateway/metrics").1) ?? ""
-                return total(text, "telegram_gateway_updates_total", [#"outcome="replied""#, #"route="unknown_command""#]) == 40
+                return MetricsExpositionTests.total(text, "telegram_gateway_updates_total", [#"outcome="replied""#, #"route="unknown_command""#])
+                    == 40
             }
             #expect(text.contains("# TYPE telegram_gateway_updates_total counter"))
             #expect(text.contains("telegram_gateway_in_flight_requests"))

@@ -151,9 +151,7 @@ public struct WebhookInfo: Sendable, Equatable, Decodable {
         } else {
             gauges.append((GatewayMetric.webhookStatus, "3"))
         }
-        return gauges.map { name, value in
-            "# HELP \(name) \(GatewayMetric.help[name] ?? "")\n# TYPE \(name) gauge\n\(name) \(value)\n"
-        }.joined()
+        return GatewayMetric.gaugeLines(gauges)
     }
 
     /// Plain words, for `gatewayctl webhook-info`. `now` is Unix seconds.

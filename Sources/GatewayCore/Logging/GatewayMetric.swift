@@ -114,6 +114,17 @@ public enum GatewayMetric {
     ]
 }
 
+extension GatewayMetric {
+    /// Gauges in Prometheus' text format, each with its HELP and TYPE: `series` is the family's
+    /// name, with its labels when it has any.
+    public static func gaugeLines(_ gauges: [(series: String, value: String)]) -> String {
+        gauges.map { series, value in
+            let family = String(series.prefix { $0 != "{" })
+            return "# HELP \(family) \(help[family] ?? "")\n# TYPE \(family) gauge\n\(series) \(value)\n"
+        }.joined()
+    }
+}
+
 /// The gateway's version, reported by every executable's `--version` and by
 /// `telegram_gateway_build_info`. Raised with every release.
 public enum GatewayVersion {

@@ -58,10 +58,7 @@ public struct AdminEndpoints: Sendable {
             gauges.append((GatewayMetric.queueOldestAge, "\(Double(queue.oldestAgeMilliseconds) / 1000)"))
         }
         gauges.append((GatewayMetric.buildInfo + "{version=\"\(GatewayVersion.current)\"}", "1"))
-        return gauges.sorted { $0.0 < $1.0 }.map { series, value in
-            let family = String(series.prefix { $0 != "{" })
-            return "# HELP \(family) \(GatewayMetric.help[family] ?? "")\n# TYPE \(family) gauge\n\(series) \(value)\n"
-        }.joined()
+        return GatewayMetric.gaugeLines(gauges.sorted { $0.0 < $1.0 })
     }
 
     /// `ok` when Redis answers and every circuit is closed; `degraded` otherwise. Still 200:
