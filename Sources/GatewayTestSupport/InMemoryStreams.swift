@@ -4,7 +4,7 @@ import Synchronization
 /// The streams in memory with the Redis scripts' semantics: the front door and hand-over
 /// (dedupe, backlog bound, rate limit at the front door), outbox notes, per-partition leases
 /// (a renewal never takes a free partition), pending entries claimed by the next holder,
-/// attempts counted per entry, and dead letters. On the test's clock.
+/// attempts counted per entry, dead letters, and the fleet registry. On the test's clock.
 public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
     private struct Partition {
         var entries: [(id: String, content: StreamEntry.Content)] = []
@@ -24,6 +24,8 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
         var nextID = 0
         var failing = false
         var deadSends: [(send: PendingSend, reason: String)] = []
+        var fleet: [String: (member: FleetMember, expiresAt: Int64)] = [:]
+        var fleetPartitions = 0
     }
 
     private let state = Mutex(State())
@@ -76,9 +78,12 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
         let now = clock.milliseconds
         return try state.withLock { (state: inout State) throws(StateStoreError) -> QueueBacklog in
             if state.failing { throw .unavailable }
-            var backlog = QueueBacklog(entries: 0, oldestAgeMilliseconds: 0, deadLetters: state.deadSends.count)
-            for partition in state.partitions.values {
+            var backlog = QueueBacklog(
+                entries: 0, oldestAgeMilliseconds: 0, deadLetters: state.deadSends.count,
+                fleetProcesses: state.fleet.values.count { $0.expiresAt > now })
+            for (number, partition) in state.partitions {
                 backlog.entries += partition.entries.count
+                if number >= settings.partitions { backlog.retiringEntries += partition.entries.count }
                 backlog.deadLetters += partition.dead.count
                 if let first = partition.entries.first, let added = Int64(first.id.prefix { $0 != "-" }) {
                     backlog.oldestAgeMilliseconds = max(backlog.oldestAgeMilliseconds, now - added)
@@ -222,6 +227,40 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
             if state.failing { throw .unavailable }
             state.partitions[entry.partition, default: Partition()].dead.append((entry, reason, attempts))
             Self.remove(entry, state: &state)
+        }
+    }
+
+    // MARK: Fleet
+
+    /// The streams that may hold entries, as the registry records them.
+    public var fleetPartitions: Int { state.withLock { $0.fleetPartitions } }
+
+    public func joinFleet(_ member: FleetMember, milliseconds: Int64) throws(StateStoreError) -> FleetView {
+        let now = clock.milliseconds
+        return try state.withLock { (state: inout State) throws(StateStoreError) -> FleetView in
+            if state.failing { throw .unavailable }
+            state.fleet = state.fleet.filter { $0.value.expiresAt > now }
+            state.fleet[member.name] = (member, now + milliseconds)
+            state.fleetPartitions = max(state.fleetPartitions, member.partitions)
+            return FleetView(members: state.fleet.values.map(\.member).sorted { $0.name < $1.name }, partitions: state.fleetPartitions)
+        }
+    }
+
+    public func leaveFleet(_ member: FleetMember) {
+        _ = state.withLock { $0.fleet.removeValue(forKey: member.name) }
+    }
+
+    public func retirePartitions(from partitions: Int, to inUse: Int) throws(StateStoreError) -> Bool {
+        let now = clock.milliseconds
+        return try state.withLock { (state: inout State) throws(StateStoreError) -> Bool in
+            if state.failing { throw .unavailable }
+            let drained = (inUse..<max(inUse, partitions)).allSatisfy { partition in
+                state.partitions[partition].map { $0.entries.isEmpty && $0.dead.isEmpty } ?? true
+            }
+            let storing = state.fleet.values.contains { $0.expiresAt > now && $0.member.partitions > inUse }
+            guard drained, !storing, state.fleetPartitions == partitions else { return false }
+            state.fleetPartitions = inUse
+            return true
         }
     }
 

@@ -13,18 +13,32 @@ struct QueueStatus: ParsableCommand {
         let config = try common.load()
         let inspector = QueueInspector(config)
         let partitions = try reportingFailure { try inspector.status() }
+        let fleet = try reportingFailure { try inspector.fleet() }
         print("partition  backlog  pending  oldest_s  dead  worker")
         for status in partitions {
             let age = String(status.oldestAgeMilliseconds / 1000)
-            let columns: [String] = [
+            var columns: [String] = [
                 String(status.partition), String(status.backlog), String(status.pending), age, String(status.deadLetters), status.owner ?? "-",
             ]
+            if status.retiring { columns.append("(retiring)") }
             print(columns.joined(separator: "  "))
         }
         let backlog = partitions.reduce(0) { $0 + $1.backlog }
         let dead = partitions.reduce(0) { $0 + $1.deadLetters }
         let unowned = partitions.filter { $0.owner == nil }.count
         print("total: \(backlog) waiting, \(dead) dead letters, \(unowned) of \(partitions.count) partitions without a worker")
+        let retiring = partitions.filter(\.retiring)
+        if let first = retiring.first {
+            let waiting = retiring.reduce(0) { $0 + $1.backlog }
+            let deadLetters = retiring.reduce(0) { $0 + $1.deadLetters }
+            print(
+                "retiring: partitions \(first.partition)-\(first.partition + retiring.count - 1) are above QUEUE_PARTITIONS=\(config.queue.partitions) "
+                    + "(left by a larger count, or a process still running with one): \(waiting) waiting, \(deadLetters) dead letters; "
+                    + "the workers drain them in either mode, and they retire once empty (their dead letters too: replay them)")
+        }
+        let workers = fleet.reduce(0) { $0 + $1.workers }
+        print("fleet: \(fleet.count) processes, \(workers) workers")
+        for member in fleet { print("  \(member.name)  \(member.workers) workers  QUEUE_PARTITIONS=\(member.partitions)") }
     }
 }
 

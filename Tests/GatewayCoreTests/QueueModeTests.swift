@@ -178,7 +178,7 @@ import Testing
     @Test func aWorkerWhoseRenewalsFailLosesItsPartitionBeforeTheStoreLetsItGo() {
         let clock = ManualClock()
         let streams = InMemoryStreams(settings: QueueSettings(), clock: clock)
-        let leases = PartitionLeases(leaseMilliseconds: 5000)
+        let leases = PartitionLeases(leaseMilliseconds: 5000, partitions: 16, share: 16)
         _ = try? streams.takeLease(partition: 1, worker: "w", milliseconds: 5000)
         leases.record("w", partition: 1, since: clock.now)
         clock.advance(milliseconds: 1000)
@@ -195,7 +195,7 @@ import Testing
     @Test func aRenewalThatFindsThePartitionGoneDropsItAtOnce() {
         let clock = ManualClock()
         let streams = InMemoryStreams(settings: QueueSettings(), clock: clock)
-        let leases = PartitionLeases(leaseMilliseconds: 5000)
+        let leases = PartitionLeases(leaseMilliseconds: 5000, partitions: 16, share: 16)
         leases.record("w", partition: 2, since: clock.now)
         leases.renewAll(store: streams, clock: clock.gatewayClock)  // the store does not have it
         #expect(!leases.holds("w", at: clock.now))

@@ -166,13 +166,9 @@ final class RedisCluster {
         nodes[index].pid = 0
     }
 
-    /// Calls of every command each master served since its stats were reset (INFO commandstats).
+    /// Calls of every command the node on `port` served since its stats were reset.
     func commandCalls(port: Int) throws -> Int {
-        // INFO's lines end in "\r\n", one Character to Swift: split at any line end.
-        try cli(port, "INFO", "commandstats").split(whereSeparator: \.isNewline).compactMap { line -> Int? in
-            guard line.hasPrefix("cmdstat_"), let calls = line.split(separator: ",").first?.split(separator: "=").last else { return nil }
-            return Int(calls)
-        }.reduce(0, +)
+        IntegrationTests.commandCalls(inCommandstats: try cli(port, "INFO", "commandstats")).values.reduce(0, +)
     }
 
     func stop() throws {

@@ -206,7 +206,7 @@ import Glibc
             }
             try waitUntil("a replica is promoted", timeout: 15) { cluster.masterPorts().count == 3 && !cluster.masterPorts().contains(victim) }
             var processed = Set<Int>()
-            let waited = try? waitUntil("every acknowledged update is processed", timeout: 40) {
+            let waited: Void? = try? waitUntil("every acknowledged update is processed", timeout: 40) {
                 processed = Set(stack.serviceRequests().compactMap { $0.request["update_id"] as? Int })
                 return Set(acknowledged).isSubset(of: processed)
             }

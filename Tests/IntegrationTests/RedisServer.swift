@@ -86,3 +86,14 @@ final class RedisServer {
         return environment
     }
 }
+
+/// Calls of each command in `INFO commandstats`' text (commands run inside scripts too).
+func commandCalls(inCommandstats text: String) -> [String: Int] {
+    var result: [String: Int] = [:]
+    // INFO's lines end in "\r\n", one Character to Swift: split at any line end.
+    for line in text.split(whereSeparator: \.isNewline) where line.hasPrefix("cmdstat_") {
+        let name = String(line.dropFirst("cmdstat_".count).prefix { $0 != ":" })
+        if let calls = line.split(separator: ",").first?.split(separator: "=").last.flatMap({ Int($0) }) { result[name, default: 0] += calls }
+    }
+    return result
+}

@@ -5,36 +5,41 @@ import Synchronization
 /// The stream workers of one responder process, in both delivery modes: `settings.workers`
 /// loops, each holding at most one partition at a time and working its entries one after
 /// another (so a user's updates keep their order and never run at once), and a heartbeat that
-/// renews the partitions' leases. The executable runs each loop on a thread of its own, with
-/// its own connections.
+/// renews the partitions' leases and keeps the process in the fleet registry. The executable
+/// runs each loop on a thread of its own, with its own connections.
 ///
-/// A worker takes any free partition; when a process dies its leases run out and standing-by
-/// workers (of any process, on any host) take the partitions over, first claiming the entries
-/// the dead worker left pending.
+/// Every process of every host registers in Redis once a heartbeat; each takes its share of
+/// the partitions (``FleetView/share(of:)``: even, within its workers) and gives back what is
+/// above it, so processes that join take over partitions from the others and those of a process
+/// that stops (or dies: its registration and leases run out) are taken by the rest, first
+/// claiming the entries it left pending. Idle, a process costs Redis one heartbeat and one
+/// renewal round trip a second; it looks for free partitions (one read) only while it holds
+/// fewer than its share.
 public final class StreamWorkers: Sendable {
     private let settings: QueueSettings
     private let processor: UpdateProcessor
     private let clock: GatewayClock
     private let logger: Logger
-    /// Names this process's workers: host, pid and a random part.
-    private let prefix: String
-    /// Partitions this process takes at once; workers beyond it look for free partitions only
-    /// once a lease, so the processes started together share them and the rest stand by.
-    private let share: Int
+    /// This process in the fleet registry; its name prefixes its workers' names.
+    let member: FleetMember
     private let stopping = Atomic<Bool>(false)
     let leases: PartitionLeases
     /// How long a read waits for a new entry before the worker checks for a stop.
     public static let blockMilliseconds = 1_000
 
-    /// `processes`: how many processes share the partitions (GATEWAY_PROCESSES).
+    /// `processes`: how many processes of this host start together (GATEWAY_PROCESSES). Until
+    /// the registry has had a lease's time to list them all, the process takes no more than
+    /// that many processes' share, so the first to start does not take every partition only to
+    /// give most back a second later.
     public init(settings: QueueSettings, processes: Int, processor: UpdateProcessor, clock: GatewayClock, logger: Logger, prefix: String) {
         self.settings = settings
         self.processor = processor
         self.clock = clock
         self.logger = logger
-        self.prefix = prefix
-        share = (settings.partitions + max(1, processes) - 1) / max(1, processes)
-        leases = PartitionLeases(leaseMilliseconds: settings.leaseMilliseconds)
+        member = FleetMember(name: prefix, workers: settings.workers, partitions: settings.partitions)
+        leases = PartitionLeases(
+            leaseMilliseconds: settings.leaseMilliseconds, partitions: settings.partitions,
+            share: (settings.partitions + max(1, processes) - 1) / max(1, processes))
     }
 
     /// Asks every loop to stop after the entry in hand; each releases its partition.
@@ -46,18 +51,21 @@ public final class StreamWorkers: Sendable {
 
     /// One worker's loop; returns after `stop()`, its partition released.
     public func runWorker(_ index: Int, partitions store: any PartitionStore, dependencies: ThreadDependencies) {
-        let name = "\(prefix)-\(index)"
+        let name = "\(member.name)-\(index)"
         var logger = logger
         logger[metadataKey: "worker"] = "\(index)"
         var current: Int?
         var drainPending = false
         while !isStopping {
             guard let partition = current else {
-                let withinShare = leases.beginAcquiring(share: share)
-                // Standing by: look for a free partition once a lease, after the other processes.
-                if !withinShare { pause(milliseconds: settings.leaseMilliseconds) }
-                current = acquire(name, everywhere: withinShare, store: store, logger: logger)
-                if withinShare { leases.endAcquiring() }
+                // At its share, the process's other workers stand by: the heartbeat raises the
+                // share when a process leaves the fleet.
+                guard leases.beginAcquiring() else {
+                    pause(milliseconds: 1_000)
+                    continue
+                }
+                current = acquire(name, store: store, logger: logger)
+                leases.endAcquiring()
                 drainPending = true
                 // While every partition is held, the workers' next looks are spread over a
                 // second, so that the one look a second the process makes is not made by all
@@ -68,6 +76,14 @@ public final class StreamWorkers: Sendable {
             guard leases.holds(name, at: clock.now()) else {
                 logger.warning("partition lease lost; leaving it", metadata: ["partition": .stringConvertible(partition)])
                 leases.forget(name)
+                current = nil
+                continue
+            }
+            if leases.mustRelease(name) {
+                // Above the process's share: between two entries, so nothing is left pending.
+                leases.forget(name)
+                store.releaseLease(partition: partition, worker: name)
+                logger.info("partition handed back to the fleet", metadata: ["partition": .stringConvertible(partition)])
                 current = nil
                 continue
             }
@@ -96,17 +112,56 @@ public final class StreamWorkers: Sendable {
         }
     }
 
-    /// Renews the lease of every partition this process holds, every second (every third of a
-    /// shorter lease), until the workers are done. A renewal never takes a free partition.
+    /// Every second (every third of a shorter lease) until the workers are done: renews the
+    /// lease of every partition this process holds (a renewal never takes a free partition),
+    /// keeps the process in the fleet and sets its share from what the fleet looks like now.
+    /// Once stopping, takes the process out of the fleet (the others raise their shares) and
+    /// renews what the workers still hold until they are done.
     public func runHeartbeat(partitions store: any PartitionStore, until workersDone: () -> Bool) {
         let interval = UInt64(min(settings.leaseMilliseconds / 3, 1_000)) * 1_000_000
+        let started = clock.now()
         var next: UInt64 = 0
+        var left = false
         while !workersDone() {
             if clock.now() >= next {
                 leases.renewAll(store: store, clock: clock)
+                if !isStopping {
+                    joinFleet(store: store, starting: clock.now() < started + UInt64(settings.leaseMilliseconds) * 1_000_000)
+                } else if !left {
+                    store.leaveFleet(member)
+                    left = true
+                }
                 next = clock.now() + interval
             }
             clock.sleep(min(interval, 100_000_000))
+        }
+        if !left { store.leaveFleet(member) }
+    }
+
+    /// One heartbeat in the registry: the share from the fleet as it is now (the last one stays
+    /// while Redis does not answer); the partitions above it marked for release; and, by the
+    /// first process in the registry, streams above every live QUEUE_PARTITIONS retired once
+    /// drained. `starting`: within the process's first lease.
+    func joinFleet(store: any PartitionStore, starting: Bool) {
+        guard let fleet = try? store.joinFleet(member, milliseconds: settings.leaseMilliseconds) else { return }
+        var share = fleet.share(of: member.name)
+        if starting { share = min(share, leases.startingShare) }
+        let partitions = max(fleet.partitions, settings.partitions)
+        if leases.update(share: share, partitions: partitions, processes: fleet.members.count) {
+            logger.info(
+                "fleet changed",
+                metadata: [
+                    "processes": .stringConvertible(fleet.members.count), "share": .stringConvertible(share),
+                    "partitions": .stringConvertible(partitions),
+                ])
+        }
+        let inUse = max(fleet.partitionsInUse, 1)
+        if fleet.partitions > inUse, fleet.members.map(\.name).min() == member.name,
+            (try? store.retirePartitions(from: fleet.partitions, to: inUse)) == true
+        {
+            logger.info(
+                "retired partitions drained",
+                metadata: ["from": .stringConvertible(fleet.partitions), "to": .stringConvertible(inUse)])
         }
     }
 
@@ -221,24 +276,20 @@ public final class StreamWorkers: Sendable {
             metadata: ["partition": .stringConvertible(entry.partition), "entry": "\(entry.id)", LogKey.reason: "\(reason)"])
     }
 
-    /// Takes the first free partition from a random starting point: looking at every partition
-    /// when taking this process's share (so none is left without a worker), at 16 when standing
-    /// by. Which partitions are free is read first, in one round trip, and only those are
-    /// tried; when none was free, the process's other workers do not look again for a second.
-    /// So a process whose workers find every partition held (several hosts, or more processes
-    /// than `GATEWAY_PROCESSES` says) costs Redis one pipelined read a second, not a lease
-    /// script per worker per partition per second.
-    private func acquire(_ name: String, everywhere: Bool, store: any PartitionStore, logger: Logger) -> Int? {
-        let count = max(1, settings.partitions)
+    /// Takes a free partition, from a random starting point. Which partitions are free is read
+    /// first, in one round trip, and only those are tried; when none was free, the process's
+    /// other workers do not look again for a second.
+    private func acquire(_ name: String, store: any PartitionStore, logger: Logger) -> Int? {
+        let count = leases.partitionCount
         guard !leases.nothingFree(at: clock.now()) else { return nil }
-        // A failed read leaves every partition to try, as before.
+        // A failed read leaves every partition to try.
         let free = (try? store.freePartitions(count: count)) ?? Array(0..<count)
         guard !free.isEmpty else {
             leases.noteNothingFree(until: clock.now() + 1_000_000_000)
             return nil
         }
         let start = Int.random(in: 0..<free.count)
-        for step in 0..<(everywhere ? free.count : min(16, free.count)) where !isStopping {
+        for step in 0..<free.count where !isStopping {
             let partition = free[(start + step) % free.count]
             let sentAt = clock.now()
             guard (try? store.takeLease(partition: partition, worker: name, milliseconds: settings.leaseMilliseconds)) == true else { continue }
@@ -269,20 +320,36 @@ public final class StreamWorkers: Sendable {
 /// The partitions a process's workers hold, and until when each lease is surely still theirs:
 /// the time its last renewal was sent plus the lease, less a margin. A worker whose renewals
 /// fail (Redis unreachable from here) is told it lost the partition before the lease can
-/// expire in Redis, so another worker never takes over while it still acts.
+/// expire in Redis, so another worker never takes over while it still acts. Also the process's
+/// share of the fleet's partitions, as the heartbeat last set it.
 final class PartitionLeases: Sendable {
     private struct Held {
         var partition: Int
         var validUntil: UInt64
+        /// Above the share: the worker gives it back after the entry in hand.
+        var release = false
     }
 
-    private let state = Locked<(held: [String: Held], acquiring: Int, nothingFreeUntil: UInt64)>(([:], 0, 0))
+    private struct State {
+        var held: [String: Held] = [:]
+        var acquiring = 0
+        var nothingFreeUntil: UInt64 = 0
+        var share: Int
+        var partitions: Int
+        var processes = 0
+    }
+
+    private let state: Locked<State>
     private let leaseNanoseconds: UInt64
     private let marginNanoseconds: UInt64
+    /// The share before the registry lists every process started with this one.
+    let startingShare: Int
 
-    init(leaseMilliseconds: Int64) {
+    init(leaseMilliseconds: Int64, partitions: Int, share: Int) {
         leaseNanoseconds = UInt64(max(1, leaseMilliseconds)) * 1_000_000
         marginNanoseconds = max(leaseNanoseconds / 10, min(250_000_000, leaseNanoseconds / 2))
+        startingShare = share
+        state = Locked(State(share: share, partitions: max(1, partitions)))
     }
 
     func holds(_ worker: String, at now: UInt64) -> Bool {
@@ -298,10 +365,15 @@ final class PartitionLeases: Sendable {
         _ = state.withLock { $0.held.removeValue(forKey: worker) }
     }
 
-    /// Whether a worker may look for a partition now, as part of this process's share.
-    func beginAcquiring(share: Int) -> Bool {
+    /// Whether `worker` should give its partition back (the process holds more than its share).
+    func mustRelease(_ worker: String) -> Bool {
+        state.withLock { $0.held[worker]?.release ?? false }
+    }
+
+    /// Whether a worker may look for a partition now: the process holds less than its share.
+    func beginAcquiring() -> Bool {
         state.withLock { state in
-            guard state.held.count + state.acquiring < share else { return false }
+            guard state.held.count + state.acquiring < state.share else { return false }
             state.acquiring += 1
             return true
         }
@@ -309,6 +381,29 @@ final class PartitionLeases: Sendable {
 
     func endAcquiring() {
         state.withLock { $0.acquiring -= 1 }
+    }
+
+    /// The streams the workers take from (`0..<partitionCount`).
+    var partitionCount: Int { state.withLock { $0.partitions } }
+
+    var share: Int { state.withLock { $0.share } }
+
+    /// Sets the share from a heartbeat and marks partitions above it for release (those beyond
+    /// the streams first); true when the share, the streams or the fleet's size changed.
+    func update(share: Int, partitions: Int, processes: Int) -> Bool {
+        state.withLock { state in
+            let changed = (state.share, state.partitions, state.processes) != (share, partitions, processes)
+            state.share = share
+            state.partitions = max(1, partitions)
+            state.processes = processes
+            var keeping = state.held.filter { !$0.value.release }
+            for (worker, held) in keeping where held.partition >= state.partitions {
+                state.held[worker]?.release = true
+                keeping[worker] = nil
+            }
+            for worker in keeping.keys.shuffled().prefix(max(0, keeping.count - share)) { state.held[worker]?.release = true }
+            return changed
+        }
     }
 
     /// Whether a worker of this process found every partition held a moment ago.

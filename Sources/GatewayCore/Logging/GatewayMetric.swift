@@ -29,6 +29,8 @@ public enum GatewayMetric {
     public static let queueBacklog = "telegram_gateway_queue_backlog_entries"
     public static let queueOldestAge = "telegram_gateway_queue_oldest_age_seconds"
     public static let queueDeadLettersKept = "telegram_gateway_queue_dead_letters"
+    public static let queueRetiringEntries = "telegram_gateway_queue_retiring_entries"
+    public static let fleetProcesses = "telegram_gateway_fleet_processes"
     /// Updates of a busy user handed to the user's stream by the webhook path.
     public static let handedOver = "telegram_gateway_handed_over_total"
     /// Calls kept in an outbox for a worker (the chat's window was full, or a retryable failure).
@@ -88,6 +90,8 @@ public enum GatewayMetric {
         queueBacklog: "Stream entries waiting or in progress, all partitions (read from Redis at scrape).",
         queueOldestAge: "Age of the oldest stream entry, all partitions (read from Redis at scrape).",
         queueDeadLettersKept: "Dead letters kept in Redis, all partitions (read from Redis at scrape).",
+        queueRetiringEntries: "Stream entries above QUEUE_PARTITIONS, left by a larger count and still being drained (read from Redis at scrape).",
+        fleetProcesses: "Responder processes of every host registered in the fleet (read from Redis at scrape).",
         handedOver: "Updates of a busy user handed to the user's stream.",
         outboxKept: "Bot API calls kept in an outbox for a worker.",
         outboxSent: "Bot API calls a worker sent from an outbox.",

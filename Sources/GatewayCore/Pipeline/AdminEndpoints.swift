@@ -56,6 +56,8 @@ public struct AdminEndpoints: Sendable {
             gauges.append((GatewayMetric.queueBacklog, "\(queue.entries)"))
             gauges.append((GatewayMetric.queueDeadLettersKept, "\(queue.deadLetters)"))
             gauges.append((GatewayMetric.queueOldestAge, "\(Double(queue.oldestAgeMilliseconds) / 1000)"))
+            gauges.append((GatewayMetric.queueRetiringEntries, "\(queue.retiringEntries)"))
+            gauges.append((GatewayMetric.fleetProcesses, "\(queue.fleetProcesses)"))
         }
         gauges.append((GatewayMetric.buildInfo + "{version=\"\(GatewayVersion.current)\"}", "1"))
         return GatewayMetric.gaugeLines(gauges.sorted { $0.0 < $1.0 })

@@ -79,21 +79,29 @@ public protocol UpdateQueue {
     /// Keeps `send`, which cannot be delivered, among the partition's dead letters with `reason`.
     func deadLetter(_ send: PendingSend, of subject: StateSubject, reason: String, attempts: Int, deadline: Deadline) throws(StateStoreError)
 
-    /// Every partition's entries waiting or in progress, the oldest one's age and the dead
-    /// letters kept, in one round trip (for the metrics, at scrape time).
+    /// Every partition's entries waiting or in progress (the retiring streams' too), the oldest
+    /// one's age, the dead letters kept and the fleet's processes, in two round trips (for the
+    /// metrics, at scrape time).
     func backlog(deadline: Deadline) throws(StateStoreError) -> QueueBacklog
 }
 
-/// The streams' backlog, all partitions together.
+/// The streams' backlog, all partitions together (retiring ones included), and the fleet.
 public struct QueueBacklog: Sendable, Equatable {
     public var entries: Int
     public var oldestAgeMilliseconds: Int64
     public var deadLetters: Int
+    /// Entries in streams at or above QUEUE_PARTITIONS (left by a larger count): still drained
+    /// by the workers, whatever the mode, and shown until they are.
+    public var retiringEntries: Int
+    /// Processes registered in the fleet (every host's).
+    public var fleetProcesses: Int
 
-    public init(entries: Int, oldestAgeMilliseconds: Int64, deadLetters: Int) {
+    public init(entries: Int, oldestAgeMilliseconds: Int64, deadLetters: Int, retiringEntries: Int = 0, fleetProcesses: Int = 0) {
         self.entries = entries
         self.oldestAgeMilliseconds = oldestAgeMilliseconds
         self.deadLetters = deadLetters
+        self.retiringEntries = retiringEntries
+        self.fleetProcesses = fleetProcesses
     }
 }
 
@@ -196,4 +204,14 @@ public protocol PartitionStore {
     func acknowledge(_ entry: StreamEntry) throws(StateStoreError)
     /// Moves the entry to the partition's dead letters with `reason`, in one step.
     func deadLetter(_ entry: StreamEntry, reason: String, attempts: Int, limit: Int) throws(StateStoreError)
+
+    /// Registers (or keeps registered) `member` in the fleet for `milliseconds`, drops the
+    /// members whose registration ran out, and reads the fleet: one call a heartbeat.
+    func joinFleet(_ member: FleetMember, milliseconds: Int64) throws(StateStoreError) -> FleetView
+    /// Takes `member` out of the fleet at once (a process stopping), so the others take its share.
+    func leaveFleet(_ member: FleetMember)
+    /// Lowers the streams in use from `partitions` to `inUse` when the retiring streams
+    /// (`inUse..<partitions`) hold no entry and no dead letter and no live process stores in
+    /// them; true when it did.
+    func retirePartitions(from partitions: Int, to inUse: Int) throws(StateStoreError) -> Bool
 }

@@ -13,6 +13,8 @@ public final class QueueInspector {
         /// Milliseconds since the oldest entry was enqueued (0 when there is none).
         public var oldestAgeMilliseconds: Int64
         public var deadLetters: Int
+        /// At or above QUEUE_PARTITIONS: left by a larger count, drained and then retired.
+        public var retiring: Bool
     }
 
     /// A dead letter as shown to the operator: ids, type and reason, never the update's text.
@@ -47,10 +49,22 @@ public final class QueueInspector {
             clock: clock)
     }
 
+    /// The processes registered in the fleet, every host's.
+    public func fleet() throws(StateStoreError) -> [FleetMember] {
+        guard case .array(let members) = try connection.command("ZRANGE", FleetKeys.members, "0", "-1") else { throw .unexpectedReply }
+        return members.compactMap { $0.text.flatMap(FleetMember.init(encoded:)) }
+    }
+
+    /// The streams that may hold entries: QUEUE_PARTITIONS, or more while the streams a larger
+    /// count left are not drained yet.
+    public func partitions() throws(StateStoreError) -> Int {
+        max(settings.partitions, try connection.command("GET", FleetKeys.partitions).text.flatMap { Int($0) } ?? 0)
+    }
+
     public func status() throws(StateStoreError) -> [PartitionStatus] {
         let now = try serverMilliseconds()
         var result: [PartitionStatus] = []
-        for partition in 0..<settings.partitions {
+        for partition in 0..<(try partitions()) {
             let keys = QueueKeys(partition: partition)
             let backlog = try integer(connection.command("XLEN", keys.stream))
             let deadLetters = try integer(connection.command("XLEN", keys.dead))
@@ -69,7 +83,8 @@ public final class QueueInspector {
             let owner = try connection.command("GET", keys.owner).text
             result.append(
                 PartitionStatus(
-                    partition: partition, backlog: backlog, pending: pending, owner: owner, oldestAgeMilliseconds: age, deadLetters: deadLetters))
+                    partition: partition, backlog: backlog, pending: pending, owner: owner, oldestAgeMilliseconds: age, deadLetters: deadLetters,
+                    retiring: partition >= settings.partitions))
         }
         return result
     }
@@ -78,7 +93,7 @@ public final class QueueInspector {
     public func deadLetters(limit: Int = 100) throws(StateStoreError) -> [DeadLetter] {
         var result: [DeadLetter] = []
         let decoder = UpdateDecoder()
-        for partition in 0..<settings.partitions {
+        for partition in 0..<(try partitions()) {
             let reply = try connection.command("XRANGE", QueueKeys(partition: partition).dead, "-", "+", "COUNT", String(limit))
             guard case .array(let entries) = reply else { continue }
             for case let entry? in entries.map(RawStreamEntry.init) {
@@ -99,7 +114,7 @@ public final class QueueInspector {
     /// Puts a dead letter back at the end of its partition, unless the partition is at its
     /// backlog bound (a replay is new work like any other).
     public func replay(partition: Int, id: String) throws(StateStoreError) -> Replay {
-        guard (0..<settings.partitions).contains(partition) else { return .missing }
+        guard (0..<(try partitions())).contains(partition) else { return .missing }
         let keys = QueueKeys(partition: partition)
         let reply = try connection.evaluate(
             QueueScripts.replay, keys: [keys.dead, keys.stream], arguments: [Array(id.utf8), Array(String(settings.maxBacklog).utf8)])

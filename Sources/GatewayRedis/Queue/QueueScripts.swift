@@ -43,7 +43,55 @@ public struct QueueKeys: Sendable, Equatable {
     }
 }
 
+/// The fleet registry (hash tag `{tgfleet}`, one slot):
+/// - `{tgfleet}:members`: every live process (``FleetMember/encoded``), scored by when its
+///   registration runs out (Redis's clock, milliseconds); renewed each heartbeat.
+/// - `{tgfleet}:partitions`: the streams that may hold entries (`0..<N`): the highest
+///   QUEUE_PARTITIONS any process registered with, lowered once the streams above every live
+///   process's QUEUE_PARTITIONS are drained.
+public enum FleetKeys {
+    public static let members = "{tgfleet}:members"
+    public static let partitions = "{tgfleet}:partitions"
+}
+
 public enum QueueScripts {
+    /// KEYS: members, partitions. ARGV: member, registration ms, its QUEUE_PARTITIONS.
+    /// Registers the member, drops those run out, raises the streams in use to the member's
+    /// partitions. Returns `{streams in use, {member, …}}`.
+    public static let joinFleet = RedisScript(
+        name: "join_fleet",
+        source: #"""
+            local time = redis.call('TIME')
+            local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+            local lease = tonumber(ARGV[2])
+            redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+            redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+            if redis.call('PTTL', KEYS[1]) < lease then redis.call('PEXPIRE', KEYS[1], lease) end
+            local streams = tonumber(redis.call('GET', KEYS[2]) or '0')
+            if tonumber(ARGV[3]) > streams then
+              streams = tonumber(ARGV[3])
+              redis.call('SET', KEYS[2], streams)
+            end
+            return {streams, redis.call('ZRANGE', KEYS[1], 0, -1)}
+            """#)
+
+    /// KEYS: members, partitions. ARGV: streams in use, new count. Lowers the streams in use
+    /// when they are still what the caller read and no live member stores above the new count.
+    /// Returns 1 when lowered, else 0.
+    public static let retirePartitions = RedisScript(
+        name: "retire_partitions",
+        source: #"""
+            local time = redis.call('TIME')
+            local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+            if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[1]) then return 0 end
+            for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
+              local partitions = tonumber(string.match(member, ' (%d+)$'))
+              if partitions and partitions > tonumber(ARGV[2]) then return 0 end
+            end
+            redis.call('SET', KEYS[2], ARGV[2])
+            return 1
+            """#)
+
     /// KEYS: stream, seen mark, rate bucket.
     /// ARGV: update body, dedupe TTL s, capacity, window ms, rate limit (1/0), max backlog, max
     /// age ms, callback (1/0), callback prompt ms, hand-over (1/0: a busy user's update from the

@@ -125,6 +125,38 @@ public final class RedisPartitionStore: PartitionStore {
                 ]))
     }
 
+    public func joinFleet(_ member: FleetMember, milliseconds: Int64) throws(StateStoreError) -> FleetView {
+        let reply = try connection.evaluate(
+            QueueScripts.joinFleet, keys: [FleetKeys.members, FleetKeys.partitions],
+            arguments: [Array(member.encoded.utf8), Self.bytes(milliseconds), Self.bytes(member.partitions)])
+        guard case .array(let parts) = reply, parts.count == 2, case .integer(let partitions) = parts[0], case .array(let members) = parts[1]
+        else { throw .unexpectedReply }
+        return FleetView(members: members.compactMap { $0.text.flatMap(FleetMember.init(encoded:)) }, partitions: Int(partitions))
+    }
+
+    public func leaveFleet(_ member: FleetMember) {
+        _ = try? connection.command("ZREM", FleetKeys.members, member.encoded)
+    }
+
+    /// The retiring streams' lengths and dead letters read in one round trip (per node), then
+    /// the count lowered in the registry's slot. The empty streams stay (a few hundred bytes
+    /// each): a process still starting with the old count would only make them again.
+    public func retirePartitions(from partitions: Int, to inUse: Int) throws(StateStoreError) -> Bool {
+        let retiring = inUse..<partitions
+        guard !retiring.isEmpty else { return false }
+        let lengths = try connection.pipeline(
+            retiring.flatMap { partition in
+                let keys = QueueKeys(partition: partition)
+                return [["XLEN", keys.stream], ["XLEN", keys.dead]].map { $0.map { Array($0.utf8) } }
+            }, deadline: .distantFuture, operation: "retiring_lengths")
+        guard lengths.count == retiring.count * 2 else { throw .unexpectedReply }
+        guard lengths.allSatisfy({ $0 == .integer(0) }) else { return false }
+        let reply = try connection.evaluate(
+            QueueScripts.retirePartitions, keys: [FleetKeys.members, FleetKeys.partitions],
+            arguments: [Self.bytes(partitions), Self.bytes(inUse)])
+        return reply == .integer(1)
+    }
+
     private func first(of entries: RedisReply, partition: Int) -> StreamEntry? {
         guard case .array(let list) = entries, let first = list.first, let entry = RawStreamEntry(first) else { return nil }
         return StreamEntry(partition: partition, id: entry.id, content: entry.content)

@@ -58,8 +58,12 @@ public final class RedisUpdateQueue: UpdateQueue {
     }
 
     public func backlog(deadline: Deadline) throws(StateStoreError) -> QueueBacklog {
+        let fleet = try store.commands(
+            [["GET", FleetKeys.partitions], ["ZCARD", FleetKeys.members]].map { $0.map { Array($0.utf8) } }, deadline: deadline)
+        guard fleet.count == 2, case .integer(let processes) = fleet[1] else { throw .unexpectedReply }
+        let partitions = max(settings.partitions, fleet[0].text.flatMap { Int($0) } ?? 0)
         var commands: [[[UInt8]]] = []
-        for partition in 0..<settings.partitions {
+        for partition in 0..<partitions {
             let keys = QueueKeys(partition: partition)
             commands.append(["XLEN", keys.stream].map { Array($0.utf8) })
             commands.append(["XRANGE", keys.stream, "-", "+", "COUNT", "1"].map { Array($0.utf8) })
@@ -71,9 +75,12 @@ public final class RedisUpdateQueue: UpdateQueue {
             let seconds = time[0].text.flatMap({ Int64($0) }), let micros = time[1].text.flatMap({ Int64($0) })
         else { throw .unexpectedReply }
         let now = seconds * 1000 + micros / 1000
-        var backlog = QueueBacklog(entries: 0, oldestAgeMilliseconds: 0, deadLetters: 0)
-        for partition in 0..<settings.partitions {
-            if case .integer(let length) = replies[partition * 3] { backlog.entries += Int(length) }
+        var backlog = QueueBacklog(entries: 0, oldestAgeMilliseconds: 0, deadLetters: 0, fleetProcesses: Int(processes))
+        for partition in 0..<partitions {
+            if case .integer(let length) = replies[partition * 3] {
+                backlog.entries += Int(length)
+                if partition >= settings.partitions { backlog.retiringEntries += Int(length) }
+            }
             if case .integer(let dead) = replies[partition * 3 + 2] { backlog.deadLetters += Int(dead) }
             // An entry's id starts with the milliseconds it was added at.
             if case .array(let first) = replies[partition * 3 + 1], case .array(let entry)? = first.first, let id = entry.first?.text,
