@@ -148,11 +148,14 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
         }
     }
 
-    public func freePartitions(count: Int) throws(StateStoreError) -> [Int] {
+    public func freePartitions(_ partitions: Range<Int>, withEntries: Bool) throws(StateStoreError) -> [Int] {
         let now = clock.milliseconds
         return try state.withLock { (state: inout State) throws(StateStoreError) -> [Int] in
             if state.failing { throw .unavailable }
-            return (0..<count).filter { partition in state.partitions[partition]?.owner.map { $0.expiresAt <= now } ?? true }
+            return partitions.filter { partition in
+                let stream = state.partitions[partition]
+                return (stream?.owner.map { $0.expiresAt <= now } ?? true) && (!withEntries || stream?.entries.isEmpty == false)
+            }
         }
     }
 

@@ -162,8 +162,8 @@ struct TelegramGateway: ParsableCommand {
         var workerThreads: [WorkerThread] = []
         if !trivial {
             let started = gateway.makeWorkers(processes: processes ?? config.pool.processes)
-            let running = Atomic<Int>(config.queue.workers)
-            for index in 0..<config.queue.workers {
+            let running = Atomic<Int>(started.loops)
+            for index in 0..<started.loops {
                 workerThreads.append(
                     try WorkerThread.start {
                         started.runWorker(index, partitions: gateway.makePartitionStore(), dependencies: gateway.makeDependencies(forWorker: true))

@@ -21,7 +21,7 @@ import Testing
             ([2, 2], 16, [2, 2]),  // too few workers: the rest stays unowned (the configuration check refuses it per host)
         ]
         for (workers, partitions, shares) in cases {
-            let view = FleetView(members: members(workers), partitions: partitions)
+            let view = FleetView(members: members(workers, partitions: partitions), partitions: partitions)
             let computed = view.members.map { view.share(of: $0.name) }
             #expect(computed.sorted() == shares.sorted(), "\(workers) over \(partitions)")
             #expect(computed.reduce(0, +) == min(partitions, workers.reduce(0, +)))
@@ -124,7 +124,12 @@ import Testing
         let new = Process("host-a-2", partitions: 4, clock: clock)
         new.workers.joinFleet(store: streams, starting: false)
         #expect(new.workers.leases.partitionCount == 16)
-        #expect(new.workers.leases.share == 16)
+        #expect(new.workers.leases.partitionsInUse == 4)
+        #expect(new.workers.leases.share == 4, "the partitions in use are shared; the retiring ones go to the workers beyond")
+        new.take(0..<4, from: streams, clock: clock)
+        #expect(new.workers.leases.beginAcquiring() == .retiring)
+        new.workers.leases.endAcquiring(.retiring)
+        #expect((try? streams.freePartitions(4..<16, withEntries: true)) == [9], "only a retiring stream with entries is worth taking")
         #expect(streams.fleetPartitions == 16)
         #expect((try? streams.backlog(deadline: .distantFuture))?.retiringEntries == 1)
 
@@ -137,6 +142,7 @@ import Testing
         new.workers.joinFleet(store: streams, starting: false)
         #expect(new.workers.leases.partitionCount == 4)
         #expect(new.releasing(9..<10) == [9], "the worker on a retired stream lets it go")
+        #expect(new.workers.leases.beginAcquiring() == nil, "at its share with nothing retiring: standing by")
     }
 
     @Test func aLiveProcessWithTheLargerCountKeepsItsStreamsInUse() {

@@ -137,4 +137,39 @@ import Glibc
             #expect(held.count == 16 && Set(held).count == 16, "each partition held by exactly one worker: \(held)")
         }
     }
+
+    @Test func streamsALargerCountLeftAreDrainedInSyncModeThenRetired() throws {
+        try withStack(
+            processes: 1, threads: 2, redis: (nil, true), standins: true,
+            environment: ["QUEUE_PARTITIONS": "4", "QUEUE_WORKERS": "4", "OUTGOING_PER_SECOND": "0"]
+        ) { stack, redis in
+            let redis = try #require(redis)
+            try stack.control(["service": "user_profile", "delay_ms": 1500])
+            // What a fleet with QUEUE_PARTITIONS=16 left: an update waiting in stream 13, which
+            // no user maps to with 4.
+            _ = try redis.cli("SET", "{tgfleet}:partitions", "16")
+            _ = try redis.cli(
+                "XADD", "{tgq:13}:stream", "*", "u",
+                String(decoding: RedisClusterTests.update(77, user: 7_300_013, text: "/start").utf8, as: UTF8.self),
+                "a", "0")
+
+            try waitUntil("the worker on stream 13 calls the service", timeout: 15) { !stack.serviceRequests().isEmpty }
+            let status = try ChildProcess.runCapturing(
+                GatewayCtlTests.binary, ["queue-status", "--env-file", stack.directory.appending(path: ".env").path])
+            #expect(status.output.contains("retiring: partitions 4-15 are above QUEUE_PARTITIONS=4"), "\(status.output)")
+            #expect(status.output.contains("fleet: 1 processes, 4 workers"), "\(status.output)")
+            let metrics = try MetricsExpositionTests.scrape(stack)
+            #expect(MetricsExpositionTests.total(metrics, "telegram_gateway_queue_retiring_entries") == 1)
+            #expect(MetricsExpositionTests.total(metrics, "telegram_gateway_fleet_processes") == 1)
+
+            // Processed in sync mode by the workers, then the streams above 4 are retired.
+            try waitUntil("the streams above 4 are retired", timeout: 20) { (try? redis.cli("GET", "{tgfleet}:partitions")) == "4" }
+            #expect(stack.serviceRequests().compactMap { $0.request["update_id"] as? Int } == [77])
+            #expect(try redis.cli("XLEN", "{tgq:13}:stream") == "0")
+            let after = try ChildProcess.runCapturing(
+                GatewayCtlTests.binary, ["queue-status", "--env-file", stack.directory.appending(path: ".env").path])
+            #expect(!after.output.contains("retiring"), "\(after.output)")
+            #expect(stack.gatewayLog.contains("retired partitions drained"))
+        }
+    }
 }

@@ -26,6 +26,10 @@ public final class StreamWorkers: Sendable {
     let leases: PartitionLeases
     /// How long a read waits for a new entry before the worker checks for a stop.
     public static let blockMilliseconds = 1_000
+    /// The worker loops to run: QUEUE_WORKERS, which a share never exceeds, and one more, so
+    /// that streams a larger QUEUE_PARTITIONS left always have a worker to drain them (idle,
+    /// without a Redis call, while there are none).
+    public var loops: Int { settings.workers + 1 }
 
     /// `processes`: how many processes of this host start together (GATEWAY_PROCESSES). Until
     /// the registry has had a lease's time to list them all, the process takes no more than
@@ -58,19 +62,20 @@ public final class StreamWorkers: Sendable {
         var drainPending = false
         while !isStopping {
             guard let partition = current else {
-                // At its share, the process's other workers stand by: the heartbeat raises the
-                // share when a process leaves the fleet.
-                guard leases.beginAcquiring() else {
+                // At its share, the process's other workers stand by (the heartbeat raises the
+                // share when a process leaves the fleet) or drain retiring streams.
+                guard let look = leases.beginAcquiring() else {
                     pause(milliseconds: 1_000)
                     continue
                 }
-                current = acquire(name, store: store, logger: logger)
-                leases.endAcquiring()
+                current = acquire(name, look: look, store: store, logger: logger)
+                leases.endAcquiring(look)
                 drainPending = true
-                // While every partition is held, the workers' next looks are spread over a
-                // second, so that the one look a second the process makes is not made by all
-                // of them at once.
-                if current == nil { pause(milliseconds: leases.nothingFree(at: clock.now()) ? 1_000 + Int64.random(in: 0..<1_000) : 1_000) }
+                // While nothing is free, the workers' next looks are spread over a second, so
+                // that the one look a second the process makes is not made by all of them at once.
+                if current == nil {
+                    pause(milliseconds: leases.nothingFree(look, at: clock.now()) ? 1_000 + Int64.random(in: 0..<1_000) : 1_000)
+                }
                 continue
             }
             guard leases.holds(name, at: clock.now()) else {
@@ -98,6 +103,11 @@ public final class StreamWorkers: Sendable {
                     let leases = leases
                     let clock = clock
                     try work(entry, store: store, dependencies: dependencies, logger: logger) { leases.holds(name, at: clock.now()) }
+                } else if partition >= leases.partitionsInUse {
+                    // A retiring stream drained: free the worker for another.
+                    leases.forget(name)
+                    store.releaseLease(partition: partition, worker: name)
+                    current = nil
                 }
             } catch {
                 logger.warning("stream read failed; retrying", metadata: [LogKey.error: "\(error)", "partition": .stringConvertible(partition)])
@@ -147,15 +157,15 @@ public final class StreamWorkers: Sendable {
         var share = fleet.share(of: member.name)
         if starting { share = min(share, leases.startingShare) }
         let partitions = max(fleet.partitions, settings.partitions)
-        if leases.update(share: share, partitions: partitions, processes: fleet.members.count) {
+        let inUse = max(fleet.partitionsInUse, settings.partitions)
+        if leases.update(share: share, partitions: partitions, inUse: inUse, processes: fleet.members.count) {
             logger.info(
                 "fleet changed",
                 metadata: [
                     "processes": .stringConvertible(fleet.members.count), "share": .stringConvertible(share),
-                    "partitions": .stringConvertible(partitions),
+                    "partitions": .stringConvertible(inUse), "retiring": .stringConvertible(partitions - inUse),
                 ])
         }
-        let inUse = max(fleet.partitionsInUse, 1)
         if fleet.partitions > inUse, fleet.members.map(\.name).min() == member.name,
             (try? store.retirePartitions(from: fleet.partitions, to: inUse)) == true
         {
@@ -276,16 +286,17 @@ public final class StreamWorkers: Sendable {
             metadata: ["partition": .stringConvertible(entry.partition), "entry": "\(entry.id)", LogKey.reason: "\(reason)"])
     }
 
-    /// Takes a free partition, from a random starting point. Which partitions are free is read
-    /// first, in one round trip, and only those are tried; when none was free, the process's
-    /// other workers do not look again for a second.
-    private func acquire(_ name: String, store: any PartitionStore, logger: Logger) -> Int? {
-        let count = leases.partitionCount
-        guard !leases.nothingFree(at: clock.now()) else { return nil }
+    /// Takes a free partition, from a random starting point: one of the partitions in use for
+    /// the process's share, a retiring stream that still holds entries beyond it. Which are
+    /// free is read first, in one round trip, and only those are tried; when none was, the
+    /// process's other workers do not look again for a second.
+    private func acquire(_ name: String, look: PartitionLeases.Look, store: any PartitionStore, logger: Logger) -> Int? {
+        let range = look == .share ? 0..<leases.partitionsInUse : leases.partitionsInUse..<leases.partitionCount
+        guard !range.isEmpty, !leases.nothingFree(look, at: clock.now()) else { return nil }
         // A failed read leaves every partition to try.
-        let free = (try? store.freePartitions(count: count)) ?? Array(0..<count)
+        let free = (try? store.freePartitions(range, withEntries: look == .retiring)) ?? Array(range)
         guard !free.isEmpty else {
-            leases.noteNothingFree(until: clock.now() + 1_000_000_000)
+            leases.noteNothingFree(look, until: clock.now() + 1_000_000_000)
             return nil
         }
         let start = Int.random(in: 0..<free.count)
@@ -332,12 +343,16 @@ final class PartitionLeases: Sendable {
 
     private struct State {
         var held: [String: Held] = [:]
-        var acquiring = 0
-        var nothingFreeUntil: UInt64 = 0
+        var acquiring: [Look: Int] = [:]
+        var nothingFreeUntil: [Look: UInt64] = [:]
         var share: Int
         var partitions: Int
+        var inUse: Int
         var processes = 0
     }
+
+    /// What a worker looks for: a partition of the process's share, or a retiring stream.
+    enum Look { case share, retiring }
 
     private let state: Locked<State>
     private let leaseNanoseconds: UInt64
@@ -349,7 +364,7 @@ final class PartitionLeases: Sendable {
         leaseNanoseconds = UInt64(max(1, leaseMilliseconds)) * 1_000_000
         marginNanoseconds = max(leaseNanoseconds / 10, min(250_000_000, leaseNanoseconds / 2))
         startingShare = share
-        state = Locked(State(share: share, partitions: max(1, partitions)))
+        state = Locked(State(share: share, partitions: max(1, partitions), inUse: max(1, partitions)))
     }
 
     func holds(_ worker: String, at now: UInt64) -> Bool {
@@ -370,49 +385,67 @@ final class PartitionLeases: Sendable {
         state.withLock { $0.held[worker]?.release ?? false }
     }
 
-    /// Whether a worker may look for a partition now: the process holds less than its share.
-    func beginAcquiring() -> Bool {
+    /// What a worker holding nothing may look for now: a partition in use while the process
+    /// holds fewer than its share, else a retiring stream while there are any, else nothing.
+    func beginAcquiring() -> Look? {
         state.withLock { state in
-            guard state.held.count + state.acquiring < state.share else { return false }
-            state.acquiring += 1
-            return true
+            let inUse = state.inUse
+            let holding = state.held.values.count { $0.partition < inUse }
+            let look: Look
+            if holding + state.acquiring[.share, default: 0] < state.share {
+                look = .share
+            } else if state.partitions > state.inUse {
+                look = .retiring
+            } else {
+                return nil
+            }
+            state.acquiring[look, default: 0] += 1
+            return look
         }
     }
 
-    func endAcquiring() {
-        state.withLock { $0.acquiring -= 1 }
+    func endAcquiring(_ look: Look) {
+        state.withLock { $0.acquiring[look, default: 0] -= 1 }
     }
 
-    /// The streams the workers take from (`0..<partitionCount`).
+    /// The streams that may hold entries (`0..<partitionCount`).
     var partitionCount: Int { state.withLock { $0.partitions } }
+
+    /// The partitions new entries go to (`0..<partitionsInUse`); those above are retiring.
+    var partitionsInUse: Int { state.withLock { $0.inUse } }
 
     var share: Int { state.withLock { $0.share } }
 
-    /// Sets the share from a heartbeat and marks partitions above it for release (those beyond
-    /// the streams first); true when the share, the streams or the fleet's size changed.
-    func update(share: Int, partitions: Int, processes: Int) -> Bool {
+    /// Sets the share and the streams from a heartbeat, and marks for release the partitions
+    /// of the share above it and the streams now retired; true when the share, the streams or
+    /// the fleet's size changed.
+    func update(share: Int, partitions: Int, inUse: Int, processes: Int) -> Bool {
         state.withLock { state in
-            let changed = (state.share, state.partitions, state.processes) != (share, partitions, processes)
+            let changed = (state.share, state.partitions, state.inUse, state.processes) != (share, partitions, inUse, processes)
             state.share = share
             state.partitions = max(1, partitions)
+            state.inUse = max(1, min(inUse, state.partitions))
             state.processes = processes
-            var keeping = state.held.filter { !$0.value.release }
-            for (worker, held) in keeping where held.partition >= state.partitions {
-                state.held[worker]?.release = true
-                keeping[worker] = nil
+            var keeping: [String] = []
+            for (worker, held) in state.held where !held.release {
+                if held.partition >= state.partitions {
+                    state.held[worker]?.release = true
+                } else if held.partition < state.inUse {
+                    keeping.append(worker)
+                }
             }
-            for worker in keeping.keys.shuffled().prefix(max(0, keeping.count - share)) { state.held[worker]?.release = true }
+            for worker in keeping.shuffled().prefix(max(0, keeping.count - share)) { state.held[worker]?.release = true }
             return changed
         }
     }
 
-    /// Whether a worker of this process found every partition held a moment ago.
-    func nothingFree(at now: UInt64) -> Bool {
-        state.withLock { now < $0.nothingFreeUntil }
+    /// Whether a worker of this process looking for `look` found nothing free a moment ago.
+    func nothingFree(_ look: Look, at now: UInt64) -> Bool {
+        state.withLock { now < $0.nothingFreeUntil[look, default: 0] }
     }
 
-    func noteNothingFree(until time: UInt64) {
-        state.withLock { $0.nothingFreeUntil = time }
+    func noteNothingFree(_ look: Look, until time: UInt64) {
+        state.withLock { $0.nothingFreeUntil[look] = time }
     }
 
     /// Renews every lease held now, in one round trip; a renewal that finds the lease gone

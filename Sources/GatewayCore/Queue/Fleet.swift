@@ -40,13 +40,14 @@ public struct FleetView: Sendable, Equatable {
     /// The highest QUEUE_PARTITIONS a live process uses: streams at or above it are retiring.
     public var partitionsInUse: Int { members.map(\.partitions).max() ?? partitions }
 
-    /// How many partitions `name` should hold: the streams shared as evenly as the processes'
+    /// How many of the partitions in use `name` should hold: shared as evenly as the processes'
     /// workers allow (a process with fewer workers than an even share holds what it can, the
     /// rest share its remainder). Every process computes it from the same view, so the shares add
-    /// up to the streams whenever the fleet has workers enough for them.
+    /// up to the partitions whenever the fleet has workers enough for them. (Retiring streams
+    /// are left to the workers beyond the shares.)
     public func share(of name: String) -> Int {
         guard let own = members.first(where: { $0.name == name }) else { return 0 }
-        var left = partitions
+        var left = partitionsInUse
         var members = members.sorted { ($0.workers, $0.name) < ($1.workers, $1.name) }
         while let member = members.first {
             let share = min(member.workers, (left + members.count - 1) / members.count)

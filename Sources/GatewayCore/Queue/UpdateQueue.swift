@@ -11,11 +11,12 @@ public enum DeliveryMode: String, Sendable, CaseIterable {
 /// in sync mode they take what the webhook path hands over.
 public struct QueueSettings: Sendable, Equatable {
     /// Streams the updates are spread over, by subject; each is worked by one worker at a time,
-    /// so this bounds how many updates are processed at once. Fixed for a deployment: changing
-    /// it moves users to other partitions while their old entries may still wait.
+    /// so this bounds how many updates are processed at once. Changing it moves users to other
+    /// partitions; the streams above a lowered count are drained, then retired.
     public var partitions: Int
-    /// Worker threads per responder process. Every partition needs a worker, so processes ×
-    /// workers must be at least `partitions`; the rest stand by to take over.
+    /// Worker threads per responder process for its share of the partitions. Every partition
+    /// needs a worker, so processes × workers must be at least `partitions`; the rest stand by
+    /// to take over.
     public var workers: Int
     /// How long a partition stays with a worker that stopped renewing it (its process died):
     /// the time before its pending entries are claimed by another worker.
@@ -187,9 +188,10 @@ public protocol PartitionStore {
     /// expired, or was released); a free partition is never taken by a renewal. All in one
     /// round trip: a process renews every partition it holds at once.
     func renewLeases(_ held: [(partition: Int, worker: String)], milliseconds: Int64) throws(StateStoreError) -> [Bool]
-    /// Which of partitions `0..<count` no worker holds, read in one round trip (per node of a
-    /// cluster): a worker looking for work tries to take only those.
-    func freePartitions(count: Int) throws(StateStoreError) -> [Int]
+    /// Which of `partitions` no worker holds (and, with `withEntries`, which of those hold
+    /// entries), read in one round trip (per node of a cluster): a worker looking for work
+    /// tries to take only those.
+    func freePartitions(_ partitions: Range<Int>, withEntries: Bool) throws(StateStoreError) -> [Int]
     /// Gives the lease up if it is still `worker`'s.
     func releaseLease(partition: Int, worker: String)
     /// Creates the partition's stream and consumer group if they do not exist yet.

@@ -54,12 +54,20 @@ public final class RedisPartitionStore: PartitionStore {
         return renewed
     }
 
-    public func freePartitions(count: Int) throws(StateStoreError) -> [Int] {
+    public func freePartitions(_ partitions: Range<Int>, withEntries: Bool) throws(StateStoreError) -> [Int] {
         let replies = try connection.pipeline(
-            (0..<count).map { [Array("EXISTS".utf8), Array(QueueKeys(partition: $0).owner.utf8)] }, deadline: .distantFuture,
-            operation: "free_partitions")
-        guard replies.count == count else { throw .unexpectedReply }
-        return replies.enumerated().compactMap { partition, reply in reply == .integer(0) ? partition : nil }
+            partitions.flatMap { partition in
+                let keys = QueueKeys(partition: partition)
+                let owner = [Array("EXISTS".utf8), Array(keys.owner.utf8)]
+                return withEntries ? [owner, [Array("XLEN".utf8), Array(keys.stream.utf8)]] : [owner]
+            }, deadline: .distantFuture, operation: "free_partitions")
+        let stride = withEntries ? 2 : 1
+        guard replies.count == partitions.count * stride else { throw .unexpectedReply }
+        return partitions.enumerated().compactMap { index, partition in
+            guard replies[index * stride] == .integer(0) else { return nil }
+            if withEntries, case .integer(let length) = replies[index * stride + 1], length == 0 { return nil }
+            return partition
+        }
     }
 
     public func releaseLease(partition: Int, worker: String) {
