@@ -19,6 +19,8 @@ public struct Gateway: Sendable {
     public let services: [ServiceName: GatewayConfig.ServiceSettings]
     public let clock: GatewayClock
     let warnings: DependencyWarnings
+    /// What the process knows of the bot-wide budget, shared by its threads' stores.
+    let botBudget: BotBudgetGate
     let logger: Logger
 
     /// One thread's connections: a Redis connection (state, outgoing limits, the streams),
@@ -28,7 +30,8 @@ public struct Gateway: Sendable {
     public func makeDependencies(forWorker: Bool = false) -> ThreadDependencies {
         var redis = config.redis
         if forWorker { redis.commandTimeoutSeconds = max(redis.commandTimeoutSeconds, Self.workerCommandTimeoutSeconds) }
-        let store = RedisStateStore(config: redis, policy: config.statePolicy, warnings: warnings, logger: logger, clock: clock.now)
+        let store = RedisStateStore(
+            config: redis, policy: config.statePolicy, warnings: warnings, logger: logger, clock: clock.now, botBudget: botBudget)
         return ThreadDependencies(
             state: store, services: CurlServiceClient(services: services, breaker: breaker, clock: clock.now),
             botAPI: CurlBotAPI(baseURL: config.telegramAPIBaseURL, token: config.botToken, clock: clock.now), outgoing: store,
@@ -77,5 +80,5 @@ public func makeGateway(
         config: config,
         processor: UpdateProcessor(settings: .init(config: config, routes: routes), clock: clock, newInternalUserID: makeInternalUserID),
         breaker: CircuitBreaker(openSeconds: config.circuitOpenSeconds, clock: clock.now), services: services, clock: clock,
-        warnings: DependencyWarnings(clock: clock.now), logger: logger)
+        warnings: DependencyWarnings(clock: clock.now), botBudget: BotBudgetGate(clock: clock.now), logger: logger)
 }

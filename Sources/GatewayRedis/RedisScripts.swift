@@ -245,25 +245,26 @@ public enum RedisScripts {
     /// ARGV: limit, window ms, longest wait ms, a unique member, shortest wait ms (the bot's
     /// budget after the chat's slot), spacing ms (the bot's: its sends spread evenly, never
     /// closer than this to the latest reservation; 0 lets a window's sends go together).
-    /// Returns the milliseconds to wait, having reserved the slot, or -1 when the wait would be
-    /// longer than allowed (nothing reserved).
+    /// Returns the milliseconds to wait, having reserved the slot, or, when the wait would be
+    /// longer than allowed (nothing reserved), -1 - the milliseconds until the window (or the
+    /// pause) could give any send a slot.
     public static let reserve = RedisScript(
         name: "reserve",
         source: clock + windows + #"""
             local now = now_ms()
             local span = tonumber(ARGV[2])
             local soonest, count = earliest(KEYS[1], tonumber(ARGV[1]), span, now)
+            if KEYS[2] then
+              local paused = redis.call('PTTL', KEYS[2])
+              if paused > 0 then soonest = math.max(soonest, now + paused) end
+            end
             local at = math.max(now + tonumber(ARGV[5]), soonest)
             local spacing = tonumber(ARGV[6])
             if spacing > 0 then
               local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
               if last[2] then at = math.max(at, tonumber(last[2]) + spacing) end
             end
-            if KEYS[2] then
-              local paused = redis.call('PTTL', KEYS[2])
-              if paused > 0 then at = math.max(at, now + paused) end
-            end
-            if at - now > tonumber(ARGV[3]) then return -1 end
+            if at - now > tonumber(ARGV[3]) then return -(soonest - now) - 1 end
             reserve(KEYS[1], at, span, ARGV[4], count)
             return at - now
             """#)

@@ -19,11 +19,16 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
     /// The begin script's arguments that come from the policy, formatted once.
     private let policyArguments: (lease: [UInt8], dedupe: [UInt8], capacity: [UInt8], window: [UInt8], session: [UInt8])
 
+    /// The process's view of the bot-wide budget, shared by its threads' stores.
+    private let botBudget: BotBudgetGate
+
+    /// `botBudget`: the process's (one per store when not given).
     public init(
         config: GatewayConfig.RedisSettings, policy: StatePolicy, warnings: DependencyWarnings, logger: Logger,
-        clock: @escaping @Sendable () -> UInt64
+        clock: @escaping @Sendable () -> UInt64, botBudget: BotBudgetGate? = nil
     ) {
         connection = RedisConnection(settings: .init(config), clock: clock)
+        self.botBudget = botBudget ?? BotBudgetGate(clock: clock)
         self.policy = policy
         self.warnings = warnings
         self.logger = logger
@@ -98,39 +103,70 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         }
     }
 
+    /// One call to the budget's slot per send admitted: a send the process already knows cannot
+    /// get a slot in time is refused without one, and without a budget (OUTGOING_PER_SECOND=0)
+    /// only the pause is read, at most four times a second per process.
     public func reserveBotAPI(afterMilliseconds: Int64, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? {
-        let budget = policy.outgoing.botMessagesPerSecond > 0 ? policy.outgoing.botMessagesPerSecond : 1_000_000
+        guard policy.outgoing.botMessagesPerSecond > 0 else {
+            let wait = max(afterMilliseconds, pausedMilliseconds(deadline: deadline))
+            return wait <= max(0, maxWaitMilliseconds) ? wait : nil
+        }
+        guard !botBudget.refuses(maxWaitMilliseconds: maxWaitMilliseconds) else { return nil }
         do {
-            return try reserve(
-                [RedisScripts.botWindowKey, RedisScripts.botPauseKey], limit: budget, span: OutgoingLimits.botWindowMilliseconds,
-                maxWait: maxWaitMilliseconds, member: nextMember(), after: afterMilliseconds,
-                spacing: maxWaitMilliseconds > 0 ? policy.outgoing.botSpacingMilliseconds : 0,
-                deadline: deadline)
+            switch try reserveSlot(
+                [RedisScripts.botWindowKey, RedisScripts.botPauseKey], limit: policy.outgoing.botMessagesPerSecond,
+                span: OutgoingLimits.botWindowMilliseconds, maxWait: maxWaitMilliseconds, member: nextMember(), after: afterMilliseconds,
+                spacing: maxWaitMilliseconds > 0 ? policy.outgoing.botSpacingMilliseconds : 0, deadline: deadline)
+            {
+            case .reserved(let wait):
+                return wait
+            case .refused(let soonest):
+                botBudget.noteRefused(soonestMilliseconds: soonest)
+                return nil
+            }
         } catch {
             return afterMilliseconds  // fail open
         }
     }
 
     public func pause(milliseconds: Int64, deadline: Deadline) {
+        botBudget.notePaused(milliseconds: milliseconds)
         _ = try? evaluate(RedisScripts.pause, keys: [RedisScripts.botPauseKey], arguments: [Self.bytes(max(1, milliseconds))], deadline: deadline)
     }
 
     public func pausedMilliseconds(deadline: Deadline) -> Int64 {
+        if let known = botBudget.knownPauseMilliseconds() { return known }
         guard case .integer(let left)? = try? command([Array("PTTL".utf8), Array(RedisScripts.botPauseKey.utf8)], deadline: deadline) else {
             return 0
         }
+        botBudget.notePauseRead(milliseconds: max(0, left))
         return max(0, left)
+    }
+
+    private enum Slot {
+        case reserved(waitMilliseconds: Int64)
+        /// No slot within the longest wait; none sooner than this for any send.
+        case refused(soonestMilliseconds: Int64)
     }
 
     private func reserve(
         _ keys: [String], limit: Int, span: Int64, maxWait: Int64, member: [UInt8], after: Int64, spacing: Int64, deadline: Deadline
     ) throws(StateStoreError) -> Int64? {
+        switch try reserveSlot(keys, limit: limit, span: span, maxWait: maxWait, member: member, after: after, spacing: spacing, deadline: deadline) {
+        case .reserved(let wait): wait
+        case .refused: nil
+        }
+    }
+
+    private func reserveSlot(
+        _ keys: [String], limit: Int, span: Int64, maxWait: Int64, member: [UInt8], after: Int64, spacing: Int64, deadline: Deadline
+    ) throws(StateStoreError) -> Slot {
         let reply = try evaluate(
             RedisScripts.reserve, keys: keys,
             arguments: [Self.bytes(limit), Self.bytes(span), Self.bytes(max(0, maxWait)), member, Self.bytes(after), Self.bytes(spacing)],
             deadline: deadline)
         guard case .integer(let wait) = reply else { throw failed(.unexpectedReply) }
-        return wait >= 0 ? wait : nil
+        return wait >= 0 ? .reserved(waitMilliseconds: wait) : .refused(soonestMilliseconds: -wait - 1)
     }
 
     public func advanceOutbox(

@@ -110,12 +110,24 @@ import Glibc
     }
 
     @Test func queueModeProcessesEveryUpdateOnceOnTheCluster() throws {
-        try withCluster(environment: ["DELIVERY_MODE": "queue", "RATE_LIMIT_REQUESTS": "100"], standins: true) { stack, _ in
+        try withCluster(environment: ["DELIVERY_MODE": "queue", "RATE_LIMIT_REQUESTS": "100"], standins: true) { stack, cluster in
+            try waitUntil("the workers hold every partition", timeout: 15) { stack.gatewayLog.contains("\"share\":8") }
+            for port in cluster.masterPorts() { try cluster.cli(port, "CONFIG", "RESETSTAT") }
             let updates = (1...120).map { Self.update($0, user: Int64(6_100_000 + $0 % 40), text: "/start") }
             for update in updates { #expect(try stack.post(update).status == 200) }
-            try waitUntil("every queued update is processed", timeout: 30) {
+            // Every answer goes through the Bot API, paced by the bot-wide budget (30 a second).
+            try waitUntil("every queued update is processed and answered", timeout: 30) {
                 stack.serviceRequests().filter { $0.service == "user_profile" }.count >= 120
+                    && stack.botAPICalls().filter { $0.method == "sendMessage" }.count >= 120
             }
+            let calls = try cluster.masterPorts().map { commandCalls(inCommandstats: try cluster.cli($0, "INFO", "commandstats")) }
+            let scripts = calls.map { $0["evalsha"] ?? 0 }
+            let total = calls.map { $0.values.reduce(0, +) }
+            print(
+                "queue mode on the cluster, 120 updates answered through the Bot API (budget 30/s): scripts per master \(scripts) "
+                    + "(\(String(format: "%.1f", Double(scripts.reduce(0, +)) / 120)) an update, idle heartbeats included); all commands per master \(total)"
+            )
+            #expect(total.allSatisfy { Double($0) <= Double(total.reduce(0, +)) / 2 }, "no master serves more than half: \(total)")
             sleep(1)
             let ids = stack.serviceRequests().compactMap { $0.request["update_id"] as? Int }
             #expect(ids.count == 120 && Set(ids).count == 120, "each update once: \(ids.count) calls, \(Set(ids).count) distinct")

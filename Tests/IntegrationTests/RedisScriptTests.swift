@@ -215,6 +215,48 @@ import Testing
         }
     }
 
+    @Test func theBotBudgetsSlotIsAskedOncePerSendItAdmitsNotPerAttempt() throws {
+        try withRedis { fixture in
+            // Two processes (each its own view of the budget), 1,000 attempts each at once.
+            let stores = [fixture.store(), fixture.store()]
+            _ = try fixture.redis.cli("CONFIG", "RESETSTAT")
+            var admitted = 0
+            for _ in 0..<1_000 {
+                for store in stores where store.reserveBotAPI(afterMilliseconds: 0, maxWaitMilliseconds: 0, deadline: .distantFuture) == 0 {
+                    admitted += 1
+                }
+            }
+            let calls = commandCalls(inCommandstats: try fixture.redis.cli("INFO", "commandstats"))
+            print("bot budget 30/s, 2 x 1,000 sends attempted at once: \(admitted) admitted, \(calls["evalsha"] ?? 0) scripts")
+            #expect(admitted == 30)
+            #expect((calls["evalsha"] ?? 0) <= 30 + 2, "one call per admitted send and one refusal per process: \(calls)")
+
+            // Without a budget (OUTGOING_PER_SECOND=0) only the pause is read, at most 4 times a
+            // second per process; a 429 met by one process pauses the other.
+            var policy = StatePolicy(
+                rateLimitRequests: 100, rateLimitWindowMilliseconds: 1000, sessionTTLSeconds: 86_400, dedupeTTLSeconds: 3600,
+                leaseMilliseconds: 10_000)
+            policy.outgoing.botMessagesPerSecond = 0
+            let unbudgeted = [fixture.store(policy: policy), fixture.store(policy: policy)]
+            _ = try fixture.redis.cli("CONFIG", "RESETSTAT")
+            let started = Date()
+            for _ in 0..<1_000 {
+                for store in unbudgeted {
+                    #expect(store.reserveBotAPI(afterMilliseconds: 0, maxWaitMilliseconds: 0, deadline: .distantFuture) == 0)
+                }
+            }
+            let elapsed = Date().timeIntervalSince(started)
+            let reads = commandCalls(inCommandstats: try fixture.redis.cli("INFO", "commandstats"))
+            #expect(reads["evalsha"] == nil, "\(reads)")
+            #expect(Double(reads["pttl"] ?? 0) <= 2 * (1 + elapsed * 4), "\(reads) in \(elapsed) s")
+            unbudgeted[0].pause(milliseconds: 1_500, deadline: .distantFuture)
+            usleep(300_000)  // the other's last read is stale by then
+            let wait = try #require(unbudgeted[1].reserveBotAPI(afterMilliseconds: 0, maxWaitMilliseconds: 5_000, deadline: .distantFuture))
+            #expect((1_000...1_300).contains(wait), "\(wait)")
+            #expect(unbudgeted[0].reserveBotAPI(afterMilliseconds: 0, maxWaitMilliseconds: 100, deadline: .distantFuture) == nil)
+        }
+    }
+
     @Test func aRenewalNeverTakesAPartitionBackAfterItsRelease() throws {
         // The cause of a flaky stop test: the heartbeat renewed (with the take script) a
         // partition its worker had just released, and the partition stayed owned after exit.
@@ -265,12 +307,13 @@ struct StoreFixture {
             connectTimeoutSeconds: 1, commandTimeoutSeconds: 1)
     }
 
-    func store(capacity: Int = 100, window: Int64 = 1000, lease: Int64 = 10_000) -> RedisStateStore {
+    func store(capacity: Int = 100, window: Int64 = 1000, lease: Int64 = 10_000, policy: StatePolicy? = nil) -> RedisStateStore {
         RedisStateStore(
             config: settings,
-            policy: StatePolicy(
-                rateLimitRequests: capacity, rateLimitWindowMilliseconds: window, sessionTTLSeconds: 86_400, dedupeTTLSeconds: 3600,
-                leaseMilliseconds: lease),
+            policy: policy
+                ?? StatePolicy(
+                    rateLimitRequests: capacity, rateLimitWindowMilliseconds: window, sessionTTLSeconds: 86_400, dedupeTTLSeconds: 3600,
+                    leaseMilliseconds: lease),
             warnings: DependencyWarnings(clock: monotonicNanoseconds), logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() },
             clock: monotonicNanoseconds)
     }
