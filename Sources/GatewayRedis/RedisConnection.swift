@@ -172,7 +172,7 @@ final class RedisConnection {
                 guard !refreshedAfterFailure else { break }
                 refreshedAfterFailure = true
                 try? refreshSlots(deadline: deadline)
-                if slot.flatMap({ cluster.slots[$0] }) == address { break }
+                if slot.flatMap(cluster.topology.owner(of:)) == address { break }
                 continue
             }
             asked = nil
@@ -181,8 +181,7 @@ final class RedisConnection {
             case .moved(let movedSlot, let target):
                 // The node named is the slot's master now: go there next, and learn the map
                 // again before the following command.
-                cluster.slots[movedSlot] = target
-                cluster.isStale = true
+                cluster.topology.move(movedSlot, to: target)
                 moved = target
             case .ask(_, let target):
                 asked = target
@@ -219,7 +218,7 @@ final class RedisConnection {
             do {
                 answered = try batch(node(address), indices)
             } catch {
-                cluster.isStale = true
+                cluster.topology.markStale()
                 for index in indices { replies[index] = try one(index) }
                 continue
             }
@@ -237,16 +236,18 @@ final class RedisConnection {
     /// The master serving `slot` (any known node for nil), reading the map when it is unknown
     /// or stale.
     private func owner(of slot: Int?, deadline: Deadline) throws(StateStoreError) -> GatewayConfig.HostPort? {
-        if cluster.isStale || cluster.slots.isEmpty || slot.map({ cluster.slots[$0] == nil }) == true {
+        let topology = cluster.topology
+        if topology.isStale || topology.isEmpty || slot.map({ topology.owner(of: $0) == nil }) == true {
             try refreshSlots(deadline: deadline)
         }
-        guard let slot else { return cluster.slots.values.first ?? cluster.seeds.first }
-        return cluster.slots[slot]
+        guard let slot else { return topology.masters.first ?? cluster.seeds.first }
+        return topology.owner(of: slot)
     }
 
     /// Reads `CLUSTER SLOTS` from the first node that answers: known masters, then the seeds.
+    /// Every connection of the process to the cluster goes by the map read.
     private func refreshSlots(deadline: Deadline) throws(StateStoreError) {
-        var candidates = Array(Set(cluster.slots.values)).sorted { $0.description < $1.description }
+        var candidates = cluster.topology.masters
         for seed in cluster.seeds where !candidates.contains(seed) { candidates.append(seed) }
         var lastError = StateStoreError.unavailable
         for address in candidates {
@@ -256,15 +257,14 @@ final class RedisConnection {
                     lastError = .unexpectedReply
                     continue
                 }
-                cluster.slots = map
-                cluster.isStale = false
+                cluster.topology.replace(with: map)
                 return
             } catch {
                 lastError = error
             }
         }
         // Keep what is known: a stale map is better than none while the cluster elects.
-        if !cluster.slots.isEmpty { return }
+        if !cluster.topology.isEmpty { return }
         throw lastError
     }
 
@@ -286,9 +286,14 @@ final class RedisConnection {
 
     private struct ClusterState {
         let seeds: [GatewayConfig.HostPort]
-        var slots: [Int: GatewayConfig.HostPort] = [:]
+        /// The process's slot map of this cluster, shared with its other connections.
+        let topology: ClusterTopology
         var nodes: [GatewayConfig.HostPort: RedisNode] = [:]
-        var isStale = false
+
+        init(seeds: [GatewayConfig.HostPort]) {
+            self.seeds = seeds
+            topology = ClusterTopology.shared(seeds: seeds)
+        }
     }
 }
 
@@ -367,17 +372,81 @@ enum ClusterSlots {
     }
 
     /// `CLUSTER SLOTS`' answer as slot → master address.
-    static func parse(_ reply: RedisReply) -> [Int: GatewayConfig.HostPort]? {
+    static func parse(_ reply: RedisReply) -> SlotMap? {
         guard case .array(let ranges) = reply, !ranges.isEmpty else { return nil }
-        var map: [Int: GatewayConfig.HostPort] = [:]
+        var map = SlotMap()
         for range in ranges {
             guard case .array(let fields) = range, fields.count >= 3, case .integer(let first) = fields[0],
                 case .integer(let last) = fields[1], case .array(let master) = fields[2], master.count >= 2,
                 let host = master[0].text, case .integer(let port) = master[1], first <= last, last < count
             else { return nil }
             let address = GatewayConfig.HostPort(host: host, port: Int(port))
-            for slot in Int(first)...Int(last) { map[slot] = address }
+            for slot in Int(first)...Int(last) { map.set(slot, to: address) }
         }
         return map
     }
+}
+
+/// Which master serves each slot: a node's index per slot (32 KB), and the nodes.
+struct SlotMap: Equatable {
+    private static let unknown = UInt16.max
+    private var owners = [UInt16](repeating: SlotMap.unknown, count: ClusterSlots.count)
+    private(set) var nodes: [GatewayConfig.HostPort] = []
+
+    subscript(slot: Int) -> GatewayConfig.HostPort? {
+        guard (0..<ClusterSlots.count).contains(slot), owners[slot] != Self.unknown else { return nil }
+        return nodes[Int(owners[slot])]
+    }
+
+    /// How many slots have a master.
+    var known: Int { owners.count { $0 != Self.unknown } }
+
+    mutating func set(_ slot: Int, to address: GatewayConfig.HostPort) {
+        guard (0..<ClusterSlots.count).contains(slot) else { return }
+        let index =
+            nodes.firstIndex(of: address)
+            ?? {
+                nodes.append(address)
+                return nodes.count - 1
+            }()
+        owners[slot] = UInt16(index)
+    }
+}
+
+/// The slot map of one cluster, shared by every connection of the process to it (by its
+/// seeds): one `CLUSTER SLOTS` after a `MOVED` serves every thread, and the map is kept once,
+/// not once per thread's connection (800 stream workers with a map each spent seconds of CPU
+/// building them at start, and their lease renewals ran late).
+final class ClusterTopology: Sendable {
+    private static let registry = Locked<[[GatewayConfig.HostPort]: ClusterTopology]>([:])
+    private let state = Locked<(map: SlotMap, isStale: Bool)>((SlotMap(), false))
+
+    static func shared(seeds: [GatewayConfig.HostPort]) -> ClusterTopology {
+        registry.withLock { registry in
+            if let known = registry[seeds] { return known }
+            let made = ClusterTopology()
+            registry[seeds] = made
+            return made
+        }
+    }
+
+    func owner(of slot: Int) -> GatewayConfig.HostPort? { state.withLock { $0.map[slot] } }
+
+    var isEmpty: Bool { state.withLock { $0.map.nodes.isEmpty } }
+    var isStale: Bool { state.withLock { $0.isStale } }
+
+    /// The masters known, in a stable order.
+    var masters: [GatewayConfig.HostPort] { state.withLock { $0.map.nodes.sorted { $0.description < $1.description } } }
+
+    func markStale() { state.withLock { $0.isStale = true } }
+
+    /// A `MOVED`: the slot is the target's now, and the rest of the map is read again next.
+    func move(_ slot: Int, to target: GatewayConfig.HostPort) {
+        state.withLock { state in
+            state.map.set(slot, to: target)
+            state.isStale = true
+        }
+    }
+
+    func replace(with map: SlotMap) { state.withLock { $0 = (map, false) } }
 }

@@ -18,32 +18,25 @@ final class RedisCluster {
     let directory: URL
     private(set) var nodes: [Node] = []
     let nodeTimeoutMilliseconds: Int
+    /// `requirepass` (and `masterauth`) on every node, when given.
+    let password: String?
 
-    init(masters: Int = 3, nodeTimeoutMilliseconds: Int = 1000) throws {
+    init(masters: Int = 3, nodeTimeoutMilliseconds: Int = 1000, password: String? = nil) throws {
         self.nodeTimeoutMilliseconds = nodeTimeoutMilliseconds
+        self.password = password
         directory = FileManager.default.temporaryDirectory.appending(path: "tg-cluster-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let count = masters * 2
         let base = try Self.freePortsWithBus(count: count)
         do {
             for port in base..<(base + count) {
-                let folder = directory.appending(path: "\(port)")
-                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-                let pid = try ChildProcess.spawn(
-                    "/usr/bin/redis-server",
-                    [
-                        "--port", "\(port)", "--bind", "127.0.0.1", "--dir", folder.path, "--cluster-enabled", "yes",
-                        "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "\(nodeTimeoutMilliseconds)",
-                        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no", "--loglevel", "warning",
-                        // A replica's first sync at once (the default waits 5 s for more replicas).
-                        "--repl-diskless-sync-delay", "0",
-                        "--logfile", folder.appending(path: "redis.log").path,
-                    ])
-                nodes.append(Node(port: port, pid: pid))
+                try FileManager.default.createDirectory(at: directory.appending(path: "\(port)"), withIntermediateDirectories: true)
+                nodes.append(Node(port: port, pid: try spawn(port: port)))
             }
             for node in nodes { try waitUntil("node \(node.port) answers") { (try? self.cli(node.port, "PING")) == "PONG" } }
             let addresses = nodes.map { "127.0.0.1:\($0.port)" }
-            try ChildProcess.run("/usr/bin/redis-cli", ["--cluster", "create"] + addresses + ["--cluster-replicas", "1", "--cluster-yes"])
+            try ChildProcess.run(
+                "/usr/bin/redis-cli", authentication + ["--cluster", "create"] + addresses + ["--cluster-replicas", "1", "--cluster-yes"])
             try waitUntil("the cluster is up on every node", timeout: 20) {
                 self.nodes.allSatisfy { (try? self.cli($0.port, "CLUSTER", "INFO"))?.contains("cluster_state:ok") == true }
                     && self.masterPorts().count == masters
@@ -60,9 +53,29 @@ final class RedisCluster {
         }
     }
 
+    private func spawn(port: Int) throws -> pid_t {
+        let folder = directory.appending(path: "\(port)")
+        var arguments = [
+            "--port", "\(port)", "--bind", "127.0.0.1", "--dir", folder.path, "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "\(nodeTimeoutMilliseconds)",
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no", "--loglevel", "warning",
+            // A replica's first sync at once (the default waits 5 s for more replicas).
+            "--repl-diskless-sync-delay", "0",
+            "--logfile", folder.appending(path: "redis.log").path,
+        ]
+        if let password { arguments += ["--requirepass", password, "--masterauth", password] }
+        return try ChildProcess.spawn("/usr/bin/redis-server", arguments)
+    }
+
+    private var authentication: [String] { password.map { ["--no-auth-warning", "-a", $0] } ?? [] }
+
     /// What the gateway's configuration needs: two seeds (it learns the rest), and no single server.
     var gatewayEnvironment: [String: String] {
-        ["REDIS_CLUSTER_NODES": nodes.prefix(2).map { "127.0.0.1:\($0.port)" }.joined(separator: ","), "REDIS_HOST": "", "REDIS_PORT": ""]
+        var environment = [
+            "REDIS_CLUSTER_NODES": nodes.prefix(2).map { "127.0.0.1:\($0.port)" }.joined(separator: ","), "REDIS_HOST": "", "REDIS_PORT": "",
+        ]
+        if let password { environment["REDIS_PASSWORD"] = password }
+        return environment
     }
 
     @discardableResult
@@ -72,14 +85,37 @@ final class RedisCluster {
 
     @discardableResult
     func cli(_ port: Int, _ arguments: [String]) throws -> String {
-        try ChildProcess.run("/usr/bin/redis-cli", ["-p", "\(port)", "--no-raw"] + arguments).trimmingCharacters(in: .whitespacesAndNewlines)
-            .replacingOccurrences(of: "\"", with: "")
+        try ChildProcess.run("/usr/bin/redis-cli", authentication + ["-p", "\(port)", "--no-raw"] + arguments)
+            .trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "\"", with: "")
+    }
+
+    /// One command as `redis-cli --raw` prints it, sent to the node on `port` and redirected
+    /// (`-c`) to where its key lives.
+    func rawCLI(_ port: Int, _ arguments: [String]) throws -> String {
+        try ChildProcess.run("/usr/bin/redis-cli", authentication + ["--raw", "-c", "-p", "\(port)"] + arguments)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Kills every node at once, as a power cut would.
+    func killAll() {
+        for node in nodes { kill(port: node.port) }
+    }
+
+    /// Starts every killed node again from its files (nodes.conf, the append-only file) and
+    /// waits until the cluster is whole.
+    func restart() throws {
+        for index in nodes.indices where nodes[index].pid == 0 { nodes[index].pid = try spawn(port: nodes[index].port) }
+        let masters = nodes.count / 2
+        try waitUntil("the cluster is up again on every node", timeout: 30) {
+            self.nodes.allSatisfy { (try? self.cli($0.port, "CLUSTER", "INFO"))?.contains("cluster_state:ok") == true }
+                && self.masterPorts().count == masters
+        }
     }
 
     /// `CLUSTER NODES` as seen by the node on `port`: each node's port, id, and whether it is a
     /// master (and not failed).
     func view(from port: Int) -> [(port: Int, id: String, master: Bool, failed: Bool)] {
-        guard let text = try? ChildProcess.run("/usr/bin/redis-cli", ["-p", "\(port)", "CLUSTER", "NODES"]) else { return [] }
+        guard let text = try? ChildProcess.run("/usr/bin/redis-cli", authentication + ["-p", "\(port)", "CLUSTER", "NODES"]) else { return [] }
         return text.split(whereSeparator: \.isNewline).compactMap { line in
             let fields = line.split(separator: " ")
             guard fields.count >= 8, let address = fields[1].split(separator: "@").first,
@@ -99,7 +135,7 @@ final class RedisCluster {
     /// The port of the master serving `slot`, from `CLUSTER NODES`' slot ranges.
     func master(ofSlot slot: Int) throws -> Int {
         let live = try #require(nodes.first { $0.pid != 0 })
-        let text = try ChildProcess.run("/usr/bin/redis-cli", ["-p", "\(live.port)", "CLUSTER", "NODES"])
+        let text = try ChildProcess.run("/usr/bin/redis-cli", authentication + ["-p", "\(live.port)", "CLUSTER", "NODES"])
         for line in text.split(whereSeparator: \.isNewline) {
             let fields = line.split(separator: " ")
             guard fields.count > 8, fields[2].contains("master"), !fields[2].contains("fail"),

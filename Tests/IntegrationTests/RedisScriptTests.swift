@@ -303,8 +303,9 @@ struct StoreFixture {
 
     var settings: GatewayConfig.RedisSettings {
         GatewayConfig.RedisSettings(
-            host: "127.0.0.1", port: redis.port, socket: redis.socketPath, password: redis.password.map(Secret.init), database: 0,
-            connectTimeoutSeconds: 1, commandTimeoutSeconds: 1)
+            host: "127.0.0.1", port: redis.port, socket: redis.cluster == nil ? redis.socketPath : nil, password: redis.password.map(Secret.init),
+            database: 0, connectTimeoutSeconds: 1, commandTimeoutSeconds: 1,
+            clusterNodes: redis.cluster?.nodes.prefix(2).map { GatewayConfig.HostPort(host: "127.0.0.1", port: $0.port) } ?? [])
     }
 
     func store(capacity: Int = 100, window: Int64 = 1000, lease: Int64 = 10_000, policy: StatePolicy? = nil) -> RedisStateStore {

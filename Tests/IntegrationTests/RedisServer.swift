@@ -6,11 +6,20 @@ import Glibc
 
 /// A real redis-server for one test: its own folder, a free TCP port and a unix socket,
 /// optionally a password; no persistence. `stop()` stops exactly this process.
+///
+/// With `GATEWAY_TEST_REDIS=cluster` (scripts/test runs the Redis-state and queue-mode suites
+/// once more so) it is a local Redis Cluster instead (``RedisCluster``, 3 masters + 3
+/// replicas): the gateway is pointed at it with `REDIS_CLUSTER_NODES`, each `cli` command goes
+/// where its key lives (`KEYS` and `SCRIPT` to every master), `kill()` and `start()` take the
+/// whole cluster down and back.
 final class RedisServer {
     let directory: URL
     let port: Int
     let password: String?
     private(set) var pid: pid_t = 0
+    let cluster: RedisCluster?
+
+    static var onCluster: Bool { ProcessInfo.processInfo.environment["GATEWAY_TEST_REDIS"] == "cluster" }
 
     var socketPath: String { directory.appending(path: "redis.sock").path }
 
@@ -21,13 +30,21 @@ final class RedisServer {
         self.appendfsync = appendfsync
         directory = FileManager.default.temporaryDirectory.appending(path: "tg-redis-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        port = try LocalStack.freePort()
         self.password = password
+        if Self.onCluster {
+            let cluster = try RedisCluster(password: password)
+            self.cluster = cluster
+            port = cluster.nodes[0].port
+            return
+        }
+        cluster = nil
+        port = try LocalStack.freePort()
         try start()
     }
 
     /// Starts (or restarts) the server on the same port and socket.
     func start() throws {
+        if let cluster { return try cluster.restart() }
         var arguments = [
             "--port", "\(port)", "--bind", "127.0.0.1", "--unixsocket", socketPath, "--unixsocketperm", "700",
             "--dir", directory.path, "--save", "", "--appendonly", appendfsync == nil ? "no" : "yes", "--daemonize", "no", "--loglevel", "warning",
@@ -43,12 +60,14 @@ final class RedisServer {
 
     /// Kills the server at once (no shutdown), as a crash would.
     func kill() {
+        if let cluster { return cluster.killAll() }
         Glibc.kill(pid, SIGKILL)
         ChildProcess.waitForExit(pid)
         pid = 0
     }
 
     func stop() throws {
+        try cluster?.stop()
         if pid != 0 {
             Glibc.kill(pid, SIGTERM)
             let gone = (try? waitUntil("redis-server exits") { ChildProcess.reapIfExited(self.pid) }) != nil
@@ -69,6 +88,16 @@ final class RedisServer {
     }
 
     func cli(_ arguments: [String]) throws -> String {
+        if let cluster {
+            switch arguments.first?.uppercased() {
+            case "KEYS":
+                return try cluster.masterPorts().map { try cluster.rawCLI($0, arguments) }.filter { !$0.isEmpty }.joined(separator: "\n")
+            case "SCRIPT", "CONFIG", "FLUSHALL":
+                return try cluster.masterPorts().map { try cluster.rawCLI($0, arguments) }.first ?? ""
+            default:
+                return try cluster.rawCLI(port, arguments)
+            }
+        }
         var all = ["--raw", "-s", socketPath]
         if let password { all += ["--no-auth-warning", "-a", password] }
         return try ChildProcess.run("/usr/bin/redis-cli", all + arguments).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -81,6 +110,7 @@ final class RedisServer {
 
     /// The environment that points the gateway at this server.
     func gatewayEnvironment(useSocket: Bool) -> [String: String] {
+        if let cluster { return cluster.gatewayEnvironment }
         var environment = useSocket ? ["REDIS_SOCKET": socketPath] : ["REDIS_HOST": "127.0.0.1", "REDIS_PORT": "\(port)"]
         if let password { environment["REDIS_PASSWORD"] = password }
         return environment
