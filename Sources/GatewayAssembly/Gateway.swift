@@ -43,7 +43,8 @@ public struct Gateway: Sendable {
     /// The services' send API, served by every process.
     public var outboundAPI: OutboundAPI { OutboundAPI(config: config, clock: clock) }
 
-    /// The process's stream workers; `processes` share the partitions.
+    /// The process's stream workers; `processes` (GATEWAY_PROCESSES) bounds its share until the fleet
+    /// registry lists the processes started with it.
     public func makeWorkers(processes: Int) -> StreamWorkers {
         StreamWorkers(
             settings: config.queue, processes: processes, processor: processor, clock: clock, logger: logger,

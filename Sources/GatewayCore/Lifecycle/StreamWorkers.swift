@@ -86,9 +86,8 @@ public final class StreamWorkers: Sendable {
             }
             if leases.mustRelease(name) {
                 // Above the process's share: between two entries, so nothing is left pending.
-                leases.forget(name)
-                store.releaseLease(partition: partition, worker: name)
-                logger.info("partition handed back to the fleet", metadata: ["partition": .stringConvertible(partition)])
+                release(partition, of: name, store: store)
+                logger.debug("partition handed back to the fleet", metadata: ["partition": .stringConvertible(partition)])
                 current = nil
                 continue
             }
@@ -105,8 +104,7 @@ public final class StreamWorkers: Sendable {
                     try work(entry, store: store, dependencies: dependencies, logger: logger) { leases.holds(name, at: clock.now()) }
                 } else if partition >= leases.partitionsInUse {
                     // A retiring stream drained: free the worker for another.
-                    leases.forget(name)
-                    store.releaseLease(partition: partition, worker: name)
+                    release(partition, of: name, store: store)
                     current = nil
                 }
             } catch {
@@ -115,11 +113,14 @@ public final class StreamWorkers: Sendable {
                 pause(milliseconds: 1_000)
             }
         }
-        if let current {
-            // Forgotten first, so the heartbeat cannot renew what is released next.
-            leases.forget(name)
-            store.releaseLease(partition: current, worker: name)
-        }
+        if let current { release(current, of: name, store: store) }
+    }
+
+    /// Gives `worker`'s partition back: forgotten first, so the heartbeat cannot renew what is
+    /// released next.
+    private func release(_ partition: Int, of worker: String, store: any PartitionStore) {
+        leases.forget(worker)
+        store.releaseLease(partition: partition, worker: worker)
     }
 
     /// Every second (every third of a shorter lease) until the workers are done: renews the
