@@ -154,6 +154,7 @@ final class RedisConnection {
         var lastError = StateStoreError.unavailable
         var pauses = 0
         var refreshedAfterFailure = false
+        var failedMaster: GatewayConfig.HostPort?
         for _ in 0...Self.maximumRedirections {
             let address: GatewayConfig.HostPort
             if let target = asked ?? moved {
@@ -169,6 +170,14 @@ final class RedisConnection {
             } catch {
                 lastError = error
                 asked = nil
+                if failedMaster == nil, let slot, let replica = cluster.topology.replica(of: slot), replica != address {
+                    // The master is gone. Its replica knows it was promoted before the node the
+                    // map is read from may (gossip takes up to the node timeout): ask it. One not
+                    // promoted yet answers MOVED to the dead master, and the command fails below.
+                    failedMaster = address
+                    moved = replica
+                    continue
+                }
                 guard !refreshedAfterFailure else { break }
                 refreshedAfterFailure = true
                 try? refreshSlots(deadline: deadline)
@@ -176,7 +185,11 @@ final class RedisConnection {
                 continue
             }
             asked = nil
-            guard case .error(let message) = reply, let redirect = ClusterRedirect(message) else { return reply }
+            guard case .error(let message) = reply, let redirect = ClusterRedirect(message) else {
+                // The dead master's replica answered: its slots are the replica's now.
+                if let failedMaster, address != failedMaster { cluster.topology.promote(failedMaster, to: address) }
+                return reply
+            }
             switch redirect {
             case .moved(let movedSlot, let target):
                 // The node named is the slot's master now: go there next, and learn the map
@@ -377,20 +390,27 @@ enum ClusterSlots {
         var map = SlotMap()
         for range in ranges {
             guard case .array(let fields) = range, fields.count >= 3, case .integer(let first) = fields[0],
-                case .integer(let last) = fields[1], case .array(let master) = fields[2], master.count >= 2,
-                let host = master[0].text, case .integer(let port) = master[1], first <= last, last < count
+                case .integer(let last) = fields[1], let address = node(fields[2]), first <= last, last < count
             else { return nil }
-            let address = GatewayConfig.HostPort(host: host, port: Int(port))
-            for slot in Int(first)...Int(last) { map.set(slot, to: address) }
+            let replica = fields.count > 3 ? node(fields[3]) : nil
+            for slot in Int(first)...Int(last) { map.set(slot, to: address, replica: replica) }
         }
         return map
     }
+
+    /// A node of `CLUSTER SLOTS`' answer: `[host, port, id, …]`.
+    private static func node(_ reply: RedisReply) -> GatewayConfig.HostPort? {
+        guard case .array(let fields) = reply, fields.count >= 2, let host = fields[0].text, case .integer(let port) = fields[1] else { return nil }
+        return GatewayConfig.HostPort(host: host, port: Int(port))
+    }
 }
 
-/// Which master serves each slot: a node's index per slot (32 KB), and the nodes.
+/// Which master serves each slot, and a replica of it: a node's index per slot (2 × 32 KB),
+/// and the nodes.
 struct SlotMap: Equatable {
     private static let unknown = UInt16.max
     private var owners = [UInt16](repeating: SlotMap.unknown, count: ClusterSlots.count)
+    private var replicas = [UInt16](repeating: SlotMap.unknown, count: ClusterSlots.count)
     private(set) var nodes: [GatewayConfig.HostPort] = []
 
     subscript(slot: Int) -> GatewayConfig.HostPort? {
@@ -398,18 +418,36 @@ struct SlotMap: Equatable {
         return nodes[Int(owners[slot])]
     }
 
+    func replica(of slot: Int) -> GatewayConfig.HostPort? {
+        guard (0..<ClusterSlots.count).contains(slot), replicas[slot] != Self.unknown else { return nil }
+        return nodes[Int(replicas[slot])]
+    }
+
     /// How many slots have a master.
     var known: Int { owners.count { $0 != Self.unknown } }
 
-    mutating func set(_ slot: Int, to address: GatewayConfig.HostPort) {
+    /// The masters: nodes serving a slot.
+    var masters: [GatewayConfig.HostPort] { Set(owners.filter { $0 != Self.unknown }).map { nodes[Int($0)] } }
+
+    mutating func set(_ slot: Int, to address: GatewayConfig.HostPort, replica: GatewayConfig.HostPort? = nil) {
         guard (0..<ClusterSlots.count).contains(slot) else { return }
-        let index =
-            nodes.firstIndex(of: address)
-            ?? {
-                nodes.append(address)
-                return nodes.count - 1
-            }()
-        owners[slot] = UInt16(index)
+        owners[slot] = index(of: address)
+        if let replica { replicas[slot] = index(of: replica) }
+    }
+
+    /// Every slot of `master` that `replica` replicates is the replica's now.
+    mutating func promote(_ master: GatewayConfig.HostPort, to replica: GatewayConfig.HostPort) {
+        guard let from = nodes.firstIndex(of: master), let to = nodes.firstIndex(of: replica) else { return }
+        for slot in owners.indices where owners[slot] == UInt16(from) && replicas[slot] == UInt16(to) {
+            owners[slot] = UInt16(to)
+            replicas[slot] = Self.unknown
+        }
+    }
+
+    private mutating func index(of address: GatewayConfig.HostPort) -> UInt16 {
+        if let known = nodes.firstIndex(of: address) { return UInt16(known) }
+        nodes.append(address)
+        return UInt16(nodes.count - 1)
     }
 }
 
@@ -432,11 +470,16 @@ final class ClusterTopology: Sendable {
 
     func owner(of slot: Int) -> GatewayConfig.HostPort? { state.withLock { $0.map[slot] } }
 
-    var isEmpty: Bool { state.withLock { $0.map.nodes.isEmpty } }
+    var isEmpty: Bool { state.withLock { $0.map.known == 0 } }
     var isStale: Bool { state.withLock { $0.isStale } }
 
     /// The masters known, in a stable order.
-    var masters: [GatewayConfig.HostPort] { state.withLock { $0.map.nodes.sorted { $0.description < $1.description } } }
+    var masters: [GatewayConfig.HostPort] { state.withLock { $0.map.masters.sorted { $0.description < $1.description } } }
+
+    func replica(of slot: Int) -> GatewayConfig.HostPort? { state.withLock { $0.map.replica(of: slot) } }
+
+    /// `master` is gone and `replica` answered for it: the replica serves its slots now.
+    func promote(_ master: GatewayConfig.HostPort, to replica: GatewayConfig.HostPort) { state.withLock { $0.map.promote(master, to: replica) } }
 
     func markStale() { state.withLock { $0.isStale = true } }
 
