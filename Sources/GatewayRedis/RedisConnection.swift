@@ -170,10 +170,11 @@ final class RedisConnection {
             } catch {
                 lastError = error
                 asked = nil
-                if failedMaster == nil, let slot, let replica = cluster.topology.replica(of: slot), replica != address {
-                    // The master is gone. Its replica knows it was promoted before the node the
-                    // map is read from may (gossip takes up to the node timeout): ask it. One not
-                    // promoted yet answers MOVED to the dead master, and the command fails below.
+                if error == .unavailable, failedMaster == nil, let slot, let replica = cluster.topology.replica(of: slot), replica != address {
+                    // The master is gone (refused, closed: not merely slow). Its replica knows it
+                    // was promoted before the node the map is read from may (gossip takes up to
+                    // the node timeout): ask it. One not promoted yet answers MOVED to the dead
+                    // master, and the command fails below.
                     failedMaster = address
                     moved = replica
                     continue
@@ -393,7 +394,7 @@ enum ClusterSlots {
                 case .integer(let last) = fields[1], let address = node(fields[2]), first <= last, last < count
             else { return nil }
             let replica = fields.count > 3 ? node(fields[3]) : nil
-            for slot in Int(first)...Int(last) { map.set(slot, to: address, replica: replica) }
+            map.set(Int(first)...Int(last), to: address, replica: replica)
         }
         return map
     }
@@ -429,10 +430,19 @@ struct SlotMap: Equatable {
     /// The masters: nodes serving a slot.
     var masters: [GatewayConfig.HostPort] { Set(owners.filter { $0 != Self.unknown }).map { nodes[Int($0)] } }
 
-    mutating func set(_ slot: Int, to address: GatewayConfig.HostPort, replica: GatewayConfig.HostPort? = nil) {
-        guard (0..<ClusterSlots.count).contains(slot) else { return }
-        owners[slot] = index(of: address)
-        if let replica { replicas[slot] = index(of: replica) }
+    /// `slots` are served by `address` (and replicated by `replica`); true when that is news.
+    @discardableResult
+    mutating func set(_ slots: ClosedRange<Int>, to address: GatewayConfig.HostPort, replica: GatewayConfig.HostPort? = nil) -> Bool {
+        let slots = slots.clamped(to: 0...(ClusterSlots.count - 1))
+        let owner = index(of: address)
+        let copy = replica.map { index(of: $0) }
+        var changed = false
+        for slot in slots {
+            changed = changed || owners[slot] != owner
+            owners[slot] = owner
+            if let copy { replicas[slot] = copy }
+        }
+        return changed
     }
 
     /// Every slot of `master` that `replica` replicates is the replica's now.
@@ -483,11 +493,11 @@ final class ClusterTopology: Sendable {
 
     func markStale() { state.withLock { $0.isStale = true } }
 
-    /// A `MOVED`: the slot is the target's now, and the rest of the map is read again next.
+    /// A `MOVED`: the slot is the target's now, and, when that is news, the rest of the map is
+    /// read again next (a replica not yet promoted names the master the map already has).
     func move(_ slot: Int, to target: GatewayConfig.HostPort) {
         state.withLock { state in
-            state.map.set(slot, to: target)
-            state.isStale = true
+            if state.map.set(slot...slot, to: target) { state.isStale = true }
         }
     }
 
