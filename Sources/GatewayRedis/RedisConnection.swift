@@ -179,7 +179,8 @@ final class RedisConnection {
                     moved = replica
                     continue
                 }
-                guard !refreshedAfterFailure else { break }
+                // A timeout says nothing of the slots (the node is busy): fail now, read nothing.
+                guard error == .unavailable, !refreshedAfterFailure else { break }
                 refreshedAfterFailure = true
                 try? refreshSlots(deadline: deadline)
                 if slot.flatMap(cluster.topology.owner(of:)) == address { break }
@@ -232,7 +233,6 @@ final class RedisConnection {
             do {
                 answered = try batch(node(address), indices)
             } catch {
-                cluster.topology.markStale()
                 for index in indices { replies[index] = try one(index) }
                 continue
             }
@@ -490,8 +490,6 @@ final class ClusterTopology: Sendable {
 
     /// `master` is gone and `replica` answered for it: the replica serves its slots now.
     func promote(_ master: GatewayConfig.HostPort, to replica: GatewayConfig.HostPort) { state.withLock { $0.map.promote(master, to: replica) } }
-
-    func markStale() { state.withLock { $0.isStale = true } }
 
     /// A `MOVED`: the slot is the target's now, and, when that is news, the rest of the map is
     /// read again next (a replica not yet promoted names the master the map already has).

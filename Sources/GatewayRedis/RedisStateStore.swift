@@ -105,7 +105,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
 
     /// One call to the budget's slot per send admitted: a send the process already knows cannot
     /// get a slot in time is refused without one, and without a budget (OUTGOING_PER_SECOND=0)
-    /// only the pause is read, at most four times a second per process.
+    /// only the pause is read (one PTTL: a 429 stops every process's sends at once).
     public func reserveBotAPI(afterMilliseconds: Int64, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? {
         guard policy.outgoing.botMessagesPerSecond > 0 else {
             let wait = max(afterMilliseconds, pausedMilliseconds(deadline: deadline))
@@ -130,16 +130,13 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
     }
 
     public func pause(milliseconds: Int64, deadline: Deadline) {
-        botBudget.notePaused(milliseconds: milliseconds)
         _ = try? evaluate(RedisScripts.pause, keys: [RedisScripts.botPauseKey], arguments: [Self.bytes(max(1, milliseconds))], deadline: deadline)
     }
 
     public func pausedMilliseconds(deadline: Deadline) -> Int64 {
-        if let known = botBudget.knownPauseMilliseconds() { return known }
         guard case .integer(let left)? = try? command([Array("PTTL".utf8), Array(RedisScripts.botPauseKey.utf8)], deadline: deadline) else {
             return 0
         }
-        botBudget.notePauseRead(milliseconds: max(0, left))
         return max(0, left)
     }
 
