@@ -48,10 +48,9 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
             policyArguments.session, request.needsSession ? [0x31] : [0x30], Array(request.newInternalUserID.utf8),
             request.origin == .webhook ? [0x73] : [0x77], Array((request.replay ?? "").utf8), Self.bytes(request.updateID),
             request.reply?.encoded ?? [], Self.bytes(window?.messages ?? 0), Self.bytes(window?.milliseconds ?? 0),
-            request.reply == nil ? [] : nextMember(),
         ]
         let reply = try evaluate(
-            RedisScripts.begin, keys: [keys.update, keys.rate, keys.session, keys.lease, keys.queued, keys.outbox, keys.window],
+            RedisScripts.begin, keys: [keys.update, keys.pace, keys.session, keys.lease, keys.queued, keys.outbox],
             arguments: arguments, deadline: deadline)
         do {
             return try Self.decision(reply, claim: Claim(updateID: request.updateID, subject: request.subject, token: request.token))
@@ -75,10 +74,10 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
                 Array((completion.claim?.token ?? "").utf8), policyArguments.dedupe, policyArguments.session, Array(action.utf8), Array(json.utf8),
                 Array((completion.internalUserID ?? "").utf8), Array((completion.replay ?? "").utf8), Self.bytes(completion.updateID),
                 completion.reply?.encoded ?? [], Self.bytes(window?.messages ?? 0), Self.bytes(window?.milliseconds ?? 0),
-                completion.reply == nil ? [] : nextMember(), completion.indexed ? [0x31] : [],
+                completion.indexed ? [0x31] : [],
             ] + completion.tail.map(\.encoded)
         let reply = try evaluate(
-            RedisScripts.finish, keys: [keys.update, keys.session, keys.lease, keys.queued, keys.outbox, keys.window], arguments: arguments,
+            RedisScripts.finish, keys: [keys.update, keys.session, keys.lease, keys.queued, keys.outbox, keys.pace], arguments: arguments,
             deadline: deadline)
         guard case .array(let items) = reply, items.count == 3, let admission = Self.admission(items[0]), case .integer(let waiting) = items[1],
             case .integer(let ours) = items[2]
@@ -88,11 +87,12 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
 
     public func reserve(chatID: Int64, throughBotAPI: Bool, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? {
         let (limit, span) = policy.outgoing.window(of: chatID)
-        let member = nextMember()
         do {
-            let chatWait = try reserve(
-                [RedisScripts.windowKey(of: chatID)], limit: limit, span: span, maxWait: maxWaitMilliseconds, member: member, after: 0,
-                spacing: 0, deadline: deadline)
+            let reply = try evaluate(
+                RedisScripts.reserveChat, keys: [RedisScripts.windowKey(of: chatID)],
+                arguments: [Self.bytes(limit), Self.bytes(span), Self.bytes(max(0, maxWaitMilliseconds))], deadline: deadline)
+            guard case .integer(let wait) = reply else { throw failed(.unexpectedReply) }
+            let chatWait = wait >= 0 ? wait : nil
             guard let chatWait, throughBotAPI else { return chatWait }
             // The bot-wide budget (without one, only a 429's pause), no earlier than the chat's
             // slot. Refused, the chat's slot stays reserved unused: the chat is paced a little
@@ -146,20 +146,11 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         case refused(soonestMilliseconds: Int64)
     }
 
-    private func reserve(
-        _ keys: [String], limit: Int, span: Int64, maxWait: Int64, member: [UInt8], after: Int64, spacing: Int64, deadline: Deadline
-    ) throws(StateStoreError) -> Int64? {
-        switch try reserveSlot(keys, limit: limit, span: span, maxWait: maxWait, member: member, after: after, spacing: spacing, deadline: deadline) {
-        case .reserved(let wait): wait
-        case .refused: nil
-        }
-    }
-
     private func reserveSlot(
         _ keys: [String], limit: Int, span: Int64, maxWait: Int64, member: [UInt8], after: Int64, spacing: Int64, deadline: Deadline
     ) throws(StateStoreError) -> Slot {
         let reply = try evaluate(
-            RedisScripts.reserve, keys: keys,
+            RedisScripts.reserveBot, keys: keys,
             arguments: [Self.bytes(limit), Self.bytes(span), Self.bytes(max(0, maxWait)), member, Self.bytes(after), Self.bytes(spacing)],
             deadline: deadline)
         guard case .integer(let wait) = reply else { throw failed(.unexpectedReply) }
@@ -172,10 +163,9 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         let keys = StateSubjectKeys(subject: subject, updateID: 0)
         let (limit, span) = policy.outgoing.window(of: subject.ownChatID)
         let reply = try evaluate(
-            RedisScripts.advanceOutbox, keys: [keys.outbox, keys.queued, keys.window],
-            arguments: [
-                done ?? [], Self.bytes(subject.ownChatID), Self.bytes(limit), Self.bytes(span), Self.bytes(maxWaitMilliseconds), nextMember(),
-            ], deadline: deadline)
+            RedisScripts.advanceOutbox, keys: [keys.outbox, keys.queued, keys.pace],
+            arguments: [done ?? [], Self.bytes(subject.ownChatID), Self.bytes(limit), Self.bytes(span), Self.bytes(maxWaitMilliseconds)],
+            deadline: deadline)
         guard case .array(let items) = reply else { throw failed(.unexpectedReply) }
         guard case .string(let bytes)? = items.first else { return .empty }
         guard let send = PendingSend.decode(bytes) else { return .unreadable(bytes) }

@@ -19,15 +19,15 @@ import Testing
     @Test(arguments: TokenBucketVector.all)
     func luaBucketMatchesTheSharedVectors(vector: TokenBucketVector) throws {
         try withRedis { fixture in
-            let rate = StateSubjectKeys(subject: .user(7), updateID: 1).rate
+            let rate = StateSubjectKeys(subject: .user(7), updateID: 1).pace
             if let start = vector.start {
-                // Set the bucket relative to Redis's own clock, in Redis.
+                // Set the bucket (kept a minute) relative to Redis's own clock, in Redis.
                 let setup = """
                     local t = redis.call('TIME')
                     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-                    local value = string.format('%d %d', tonumber(ARGV[1]), now - tonumber(ARGV[2]))
+                    local value = string.format('%d %d %d', tonumber(ARGV[1]), now - tonumber(ARGV[2]), now + 60000)
                     if ARGV[3] ~= '' then value = value .. string.format(' %d', now - tonumber(ARGV[3])) end
-                    redis.call('SET', KEYS[1], value, 'PX', 60000)
+                    redis.call('SET', KEYS[1], value .. '|', 'PX', 60000)
                     return 1
                     """
                 try fixture.redis.cli(
@@ -181,6 +181,37 @@ import Testing
         }
     }
 
+    @Test func theGatewayPathWritesTheMarkAndThePaceOnceEach() throws {
+        try withRedis { fixture in
+            // A rate window of a minute: the bucket outlives the chat's 3-second window.
+            let store = fixture.store(capacity: 2, window: 60_000)
+            let reply = PendingSend(.sendMessage(chatID: 5, text: "unknown command"), requestID: "r", index: 0)
+            func post(_ update: Int64) throws -> BeginDecision {
+                try store.begin(
+                    BeginRequest(updateID: update, subject: .user(5), needsSession: false, newInternalUserID: "", token: "s\(update)", reply: reply),
+                    deadline: .distantFuture)
+            }
+            _ = try fixture.redis.cli("CONFIG", "RESETSTAT")
+            #expect(try post(1) == .proceed(nil, nil, reply: .now, outboxWaiting: 0))
+            let calls = commandCalls(inCommandstats: try fixture.redis.cli("INFO", "commandstats"))
+            #expect(calls["set"] == 2 && calls["zadd"] == nil && calls["pexpireat"] == nil, "the mark and the pace, one write each: \(calls)")
+            // The bucket (one of two tokens left) and the window (one send, kept 3 s and a second).
+            let pace = try fixture.redis.cli("GET", "{tg:5}:pace")
+            let parts = pace.split(separator: "|", omittingEmptySubsequences: false)
+            #expect(parts.count == 2 && parts[0].split(separator: " ").first == "1000", "\(pace)")
+            #expect(parts.count == 2 && parts[1].split(separator: " ").count == 2, "\(pace)")
+            let ttl = try #require(Int(try fixture.redis.cli("PTTL", "{tg:5}:pace")))
+            #expect((119_000...120_000).contains(ttl), "two rate windows: \(ttl)")
+            // A duplicate writes nothing; the second update takes the last token and a slot.
+            #expect(try post(1) == .duplicate(outboxWaiting: 0))
+            #expect(try post(2) == .proceed(nil, nil, reply: .now, outboxWaiting: 0))
+            #expect(try post(3) == .limited(warn: true))
+            #expect(try fixture.redis.cli("GET", "{tg:5}:update:3") == "done", "a limited update is done")
+            let window = try fixture.redis.cli("GET", "{tg:5}:pace").split(separator: "|").last?.split(separator: " ")
+            #expect(window?.count == 3, "when to forget the window, then the two sends: \(window ?? [])")
+        }
+    }
+
     @Test func aWindowKeyLivesUntilItsLatestReservationHasLeftTheWindow() throws {
         try withRedis { fixture in
             let store = fixture.store()
@@ -277,13 +308,13 @@ import Testing
         try withRedis { fixture in
             let keys = StateSubjectKeys(subject: .user(123_456_789), updateID: 42)
             let slots = try [
-                keys.update, keys.rate, keys.session, keys.lease, keys.queued, keys.outbox, keys.window, RedisScripts.windowKey(of: 123_456_789),
+                keys.update, keys.pace, keys.session, keys.lease, keys.queued, keys.outbox, RedisScripts.windowKey(of: 123_456_789),
             ]
             .map { try fixture.redis.cli("CLUSTER", "KEYSLOT", $0) }
             #expect(Set(slots).count == 1)
             let chat = StateSubjectKeys(subject: .chat(-100_123), updateID: 1)
             #expect(chat.session == "{tgc:-100123}:session")
-            #expect(RedisScripts.windowKey(of: -100_123) == chat.window)
+            #expect(RedisScripts.windowKey(of: -100_123) == chat.pace)
             let bot = try [RedisScripts.botWindowKey, RedisScripts.botPauseKey].map { try fixture.redis.cli("CLUSTER", "KEYSLOT", $0) }
             #expect(Set(bot).count == 1)
         }

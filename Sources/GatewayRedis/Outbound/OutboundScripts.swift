@@ -96,7 +96,7 @@ public enum OutboundScripts {
     /// Appends the calls to the outbox unless the mark says they were (1 appended, 0 not).
     public static let keep = RedisScript(
         name: "outbound_keep",
-        source: RedisScripts.windows + #"""
+        source: RedisScripts.outbox + #"""
             if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
             for i = 2, #ARGV do keep(KEYS[2], KEYS[3], ARGV[i], ARGV[1]) end
             return 1
