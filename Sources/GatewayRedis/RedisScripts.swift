@@ -226,15 +226,19 @@ public enum RedisScripts {
         name: "begin",
         source: pace + #"""
             local worker = ARGV[9] == 'w'
+            local needs = ARGV[7] == '1'
             local mark
             if worker then
               mark = redis.call('GET', KEYS[1])
+            elseif needs then
+              -- A webhook request marks a new update at once (one write, not a read and a write):
+              -- held by its lease when it needs the session, else done (`fresh`). The paths that
+              -- end otherwise replace or remove that mark below.
+              mark = redis.call('SET', KEYS[1], 'lease:' .. ARGV[1], 'NX', 'GET', 'PX', ARGV[2])
             else
-              -- A webhook request marks a new update done at once (one write, not a read and a
-              -- write): `fresh`. Paths that go on otherwise replace or remove that mark below.
               mark = redis.call('SET', KEYS[1], 'done', 'NX', 'GET', 'EX', ARGV[3])
             end
-            local fresh = not mark
+            local fresh = not worker and not mark
             local finished = mark and string.sub(mark, 1, 4) == 'done'
             if finished and (ARGV[10] == '' or mark == 'done:' .. ARGV[10]) then
               if worker then redis.call('SREM', KEYS[5], ARGV[11]) end
@@ -242,7 +246,7 @@ public enum RedisScripts {
             end
             if mark and not finished and not worker then return {'in_progress', redis.call('PTTL', KEYS[1])} end
             local function mark_done()
-              if worker or not fresh then redis.call('SET', KEYS[1], 'done', 'EX', ARGV[3]) end
+              if worker or not fresh or needs then redis.call('SET', KEYS[1], 'done', 'EX', ARGV[3]) end
             end
 
             -- The rate limit comes before anything that could make the update wait. The pace
@@ -261,7 +265,6 @@ public enum RedisScripts {
               return {'limited', warn}
             end
 
-            local needs = ARGV[7] == '1'
             local holder = false
             if needs or worker then holder = redis.call('GET', KEYS[4]) end
             if not worker then
@@ -299,17 +302,21 @@ public enum RedisScripts {
             local session = redis.call('HMGET', KEYS[3], 'id', 'state', 'ix')
             local created = 0
             if not session[1] then
+              -- A new session (an existing one's expiry was refreshed above).
               redis.call('HSET', KEYS[3], 'id', ARGV[8])
+              redis.call('EXPIRE', KEYS[3], ARGV[6])
               session[1] = ARGV[8]
               created = 1
             end
             local indexed = tonumber(session[3])
             local stale = 0
             if not indexed or now_ms() - indexed > tonumber(ARGV[6]) * 500 then stale = 1 end
-            redis.call('EXPIRE', KEYS[3], ARGV[6])
-            redis.call('SET', KEYS[1], 'lease:' .. ARGV[1], 'PX', ARGV[2])
+            if not fresh then redis.call('SET', KEYS[1], 'lease:' .. ARGV[1], 'PX', ARGV[2]) end
             redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
-            return {'claimed', session[1], session[2] or false, created, redis.call('LLEN', KEYS[6]), stale}
+            -- A webhook request got here with nothing of the user waiting: the outbox is empty.
+            local waiting = 0
+            if worker then waiting = redis.call('LLEN', KEYS[6]) end
+            return {'claimed', session[1], session[2] or false, created, waiting, stale}
             """#)
 
     /// KEYS: update mark, session, user lease, queued, outbox, pace.
@@ -331,14 +338,17 @@ public enum RedisScripts {
               redis.call('SET', KEYS[1], done, 'EX', ARGV[2])
               local holder = redis.call('GET', KEYS[3])
               if holder == ARGV[1] then redis.call('DEL', KEYS[3]) elseif holder then ours = 0 end
+              -- The session's fields in one write, then its expiry (nothing when it is gone).
+              local fields = {}
               if ARGV[4] == 'set' then
-                redis.call('HSET', KEYS[2], 'state', ARGV[5])
+                fields = {'state', ARGV[5]}
               elseif ARGV[4] == 'clear' then
                 redis.call('HDEL', KEYS[2], 'state')
               end
-              if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'id', ARGV[6]) end
-              if ARGV[12] == '1' then redis.call('HSET', KEYS[2], 'ix', now_ms()) end
-              if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
+              if ARGV[6] ~= '' then fields[#fields + 1] = 'id'; fields[#fields + 1] = ARGV[6] end
+              if ARGV[12] == '1' then fields[#fields + 1] = 'ix'; fields[#fields + 1] = now_ms() end
+              if #fields > 0 then redis.call('HSET', KEYS[2], unpack(fields)) end
+              redis.call('EXPIRE', KEYS[2], ARGV[3])
             end
             redis.call('SREM', KEYS[4], ARGV[8])
             local admitted = 'none'
@@ -348,6 +358,8 @@ public enum RedisScripts {
               if admitted == 'now' then pace_write(KEYS[6], pace) end
             end
             for i = 13, #ARGV do keep(KEYS[5], KEYS[4], ARGV[i], ARGV[2]) end
+            -- Admitted now with no tail, the reply found the outbox empty and left it so.
+            if admitted == 'now' and #ARGV < 13 then return {admitted, 0, ours} end
             return {admitted, redis.call('LLEN', KEYS[5]), ours}
             """#)
 

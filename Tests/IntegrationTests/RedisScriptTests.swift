@@ -212,6 +212,23 @@ import Testing
         }
     }
 
+    @Test func theMarkSetFirstIsTheClaimsLeaseAndNeverOutlivesARefusalOrADeferral() throws {
+        try withRedis { fixture in
+            let store = fixture.store(capacity: 2, window: 60_000)
+            #expect(try fixture.begin(store, user: 5, update: 1, token: "s-a").isClaim)
+            #expect(try fixture.redis.cli("GET", "{tg:5}:update:1") == "lease:s-a")
+            let lease = try #require(Int(try fixture.redis.cli("PTTL", "{tg:5}:update:1")))
+            #expect((9_000...10_000).contains(lease), "the lease's time, not the dedupe TTL: \(lease)")
+            // Deferred behind the claim: no mark, so a redelivery is deferred again, not "in progress".
+            #expect(try fixture.begin(store, user: 5, update: 2, token: "s-b") == .deferred)
+            #expect(try fixture.redis.cli("EXISTS", "{tg:5}:update:2") == "0")
+            // Refused by the rate limit (both tokens taken): done, a redelivery is a duplicate.
+            #expect(try fixture.begin(store, user: 5, update: 3, token: "s-c") == .limited(warn: true))
+            #expect(try fixture.redis.cli("GET", "{tg:5}:update:3") == "done")
+            #expect(try fixture.begin(store, user: 5, update: 3, token: "s-d") == .duplicate(outboxWaiting: 0))
+        }
+    }
+
     @Test func aWindowKeyLivesUntilItsLatestReservationHasLeftTheWindow() throws {
         try withRedis { fixture in
             let store = fixture.store()
