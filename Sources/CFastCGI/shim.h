@@ -5,4 +5,7 @@
 // variadic and not callable from Swift; the adapter writes with FCGX_PutStr.
 #include <fcgiapp.h>
 
+// epoll, which Swift's Glibc module leaves out: the workers' wait for a connection.
+#include <sys/epoll.h>
+
 #endif

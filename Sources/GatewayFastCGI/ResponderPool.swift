@@ -15,10 +15,11 @@ import Glibc
 /// progress finish (up to `shutdownTimeout`), then `run()` returns.
 ///
 /// No signal ever reaches a worker: the listening socket is non-blocking and idle workers wait
-/// for it with `poll`, beside a pipe that wakes them for shutdown; each then tries to accept
-/// (libfcgi answers EAGAIN when another thread or process took the connection). A signal that interrupted
-/// libfcgi while it read a just-accepted connection's first records made it close that
-/// connection unanswered: nginx answered 502 to a request during a reload or a recycle.
+/// for it with epoll (``ConnectionWaiter``: one idle worker woken per connection), beside a pipe
+/// that wakes them all for shutdown; the one woken tries to accept (libfcgi answers EAGAIN when
+/// another process took the connection). A signal that interrupted libfcgi while it read a
+/// just-accepted connection's first records made it close that connection unanswered: nginx
+/// answered 502 to a request during a reload or a recycle.
 public final class ResponderPool: Sendable {
     public struct Settings: Sendable {
         public var listenFD: Int32
@@ -187,11 +188,13 @@ public final class ResponderPool: Sendable {
 
     private func serve(_ worker: Worker) {
         let request = FastCGIRequest(listenFD: settings.listenFD)
+        let waiter = ConnectionWaiter(listenFD: settings.listenFD, wakeFD: wakeUp.read)
+        if waiter == nil { logger.warning("no epoll set for a worker; it polls the listening socket", metadata: ["errno": "\(errno)"]) }
         let dependencies = makeDependencies()
         var failures = 0
         while !stopping.load(ordering: .sequentiallyConsistent) {
             worker.phase.store(Worker.accepting, ordering: .sequentiallyConsistent)
-            switch nextConnection(request) {
+            switch nextConnection(request, waiter: waiter) {
             case .request:
                 break
             case .none:
@@ -212,14 +215,24 @@ public final class ResponderPool: Sendable {
         worker.phase.store(Worker.exited, ordering: .sequentiallyConsistent)
     }
 
-    /// Waits for a connection (or the wake-up) and tries to take it. Every idle worker wakes for
-    /// a connection and one takes it; no lock is held while libfcgi reads the connection's
-    /// first records, so a slow client never keeps the other workers from accepting.
-    private func nextConnection(_ request: FastCGIRequest) -> FastCGIRequest.Accepted {
-        var waiting = [
-            pollfd(fd: settings.listenFD, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeUp.read, events: Int16(POLLIN), revents: 0),
-        ]
-        guard !stopping.load(ordering: .sequentiallyConsistent), poll(&waiting, 2, -1) > 0, waiting[1].revents == 0 else { return .none }
+    /// Waits for a connection (or the wake-up) and tries to take it. No lock is held while
+    /// libfcgi reads the connection's first records, so a slow client never keeps the other
+    /// workers from accepting. Without an epoll set the worker polls, woken with every other
+    /// idle worker.
+    private func nextConnection(_ request: FastCGIRequest, waiter: ConnectionWaiter?) -> FastCGIRequest.Accepted {
+        guard !stopping.load(ordering: .sequentiallyConsistent) else { return .none }
+        if let waiter {
+            switch waiter.wait() {
+            case .connection: break
+            case .stop: return .none
+            case .failed: return .failed
+            }
+        } else {
+            var waiting = [
+                pollfd(fd: settings.listenFD, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeUp.read, events: Int16(POLLIN), revents: 0),
+            ]
+            guard poll(&waiting, 2, -1) > 0, waiting[1].revents == 0 else { return .none }
+        }
         return request.accept()
     }
 

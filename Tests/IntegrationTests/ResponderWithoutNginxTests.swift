@@ -64,6 +64,41 @@ import Glibc
         }
     }
 
+    @Test func aConnectionWakesOneIdleWorkerNotEveryOne() throws {
+        // Eight idle workers wait on one socket. Polling it woke all eight for every connection
+        // and seven found nothing to accept.
+        try withStack(processes: 1, threads: 8) { stack in
+            let responder = try #require(stack.poolPIDs.first)
+            func send(_ update: Int) throws -> Int {
+                let body = Array(WebhookThroughNginxTests.update(update, text: "/nope").utf8)
+                return try FastCGIClient.request(
+                    socketPath: stack.socketPath, parameters: Self.parameters(secret: LocalStack.secret, length: body.count), body: body
+                ).status
+            }
+            #expect(try send(100) == 200)
+            let before = Self.voluntarySwitches(of: responder)
+            for update in 101...200 { #expect(try send(update) == 200) }
+            let after = Self.voluntarySwitches(of: responder)
+            // About 3 a request now (the thread woken, its Redis round trip, the next wait);
+            // about 10 when every idle worker woke.
+            let total = after.reduce(0) { sum, thread in sum + thread.value - (before[thread.key] ?? 0) }
+            print("100 requests one after another: \(total) voluntary context switches in the responder")
+            #expect(total < 600, "\(total) voluntary context switches for 100 requests")
+        }
+    }
+
+    /// Each thread's voluntary context switches so far, by thread id.
+    static func voluntarySwitches(of pid: pid_t) -> [String: Int] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        var result: [String: Int] = [:]
+        for task in tasks {
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/status", encoding: .utf8) else { continue }
+            let line = status.split(separator: "\n").first { $0.hasPrefix("voluntary_ctxt_switches:") }
+            result[task] = line?.split(separator: "\t").last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        }
+        return result
+    }
+
     @Test func oddParametersNeverCrashTheResponder() throws {
         try withStack(processes: 1, threads: 2) { stack in
             let body = Array(WebhookThroughNginxTests.update(2, text: "/nope").utf8)
