@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Testing
 
@@ -22,6 +23,19 @@ import Testing
         log.logger().warning("x", metadata: ["k": "quote\" newline\n"])
         #expect(log.all.first?.contains(#""k":"quote\" newline\n""#) == true)
         #expect(log.all.first?.filter { $0 == "\n" }.count == 1)
+    }
+
+    @Test func everyCharacterRoundTripsThroughAJSONString() throws {
+        // Every control character, quotes and backslashes between runs copied whole, and
+        // characters of every UTF-8 length.
+        let controls = String(String.UnicodeScalarView((0..<0x20).compactMap(Unicode.Scalar.init)))
+        for value in ["", "plain", controls, "a\"b\\c\u{7f}d", "é🙂\u{2028}x\"", String(repeating: "ab\n", count: 100)] {
+            var bytes: [UInt8] = []
+            JSONWriter.appendString(value, to: &bytes)
+            #expect(bytes.allSatisfy { $0 >= 0x20 }, "no raw control byte")
+            let decoded = try JSONDecoder().decode(String.self, from: Data(bytes))
+            #expect(decoded == value)
+        }
     }
 
     @Test func levelFiltersAndTextFormatReads() {

@@ -35,16 +35,18 @@ public struct LogLineHandler: LogHandler {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         let (seconds, nanoseconds) = clock()
-        let time = Timestamp.iso8601(seconds: seconds, milliseconds: Int(nanoseconds / 1_000_000))
+        var time: [UInt8] = []
+        time.reserveCapacity(24)
+        Timestamp.appendISO8601(seconds: seconds, milliseconds: Int(nanoseconds / 1_000_000), to: &time)
         sink(render(time: time, level: event.level, message: event.message.description, metadata: merged))
     }
 
-    func render(time: String, level: Logger.Level, message: String, metadata: Logger.Metadata) -> [UInt8] {
+    func render(time: [UInt8], level: Logger.Level, message: String, metadata: Logger.Metadata) -> [UInt8] {
         let keys = metadata.keys.sorted()
         switch format {
         case .json:
-            var writer = JSONWriter()
-            writer.field("time", time)
+            var writer = JSONWriter(capacity: 512)
+            writer.field("time", json: [UInt8(ascii: "\"")] + time + [UInt8(ascii: "\"")])
             writer.field("level", level.rawValue)
             writer.field("message", message)
             for key in keys {
@@ -59,7 +61,7 @@ public struct LogLineHandler: LogHandler {
             line.append(UInt8(ascii: "\n"))
             return line
         case .text:
-            var line = "\(time) \(level.rawValue.uppercased()) \(message)"
+            var line = "\(String(decoding: time, as: UTF8.self)) \(level.rawValue.uppercased()) \(message)"
             for key in keys {
                 guard let value = metadata[key] else { continue }
                 line += " \(key)=\(value)"
@@ -70,8 +72,12 @@ public struct LogLineHandler: LogHandler {
     }
 
     /// Integers and finite floating-point values are written as JSON numbers, the rest as strings.
+    /// The types the gateway logs are tried first: a cast to a protocol costs far more.
     private static func jsonNumber(_ value: Logger.Metadata.Value) -> String? {
         guard case .stringConvertible(let convertible) = value else { return nil }
+        if let integer = convertible as? Int { return String(integer) }
+        if let integer = convertible as? Int64 { return String(integer) }
+        if let integer = convertible as? Int32 { return String(integer) }
         if let integer = convertible as? any BinaryInteger { return String(describing: integer) }
         if let double = convertible as? Double, double.isFinite { return String(describing: double) }
         return nil
@@ -82,11 +88,42 @@ public struct LogLineHandler: LogHandler {
 enum Timestamp {
     /// `2026-11-25T14:39:21.123Z`
     static func iso8601(seconds: Int64, milliseconds: Int) -> String {
+        var bytes: [UInt8] = []
+        appendISO8601(seconds: seconds, milliseconds: milliseconds, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends `2026-11-25T14:39:21.123Z`, digit by digit (no strings: once per log line).
+    static func appendISO8601(seconds: Int64, milliseconds: Int, to bytes: inout [UInt8]) {
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         let secondOfDay = Int(seconds - days * 86_400)
         let (year, month, day) = civilDate(daysSinceEpoch: days)
-        return "\(pad(Int(year), 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):"
-            + "\(pad(secondOfDay % 3600 / 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(milliseconds, 3))Z"
+        if year < 0 || year > 9999 {
+            bytes.append(contentsOf: String(year).utf8)
+        } else {
+            appendDigits(Int(year), 4, to: &bytes)
+        }
+        func part(_ separator: Unicode.Scalar, _ value: Int, _ width: Int) {
+            bytes.append(UInt8(ascii: separator))
+            appendDigits(value, width, to: &bytes)
+        }
+        part("-", month, 2)
+        part("-", day, 2)
+        part("T", secondOfDay / 3600, 2)
+        part(":", secondOfDay % 3600 / 60, 2)
+        part(":", secondOfDay % 60, 2)
+        part(".", milliseconds, 3)
+        bytes.append(UInt8(ascii: "Z"))
+    }
+
+    /// `value` (0 ≤ value < 10^width) in exactly `width` digits.
+    private static func appendDigits(_ value: Int, _ width: Int, to bytes: inout [UInt8]) {
+        var divisor = 1
+        for _ in 1..<width { divisor *= 10 }
+        while divisor > 0 {
+            bytes.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: value / divisor % 10))
+            divisor /= 10
+        }
     }
 
     /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
@@ -103,8 +140,4 @@ enum Timestamp {
         return (year, month, day)
     }
 
-    private static func pad(_ value: Int, _ width: Int) -> String {
-        let digits = String(value)
-        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
-    }
 }
