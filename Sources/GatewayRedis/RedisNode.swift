@@ -127,7 +127,14 @@ final class RedisNode {
     }
 
     private static func evalsha(_ digest: String, keys: [String], arguments: [[UInt8]]) -> [[UInt8]] {
-        [Array("EVALSHA".utf8), Array(digest.utf8), Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + arguments
+        var command: [[UInt8]] = []
+        command.reserveCapacity(3 + keys.count + arguments.count)
+        command.append(Array("EVALSHA".utf8))
+        command.append(Array(digest.utf8))
+        command.append(Array(String(keys.count).utf8))
+        for key in keys { command.append(Array(key.utf8)) }
+        command.append(contentsOf: arguments)
+        return command
     }
 
     /// Writes every command, then reads every reply, in order: one round trip. Error replies
@@ -183,24 +190,24 @@ final class RedisNode {
     }
 
     private func withArgv<R>(_ arguments: [[UInt8]], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
-        // Each argument is copied to one buffer that lives for the call; hiredis copies it into its output buffer.
+        // The arguments side by side in one buffer that lives for the call (one allocation, not
+        // one per argument); hiredis copies them into its output buffer.
         let argv = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: max(1, arguments.count))
         let lengths = UnsafeMutablePointer<Int>.allocate(capacity: max(1, arguments.count))
-        var storage: [UnsafeMutablePointer<CChar>] = []
-        storage.reserveCapacity(arguments.count)
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(1, arguments.reduce(0) { $0 + $1.count }), alignment: 1)
         defer {
-            for buffer in storage { buffer.deallocate() }
+            storage.deallocate()
             argv.deallocate()
             lengths.deallocate()
         }
+        var offset = 0
         for (index, argument) in arguments.enumerated() {
-            let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, argument.count))
             argument.withUnsafeBytes { raw in
-                if let base = raw.baseAddress { UnsafeMutableRawPointer(buffer).copyMemory(from: base, byteCount: raw.count) }
+                if let base = raw.baseAddress { (storage + offset).copyMemory(from: base, byteCount: raw.count) }
             }
-            storage.append(buffer)
-            argv[index] = UnsafePointer(buffer)
+            argv[index] = UnsafePointer((storage + offset).assumingMemoryBound(to: CChar.self))
             lengths[index] = argument.count
+            offset += argument.count
         }
         return body(argv, lengths)
     }
