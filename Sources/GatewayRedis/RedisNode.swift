@@ -148,7 +148,9 @@ final class RedisNode {
         if shortened { redisSetTimeout(context, Self.timeval(timeout)) }
         defer { if shortened, self.context != nil { redisSetTimeout(context, Self.timeval(settings.commandTimeoutSeconds)) } }
         for arguments in commands {
-            let appended = withArgv(arguments) { argv, lengths in redisAppendCommandArgv(context, Int32(arguments.count), argv, lengths) }
+            let appended = RESP.encode(arguments).withUnsafeBufferPointer { command in
+                command.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }
+            }
             guard appended == REDIS_OK else {
                 disconnect()
                 throw .unavailable
@@ -177,39 +179,17 @@ final class RedisNode {
     }
 
     private func send(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) throws(StateStoreError) -> RedisReply {
-        let raw: UnsafeMutableRawPointer? = withArgv(arguments) { argv, lengths in
-            redisCommandArgv(context, Int32(arguments.count), argv, lengths)
+        let appended = RESP.encode(arguments).withUnsafeBufferPointer { command in
+            command.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }
         }
-        guard let raw else {
+        var raw: UnsafeMutableRawPointer?
+        guard appended == REDIS_OK, redisGetReply(context, &raw) == REDIS_OK, let raw else {
             let timedOut = context.pointee.err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
             throw timedOut ? .timeout : .unavailable
         }
         let reply = raw.assumingMemoryBound(to: redisReply.self)
         defer { freeReplyObject(raw) }
         return RedisReply(reply)
-    }
-
-    private func withArgv<R>(_ arguments: [[UInt8]], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
-        // The arguments side by side in one buffer that lives for the call (one allocation, not
-        // one per argument); hiredis copies them into its output buffer.
-        let argv = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: max(1, arguments.count))
-        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: max(1, arguments.count))
-        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(1, arguments.reduce(0) { $0 + $1.count }), alignment: 1)
-        defer {
-            storage.deallocate()
-            argv.deallocate()
-            lengths.deallocate()
-        }
-        var offset = 0
-        for (index, argument) in arguments.enumerated() {
-            argument.withUnsafeBytes { raw in
-                if let base = raw.baseAddress { (storage + offset).copyMemory(from: base, byteCount: raw.count) }
-            }
-            argv[index] = UnsafePointer((storage + offset).assumingMemoryBound(to: CChar.self))
-            lengths[index] = argument.count
-            offset += argument.count
-        }
-        return body(argv, lengths)
     }
 
     private func connected(deadline: Deadline) throws(StateStoreError) -> UnsafeMutablePointer<redisContext> {
@@ -273,5 +253,36 @@ extension Timer {
     /// Records the time from `start` to `end` (monotonic nanoseconds; never negative).
     func record(since start: UInt64, _ end: UInt64) {
         recordNanoseconds(Int64(clamping: end > start ? end - start : 0))
+    }
+}
+
+/// Commands in Redis's protocol, as hiredis's own formatter writes them (`*N`, then `$LENGTH` and
+/// the bytes of each argument), in one buffer sized once: hiredis formats argument by argument
+/// with its printf-like `sdscatfmt`, which cost more than the rest of a call's client side.
+package enum RESP {
+    package static func encode(_ arguments: [[UInt8]]) -> [UInt8] {
+        var capacity = 16
+        for argument in arguments { capacity += argument.count + 16 }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(capacity)
+        func header(_ marker: Unicode.Scalar, _ count: Int) {
+            bytes.append(UInt8(ascii: marker))
+            var divisor = 1
+            while divisor <= count / 10 { divisor *= 10 }
+            while divisor > 0 {
+                bytes.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: count / divisor % 10))
+                divisor /= 10
+            }
+            bytes.append(UInt8(ascii: "\r"))
+            bytes.append(UInt8(ascii: "\n"))
+        }
+        header("*", arguments.count)
+        for argument in arguments {
+            header("$", argument.count)
+            bytes.append(contentsOf: argument)
+            bytes.append(UInt8(ascii: "\r"))
+            bytes.append(UInt8(ascii: "\n"))
+        }
+        return bytes
     }
 }

@@ -1,10 +1,11 @@
 import Foundation
 import GatewayCore
-import GatewayRedis
 import GatewayRuntime
 import GatewayTestSupport
 import Logging
 import Testing
+
+@testable import GatewayRedis
 
 /// The Lua scripts themselves, run through the gateway's own Redis adapters against a real
 /// redis-server. Time-dependent cases set the data relative to Redis's own clock instead of
@@ -178,6 +179,22 @@ import Testing
             #expect(sent.map { $0.contains("\"r4\"") || $0.contains("\"r5\"") || $0.contains("\"r6\"") } == [true, true, true])
             #expect(sent.first?.contains("r4") == true && sent.last?.contains("r6") == true)
             #expect(try fixture.redis.cli("SCARD", "{tg:5}:queued") == "0", "an empty outbox holds nobody back")
+        }
+    }
+
+    @Test func commandsOfAnyBytesReachRedisIntact() throws {
+        // The gateway writes Redis's protocol itself (hiredis only sends it and reads replies).
+        let encoded = RESP.encode([Array("SET".utf8), [0, 13, 10, 255], []])
+        #expect(encoded == Array("*3\r\n$3\r\nSET\r\n$4\r\n".utf8) + [0, 13, 10, 255] + Array("\r\n$0\r\n\r\n".utf8))
+        try withRedis { fixture in
+            let connection = RedisConnection(settings: .init(fixture.settings), clock: monotonicNanoseconds)
+            let value: [UInt8] = [0, 13, 10, 36, 42, 255, 254] + [UInt8](repeating: 0x41, count: 70_000) + Array("\r\n".utf8)
+            let key = Array("{tg:1}:bytes".utf8)
+            #expect(try connection.command([Array("SET".utf8), key, value]) == .status("OK"))
+            #expect(try connection.command([Array("GET".utf8), key]) == .string(value))
+            #expect(try connection.command([Array("ECHO".utf8), []]) == .string([]))
+            let replies = try connection.pipeline([[Array("STRLEN".utf8), key], [Array("PING".utf8)]], deadline: .distantFuture)
+            #expect(replies == [.integer(Int64(value.count)), .status("PONG")])
         }
     }
 
