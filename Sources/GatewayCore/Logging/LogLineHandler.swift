@@ -75,11 +75,11 @@ public struct LogLineHandler: LogHandler {
     /// The types the gateway logs are tried first: a cast to a protocol costs far more.
     private static func jsonNumber(_ value: Logger.Metadata.Value) -> String? {
         guard case .stringConvertible(let convertible) = value else { return nil }
-        if let integer = convertible as? Int { return String(integer) }
         if let integer = convertible as? Int64 { return String(integer) }
+        if let double = convertible as? Double { return double.isFinite ? String(describing: double) : nil }
+        if let integer = convertible as? Int { return String(integer) }
         if let integer = convertible as? Int32 { return String(integer) }
         if let integer = convertible as? any BinaryInteger { return String(describing: integer) }
-        if let double = convertible as? Double, double.isFinite { return String(describing: double) }
         return nil
     }
 }
