@@ -8,8 +8,9 @@ import Synchronization
 public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
     private struct Partition {
         var entries: [(id: String, content: StreamEntry.Content)] = []
-        /// Delivered and not acknowledged, with the worker it was delivered to.
+        /// Delivered and not acknowledged, with the worker it was delivered to, and when.
         var pending: [String: String] = [:]
+        var deliveredAt: [String: Int64] = [:]
         /// How far `readNew` has delivered.
         var delivered = 0
         var attempts: [String: Int] = [:]
@@ -184,12 +185,15 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
         }
     }
 
-    public func claimPending(partition: Int, worker: String) throws(StateStoreError) -> StreamEntry? {
-        try state.withLock { (state: inout State) throws(StateStoreError) -> StreamEntry? in
+    public func claimPending(partition: Int, worker: String, idleMilliseconds: Int64) throws(StateStoreError) -> StreamEntry? {
+        let now = clock.milliseconds
+        return try state.withLock { (state: inout State) throws(StateStoreError) -> StreamEntry? in
             if state.failing { throw .unavailable }
             guard let stream = state.partitions[partition] else { return nil }
             for entry in stream.entries where stream.pending[entry.id] != nil {
+                guard now >= (stream.deliveredAt[entry.id] ?? 0) + idleMilliseconds else { continue }
                 state.partitions[partition]?.pending[entry.id] = worker
+                state.partitions[partition]?.deliveredAt[entry.id] = now
                 return StreamEntry(partition: partition, id: entry.id, content: entry.content)
             }
             return nil
@@ -197,12 +201,14 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
     }
 
     public func readNew(partition: Int, worker: String, blockMilliseconds: Int) throws(StateStoreError) -> StreamEntry? {
+        let now = clock.milliseconds
         let entry = try state.withLock { (state: inout State) throws(StateStoreError) -> StreamEntry? in
             if state.failing { throw .unavailable }
             guard let stream = state.partitions[partition], stream.delivered < stream.entries.count else { return nil }
             let entry = stream.entries[stream.delivered]
             state.partitions[partition]?.delivered += 1
             state.partitions[partition]?.pending[entry.id] = worker
+            state.partitions[partition]?.deliveredAt[entry.id] = now
             return StreamEntry(partition: partition, id: entry.id, content: entry.content)
         }
         // An empty read blocks, on the test's clock.
@@ -272,6 +278,7 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
         stream.entries.remove(at: index)
         if index < stream.delivered { stream.delivered -= 1 }
         stream.pending[entry.id] = nil
+        stream.deliveredAt[entry.id] = nil
         stream.attempts[entry.id] = nil
         state.partitions[entry.partition] = stream
     }

@@ -73,6 +73,27 @@ import Glibc
         #expect(queueRate >= 10 * syncRate)
     }
 
+    @Test func anEntryReadByAWorkerWhoseLeaseRanOutIsTakenByTheHolder() throws {
+        // A worker whose lease ran out on Redis's clock can still read an entry after the new
+        // holder drained the partition, and then leave it pending: it must not stay there. The
+        // cause of aSlowService…'s rare timeouts (its 800 workers' renewals run late at start).
+        try withStack(processes: 1, threads: 2, redis: (nil, false), standins: true, environment: Self.queueEnvironment(partitions: 1, workers: 1)) {
+            stack, redis in
+            let redis = try #require(redis)
+            try waitUntil("the partition has a worker", timeout: 30) { (try? redis.cli("GET", "{tgq:0}:owner")).map { !$0.isEmpty } == true }
+            sleep(1)  // the holder has drained what was pending and waits for new entries
+            // An update added and read by another consumer at once: the holder never reads it.
+            let read = """
+                local id = redis.call('XADD', KEYS[1], '*', 'u', ARGV[1], 'a', '0')
+                redis.call('XREADGROUP', 'GROUP', 'workers', 'gone', 'COUNT', '1', 'STREAMS', KEYS[1], '>')
+                return id
+                """
+            _ = try redis.cli("EVAL", read, "1", "{tgq:0}:stream", String(decoding: textUpdate(id: 900, user: 900, text: "hi"), as: UTF8.self))
+            try waitUntil("the update is answered", timeout: 15) { stack.botAPICallCount() >= 1 }
+            #expect(sentTexts(stack).count == 1)
+        }
+    }
+
     @Test func aUsersUpdatesAreProcessedInOrderAndOnce() throws {
         try withStack(processes: 2, threads: 4, redis: (nil, false), standins: true, environment: Self.queueEnvironment(partitions: 4, workers: 4)) {
             stack, _ in

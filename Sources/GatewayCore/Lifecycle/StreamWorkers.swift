@@ -60,6 +60,7 @@ public final class StreamWorkers: Sendable {
         logger[metadataKey: "worker"] = "\(index)"
         var current: Int?
         var drainPending = false
+        var nextStaleLook: UInt64 = 0
         while !isStopping {
             guard let partition = current else {
                 // At its share, the process's other workers stand by (the heartbeat raises the
@@ -94,8 +95,15 @@ public final class StreamWorkers: Sendable {
             do throws(StateStoreError) {
                 var entry: StreamEntry?
                 if drainPending {
-                    entry = try store.claimPending(partition: partition, worker: name)
+                    entry = try store.claimPending(partition: partition, worker: name, idleMilliseconds: 0)
                     drainPending = entry != nil
+                }
+                if entry == nil, clock.now() >= nextStaleLook {
+                    // A worker whose lease had run out (on Redis's clock) may still have read an
+                    // entry after this one drained the partition, and left it pending: once a lease
+                    // long, it is this worker's. One look a lease.
+                    nextStaleLook = clock.now() + UInt64(settings.leaseMilliseconds) * 1_000_000
+                    entry = try store.claimPending(partition: partition, worker: name, idleMilliseconds: settings.leaseMilliseconds)
                 }
                 if entry == nil { entry = try store.readNew(partition: partition, worker: name, blockMilliseconds: Self.blockMilliseconds) }
                 if let entry {

@@ -196,8 +196,9 @@ public protocol PartitionStore {
     func releaseLease(partition: Int, worker: String)
     /// Creates the partition's stream and consumer group if they do not exist yet.
     func prepare(partition: Int) throws(StateStoreError)
-    /// An entry an earlier holder left pending (it died or stopped mid-entry), oldest first.
-    func claimPending(partition: Int, worker: String) throws(StateStoreError) -> StreamEntry?
+    /// An entry left pending for at least `idleMilliseconds` by another reader (a holder that
+    /// died, stopped or lost its lease mid-entry), oldest first.
+    func claimPending(partition: Int, worker: String, idleMilliseconds: Int64) throws(StateStoreError) -> StreamEntry?
     /// The next new entry, waiting up to `blockMilliseconds` for one.
     func readNew(partition: Int, worker: String, blockMilliseconds: Int) throws(StateStoreError) -> StreamEntry?
     /// Counts an attempt at `entry` before it is made, so attempts cut short by a crash count.

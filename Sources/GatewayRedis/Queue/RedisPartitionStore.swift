@@ -81,11 +81,11 @@ public final class RedisPartitionStore: PartitionStore {
         if case .error(let message) = reply, !message.hasPrefix("BUSYGROUP") { throw .refused }
     }
 
-    public func claimPending(partition: Int, worker: String) throws(StateStoreError) -> StreamEntry? {
+    public func claimPending(partition: Int, worker: String, idleMilliseconds: Int64) throws(StateStoreError) -> StreamEntry? {
         let keys = QueueKeys(partition: partition)
         var cursor = "0-0"
         while true {
-            let reply = try connection.command("XAUTOCLAIM", keys.stream, QueueKeys.group, worker, "0", cursor, "COUNT", "1")
+            let reply = try connection.command("XAUTOCLAIM", keys.stream, QueueKeys.group, worker, String(idleMilliseconds), cursor, "COUNT", "1")
             if case .error(let message) = reply { return try recreateGroup(partition, after: message) }
             guard case .array(let parts) = reply, parts.count >= 2, let next = parts[0].text else { throw .unexpectedReply }
             if let entry = first(of: parts[1], partition: partition) { return entry }
