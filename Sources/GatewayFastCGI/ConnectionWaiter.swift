@@ -18,6 +18,7 @@ final class ConnectionWaiter {
 
     private let epoll: Int32
     private let wakeFD: Int32
+    private var events = [epoll_event](repeating: epoll_event(), count: 2)
 
     /// Nil when the epoll set cannot be made (out of file descriptors).
     init?(listenFD: Int32, wakeFD: Int32) {
@@ -30,8 +31,8 @@ final class ConnectionWaiter {
         var wake = epoll_event()
         wake.events = EPOLLIN.rawValue
         wake.data.fd = wakeFD
+        // Failing here, the set is closed by deinit (the object is whole by now).
         guard epoll_ctl(epoll, EPOLL_CTL_ADD, listenFD, &listening) == 0, epoll_ctl(epoll, EPOLL_CTL_ADD, wakeFD, &wake) == 0 else {
-            close(epoll)
             return nil
         }
     }
@@ -43,7 +44,6 @@ final class ConnectionWaiter {
     /// Blocks until a connection may be waiting (another worker or process may still take it
     /// first) or the pool stops.
     func wait() -> Event {
-        var events = [epoll_event](repeating: epoll_event(), count: 2)
         let count = epoll_wait(epoll, &events, 2, -1)
         // Interrupted, the worker just tries: accepting answers EAGAIN when nothing waits.
         guard count >= 0 else { return errno == EINTR ? .connection : .failed }
