@@ -148,10 +148,7 @@ final class RedisNode {
         if shortened { redisSetTimeout(context, Self.timeval(timeout)) }
         defer { if shortened, self.context != nil { redisSetTimeout(context, Self.timeval(settings.commandTimeoutSeconds)) } }
         for arguments in commands {
-            let appended = RESP.encode(arguments).withUnsafeBufferPointer { command in
-                command.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }
-            }
-            guard appended == REDIS_OK else {
+            guard Self.append(arguments, to: context) == REDIS_OK else {
                 disconnect()
                 throw .unavailable
             }
@@ -179,17 +176,21 @@ final class RedisNode {
     }
 
     private func send(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) throws(StateStoreError) -> RedisReply {
-        let appended = RESP.encode(arguments).withUnsafeBufferPointer { command in
-            command.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }
-        }
         var raw: UnsafeMutableRawPointer?
-        guard appended == REDIS_OK, redisGetReply(context, &raw) == REDIS_OK, let raw else {
+        guard Self.append(arguments, to: context) == REDIS_OK, redisGetReply(context, &raw) == REDIS_OK, let raw else {
             let timedOut = context.pointee.err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
             throw timedOut ? .timeout : .unavailable
         }
         let reply = raw.assumingMemoryBound(to: redisReply.self)
         defer { freeReplyObject(raw) }
         return RedisReply(reply)
+    }
+
+    /// Puts a command in the context's output buffer (sent by the next read of a reply).
+    private static func append(_ arguments: [[UInt8]], to context: UnsafeMutablePointer<redisContext>) -> Int32 {
+        RESP.encode(arguments).withUnsafeBufferPointer { command in
+            command.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }
+        }
     }
 
     private func connected(deadline: Deadline) throws(StateStoreError) -> UnsafeMutablePointer<redisContext> {

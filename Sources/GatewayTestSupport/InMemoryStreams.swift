@@ -8,9 +8,8 @@ import Synchronization
 public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
     private struct Partition {
         var entries: [(id: String, content: StreamEntry.Content)] = []
-        /// Delivered and not acknowledged, with the worker it was delivered to, and when.
-        var pending: [String: String] = [:]
-        var deliveredAt: [String: Int64] = [:]
+        /// Delivered and not acknowledged: the worker it was delivered to, and when (ms).
+        var pending: [String: (worker: String, at: Int64)] = [:]
         /// How far `readNew` has delivered.
         var delivered = 0
         var attempts: [String: Int] = [:]
@@ -190,10 +189,9 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
         return try state.withLock { (state: inout State) throws(StateStoreError) -> StreamEntry? in
             if state.failing { throw .unavailable }
             guard let stream = state.partitions[partition] else { return nil }
-            for entry in stream.entries where stream.pending[entry.id] != nil {
-                guard now >= (stream.deliveredAt[entry.id] ?? 0) + idleMilliseconds else { continue }
-                state.partitions[partition]?.pending[entry.id] = worker
-                state.partitions[partition]?.deliveredAt[entry.id] = now
+            for entry in stream.entries {
+                guard let delivered = stream.pending[entry.id], now >= delivered.at + idleMilliseconds else { continue }
+                state.partitions[partition]?.pending[entry.id] = (worker, now)
                 return StreamEntry(partition: partition, id: entry.id, content: entry.content)
             }
             return nil
@@ -207,8 +205,7 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
             guard let stream = state.partitions[partition], stream.delivered < stream.entries.count else { return nil }
             let entry = stream.entries[stream.delivered]
             state.partitions[partition]?.delivered += 1
-            state.partitions[partition]?.pending[entry.id] = worker
-            state.partitions[partition]?.deliveredAt[entry.id] = now
+            state.partitions[partition]?.pending[entry.id] = (worker, now)
             return StreamEntry(partition: partition, id: entry.id, content: entry.content)
         }
         // An empty read blocks, on the test's clock.
@@ -278,7 +275,6 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
         stream.entries.remove(at: index)
         if index < stream.delivered { stream.delivered -= 1 }
         stream.pending[entry.id] = nil
-        stream.deliveredAt[entry.id] = nil
         stream.attempts[entry.id] = nil
         state.partitions[entry.partition] = stream
     }
