@@ -18,6 +18,19 @@ import Testing
             ])
     }
 
+    @Test func aLinesFieldReplacesTheLoggersOfTheSameKey() {
+        let log = RecordingLog()
+        var logger = log.logger()
+        logger[metadataKey: "outcome"] = "pending"
+        logger[metadataKey: "b"] = "logger"
+        logger.info("x", metadata: ["outcome": "replied", "a": "line"])
+        #expect(log.all.first?.hasSuffix(#""message":"x","a":"line","b":"logger","outcome":"replied"}"# + "\n") == true, "\(log.all)")
+        var text = log.logger(format: .text)
+        text[metadataKey: "outcome"] = "pending"
+        text.info("x", metadata: ["outcome": "replied"])
+        #expect(log.all.last == "2024-11-25T13:06:40.123Z INFO x outcome=replied\n")
+    }
+
     @Test func valuesAreEscaped() {
         let log = RecordingLog()
         log.logger().warning("x", metadata: ["k": "quote\" newline\n"])

@@ -24,6 +24,9 @@ public struct LogLineHandler: LogHandler {
         self.format = format
         self.clock = clock
         self.sink = sink
+        // Room for a request's fields: a logger's copy keeps it, so setting them never grows
+        // the dictionary.
+        metadata.reserveCapacity(16)
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -32,25 +35,32 @@ public struct LogLineHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var merged = metadata
-        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         let (seconds, nanoseconds) = clock()
         var time: [UInt8] = []
         time.reserveCapacity(24)
         Timestamp.appendISO8601(seconds: seconds, milliseconds: Int(nanoseconds / 1_000_000), to: &time)
-        sink(render(time: time, level: event.level, message: event.message.description, metadata: merged))
+        sink(render(time: time, level: event.level, message: event.message.description, fields: Self.fields(metadata, event.metadata)))
     }
 
-    func render(time: [UInt8], level: Logger.Level, message: String, metadata: Logger.Metadata) -> [UInt8] {
-        let keys = metadata.keys.sorted()
+    /// The logger's metadata and the line's (the line's value wins for a key in both), sorted
+    /// by key: a line's few fields in an array, no merged dictionary.
+    static func fields(_ metadata: Logger.Metadata, _ extra: Logger.Metadata?) -> [(key: String, value: Logger.Metadata.Value)] {
+        var fields: [(key: String, value: Logger.Metadata.Value)] = []
+        fields.reserveCapacity(metadata.count + (extra?.count ?? 0))
+        for (key, value) in metadata where extra?[key] == nil { fields.append((key, value)) }
+        if let extra { for (key, value) in extra { fields.append((key, value)) } }
+        fields.sort { $0.key < $1.key }
+        return fields
+    }
+
+    func render(time: [UInt8], level: Logger.Level, message: String, fields: [(key: String, value: Logger.Metadata.Value)]) -> [UInt8] {
         switch format {
         case .json:
             var writer = JSONWriter(capacity: 512)
             writer.field("time", json: [UInt8(ascii: "\"")] + time + [UInt8(ascii: "\"")])
             writer.field("level", level.rawValue)
             writer.field("message", message)
-            for key in keys {
-                guard let value = metadata[key] else { continue }
+            for (key, value) in fields {
                 if let number = Self.jsonNumber(value) {
                     writer.field(key, json: Array(number.utf8))
                 } else {
@@ -62,10 +72,7 @@ public struct LogLineHandler: LogHandler {
             return line
         case .text:
             var line = "\(String(decoding: time, as: UTF8.self)) \(level.rawValue.uppercased()) \(message)"
-            for key in keys {
-                guard let value = metadata[key] else { continue }
-                line += " \(key)=\(value)"
-            }
+            for (key, value) in fields { line += " \(key)=\(value)" }
             line += "\n"
             return Array(line.utf8)
         }
