@@ -36,7 +36,7 @@ extension UpdateProcessor {
     }
 
     func reject(_ head: WebhookHead, _ outcome: RequestOutcome, _ response: WebhookResponse, _ logger: Logger) -> WebhookResponse {
-        Self.count(outcome)
+        count(outcome)
         let now = clock.now()
         let latency = now > head.acceptedAt ? Double((now - head.acceptedAt) / 1000) / 1000 : 0
         logger.warning(

@@ -147,7 +147,7 @@ extension UpdateProcessor {
                 LogKey.route: "\(route.label)", LogKey.outcome: "\(outcome.rawValue)", "attempt": .stringConvertible(attempt),
                 LogKey.latencyMilliseconds: .stringConvertible(context.elapsedMilliseconds(since: started)),
             ])
-        Self.count(outcome, update: update, route: route)
+        count(outcome, update: update, route: route)
         return .done(outcome)
     }
 

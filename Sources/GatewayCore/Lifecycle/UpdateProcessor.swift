@@ -109,6 +109,7 @@ public struct UpdateProcessor: Sendable {
     /// Makes the internal id of a first-time user.
     let newInternalUserID: @Sendable () -> String
     let decoder = UpdateDecoder()
+    let series = UpdateSeries()
 
     public init(settings: Settings, clock: GatewayClock, newInternalUserID: @escaping @Sendable () -> String) {
         self.settings = settings
@@ -139,11 +140,11 @@ public struct UpdateProcessor: Sendable {
                     LogKey.bodyBytes: .stringConvertible(body.count),
                     LogKey.latencyMilliseconds: .stringConvertible(context.elapsedMilliseconds(since: head.acceptedAt)),
                 ])
-            Self.count(.malformed)
+            count(.malformed)
             return .acknowledged
         case .unresolved:
             // The button's long data could not be read back: Telegram delivers the press again.
-            Self.count(.deferred)
+            count(.deferred)
             return .retryLater(seconds: 1)
         }
 
@@ -153,14 +154,14 @@ public struct UpdateProcessor: Sendable {
             : respond(to: update, route: route, body: body, dependencies: dependencies, context: &context)
         let latency = context.elapsedMilliseconds(since: head.acceptedAt)
         let slow = latency > settings.slowRequestSeconds * 1000
-        Timer(label: GatewayMetric.webhookSeconds).recordNanoseconds(Int64(latency * 1_000_000))
+        series.webhookSeconds.recordNanoseconds(Int64(latency * 1_000_000))
         if slow { Counter(label: GatewayMetric.slowRequests).increment() }
         context.logger.log(
             level: slow ? .warning : .info, slow ? "slow request" : "update handled",
             metadata: [
                 LogKey.route: "\(route.label)", LogKey.outcome: "\(outcome.rawValue)", LogKey.latencyMilliseconds: .stringConvertible(latency),
             ])
-        Self.count(outcome, update: update, route: route)
+        count(outcome, update: update, route: route)
         if context.logger[metadataKey: LogKey.degraded] != nil { Counter(label: GatewayMetric.failOpen).increment() }
         return response
     }
@@ -232,10 +233,7 @@ public struct UpdateProcessor: Sendable {
     }
 
     /// Counts an update by type, route and outcome; "none" for requests that never became one.
-    static func count(_ outcome: RequestOutcome, update: Update? = nil, route: Route? = nil) {
-        Counter(
-            label: GatewayMetric.updates,
-            dimensions: [("type", update?.type.description ?? "none"), ("route", route?.label ?? "none"), ("outcome", outcome.rawValue)]
-        ).increment()
+    func count(_ outcome: RequestOutcome, update: Update? = nil, route: Route? = nil) {
+        series.count(outcome, type: update?.type.description ?? "none", route: route?.label ?? "none")
     }
 }
