@@ -39,9 +39,21 @@ public struct PendingSend: Sendable, Equatable {
         self.call = call
         self.pacedChatID = pacedChatID
         self.attempts = attempts
-        // One line of "v1 ATTEMPTS CHAT METHOD ID", then the parameters as they are.
-        let head = "v1 \(attempts) \(pacedChatID.map(String.init) ?? "-") \(call.name) \(id)\n"
-        encoded = Array(head.utf8) + call.parameters
+        // One line of "v1 ATTEMPTS CHAT METHOD ID", then the parameters as they are: written
+        // into one buffer (made per update, for the webhook reply too).
+        var encoded: [UInt8] = []
+        encoded.reserveCapacity(48 + call.name.utf8.count + id.utf8.count + call.parameters.count)
+        encoded.append(contentsOf: "v1 ".utf8)
+        encoded.append(contentsOf: String(attempts).utf8)
+        encoded.append(UInt8(ascii: " "))
+        if let pacedChatID { encoded.append(contentsOf: String(pacedChatID).utf8) } else { encoded.append(UInt8(ascii: "-")) }
+        encoded.append(UInt8(ascii: " "))
+        encoded.append(contentsOf: call.name.utf8)
+        encoded.append(UInt8(ascii: " "))
+        encoded.append(contentsOf: id.utf8)
+        encoded.append(UInt8(ascii: "\n"))
+        encoded.append(contentsOf: call.parameters)
+        self.encoded = encoded
     }
 
     /// `method`, the `index`th call of the answer to request `requestID`.
