@@ -5,7 +5,7 @@ import GatewayCore
 public enum FastCGIParameters {
     /// `lookup` gives a parameter's bytes by name. Values that are not what they should be are
     /// treated as absent (a bad `CONTENT_LENGTH`) or replaced (a bad `REQUEST_ID`).
-    public static func head(acceptedAt: UInt64, _ lookup: (String) -> [UInt8]?) -> (uri: String?, head: WebhookHead) {
+    public static func head(acceptedAt: UInt64, _ lookup: (StaticString) -> [UInt8]?) -> (uri: String?, head: WebhookHead) {
         let uri = lookup("DOCUMENT_URI").map { String(decoding: $0, as: UTF8.self) }
         let method = lookup("REQUEST_METHOD").map { String(decoding: $0, as: UTF8.self) } ?? ""
         let contentLength = lookup("CONTENT_LENGTH").flatMap { Int(String(decoding: $0, as: UTF8.self)) }.flatMap { $0 >= 0 ? $0 : nil }

@@ -38,11 +38,14 @@ final class FastCGIRequest {
     }
 
     /// A FastCGI parameter's bytes, copied out of libfcgi's memory (it is freed by `finish`).
-    func parameter(_ name: String) -> [UInt8]? {
-        guard let value = FCGX_GetParam(name, request.pointee.envp) else { return nil }
-        return value.withMemoryRebound(to: UInt8.self, capacity: strlen(value)) { pointer in
-            Array(UnsafeBufferPointer(start: pointer, count: strlen(value)))
+    /// The name is a literal, handed to libfcgi as the C string it already is.
+    func parameter(_ name: StaticString) -> [UInt8]? {
+        let found = name.utf8Start.withMemoryRebound(to: CChar.self, capacity: name.utf8CodeUnitCount + 1) {
+            FCGX_GetParam($0, request.pointee.envp)
         }
+        guard let value = found else { return nil }
+        let count = strlen(value)
+        return value.withMemoryRebound(to: UInt8.self, capacity: count) { Array(UnsafeBufferPointer(start: $0, count: count)) }
     }
 
     /// Reads the body until its end, but never more than `limit + 1` bytes: one byte past the
@@ -71,10 +74,25 @@ final class FastCGIRequest {
     /// Returns `false` when the web server has gone away.
     @discardableResult
     func write(_ response: WebhookResponse) -> Bool {
-        var head = "Status: \(response.status) \(Self.reason(response.status))\r\n"
-        for header in response.headers { head += "\(header.name): \(header.value)\r\n" }
-        head += "Content-Length: \(response.body.count)\r\n\r\n"
-        return put(Array(head.utf8)) && put(response.body)
+        // The head written as bytes into one buffer (string appends cost ~5k instructions a
+        // request here).
+        var head: [UInt8] = []
+        head.reserveCapacity(160)
+        head.append(contentsOf: "Status: ".utf8)
+        head.append(contentsOf: String(response.status).utf8)
+        head.append(UInt8(ascii: " "))
+        head.append(contentsOf: Self.reason(response.status).utf8)
+        head.append(contentsOf: "\r\n".utf8)
+        for header in response.headers {
+            head.append(contentsOf: header.name.utf8)
+            head.append(contentsOf: ": ".utf8)
+            head.append(contentsOf: header.value.utf8)
+            head.append(contentsOf: "\r\n".utf8)
+        }
+        head.append(contentsOf: "Content-Length: ".utf8)
+        head.append(contentsOf: String(response.body.count).utf8)
+        head.append(contentsOf: "\r\n\r\n".utf8)
+        return put(head) && put(response.body)
     }
 
     private func put(_ bytes: [UInt8]) -> Bool {

@@ -88,7 +88,7 @@ enum FuzzTarget: String, CaseIterable {
             for index in stride(from: 0, to: fields.count - 1, by: 2) {
                 parameters[String(decoding: fields[index], as: UTF8.self)] = fields[index + 1]
             }
-            let (_, head) = FastCGIParameters.head(acceptedAt: 0) { parameters[$0] }
+            let (_, head) = FastCGIParameters.head(acceptedAt: 0) { parameters[$0.description] }
             _ = Self.processor.admit(head, logger: Self.logger)
         case .serviceAnswer:
             guard let isCallback = bytes.first.map({ $0 % 2 == 1 }) else { return }
