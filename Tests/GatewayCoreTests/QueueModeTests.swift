@@ -192,6 +192,40 @@ import Testing
         #expect(streams.owner(1) == "w", "while the store still names it the holder: no other worker acts yet")
     }
 
+    @Test func aWorkerWhoseHeartbeatIsLateRenewsItsOwnLeaseWhileTheStoreStillNamesIt() {
+        let clock = ManualClock()
+        let streams = InMemoryStreams(settings: QueueSettings(), clock: clock)
+        let leases = PartitionLeases(leaseMilliseconds: 2000, partitions: 16, share: 16)
+        _ = try? streams.takeLease(partition: 1, worker: "w", milliseconds: 2000)
+        leases.record("w", partition: 1, since: clock.now)
+        // No heartbeat for 1.8 s: past the margin here, still the worker's in the store.
+        clock.advance(milliseconds: 1800)
+        #expect(!leases.holds("w", at: clock.now))
+        #expect(leases.holds("w", renewingIn: streams, clock: clock.gatewayClock))
+        clock.advance(milliseconds: 1500)
+        #expect(streams.owner(1) == "w", "renewed in the store for another lease")
+        #expect(leases.holds("w", at: clock.now), "and known renewed here")
+    }
+
+    @Test func aLateWorkerDoesNotTakeBackALeaseTheStoreLetGoOrGaveToAnother() {
+        let clock = ManualClock()
+        let streams = InMemoryStreams(settings: QueueSettings(), clock: clock)
+        let leases = PartitionLeases(leaseMilliseconds: 2000, partitions: 16, share: 16)
+        _ = try? streams.takeLease(partition: 1, worker: "w", milliseconds: 2000)
+        leases.record("w", partition: 1, since: clock.now)
+        clock.advance(milliseconds: 2100)  // expired in the store
+        #expect(!leases.holds("w", renewingIn: streams, clock: clock.gatewayClock))
+        #expect(streams.owner(1) == nil)
+        _ = try? streams.takeLease(partition: 1, worker: "other", milliseconds: 2000)
+        #expect(!leases.holds("w", renewingIn: streams, clock: clock.gatewayClock))
+        #expect(streams.owner(1) == "other")
+        // A renewal the heartbeat found refused is final, even before the margin.
+        leases.record("v", partition: 2, since: clock.now)
+        leases.renewAll(store: streams, clock: clock.gatewayClock)
+        _ = try? streams.takeLease(partition: 2, worker: "v", milliseconds: 2000)
+        #expect(!leases.holds("v", renewingIn: streams, clock: clock.gatewayClock))
+    }
+
     @Test func aRenewalThatFindsThePartitionGoneDropsItAtOnce() {
         let clock = ManualClock()
         let streams = InMemoryStreams(settings: QueueSettings(), clock: clock)

@@ -43,6 +43,27 @@ final class PartitionLeases: Sendable {
         state.withLock { state in state.held[worker].map { now < $0.validUntil } ?? false }
     }
 
+    /// Whether `worker` still holds its partition, as `holds(_:at:)`; but past its last
+    /// renewal's margin (a late heartbeat: the process's threads starved of CPU, a slow round
+    /// trip) the worker renews its own lease, once, while the store still names it the holder,
+    /// instead of leaving the partition and the entry in hand (which then waited a lease for
+    /// the next holder's look, and was worked twice). A lease the heartbeat found gone, or the
+    /// store let go or gave to another, stays lost. On the worker's own thread and connection.
+    func holds(_ worker: String, renewingIn store: any PartitionStore, clock: GatewayClock) -> Bool {
+        guard let held = state.withLock({ $0.held[worker] }) else { return false }
+        if clock.now() < held.validUntil { return true }
+        guard held.validUntil > 0 else { return false }
+        let sentAt = clock.now()
+        guard (try? store.renewLeases([(held.partition, worker)], milliseconds: Int64(leaseNanoseconds / 1_000_000))) == [true] else {
+            return false
+        }
+        return state.withLock { state in
+            guard let current = state.held[worker], current.partition == held.partition, current.validUntil > 0 else { return false }
+            state.held[worker]?.validUntil = max(current.validUntil, sentAt + leaseNanoseconds - marginNanoseconds)
+            return true
+        }
+    }
+
     /// `worker` took `partition` with a lease sent at `sentAt`.
     func record(_ worker: String, partition: Int, since sentAt: UInt64) {
         state.withLock { $0.held[worker] = Held(partition: partition, validUntil: sentAt + leaseNanoseconds - marginNanoseconds) }

@@ -79,7 +79,7 @@ public final class StreamWorkers: Sendable {
                 }
                 continue
             }
-            guard leases.holds(name, at: clock.now()) else {
+            guard leases.holds(name, renewingIn: store, clock: clock) else {
                 logger.warning("partition lease lost; leaving it", metadata: ["partition": .stringConvertible(partition)])
                 leases.forget(name)
                 current = nil
@@ -109,7 +109,9 @@ public final class StreamWorkers: Sendable {
                 if let entry {
                     let leases = leases
                     let clock = clock
-                    try work(entry, store: store, dependencies: dependencies, logger: logger) { leases.holds(name, at: clock.now()) }
+                    try work(entry, store: store, dependencies: dependencies, logger: logger) {
+                        leases.holds(name, renewingIn: store, clock: clock)
+                    }
                 } else if partition >= leases.partitionsInUse {
                     // A retiring stream drained: free the worker for another.
                     release(partition, of: name, store: store)
@@ -194,7 +196,7 @@ public final class StreamWorkers: Sendable {
     /// lost lease (the next holder claims it). Failed attempts wait 1, 2, 4… s (at most 30) in
     /// place, so the partition's later entries keep waiting behind it.
     private func work(
-        _ entry: StreamEntry, store: any PartitionStore, dependencies: ThreadDependencies, logger: Logger, holds: @escaping @Sendable () -> Bool
+        _ entry: StreamEntry, store: any PartitionStore, dependencies: ThreadDependencies, logger: Logger, holds: @escaping () -> Bool
     ) throws(StateStoreError) {
         let clock = clock
         let context = {

@@ -14,12 +14,13 @@ public struct UpdateContext {
     public let mayWait: Bool
     public let clock: GatewayClock
     /// A worker's: whether it still holds its partition. Checked before every side effect, so a
-    /// worker whose lease lapsed stops at once instead of at its next entry.
-    private let holdsPartition: (@Sendable () -> Bool)?
+    /// worker whose lease lapsed stops at once instead of at its next entry; called on the
+    /// worker's thread, which may renew a late lease on its own connection.
+    private let holdsPartition: (() -> Bool)?
 
     public init(
         requestID: String, logger: Logger, deadline: Deadline, mayWait: Bool, clock: GatewayClock,
-        holdsPartition: (@Sendable () -> Bool)? = nil
+        holdsPartition: (() -> Bool)? = nil
     ) {
         var logger = logger
         logger[metadataKey: LogKey.requestID] = "\(requestID)"
