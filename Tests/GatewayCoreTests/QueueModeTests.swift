@@ -175,12 +175,18 @@ import Testing
 
 /// A worker's hold on its partition: known lost before the lease can expire in the store.
 @Suite struct PartitionLeaseTests {
-    @Test func aWorkerWhoseRenewalsFailLosesItsPartitionBeforeTheStoreLetsItGo() {
+    /// Worker "w" holds partition 1, in the store and as its process knows it, from now.
+    static func holdingPartition1(leaseMilliseconds: Int64) -> (ManualClock, InMemoryStreams, PartitionLeases) {
         let clock = ManualClock()
         let streams = InMemoryStreams(settings: QueueSettings(), clock: clock)
-        let leases = PartitionLeases(leaseMilliseconds: 5000, partitions: 16, share: 16)
-        _ = try? streams.takeLease(partition: 1, worker: "w", milliseconds: 5000)
+        let leases = PartitionLeases(leaseMilliseconds: leaseMilliseconds, partitions: 16, share: 16)
+        _ = try? streams.takeLease(partition: 1, worker: "w", milliseconds: leaseMilliseconds)
         leases.record("w", partition: 1, since: clock.now)
+        return (clock, streams, leases)
+    }
+
+    @Test func aWorkerWhoseRenewalsFailLosesItsPartitionBeforeTheStoreLetsItGo() {
+        let (clock, streams, leases) = Self.holdingPartition1(leaseMilliseconds: 5000)
         clock.advance(milliseconds: 1000)
         leases.renewAll(store: streams, clock: clock.gatewayClock)
         clock.advance(milliseconds: 4000)
@@ -193,11 +199,7 @@ import Testing
     }
 
     @Test func aWorkerWhoseHeartbeatIsLateRenewsItsOwnLeaseWhileTheStoreStillNamesIt() {
-        let clock = ManualClock()
-        let streams = InMemoryStreams(settings: QueueSettings(), clock: clock)
-        let leases = PartitionLeases(leaseMilliseconds: 2000, partitions: 16, share: 16)
-        _ = try? streams.takeLease(partition: 1, worker: "w", milliseconds: 2000)
-        leases.record("w", partition: 1, since: clock.now)
+        let (clock, streams, leases) = Self.holdingPartition1(leaseMilliseconds: 2000)
         // No heartbeat for 1.8 s: past the margin here, still the worker's in the store.
         clock.advance(milliseconds: 1800)
         #expect(!leases.holds("w", at: clock.now))
@@ -208,11 +210,7 @@ import Testing
     }
 
     @Test func aLateWorkerDoesNotTakeBackALeaseTheStoreLetGoOrGaveToAnother() {
-        let clock = ManualClock()
-        let streams = InMemoryStreams(settings: QueueSettings(), clock: clock)
-        let leases = PartitionLeases(leaseMilliseconds: 2000, partitions: 16, share: 16)
-        _ = try? streams.takeLease(partition: 1, worker: "w", milliseconds: 2000)
-        leases.record("w", partition: 1, since: clock.now)
+        let (clock, streams, leases) = Self.holdingPartition1(leaseMilliseconds: 2000)
         clock.advance(milliseconds: 2100)  // expired in the store
         #expect(!leases.holds("w", renewingIn: streams, clock: clock.gatewayClock))
         #expect(streams.owner(1) == nil)

@@ -39,6 +39,9 @@ final class PartitionLeases: Sendable {
         state = Locked(State(share: share, partitions: max(1, partitions), inUse: max(1, partitions)))
     }
 
+    /// Until when a lease renewed by a call sent at `sentAt` is surely still the worker's.
+    private func validUntil(renewalSentAt sentAt: UInt64) -> UInt64 { sentAt + leaseNanoseconds - marginNanoseconds }
+
     func holds(_ worker: String, at now: UInt64) -> Bool {
         state.withLock { state in state.held[worker].map { now < $0.validUntil } ?? false }
     }
@@ -50,23 +53,22 @@ final class PartitionLeases: Sendable {
     /// the next holder's look, and was worked twice). A lease the heartbeat found gone, or the
     /// store let go or gave to another, stays lost. On the worker's own thread and connection.
     func holds(_ worker: String, renewingIn store: any PartitionStore, clock: GatewayClock) -> Bool {
-        guard let held = state.withLock({ $0.held[worker] }) else { return false }
-        if clock.now() < held.validUntil { return true }
-        guard held.validUntil > 0 else { return false }
+        if holds(worker, at: clock.now()) { return true }
+        guard let held = state.withLock({ $0.held[worker] }), held.validUntil > 0 else { return false }
         let sentAt = clock.now()
         guard (try? store.renewLeases([(held.partition, worker)], milliseconds: Int64(leaseNanoseconds / 1_000_000))) == [true] else {
             return false
         }
         return state.withLock { state in
             guard let current = state.held[worker], current.partition == held.partition, current.validUntil > 0 else { return false }
-            state.held[worker]?.validUntil = max(current.validUntil, sentAt + leaseNanoseconds - marginNanoseconds)
+            state.held[worker]?.validUntil = max(current.validUntil, validUntil(renewalSentAt: sentAt))
             return true
         }
     }
 
     /// `worker` took `partition` with a lease sent at `sentAt`.
     func record(_ worker: String, partition: Int, since sentAt: UInt64) {
-        state.withLock { $0.held[worker] = Held(partition: partition, validUntil: sentAt + leaseNanoseconds - marginNanoseconds) }
+        state.withLock { $0.held[worker] = Held(partition: partition, validUntil: validUntil(renewalSentAt: sentAt)) }
     }
 
     func forget(_ worker: String) {
@@ -174,7 +176,7 @@ final class PartitionLeases: Sendable {
             for (holding, isOurs) in zip(held, renewed) {
                 // Only the same holding: the worker may have let it go meanwhile.
                 guard let current = state.held[holding.worker], current.partition == holding.partition else { continue }
-                state.held[holding.worker]?.validUntil = isOurs ? sentAt + leaseNanoseconds - marginNanoseconds : 0
+                state.held[holding.worker]?.validUntil = isOurs ? validUntil(renewalSentAt: sentAt) : 0
             }
         }
     }
