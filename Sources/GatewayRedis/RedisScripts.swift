@@ -7,8 +7,8 @@ import GatewayCore
 /// Keys of a subject:
 /// - `{tg:ID}:update:UPDATE_ID`: `lease:TOKEN` while the update is processed, then `done`
 ///   (`done:REPLAY` after an operator's replay) for DEDUPE_TTL seconds.
-/// - `{tg:ID}:pace`: the token bucket and the sending window of the user's private chat, one
-///   string (see `pace`); a group's window is `{tgc:ID}:pace`. Kept two rate windows after the
+/// - `{tg:ID}:pacing`: the token bucket and the sending window of the user's private chat, one
+///   packed record (see `pace`); a group's window is `{tgc:ID}:pacing`. Kept two rate windows after the
 ///   last update, or until the window's last reservation has left it, whichever is later.
 /// - `{tg:ID}:session`: `id` (internal user id), `state` (conversation JSON), `ix` (when the
 ///   internal id's record `tgi:{INTERNAL_ID}` was last written, ms), SESSION_TTL, refreshed by
@@ -33,7 +33,7 @@ public enum RedisScripts {
     public static let botPauseKey = "{tgout}:pause"
 
     /// The pace holding the sending window of `chatID`: the subject's that owns it.
-    public static func windowKey(of chatID: Int64) -> String { StateSubject.windowOwner(of: chatID).hashTag + ":pace" }
+    public static func windowKey(of chatID: Int64) -> String { StateSubject.windowOwner(of: chatID).hashTag + ":pacing" }
 
     /// KEYS: update mark, pace, session, user lease, queued, outbox.
     /// ARGV: token, lease ms, dedupe TTL s, capacity, window ms, session TTL s, needs session
@@ -288,7 +288,7 @@ public struct StateSubjectKeys: Sendable, Equatable {
     public init(subject: StateSubject, updateID: Int64) {
         let tag = subject.hashTag
         update = "\(tag):update:\(updateID)"
-        pace = "\(tag):pace"
+        pace = "\(tag):pacing"
         session = "\(tag):session"
         lease = "\(tag):lease"
         queued = "\(tag):queued"

@@ -110,7 +110,7 @@ import Glibc
             // The state lives on the master of each user's slot.
             let user = users[2]
             let port = try cluster.master(ofSlot: try cluster.slot(of: "{tg:\(user)}"))
-            #expect(try cluster.cli(port, "EXISTS", "{tg:\(user)}:pace") == "(integer) 1")
+            #expect(try cluster.cli(port, "EXISTS", "{tg:\(user)}:pacing") == "(integer) 1")
 
             let calls = try cluster.masterPorts().map { try cluster.commandCalls(port: $0) }
             let total = calls.reduce(0, +)
@@ -161,7 +161,7 @@ import Glibc
             let target = try #require(masters.first { $0 != source })
             try cluster.moveSlot(slot, from: source, to: target, ids: ids)
             #expect(try stack.post(Self.update(100, user: moved)).status == 200)
-            #expect(try cluster.cli(target, "EXISTS", "{tg:\(moved)}:pace") == "(integer) 1", "the state went to the new master")
+            #expect(try cluster.cli(target, "EXISTS", "{tg:\(moved)}:pacing") == "(integer) 1", "the state went to the new master")
 
             // A slot being migrated: a new user's first update touches several keys that exist
             // on neither node, which Redis refuses with TRYAGAIN until the migration ends (its
@@ -175,7 +175,7 @@ import Glibc
             #expect(try stack.post(Self.update(101, user: migrating)).status == 200, "answered during the migration")
             try cluster.finishMigration(migratingSlot, from: from, to: to, ids: ids)
             #expect(try stack.post(Self.update(102, user: migrating)).status == 200)
-            #expect(try cluster.cli(to, "EXISTS", "{tg:\(migrating)}:pace") == "(integer) 1", "processed on the new master")
+            #expect(try cluster.cli(to, "EXISTS", "{tg:\(migrating)}:pacing") == "(integer) 1", "processed on the new master")
             #expect(try stack.post(Self.update(102, user: migrating)).body.isEmpty, "and remembered there (dedupe)")
         }
     }
@@ -281,7 +281,7 @@ import Glibc
                 // itself waits behind the load test's requests).
                 let sentAt = Date()
                 guard (try? stack.post(Self.update(Int(user), user: user)))?.status == 200,
-                    (try? cluster.cli(port, "EXISTS", "{tg:\(user)}:pace")) == "(integer) 1"
+                    (try? cluster.cli(port, "EXISTS", "{tg:\(user)}:pacing")) == "(integer) 1"
                 else { return false }
                 recovered = sentAt
                 return true

@@ -26,9 +26,10 @@ import Testing
                 let setup = """
                     local t = redis.call('TIME')
                     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-                    local value = string.format('%d %d %d', tonumber(ARGV[1]), now - tonumber(ARGV[2]), now + 60000)
-                    if ARGV[3] ~= '' then value = value .. string.format(' %d', now - tonumber(ARGV[3])) end
-                    redis.call('SET', KEYS[1], value .. '|', 'PX', 60000)
+                    local warned = 0
+                    if ARGV[3] ~= '' then warned = now - tonumber(ARGV[3]) end
+                    local value = struct.pack('<ddddd', tonumber(ARGV[1]), now - tonumber(ARGV[2]), now + 60000, warned, 0)
+                    redis.call('SET', KEYS[1], value, 'PX', 60000)
                     return 1
                     """
                 try fixture.redis.cli(
@@ -43,10 +44,31 @@ import Testing
                 #expect(decision == .limited(warn: vector.warn))
             }
             // Redis's clock moves on between setting up and running: allow 100 ms of refill.
-            let bucket = try fixture.redis.cli("GET", rate)
-            let left = try #require(bucket.split(separator: " ").first.flatMap { Int64($0) }, "\(bucket)")
+            let pace = try pacingRecord(rate, in: fixture.redis)
+            let left = try #require(pace.first, "\(pace)")
             let slack = 100 * Int64(vector.capacity) * 1000 / vector.windowMilliseconds
             #expect(left >= vector.milliTokensAfter && left <= vector.milliTokensAfter + slack, "\(left)")
+        }
+    }
+
+    @Test func queueModesFrontDoorLimitsAUserWithItsOwnBucketAndWarnsOnce() throws {
+        try withRedis { fixture in
+            let settings = QueueSettings(partitions: 1)
+            let queue = RedisUpdateQueue(store: fixture.store(capacity: 1, window: 60_000), settings: settings)
+            func enqueue(_ update: Int64) throws -> EnqueueDecision {
+                try queue.enqueue(
+                    EnqueueRequest(updateID: update, subject: .user(7), body: Array(#"{"update_id":\#(update)}"#.utf8), isCallback: false),
+                    deadline: .distantFuture)
+            }
+            #expect(try enqueue(1) == .queued(answerCallbackNow: false))
+            #expect(try enqueue(2) == .limited(warn: true))
+            #expect(try enqueue(3) == .limited(warn: false), "warned once a window")
+            #expect(try enqueue(1) == .duplicate)
+            // The bucket's record: no token left (a minute's refill is under one), warned.
+            let bucket = try pacingRecord(QueueKeys(partition: 0).rate(.user(7)), in: fixture.redis)
+            #expect(bucket.count == 3 && bucket[0] < 1000 && bucket[2] > 0, "MILLI_TOKENS AT WARNED: \(bucket)")
+            let ttl = try #require(Int(try fixture.redis.cli("PTTL", QueueKeys(partition: 0).rate(.user(7)))))
+            #expect((119_000...120_000).contains(ttl), "two rate windows: \(ttl)")
         }
     }
 
@@ -212,20 +234,23 @@ import Testing
             #expect(try post(1) == .proceed(nil, nil, reply: .now, outboxWaiting: 0))
             let calls = commandCalls(inCommandstats: try fixture.redis.cli("INFO", "commandstats"))
             #expect(calls["set"] == 2 && calls["zadd"] == nil && calls["pexpireat"] == nil, "the mark and the pace, one write each: \(calls)")
-            // The bucket (one of two tokens left) and the window (one send, kept 3 s and a second).
-            let pace = try fixture.redis.cli("GET", "{tg:5}:pace")
-            let parts = pace.split(separator: "|", omittingEmptySubsequences: false)
-            #expect(parts.count == 2 && parts[0].split(separator: " ").first == "1000", "\(pace)")
-            #expect(parts.count == 2 && parts[1].split(separator: " ").count == 2, "\(pace)")
-            let ttl = try #require(Int(try fixture.redis.cli("PTTL", "{tg:5}:pace")))
+            // The bucket (one of two tokens left, never warned) and the window (one send at the
+            // bucket's time, kept 3 s and a second).
+            let pace = try pacingRecord("{tg:5}:pacing", in: fixture.redis)
+            #expect(pace.count == 6, "TOKENS AT UNTIL WARNED KEEP and one send: \(pace)")
+            if pace.count == 6 {
+                #expect(pace[0] == 1000 && pace[3] == 0 && pace[5] == pace[1], "\(pace)")
+                #expect(pace[2] == pace[1] + 120_000 && pace[4] == pace[5] + 4_000, "\(pace)")
+            }
+            let ttl = try #require(Int(try fixture.redis.cli("PTTL", "{tg:5}:pacing")))
             #expect((119_000...120_000).contains(ttl), "two rate windows: \(ttl)")
             // A duplicate writes nothing; the second update takes the last token and a slot.
             #expect(try post(1) == .duplicate(outboxWaiting: 0))
             #expect(try post(2) == .proceed(nil, nil, reply: .now, outboxWaiting: 0))
             #expect(try post(3) == .limited(warn: true))
             #expect(try fixture.redis.cli("GET", "{tg:5}:update:3") == "done", "a limited update is done")
-            let window = try fixture.redis.cli("GET", "{tg:5}:pace").split(separator: "|").last?.split(separator: " ")
-            #expect(window?.count == 3, "when to forget the window, then the two sends: \(window ?? [])")
+            let after = try pacingRecord("{tg:5}:pacing", in: fixture.redis)
+            #expect(after.count == 7 && after[3] > 0, "warned, and the window's two sends: \(after)")
         }
     }
 

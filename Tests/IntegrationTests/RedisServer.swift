@@ -127,3 +127,19 @@ func commandCalls(inCommandstats text: String) -> [String: Int] {
     }
     return result
 }
+
+/// A record of little-endian doubles as the scripts pack them (`{tg:ID}:pacing`: `TOKENS AT
+/// UNTIL WARNED KEEP` then the send times; queue mode's bucket: `MILLI_TOKENS AT WARNED`), read
+/// by Redis's own `struct` library rather than the gateway's scripts; empty when the key is
+/// missing.
+func pacingRecord(_ key: String, in redis: RedisServer) throws -> [Int64] {
+    let decode = """
+        local v = redis.call('GET', KEYS[1])
+        if not v then return {} end
+        local fields = {struct.unpack('<' .. string.rep('d', #v / 8), v)}
+        local out = {}
+        for i = 1, #v / 8 do out[i] = string.format('%d', fields[i]) end
+        return out
+        """
+    return try redis.cli("EVAL", decode, "1", key).split(whereSeparator: \.isNewline).compactMap { Int64($0) }
+}

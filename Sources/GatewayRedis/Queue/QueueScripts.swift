@@ -11,7 +11,7 @@ import GatewayCore
 ///   from the dead letters (`d`), or an outbound job to fan out (`j`, see ``OutboundKeys``).
 /// - `{tgq:N}:seen:UPDATE_ID`: the update was stored (or refused by the rate limit); kept
 ///   DEDUPE_TTL seconds so a redelivery is acknowledged without a second entry.
-/// - `{tgq:N}:bucket:u:ID` / `bucket:c:ID`: the subject's token bucket at queue mode's front door.
+/// - `{tgq:N}:rate:u:ID` / `rate:c:ID`: the subject's token bucket at queue mode's front door.
 /// - `{tgq:N}:owner`: the worker holding the partition, with a lease its process renews.
 /// - `{tgq:N}:attempts`: attempts per entry id, counted before each attempt.
 /// - `{tgq:N}:dead`: dead letters (the update or call, the reason, the attempts), trimmed.
@@ -36,9 +36,9 @@ public struct QueueKeys: Sendable, Equatable {
 
     public func rate(_ subject: StateSubject?) -> String {
         switch subject?.kind {
-        case .user: "{tgq:\(partition)}:bucket:u:\(subject?.id ?? 0)"
-        case .chat: "{tgq:\(partition)}:bucket:c:\(subject?.id ?? 0)"
-        case nil: "{tgq:\(partition)}:bucket:none"
+        case .user: "{tgq:\(partition)}:rate:u:\(subject?.id ?? 0)"
+        case .chat: "{tgq:\(partition)}:rate:c:\(subject?.id ?? 0)"
+        case nil: "{tgq:\(partition)}:rate:none"
         }
     }
 }
