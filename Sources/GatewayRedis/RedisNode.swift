@@ -45,8 +45,15 @@ final class RedisNode {
     func command(
         _ arguments: [[UInt8]], deadline: Deadline = .distantFuture, operation: String? = nil, allowance: Double = 0
     ) throws(StateStoreError) -> RedisReply {
+        try command(
+            encoded: RESP.encode(arguments), deadline: deadline,
+            operation: operation ?? arguments.first.map { String(decoding: $0, as: UTF8.self).uppercased() } ?? "?", allowance: allowance)
+    }
+
+    /// ``command(_:deadline:operation:allowance:)`` of a command already in Redis's protocol.
+    private func command(encoded: [UInt8], deadline: Deadline, operation: String, allowance: Double) throws(StateStoreError) -> RedisReply {
         let started = clock()
-        defer { timer(operation ?? arguments.first.map { String(decoding: $0, as: UTF8.self).uppercased() } ?? "?").record(since: started, clock()) }
+        defer { timer(operation).record(since: started, clock()) }
         guard let timeout = deadline.timeout(cappedAt: settings.commandTimeoutSeconds + allowance, at: clock()) else { throw .timeout }
         let context = try connected(deadline: deadline)
         // The socket's timeout is the configured one; only a deadline closer than that (or an
@@ -54,7 +61,7 @@ final class RedisNode {
         let changed = timeout != settings.commandTimeoutSeconds
         if changed { redisSetTimeout(context, Self.timeval(timeout)) }
         do {
-            let reply = try send(context, arguments)
+            let reply = try send(context, encoded: encoded)
             if changed { redisSetTimeout(context, Self.timeval(settings.commandTimeoutSeconds)) }
             return reply
         } catch {
@@ -83,11 +90,13 @@ final class RedisNode {
         _ script: RedisScript, keys: [String], arguments: [[UInt8]], deadline: Deadline = .distantFuture, asking: Bool = false
     ) throws(StateStoreError) -> RedisReply {
         for attempt in 0..<2 {
-            let call = Self.evalsha(try digest(of: script, deadline: deadline), keys: keys, arguments: arguments)
+            let digest = try digest(of: script, deadline: deadline)
             let reply =
                 asking
-                ? try commandAsking(call, deadline: deadline, operation: script.name)
-                : try command(call, deadline: deadline, operation: script.name)
+                ? try commandAsking(Self.evalsha(digest, keys: keys, arguments: arguments), deadline: deadline, operation: script.name)
+                : try command(
+                    encoded: RESP.encodeEvalsha(digest, keys: keys, arguments: arguments), deadline: deadline, operation: script.name,
+                    allowance: 0)
             if case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), attempt == 0 {
                 digests[script.name] = nil
                 continue
@@ -176,8 +185,12 @@ final class RedisNode {
     }
 
     private func send(_ context: UnsafeMutablePointer<redisContext>, _ arguments: [[UInt8]]) throws(StateStoreError) -> RedisReply {
+        try send(context, encoded: RESP.encode(arguments))
+    }
+
+    private func send(_ context: UnsafeMutablePointer<redisContext>, encoded command: [UInt8]) throws(StateStoreError) -> RedisReply {
         var raw: UnsafeMutableRawPointer?
-        guard Self.append(arguments, to: context) == REDIS_OK, redisGetReply(context, &raw) == REDIS_OK, let raw else {
+        guard Self.append(encoded: command, to: context) == REDIS_OK, redisGetReply(context, &raw) == REDIS_OK, let raw else {
             let timedOut = context.pointee.err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
             throw timedOut ? .timeout : .unavailable
         }
@@ -188,7 +201,11 @@ final class RedisNode {
 
     /// Puts a command in the context's output buffer (sent by the next read of a reply).
     private static func append(_ arguments: [[UInt8]], to context: UnsafeMutablePointer<redisContext>) -> Int32 {
-        RESP.encode(arguments).withUnsafeBufferPointer { command in
+        append(encoded: RESP.encode(arguments), to: context)
+    }
+
+    private static func append(encoded command: [UInt8], to context: UnsafeMutablePointer<redisContext>) -> Int32 {
+        command.withUnsafeBufferPointer { command in
             command.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }
         }
     }
@@ -264,26 +281,69 @@ package enum RESP {
     package static func encode(_ arguments: [[UInt8]]) -> [UInt8] {
         var capacity = 16
         for argument in arguments { capacity += argument.count + 16 }
+        var writer = Writer(count: arguments.count, capacity: capacity)
+        for argument in arguments { writer.argument(argument) }
+        return writer.bytes
+    }
+
+    /// `EVALSHA digest count keys… arguments…` written straight from the digest's and the keys'
+    /// UTF-8, with no array made per argument on the way.
+    package static func encodeEvalsha(_ digest: String, keys: [String], arguments: [[UInt8]]) -> [UInt8] {
+        var capacity = 96
+        for key in keys { capacity += key.utf8.count + 16 }
+        for argument in arguments { capacity += argument.count + 16 }
+        var writer = Writer(count: 3 + keys.count + arguments.count, capacity: capacity)
+        writer.argument("EVALSHA".utf8)
+        writer.argument(digest.utf8)
+        writer.number(keys.count)
+        for key in keys { writer.argument(key.utf8) }
+        for argument in arguments { writer.argument(argument) }
+        return writer.bytes
+    }
+
+    private struct Writer {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(capacity)
-        func header(_ marker: Unicode.Scalar, _ count: Int) {
-            bytes.append(UInt8(ascii: marker))
-            var divisor = 1
-            while divisor <= count / 10 { divisor *= 10 }
-            while divisor > 0 {
-                bytes.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: count / divisor % 10))
-                divisor /= 10
-            }
-            bytes.append(UInt8(ascii: "\r"))
-            bytes.append(UInt8(ascii: "\n"))
+
+        init(count: Int, capacity: Int) {
+            bytes.reserveCapacity(capacity)
+            header("*", count)
         }
-        header("*", arguments.count)
-        for argument in arguments {
+
+        mutating func argument(_ argument: some Collection<UInt8>) {
             header("$", argument.count)
             bytes.append(contentsOf: argument)
             bytes.append(UInt8(ascii: "\r"))
             bytes.append(UInt8(ascii: "\n"))
         }
-        return bytes
+
+        /// A number as an argument: its decimal digits.
+        mutating func number(_ value: Int) {
+            var digits = 1
+            var rest = value / 10
+            while rest > 0 {
+                digits += 1
+                rest /= 10
+            }
+            header("$", digits)
+            decimal(value)
+            bytes.append(UInt8(ascii: "\r"))
+            bytes.append(UInt8(ascii: "\n"))
+        }
+
+        private mutating func header(_ marker: Unicode.Scalar, _ count: Int) {
+            bytes.append(UInt8(ascii: marker))
+            decimal(count)
+            bytes.append(UInt8(ascii: "\r"))
+            bytes.append(UInt8(ascii: "\n"))
+        }
+
+        private mutating func decimal(_ value: Int) {
+            var divisor = 1
+            while divisor <= value / 10 { divisor *= 10 }
+            while divisor > 0 {
+                bytes.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: value / divisor % 10))
+                divisor /= 10
+            }
+        }
     }
 }

@@ -208,6 +208,16 @@ import Testing
         // The gateway writes Redis's protocol itself (hiredis only sends it and reads replies).
         let encoded = RESP.encode([Array("SET".utf8), [0, 13, 10, 255], []])
         #expect(encoded == Array("*3\r\n$3\r\nSET\r\n$4\r\n".utf8) + [0, 13, 10, 255] + Array("\r\n$0\r\n\r\n".utf8))
+        // A script call written straight from its digest and keys is the same command.
+        let keys = ["{tg:1}:ü", "", "{tg:1}:\(String(repeating: "k", count: 300))"]
+        let arguments: [[UInt8]] = [[], [0, 13, 10], Array("12345678901".utf8)]
+        let evalsha = RESP.encodeEvalsha(String(repeating: "a", count: 40), keys: keys, arguments: arguments)
+        #expect(
+            evalsha
+                == RESP.encode(
+                    [Array("EVALSHA".utf8), Array(String(repeating: "a", count: 40).utf8), Array("3".utf8)] + keys.map { Array($0.utf8) } + arguments)
+        )
+        #expect(RESP.encodeEvalsha("d", keys: [], arguments: []) == Array("*3\r\n$7\r\nEVALSHA\r\n$1\r\nd\r\n$1\r\n0\r\n".utf8))
         try withRedis { fixture in
             let connection = RedisConnection(settings: .init(fixture.settings), clock: monotonicNanoseconds)
             let value: [UInt8] = [0, 13, 10, 36, 42, 255, 254] + [UInt8](repeating: 0x41, count: 70_000) + Array("\r\n".utf8)
