@@ -1,5 +1,6 @@
 import Foundation
 import GatewayHTTP
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -132,12 +133,19 @@ final class LocalStack {
                 ]
             ).trimmingCharacters(in: .whitespacesAndNewlines)
             let nginxDirectory = directory.appending(path: "nginx").path
-            _ = try launch(
+            let nginx = try launch(
                 "/usr/sbin/nginx",
                 [
                     "-p", nginxDirectory, "-c", conf, "-e", nginxDirectory + "/logs/error.log", "-g", "daemon off;",
                 ])
-            try waitUntil("nginx answers") { (try? self.post(Array("{}".utf8), secret: nil).status) == 403 }
+            do {
+                try waitUntil("nginx answers") { (try? self.post(Array("{}".utf8), secret: nil).status) == 403 }
+            } catch {
+                // The stack's folder goes with stop(): say why here (a port taken, a bad file).
+                let log = (try? String(contentsOfFile: nginxDirectory + "/logs/error.log", encoding: .utf8)) ?? "(no error log)"
+                throw StackError(
+                    "nginx does not answer on port \(port) (\(kill(nginx, 0) == 0 ? "running" : "exited")); its error log ends: \(log.suffix(800))")
+            }
         } catch {
             try? stop()
             throw error
@@ -225,7 +233,13 @@ final class LocalStack {
     static func freePorts(count: Int) throws -> Int {
         for _ in 0..<50 {
             let base = Int.random(in: 20_000...60_000)
-            if (0..<count).allSatisfy({ (try? bindLoopback(port: base + $0)) != nil }) { return base }
+            guard (0..<count).allSatisfy({ (try? bindLoopback(port: base + $0)) != nil }) else { continue }
+            let claimed = picked.withLock { ports in
+                guard (base..<base + count).allSatisfy({ !ports.contains($0) }) else { return false }
+                ports.formUnion(base..<base + count)
+                return true
+            }
+            if claimed { return base }
         }
         throw StackError("no free range of \(count) ports")
     }
@@ -301,8 +315,17 @@ final class LocalStack {
         return pid
     }
 
+    /// Every port this test process picked. A pick is free only until its process binds it, and
+    /// a stack binds nginx's last, after the stand-ins' picks: no pick returns one handed out
+    /// before, so the picks of one run never meet.
+    private static let picked = Mutex<Set<Int>>([])
+
     static func freePort() throws -> Int {
-        try bindLoopback(port: 0)
+        for _ in 0..<100 {
+            let port = try bindLoopback(port: 0)
+            if picked.withLock({ $0.insert(port).inserted }) { return port }
+        }
+        throw StackError("no free port that this run has not handed out")
     }
 
     /// Binds a socket to 127.0.0.1:`port` (0: any free port), closes it, and returns the port it got.
