@@ -295,7 +295,7 @@ package enum RESP {
         var writer = Writer(count: 3 + keys.count + arguments.count, capacity: capacity)
         writer.argument("EVALSHA".utf8)
         writer.argument(digest.utf8)
-        writer.number(keys.count)
+        writer.argument(String(keys.count).utf8)
         for key in keys { writer.argument(key.utf8) }
         for argument in arguments { writer.argument(argument) }
         return writer.bytes
@@ -312,20 +312,6 @@ package enum RESP {
         mutating func argument(_ argument: some Collection<UInt8>) {
             header("$", argument.count)
             bytes.append(contentsOf: argument)
-            bytes.append(UInt8(ascii: "\r"))
-            bytes.append(UInt8(ascii: "\n"))
-        }
-
-        /// A number as an argument: its decimal digits.
-        mutating func number(_ value: Int) {
-            var digits = 1
-            var rest = value / 10
-            while rest > 0 {
-                digits += 1
-                rest /= 10
-            }
-            header("$", digits)
-            decimal(value)
             bytes.append(UInt8(ascii: "\r"))
             bytes.append(UInt8(ascii: "\n"))
         }
