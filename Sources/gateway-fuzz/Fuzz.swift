@@ -91,8 +91,16 @@ enum FuzzTarget: String, CaseIterable {
             let (_, head) = FastCGIParameters.head(acceptedAt: 0) { parameters[$0.description] }
             _ = Self.processor.admit(head, logger: Self.logger)
         case .serviceAnswer:
+            // The byte reader against Foundation's JSONDecoder it replaced (the same answer or
+            // the same error, where the two compare), then the replies made of what it read.
             guard let isCallback = bytes.first.map({ $0 % 2 == 1 }) else { return }
-            guard case .success(let answer) = ServiceAnswer.parse(Array(bytes.dropFirst()), isCallback: isCallback) else { return }
+            let body = Array(bytes.dropFirst())
+            let parsed = ServiceAnswer.parse(body, isCallback: isCallback)
+            if ReferenceServiceAnswerDecoder.compares(body) {
+                let reference = ReferenceServiceAnswerDecoder.parse(body, isCallback: isCallback)
+                guard parsed == reference else { fatalError("the readers disagree: \(parsed) against JSONDecoder's \(reference)") }
+            }
+            guard case .success(let answer) = parsed else { return }
             let update = Update(
                 id: 1, type: .message, content: .message(Message(messageID: 1, from: nil, chat: Chat(id: 5, type: "private"), text: "t")))
             for method in ReplyPlan.forAnswer(answer, to: update).methods { _ = method.webhookReplyBody }

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayTestSupport
 import Testing
 
 @testable import GatewayCore
@@ -90,6 +91,79 @@ import Testing
     @Test func anAnswerOverTheSizeBoundIsRefusedUnread() {
         let body = [UInt8](repeating: 0x20, count: ServiceAnswer.maxAnswerBytes + 1)
         #expect(ServiceAnswer.parse(body, isCallback: false) == .failure(.tooLarge))
+    }
+
+    /// Answers the byte reader must read as Foundation's `JSONDecoder` did: numbers of every
+    /// form in a state, repeated and escaped keys, nulls, wrong types, malformed values read
+    /// and unread, and bytes that are not UTF-8.
+    static let readerCases: [String] = [
+        #"{"actions":[{"type":"set_state","state":{"a":1e2,"b":1.5,"c":-0,"d":-0.0,"e":1e-400,"f":9223372036854775808}}]}"#,
+        #"{"actions":[{"type":"set_state","state":{"a":1e400}}]}"#,
+        #"{"actions":[{"type":"set_state","state":{"a":-9223372036854775809,"b":123456789012345678901234567890,"c":9007199254740993.0}}]}"#,
+        #"{"actions":[{"type":"set_state","state":{"a":01}}]}"#,
+        #"{"actions":[{"type":"set_state","state":{"a":1.}}]}"#,
+        #"{"actions":[{"type":"set_state","state":{"a":1,"a":2,"\u0061":3}}]}"#,
+        #"{"actions":[{"type":"set_state","state":{"a":[null,true,false,"x",{},[]],"b":null}}]}"#,
+        #"{"actions":[{"type":"set_state","state":{"a":"\ud800"}}]}"#,
+        #"{"actions":[{"type":"set_state","state":{"a":"\ud83d\ude00 \u00e9\n"}}]}"#,
+        #"{"actions":[{"type":"set_state","state":null}]}"#,
+        #"{"actions":[{"type":"set_state","state":{"a":[1,],}}]}"#,
+        #"{"actions":[{"type":"send_message","text":"a","text":"b"}]}"#,
+        #"{"actions":[{"type":"send_message","text":null}]}"#,
+        #"{"actions":[{"type":"send_message","text":"x","chat_id":1e3}]}"#,
+        #"{"actions":[{"type":"send_message","text":"x","chat_id":1.5}]}"#,
+        #"{"actions":[{"type":"send_message","text":"x","chat_id":"7"}]}"#,
+        #"{"actions":[{"type":"send_message","text":"x","keyboard":null}]}"#,
+        #"{"actions":[{"type":"send_message","text":"x","keyboard":[[{"text":"b","callback_data":null,"url":"tg://x"}]]}]}"#,
+        #"{"actions":[{"type":"send_message","text":"x","keyboard":[{"text":"b"}]}]}"#,
+        #"{"actions":[{"type":"answer_callback","show_alert":1}]}"#,
+        #"{"actions":[{"type":"answer_callback","show_alert":null}]}"#,
+        #"{"actions":[{"type":"send_message","text":"x","extra":01,"more":"\ud800"}]}"#,
+        #"{"actions":[{"ty\u0070e":"send_message","t\u0065xt":"escaped keys"}],"internal_user_id":"u"}"#,
+        #"{"actions":[{"type":"send_message","text":"x"}],"internal_user_id":null}"#,
+        #"{"actions":[{"type":"send_message","text":"x"}],"internal_user_id":7}"#,
+        #"{"actions":null}"#, #"{"actions":[null]}"#, #"{"actions":[1]}"#, "null", "1", #""x""#,
+        "\u{FEFF}" + #" {"actions":[]} "#, #"{"actions":[]} x"#, #"{"actions":[],}"#, #"{"actions":[]"#,
+    ]
+
+    @Test(arguments: readerCases)
+    func readsAsJSONDecoderDid(json: String) {
+        let body = Array(json.utf8)
+        for isCallback in [false, true] {
+            #expect(ServiceAnswer.parse(body, isCallback: isCallback) == ReferenceServiceAnswerDecoder.parse(body, isCallback: isCallback))
+        }
+    }
+
+    @Test func mutatedAnswersReadAsJSONDecoderDid() {
+        var generator = SplitMix64(seed: 0x5E71_CE00)
+        let samples =
+            Self.readerCases.map { Array($0.utf8) } + [
+                Array(
+                    #"{"actions":[{"type":"answer_callback","text":"Done","show_alert":true},{"type":"edit_message","text":"e","keyboard":[[{"text":"A","callback_data":"ACCEPT:1"}]]}]}"#
+                        .utf8),
+                Array(#"{"actions":[{"type":"send_message","text":"You said: hi"},{"type":"set_state","state":{"flow":"chat","messages":2}}]}"#.utf8),
+            ]
+        let inserted = Array(#"{}[],:"\0e-.1n"#.utf8)
+        var read = 0
+        for round in 0..<4000 {
+            var bytes = samples[Int(generator.next() % UInt64(samples.count))]
+            for _ in 0..<(1 + Int(generator.next() % 3)) where !bytes.isEmpty {
+                let at = Int(generator.next() % UInt64(bytes.count))
+                switch generator.next() % 3 {
+                case 0: bytes[at] = UInt8(truncatingIfNeeded: generator.next())
+                case 1: bytes.remove(at: at)
+                default: bytes.insert(inserted[Int(generator.next() % UInt64(inserted.count))], at: at)
+                }
+            }
+            let isCallback = round % 2 == 0
+            let result = ServiceAnswer.parse(bytes, isCallback: isCallback)
+            if case .success = result { read += 1 }
+            if ReferenceServiceAnswerDecoder.compares(bytes) {
+                #expect(result == ReferenceServiceAnswerDecoder.parse(bytes, isCallback: isCallback), "round \(round)")
+            }
+        }
+        // Mutations inside strings still read: answers were compared, not only refusals.
+        #expect(read > 100)
     }
 }
 

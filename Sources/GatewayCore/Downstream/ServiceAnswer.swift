@@ -1,9 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// What a service answers: actions to carry out in order, and optionally the user's internal id.
 /// The contract is described in the Service Contracts article.
 public struct ServiceAnswer: Sendable, Equatable {
@@ -43,47 +37,36 @@ public struct ServiceAnswer: Sendable, Equatable {
     public static let maxCallbackDataBytes = 1024
 
     /// Parses and validates a service's answer. Anything that does not validate is a service error.
+    /// Read straight from the bytes; what it accepts is what Foundation's `JSONDecoder` accepted
+    /// before it (the unit tests and the `service-answer` fuzz target check it against that
+    /// decoder, kept in the test support).
     public static func parse(_ body: [UInt8], isCallback: Bool) -> Result<ServiceAnswer, ServiceCallError> {
         guard body.count <= maxAnswerBytes else { return .failure(.tooLarge) }
         guard !JSONNesting.exceeds(maxNesting, in: body) else { return .failure(.invalidAnswer) }
-        let wire: Wire
-        do {
-            wire = try JSONDecoder().decode(Wire.self, from: Data(body))
-        } catch {
-            return .failure(.invalidAnswer)
-        }
-        guard wire.actions.count <= maxActions else { return .failure(.invalidAnswer) }
-        var actions: [Action] = []
-        for action in wire.actions {
-            guard let converted = action.validated(isCallback: isCallback) else { return .failure(.invalidAnswer) }
-            actions.append(converted)
-        }
-        if let id = wire.internalUserID, !(1...128).contains(id.utf8.count) { return .failure(.invalidAnswer) }
-        return .success(ServiceAnswer(actions: actions, internalUserID: wire.internalUserID))
+        let read = body.withUnsafeBufferPointer { bytes in try? JSONDocument(bytes).serviceAnswer() }
+        guard let read else { return .failure(.invalidAnswer) }
+        return validated(read.actions, internalUserID: read.internalUserID, isCallback: isCallback)
     }
 
-    private struct Wire: Decodable {
-        let actions: [WireAction]
-        let internalUserID: String?
+    /// One action as a service wrote it, before it is checked against the contract.
+    public struct WireAction: Sendable, Equatable {
+        public var type: String
+        public var text: String?
+        public var keyboard: InlineKeyboard?
+        public var showAlert: Bool?
+        public var state: JSONValue?
+        public var chatID: Int64?
 
-        private enum CodingKeys: String, CodingKey {
-            case actions
-            case internalUserID = "internal_user_id"
-        }
-    }
-
-    private struct WireAction: Decodable {
-        let type: String
-        let text: String?
-        let keyboard: InlineKeyboard?
-        let showAlert: Bool?
-        let state: JSONValue?
-        let chatID: Int64?
-
-        private enum CodingKeys: String, CodingKey {
-            case type, text, keyboard, state
-            case showAlert = "show_alert"
-            case chatID = "chat_id"
+        public init(
+            type: String, text: String? = nil, keyboard: InlineKeyboard? = nil, showAlert: Bool? = nil, state: JSONValue? = nil,
+            chatID: Int64? = nil
+        ) {
+            self.type = type
+            self.text = text
+            self.keyboard = keyboard
+            self.showAlert = showAlert
+            self.state = state
+            self.chatID = chatID
         }
 
         func validated(isCallback: Bool) -> Action? {
@@ -109,6 +92,18 @@ public struct ServiceAnswer: Sendable, Equatable {
                 return nil
             }
         }
+    }
+
+    /// An answer as read, checked against the contract.
+    public static func validated(_ wire: [WireAction], internalUserID: String?, isCallback: Bool) -> Result<ServiceAnswer, ServiceCallError> {
+        guard wire.count <= maxActions else { return .failure(.invalidAnswer) }
+        var actions: [Action] = []
+        for action in wire {
+            guard let converted = action.validated(isCallback: isCallback) else { return .failure(.invalidAnswer) }
+            actions.append(converted)
+        }
+        if let id = internalUserID, !(1...128).contains(id.utf8.count) { return .failure(.invalidAnswer) }
+        return .success(ServiceAnswer(actions: actions, internalUserID: internalUserID))
     }
 
     /// A keyboard a service may send: bounded rows and buttons, each with text and exactly one
@@ -161,4 +156,70 @@ public struct ServiceCallError: Error, Sendable, Equatable, CustomStringConverti
 
     public var shortDescription: String { code.rawValue }
     public var description: String { shortDescription }
+}
+
+/// The answer's fields, read as the `Decodable` types before them read them: `actions` an array
+/// of objects, `internal_user_id` a string; in an action `type` a string, `text` a string,
+/// `keyboard` rows of buttons, `show_alert` a boolean, `state` any value and `chat_id` an
+/// integer, each but `type` absent or null when not given. Other fields are skipped unread.
+extension JSONDocument {
+    fileprivate func serviceAnswer() throws(ReadError) -> (actions: [ServiceAnswer.WireAction], internalUserID: String?) {
+        let fields = try requiredObject(at: root)
+        var actions: [ServiceAnswer.WireAction] = []
+        for element in try elements(at: fields.value(of: "actions")) {
+            actions.append(try action(at: element))
+        }
+        return (actions, try optional(fields.value(of: "internal_user_id"), string))
+    }
+
+    private func action(at index: Int) throws(ReadError) -> ServiceAnswer.WireAction {
+        let fields = try requiredObject(at: index)
+        return ServiceAnswer.WireAction(
+            type: try string(at: fields.value(of: "type")), text: try optional(fields.value(of: "text"), string),
+            keyboard: try optional(fields.value(of: "keyboard"), keyboard), showAlert: try optional(fields.value(of: "show_alert"), bool),
+            state: try optional(fields.value(of: "state")) { (index) throws(ReadError) in try value(at: index!) },
+            chatID: try optional(fields.value(of: "chat_id"), int64))
+    }
+
+    private func keyboard(at index: Int?) throws(ReadError) -> InlineKeyboard {
+        var rows: [[InlineKeyboard.Button]] = []
+        for row in try elements(at: index) {
+            var buttons: [InlineKeyboard.Button] = []
+            for button in try elements(at: row) {
+                let fields = try requiredObject(at: button)
+                buttons.append(
+                    InlineKeyboard.Button(
+                        text: try string(at: fields.value(of: "text")), callbackData: try optional(fields.value(of: "callback_data"), string),
+                        url: try optional(fields.value(of: "url"), string)))
+            }
+            rows.append(buttons)
+        }
+        return InlineKeyboard(rows: rows)
+    }
+
+    /// Any value, as ``JSONValue`` was decoded: a number is an integer where it has an exact
+    /// Int64 value, else a finite Double; of an object's repeated keys the first counts.
+    private func value(at index: Int) throws(ReadError) -> JSONValue {
+        switch bytes[index] {
+        case UInt8(ascii: "n"):
+            return .null
+        case UInt8(ascii: "t"), UInt8(ascii: "f"):
+            return .bool(try bool(at: index))
+        case UInt8(ascii: "\""):
+            return .string(try string(at: index))
+        case UInt8(ascii: "["):
+            var values: [JSONValue] = []
+            for element in try elements(at: index) { values.append(try value(at: element)) }
+            return .array(values)
+        case UInt8(ascii: "{"):
+            var members: [String: JSONValue] = [:]
+            for field in try object(at: index).all { members[field.name] = try value(at: field.value) }
+            return .object(members)
+        default:
+            guard let number = try number(at: index) else { throw .mismatch }
+            if let integer = Self.integer(number) { return .integer(integer) }
+            guard let double = Double(String(decoding: number, as: UTF8.self)), double.isFinite else { throw .mismatch }
+            return .number(double)
+        }
+    }
 }
