@@ -103,7 +103,7 @@ let package = Package(
             dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
-        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayTestSupport", "GatewayMetrics"]),
+        .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayTestSupport", "GatewayMetrics", "GatewayRuntime"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["GatewayCore", "GatewayHTTP", "GatewayRedis", "GatewayAssembly", "GatewayTestSupport"]

@@ -93,17 +93,29 @@ public func reopenLogFile() -> Bool {
     return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
 }
 
-/// A random (version 4) UUID for a first-time user's internal id.
+/// A random (version 4) UUID for a first-time user's internal id, in lowercase hex: 16 bytes of
+/// the system's generator (two reads), written straight into the string.
 @Sendable public func makeInternalUserID() -> String {
     var generator = SystemRandomNumberGenerator()
-    var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
-    bytes[6] = (bytes[6] & 0x0F) | 0x40
-    bytes[8] = (bytes[8] & 0x3F) | 0x80
-    let hex = bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-    let parts = [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { range in
-        String(hex.dropFirst(range.lowerBound).prefix(range.count))
+    var random = (generator.next() as UInt64, generator.next() as UInt64)
+    return withUnsafeMutableBytes(of: &random) { bytes in
+        bytes[6] = (bytes[6] & 0x0F) | 0x40
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        return String(unsafeUninitializedCapacity: 36) { text in
+            let digits: StaticString = "0123456789abcdef"
+            var count = 0
+            for (index, byte) in bytes.enumerated() {
+                if index == 4 || index == 6 || index == 8 || index == 10 {
+                    text[count] = UInt8(ascii: "-")
+                    count += 1
+                }
+                text[count] = digits.utf8Start[Int(byte >> 4)]
+                text[count + 1] = digits.utf8Start[Int(byte & 0x0F)]
+                count += 2
+            }
+            return count
+        }
     }
-    return parts.joined(separator: "-")
 }
 
 @Sendable public func wallClock() -> (seconds: Int64, nanoseconds: Int32) {
