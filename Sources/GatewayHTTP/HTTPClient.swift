@@ -84,14 +84,17 @@ public final class HTTPClient {
                 let collector = Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue()
                 collector.headerBytes += size * count
                 guard collector.headerBytes <= HTTPClient.maxHeaderBytes else { return 0 }
-                let line = data.withMemoryRebound(to: UInt8.self, capacity: size * count) {
-                    String(decoding: UnsafeBufferPointer(start: $0, count: size * count), as: UTF8.self)
-                }
-                if line.hasPrefix("HTTP/") { collector.headers.removeAll() }  // a new response (after redirects or 100)
-                if let colon = line.firstIndex(of: ":") {
-                    let name = line[..<colon].lowercased()
-                    let value = line[line.index(after: colon)...].trimmingCharacters(in: " \t\r\n")
-                    collector.headers.append((name, value))
+                // Read as bytes: the name lowercased (ASCII), the value without surrounding blanks.
+                let line = UnsafeRawBufferPointer(start: data, count: size * count)
+                if line.starts(with: "HTTP/".utf8) { collector.headers.removeAll() }  // a new response (after redirects or 100)
+                if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
+                    let name = String(decoding: line[..<colon].map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
+                    let isBlank = { (byte: UInt8) in byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A }
+                    var start = colon + 1
+                    var end = line.count
+                    while start < end, isBlank(line[start]) { start += 1 }
+                    while end > start, isBlank(line[end - 1]) { end -= 1 }
+                    collector.headers.append((name, String(decoding: line[start..<end], as: UTF8.self)))
                 }
                 return size * count
             })
@@ -141,14 +144,5 @@ public final class HTTPClient {
         case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CACERT_BADFILE: .tls
         default: .transport
         }
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingCharacters(in set: String) -> String {
-        var view = self
-        while let first = view.first, set.contains(first) { view = view.dropFirst() }
-        while let last = view.last, set.contains(last) { view = view.dropLast() }
-        return String(view)
     }
 }
