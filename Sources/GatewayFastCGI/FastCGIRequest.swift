@@ -51,21 +51,21 @@ final class FastCGIRequest {
     /// Reads the body until its end, but never more than `limit + 1` bytes: one byte past the
     /// limit is enough to know the body is too large.
     func readBody(limit: Int, expected: Int?) -> [UInt8] {
+        // One byte more than the length said (or the limit): a longer body shows as such. Read
+        // straight into the array's storage; only a body longer than said takes more chunks.
+        var want = min(expected ?? 4096, limit) + 1
         var body: [UInt8] = []
-        body.reserveCapacity(min(expected ?? 4096, limit) + 1)
-        let chunk = 16_384
         while body.count <= limit {
-            let want = min(chunk, limit + 1 - body.count)
-            let before = body.count
-            body.append(contentsOf: repeatElement(0, count: want))
-            let got = body.withUnsafeMutableBufferPointer { buffer -> Int32 in
-                guard let base = buffer.baseAddress else { return 0 }
-                return base.advanced(by: before).withMemoryRebound(to: CChar.self, capacity: want) {
+            want = min(want, limit + 1 - body.count)
+            let chunk = [UInt8](unsafeUninitializedCapacity: want) { buffer, count in
+                let got = buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: want) {
                     FCGX_GetStr($0, Int32(want), request.pointee.in)
                 }
+                count = max(0, Int(got))
             }
-            body.removeLast(want - max(0, Int(got)))
-            if got < want { break }
+            if body.isEmpty { body = chunk } else { body += chunk }
+            if chunk.count < want { break }
+            want = 16_384
         }
         return body
     }
