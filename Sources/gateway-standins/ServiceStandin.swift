@@ -11,7 +11,7 @@ enum ServiceStandin {
         if let hostile { return StandinServer.Response(status: 200, body: hostileAnswer(hostile)) }
         let json = (try? JSONSerialization.jsonObject(with: body) as? [String: Any]) ?? [:]
         let actions = actions(service: service, request: json)
-        let data = (try? JSONSerialization.data(withJSONObject: ["actions": actions])) ?? Data("{}".utf8)
+        let data = AnswerJSON.data(["actions": actions])
         return StandinServer.Response(status: 200, body: data)
     }
 
