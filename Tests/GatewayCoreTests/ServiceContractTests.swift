@@ -124,6 +124,9 @@ import Testing
         #"{"actions":[{"type":"send_message","text":"x"}],"internal_user_id":7}"#,
         #"{"actions":null}"#, #"{"actions":[null]}"#, #"{"actions":[1]}"#, "null", "1", #""x""#,
         "\u{FEFF}" + #" {"actions":[]} "#, #"{"actions":[]} x"#, #"{"actions":[],}"#, #"{"actions":[]"#,
+        // Eleven actions, one of them unreadable: refused for their number, unread.
+        #"{"actions":["# + Array(repeating: #"{"type":"clear_state"}"#, count: 10).joined(separator: ",")
+            + #",{"type":"send_message","text":"\ud800"}]}"#,
     ]
 
     @Test(arguments: readerCases)

@@ -165,8 +165,11 @@ public struct ServiceCallError: Error, Sendable, Equatable, CustomStringConverti
 extension JSONDocument {
     fileprivate func serviceAnswer() throws(ReadError) -> (actions: [ServiceAnswer.WireAction], internalUserID: String?) {
         let fields = try requiredObject(at: root)
+        let elements = try elements(at: fields.value(of: "actions"))
+        // Too many is refused whatever they hold: a hostile answer's thousands are not read.
+        guard elements.count <= ServiceAnswer.maxActions else { throw .mismatch }
         var actions: [ServiceAnswer.WireAction] = []
-        for element in try elements(at: fields.value(of: "actions")) {
+        for element in elements {
             actions.append(try action(at: element))
         }
         return (actions, try optional(fields.value(of: "internal_user_id"), string))
@@ -177,7 +180,7 @@ extension JSONDocument {
         return ServiceAnswer.WireAction(
             type: try string(at: fields.value(of: "type")), text: try optional(fields.value(of: "text"), string),
             keyboard: try optional(fields.value(of: "keyboard"), keyboard), showAlert: try optional(fields.value(of: "show_alert"), bool),
-            state: try optional(fields.value(of: "state")) { (index) throws(ReadError) in try value(at: index!) },
+            state: try optional(fields.value(of: "state"), value),
             chatID: try optional(fields.value(of: "chat_id"), int64))
     }
 
@@ -199,7 +202,8 @@ extension JSONDocument {
 
     /// Any value, as ``JSONValue`` was decoded: a number is an integer where it has an exact
     /// Int64 value, else a finite Double; of an object's repeated keys the first counts.
-    private func value(at index: Int) throws(ReadError) -> JSONValue {
+    private func value(at index: Int?) throws(ReadError) -> JSONValue {
+        guard let index else { throw .mismatch }
         switch bytes[index] {
         case UInt8(ascii: "n"):
             return .null
