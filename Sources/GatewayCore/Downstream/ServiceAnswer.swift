@@ -221,8 +221,8 @@ extension JSONDocument {
             return .object(members)
         default:
             guard let number = try number(at: index) else { throw .mismatch }
-            if let integer = Self.integer(number) { return .integer(integer) }
-            guard let double = Double(String(decoding: number, as: UTF8.self)), double.isFinite else { throw .mismatch }
+            if let integer = Self.integer(number.digits, shape: number.shape) { return .integer(integer) }
+            guard let double = Double(String(decoding: number.digits, as: UTF8.self)), double.isFinite else { throw .mismatch }
             return .number(double)
         }
     }

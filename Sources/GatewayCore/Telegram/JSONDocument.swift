@@ -44,27 +44,27 @@ struct JSONDocument {
         return elements
     }
 
-    /// The number at `index`, whose form is checked here: nil when it is not a number.
-    func number(at index: Int) throws(ReadError) -> UnsafeBufferPointer<UInt8>? {
+    /// The number at `index` and its shape, its form checked here: nil when it is not a number.
+    func number(at index: Int) throws(ReadError) -> (digits: UnsafeBufferPointer<UInt8>, shape: JSONBytes.NumberShape)? {
         let first = bytes[index]
         guard first == UInt8(ascii: "-") || JSONBytes.isDigit(first) else { return nil }
         var end = index
         while end < bytes.count, JSONBytes.isNumberByte(bytes[end]) { end += 1 }
-        let number = UnsafeBufferPointer(rebasing: bytes[index..<end])
-        guard JSONBytes.numberShape(number) != nil else { throw .malformed }
-        return number
+        let digits = UnsafeBufferPointer(rebasing: bytes[index..<end])
+        guard let shape = JSONBytes.numberShape(digits) else { throw .malformed }
+        return (digits, shape)
     }
 
     /// An integer: written as one, or as a number with an exact integer value (`1.0`, `1e2`).
     func int64(at index: Int?) throws(ReadError) -> Int64 {
         guard let index, let number = try number(at: index) else { throw .mismatch }
-        guard let value = Self.integer(number) else { throw .malformed }
+        guard let value = Self.integer(number.digits, shape: number.shape) else { throw .malformed }
         return value
     }
 
     /// A checked number's Int64 value, as JSONDecoder reads one: nil when it has none.
-    static func integer(_ number: UnsafeBufferPointer<UInt8>) -> Int64? {
-        guard JSONBytes.numberShape(number) == .integer else { return JSONBytes.wholeNumber(number) }
+    static func integer(_ number: UnsafeBufferPointer<UInt8>, shape: JSONBytes.NumberShape) -> Int64? {
+        guard shape == .integer else { return JSONBytes.wholeNumber(number) }
         var value: Int64 = 0
         let negative = number[0] == UInt8(ascii: "-")
         for digit in number.dropFirst(negative ? 1 : 0) {
