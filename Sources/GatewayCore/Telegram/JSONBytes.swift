@@ -88,30 +88,55 @@ enum JSONBytes {
     /// Escapes, control bytes and UTF-8 are checked only when the string is read.
     static func skipString(_ bytes: UnsafeBufferPointer<UInt8>, _ index: Int) -> Int? {
         var index = index + 1
-        while index < bytes.count {
-            switch bytes[index] {
-            case UInt8(ascii: "\""):
-                return index + 1
-            case UInt8(ascii: "\\"):
-                guard index + 1 < bytes.count else { return nil }
-                guard bytes[index + 1] == UInt8(ascii: "u") else {
-                    index += 2
-                    continue
-                }
-                // JSONDecoder skips the four bytes of a `\u` unread, but not a quote among them.
-                guard index + 6 <= bytes.count, !bytes[index + 2..<index + 6].contains(UInt8(ascii: "\"")) else { return nil }
-                index += 6
-            default:
-                index += 1
+        while true {
+            index = nextQuoteOrBackslash(bytes, from: index)
+            guard index < bytes.count else { return nil }
+            if bytes[index] == UInt8(ascii: "\"") { return index + 1 }
+            // A backslash.
+            guard index + 1 < bytes.count else { return nil }
+            guard bytes[index + 1] == UInt8(ascii: "u") else {
+                index += 2
+                continue
             }
+            // JSONDecoder skips the four bytes of a `\u` unread, but not a quote among them.
+            guard index + 6 <= bytes.count, !bytes[index + 2..<index + 6].contains(UInt8(ascii: "\"")) else { return nil }
+            index += 6
         }
-        return nil
     }
 
+    /// The first quote or backslash at or after `index` (`bytes.count` when there is none),
+    /// looked for eight bytes at a time: a string's bytes are most of an update's, and each is
+    /// passed over more than once (checked, skipped by the objects around it, then read).
+    static func nextQuoteOrBackslash(_ bytes: UnsafeBufferPointer<UInt8>, from index: Int) -> Int {
+        var index = index
+        if let base = bytes.baseAddress {
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highs: UInt64 = 0x8080_8080_8080_8080
+            while index + 8 <= bytes.count {
+                let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self).littleEndian
+                // A byte of `x` is zero where the word has the byte looked for; the lowest flag
+                // marks the first one exactly (a borrow only carries to higher bytes).
+                let quotes = word ^ (ones &* 0x22)
+                let backslashes = word ^ (ones &* 0x5C)
+                let found = ((quotes &- ones) & ~quotes | (backslashes &- ones) & ~backslashes) & highs
+                if found != 0 { return index + found.trailingZeroBitCount / 8 }
+                index += 8
+            }
+        }
+        while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\") { index += 1 }
+        return index
+    }
+
+    /// How many containers a scan records the ends of: every one of an update or a service's
+    /// answer, while a body of many small containers costs no more memory than this.
+    static let recordedContainers = 256
+
     /// Past the value starting at `index`, or nil when the document is malformed there.
-    /// Iterative: the nesting costs no stack.
-    static func scan(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: maxDepth) { open in
+    /// Iterative: the nesting costs no stack. `containers` gets where each non-empty container
+    /// opens and where it ends (past its closing bracket), in the order they open, the first
+    /// ``recordedContainers`` of them: a reader then passes over a container without walking it.
+    static func scan(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, containers: inout [(open: Int, end: Int)]) -> Int? {
+        withUnsafeTemporaryAllocation(of: (opening: UInt8, slot: Int).self, capacity: maxDepth) { open in
             var depth = 0
             var index = start
             while true {
@@ -122,12 +147,18 @@ enum JSONBytes {
                     guard depth < maxDepth else { return nil }
                     let opening = bytes[index]
                     let closing = opening == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+                    let at = index
                     index = skipSpace(bytes, index + 1)
                     guard index < bytes.count else { return nil }
                     if bytes[index] == closing {
                         index += 1
                     } else {
-                        open[depth] = opening
+                        var slot = -1
+                        if containers.count < recordedContainers {
+                            slot = containers.count
+                            containers.append((open: at, end: 0))
+                        }
+                        open[depth] = (opening, slot)
                         depth += 1
                         if opening == UInt8(ascii: "{") {
                             guard let next = member(bytes, index) else { return nil }
@@ -158,19 +189,17 @@ enum JSONBytes {
                     guard depth > 0 else { return index }
                     index = skipSpace(bytes, index)
                     guard index < bytes.count else { return nil }
-                    let inObject = open[depth - 1] == UInt8(ascii: "{")
+                    let inObject = open[depth - 1].opening == UInt8(ascii: "{")
                     let closing = inObject ? UInt8(ascii: "}") : UInt8(ascii: "]")
-                    if bytes[index] == closing {
-                        depth -= 1
-                        index += 1
-                        continue
+                    if bytes[index] != closing {
+                        guard bytes[index] == UInt8(ascii: ",") else { return nil }
+                        index = skipSpace(bytes, index + 1)
+                        guard index < bytes.count else { return nil }
                     }
-                    guard bytes[index] == UInt8(ascii: ",") else { return nil }
-                    index = skipSpace(bytes, index + 1)
-                    guard index < bytes.count else { return nil }
-                    if bytes[index] == closing {  // a trailing comma
+                    if bytes[index] == closing {  // the end, or a trailing comma and the end
                         depth -= 1
                         index += 1
+                        if open[depth].slot >= 0 { containers[open[depth].slot].end = index }
                         continue
                     }
                     if inObject {

@@ -11,6 +11,9 @@ struct JSONDocument {
     let bytes: UnsafeBufferPointer<UInt8>
     /// Where the top-level value starts.
     let root: Int
+    /// Where the scan found containers to open and end, in document order (not all of them in a
+    /// large document: see ``JSONBytes/recordedContainers``).
+    private let containers: [(open: Int, end: Int)]
 
     init(_ bytes: UnsafeBufferPointer<UInt8>) throws(ReadError) {
         self.bytes = bytes
@@ -18,7 +21,26 @@ struct JSONDocument {
         var start = bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF ? 3 : 0
         start = JSONBytes.skipSpace(bytes, start)
         root = start
-        guard let end = JSONBytes.scan(bytes, from: start), JSONBytes.skipSpace(bytes, end) == bytes.count else { throw .malformed }
+        var containers: [(open: Int, end: Int)] = []
+        containers.reserveCapacity(16)
+        guard let end = JSONBytes.scan(bytes, from: start, containers: &containers), JSONBytes.skipSpace(bytes, end) == bytes.count else {
+            throw .malformed
+        }
+        self.containers = containers
+    }
+
+    /// Past the value at `index`: a container's end as the scan found it, when it recorded it.
+    func end(ofValueAt index: Int) -> Int {
+        if bytes[index] == UInt8(ascii: "{") || bytes[index] == UInt8(ascii: "[") {
+            var low = 0
+            var high = containers.count
+            while low < high {
+                let middle = (low + high) / 2
+                if containers[middle].open < index { low = middle + 1 } else { high = middle }
+            }
+            if low < containers.count, containers[low].open == index { return containers[low].end }
+        }
+        return JSONBytes.skipValue(bytes, index)
     }
 
     /// A field that may be absent or null.
@@ -39,7 +61,7 @@ struct JSONDocument {
         var next = JSONBytes.skipSpace(bytes, index + 1)
         while bytes[next] != UInt8(ascii: "]") {
             elements.append(next)
-            next = afterElement(JSONBytes.skipValue(bytes, next), closing: UInt8(ascii: "]"))
+            next = afterElement(end(ofValueAt: next), closing: UInt8(ascii: "]"))
         }
         return elements
     }
@@ -106,7 +128,7 @@ struct JSONDocument {
             }
             let value = JSONBytes.skipSpace(bytes, JSONBytes.skipSpace(bytes, keyEnd) + 1)
             fields.append(key: next + 1..<keyEnd - 1, decoded: name, value: value)
-            next = afterElement(JSONBytes.skipValue(bytes, value), closing: UInt8(ascii: "}"))
+            next = afterElement(end(ofValueAt: value), closing: UInt8(ascii: "}"))
         }
         return fields
     }
