@@ -18,6 +18,24 @@ import Testing
             ])
     }
 
+    @Test func everyNumberTypeIsWrittenAsItsDigits() throws {
+        let log = RecordingLog()
+        log.logger().info(
+            "x",
+            metadata: [
+                "a": .stringConvertible(Int64.min), "b": .stringConvertible(Int64.max), "c": .stringConvertible(Int64(-7)),
+                "d": .stringConvertible(Int64(0)), "e": .stringConvertible(Int(-42)), "f": .stringConvertible(Int32(5)),
+                "g": .stringConvertible(UInt8(200)), "h": .stringConvertible(-1.5), "i": .stringConvertible(Double.nan),
+                "j": .stringConvertible(Int64(1_000_000)), "k": .array(["x"]),
+            ])
+        let line = try #require(log.all.first)
+        #expect(
+            line.hasSuffix(
+                #""a":-9223372036854775808,"b":9223372036854775807,"c":-7,"d":0,"e":-42,"f":5,"g":200,"h":-1.5,"i":"nan","j":1000000,"k":"[\"x\"]"}"#
+                    + "\n"), "\(line)")
+        #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil)
+    }
+
     @Test func aLinesFieldReplacesTheLoggersOfTheSameKey() {
         let log = RecordingLog()
         var logger = log.logger()

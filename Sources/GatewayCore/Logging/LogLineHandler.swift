@@ -36,9 +36,7 @@ public struct LogLineHandler: LogHandler {
 
     public func log(event: LogEvent) {
         let (seconds, nanoseconds) = clock()
-        var time: [UInt8] = []
-        time.reserveCapacity(24)
-        Timestamp.appendISO8601(seconds: seconds, milliseconds: Int(nanoseconds / 1_000_000), to: &time)
+        let time = (seconds: seconds, milliseconds: Int(nanoseconds / 1_000_000))
         sink(render(time: time, level: event.level, message: event.message.description, fields: Self.fields(metadata, event.metadata)))
     }
 
@@ -53,17 +51,28 @@ public struct LogLineHandler: LogHandler {
         return fields
     }
 
-    func render(time: [UInt8], level: Logger.Level, message: String, fields: [(key: String, value: Logger.Metadata.Value)]) -> [UInt8] {
+    func render(
+        time: (seconds: Int64, milliseconds: Int), level: Logger.Level, message: String, fields: [(key: String, value: Logger.Metadata.Value)]
+    ) -> [UInt8] {
         switch format {
         case .json:
             var writer = JSONWriter(capacity: 512)
-            writer.field("time", json: [UInt8(ascii: "\"")] + time + [UInt8(ascii: "\"")])
+            writer.field("time", unescaped: { Timestamp.appendISO8601(seconds: time.seconds, milliseconds: time.milliseconds, to: &$0) })
             writer.field("level", level.rawValue)
             writer.field("message", message)
             for (key, value) in fields {
-                if let number = Self.jsonNumber(value) {
-                    writer.field(key, json: Array(number.utf8))
-                } else {
+                switch value {
+                case .string(let text):
+                    writer.field(key, text)
+                case .stringConvertible(let convertible):
+                    if let integer = convertible as? Int64 {
+                        writer.field(key, integer)
+                    } else if let number = Self.jsonNumber(convertible) {
+                        writer.field(key, json: { $0.append(contentsOf: number.utf8) })
+                    } else {
+                        writer.field(key, convertible.description)
+                    }
+                default:
                     writer.field(key, value.description)
                 }
             }
@@ -71,7 +80,7 @@ public struct LogLineHandler: LogHandler {
             line.append(UInt8(ascii: "\n"))
             return line
         case .text:
-            var line = "\(String(decoding: time, as: UTF8.self)) \(level.rawValue.uppercased()) \(message)"
+            var line = "\(Timestamp.iso8601(seconds: time.seconds, milliseconds: time.milliseconds)) \(level.rawValue.uppercased()) \(message)"
             for (key, value) in fields { line += " \(key)=\(value)" }
             line += "\n"
             return Array(line.utf8)
@@ -79,10 +88,9 @@ public struct LogLineHandler: LogHandler {
     }
 
     /// Integers and finite floating-point values are written as JSON numbers, the rest as strings.
-    /// The types the gateway logs are tried first: a cast to a protocol costs far more.
-    private static func jsonNumber(_ value: Logger.Metadata.Value) -> String? {
-        guard case .stringConvertible(let convertible) = value else { return nil }
-        if let integer = convertible as? Int64 { return String(integer) }
+    /// The types the gateway logs are tried first (Int64 by the caller, without a String): a cast
+    /// to a protocol costs far more.
+    private static func jsonNumber(_ convertible: any CustomStringConvertible & Sendable) -> String? {
         if let double = convertible as? Double { return double.isFinite ? String(describing: double) : nil }
         if let integer = convertible as? Int { return String(integer) }
         if let integer = convertible as? Int32 { return String(integer) }

@@ -18,7 +18,35 @@ public struct JSONWriter {
 
     public mutating func field(_ key: String, _ value: Int64) {
         appendKey(key)
-        bytes.append(contentsOf: String(value).utf8)
+        Self.appendDecimal(value, to: &bytes)
+    }
+
+    /// A string value written by `write`, which appends its bytes: the writer adds the quotes.
+    /// For text that needs no escaping (a timestamp's digits and punctuation).
+    mutating func field(_ key: String, unescaped write: (inout [UInt8]) -> Void) {
+        appendKey(key)
+        bytes.append(UInt8(ascii: "\""))
+        write(&bytes)
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// A value written by `write` as JSON: a number, or a nested value.
+    mutating func field(_ key: String, json write: (inout [UInt8]) -> Void) {
+        appendKey(key)
+        write(&bytes)
+    }
+
+    /// `value` in decimal digits, without a String on the way.
+    static func appendDecimal(_ value: Int64, to bytes: inout [UInt8]) {
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        var divisor: UInt64 = 1
+        while divisor <= magnitude / 10 { divisor *= 10 }
+        while divisor > 0 {
+            bytes.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude / divisor))
+            magnitude %= divisor
+            divisor /= 10
+        }
     }
 
     public mutating func field(_ key: String, _ value: Bool) {

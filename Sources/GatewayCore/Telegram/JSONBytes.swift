@@ -300,10 +300,19 @@ enum JSONBytes {
         let end = skipString(bytes, index)! - 1
         let start = index + 1
         let raw = UnsafeBufferPointer(rebasing: bytes[start..<end])
-        guard raw.contains(UInt8(ascii: "\\")) else {
-            guard !raw.contains(where: { $0 < 0x20 }) else { return nil }
-            return String(validating: raw, as: UTF8.self)
+        // One pass for the usual string: no escape, no control byte, and ASCII, which needs no
+        // UTF-8 check (String(validating:) costs about a thousand instructions a string).
+        var nonASCII: UInt8 = 0
+        for byte in raw {
+            guard byte >= 0x20 else { return nil }
+            guard byte != UInt8(ascii: "\\") else { return unescaped(raw) }
+            nonASCII |= byte
         }
+        return nonASCII < 0x80 ? String(decoding: raw, as: UTF8.self) : String(validating: raw, as: UTF8.self)
+    }
+
+    /// A string's text from its bytes (without its quotes) holding at least one escape.
+    private static func unescaped(_ raw: UnsafeBufferPointer<UInt8>) -> String? {
         var utf8: [UInt8] = []
         utf8.reserveCapacity(raw.count)
         var position = 0
