@@ -204,6 +204,20 @@ import Testing
         }
     }
 
+    @Test(arguments: [Int64(0), 7, -7, 1_234_567_890_123, -1_001_234_567_890, .max, .min])
+    func keysAreTheHashTagAndTheirName(id: Int64) {
+        for subject in [StateSubject.user(id), .chat(id)] {
+            for updateID in [Int64(0), 9, .max, .min] {
+                let keys = StateSubjectKeys(subject: subject, updateID: updateID)
+                let tag = subject.hashTag
+                #expect(keys.update == "\(tag):update:\(updateID)")
+                #expect(
+                    [keys.pace, keys.session, keys.lease, keys.queued, keys.outbox]
+                        == ["\(tag):pacing", "\(tag):session", "\(tag):lease", "\(tag):queued", "\(tag):outbox"])
+            }
+        }
+    }
+
     @Test func commandsOfAnyBytesReachRedisIntact() throws {
         // The gateway writes Redis's protocol itself (hiredis only sends it and reads replies).
         let encoded = RESP.encode([Array("SET".utf8), [0, 13, 10, 255], []])
@@ -218,6 +232,15 @@ import Testing
                     [Array("EVALSHA".utf8), Array(String(repeating: "a", count: 40).utf8), Array("3".utf8)] + keys.map { Array($0.utf8) } + arguments)
         )
         #expect(RESP.encodeEvalsha("d", keys: [], arguments: []) == Array("*3\r\n$7\r\nEVALSHA\r\n$1\r\nd\r\n$1\r\n0\r\n".utf8))
+        // Counts and lengths of several digits, against the protocol written out by hand.
+        let many: [[UInt8]] = (0..<12).map { [UInt8](repeating: 0x61, count: $0 * 97) }
+        let byHand = "*12\r\n" + many.map { "$\($0.count)\r\n" + String(decoding: $0, as: UTF8.self) + "\r\n" }.joined()
+        #expect(RESP.encode(many) == Array(byHand.utf8))
+        let manyKeys = (0..<11).map { "{tg:\($0)}:" + String(repeating: "k", count: $0 * 13) }
+        let evalshaByHand =
+            "*25\r\n$7\r\nEVALSHA\r\n$1\r\nd\r\n$2\r\n11\r\n" + manyKeys.map { "$\($0.utf8.count)\r\n\($0)\r\n" }.joined()
+            + many.prefix(11).map { "$\($0.count)\r\n" + String(decoding: $0, as: UTF8.self) + "\r\n" }.joined()
+        #expect(RESP.encodeEvalsha("d", keys: manyKeys, arguments: Array(many.prefix(11))) == Array(evalshaByHand.utf8))
         try withRedis { fixture in
             let connection = RedisConnection(settings: .init(fixture.settings), clock: monotonicNanoseconds)
             let value: [UInt8] = [0, 13, 10, 36, 42, 255, 254] + [UInt8](repeating: 0x41, count: 70_000) + Array("\r\n".utf8)
