@@ -83,6 +83,7 @@ final class Behaviour: Sendable {
     var webhook: Data? { state.withLock { $0.webhook } }
     var webhookReport: WebhookReport { state.withLock { $0.webhookReport } }
     var isUnauthorized: Bool { state.withLock { $0.unauthorized } }
+    var refusesSomeChat: Bool { state.withLock { !$0.blocked.isEmpty } }
 
     func setWebhook(_ parameters: Data?) { state.withLock { $0.webhook = parameters } }
 
@@ -160,12 +161,12 @@ final class Recorder: Sendable {
     }
 
     func service(_ name: String, body: Data) {
-        write(#"{"service":"\#(name)","at":\#(Date().timeIntervalSince1970),"request":"#, body, to: services)
+        if services != nil { write(#"{"service":"\#(name)","at":\#(Date().timeIntervalSince1970),"request":"#, body, to: services) }
         if !quiet { Self.say("service \(name): \(String(decoding: body, as: UTF8.self))") }
     }
 
     func botAPI(_ method: String, body: Data) {
-        write(#"{"method":"\#(method)","at":\#(Date().timeIntervalSince1970),"params":"#, body, to: botAPI)
+        if botAPI != nil { write(#"{"method":"\#(method)","at":\#(Date().timeIntervalSince1970),"params":"#, body, to: botAPI) }
         if !quiet { Self.say("bot-api \(method): \(String(decoding: body, as: UTF8.self))") }
     }
 
