@@ -66,7 +66,8 @@ public func bootstrapLogging(_ config: GatewayConfig) -> Logger {
     let format = config.logFormat
     LoggingSystem.bootstrap { _ in LogLineHandler(level: level, format: format, clock: wallClock, sink: sink) }
     var logger = Logger(label: "telegram-gateway")
-    logger[metadataKey: LogKey.pid] = .stringConvertible(getpid())
+    // An Int64: the log line writes one without trying other types first.
+    logger[metadataKey: LogKey.pid] = .stringConvertible(Int64(getpid()))
     return logger
 }
 

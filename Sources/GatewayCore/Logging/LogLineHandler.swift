@@ -41,11 +41,12 @@ public struct LogLineHandler: LogHandler {
     }
 
     /// The logger's metadata and the line's (the line's value wins for a key in both), sorted
-    /// by key: a line's few fields in an array, no merged dictionary.
+    /// by key: a line's few fields in an array, no merged dictionary. A line's own fields are
+    /// few: they are compared with the logger's keys one by one, not looked up by hash.
     static func fields(_ metadata: Logger.Metadata, _ extra: Logger.Metadata?) -> [(key: String, value: Logger.Metadata.Value)] {
         var fields: [(key: String, value: Logger.Metadata.Value)] = []
         fields.reserveCapacity(metadata.count + (extra?.count ?? 0))
-        for (key, value) in metadata where extra?[key] == nil { fields.append((key, value)) }
+        for (key, value) in metadata where !(extra?.contains { $0.key == key } ?? false) { fields.append((key, value)) }
         if let extra { for (key, value) in extra { fields.append((key, value)) } }
         fields.sort { $0.key < $1.key }
         return fields
