@@ -326,10 +326,7 @@ package enum RESP {
 
         /// An integer as its decimal text.
         mutating func argument(_ value: Int) {
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-                let start = Self.decimal(value, into: digits)
-                argument(UnsafeBufferPointer(rebasing: digits[start...]))
-            }
+            RESP.withDecimal(UInt64(value.magnitude)) { argument($0) }
         }
 
         mutating func argument(_ argument: UnsafeBufferPointer<UInt8>) {
@@ -341,10 +338,7 @@ package enum RESP {
         mutating func header(_ marker: UInt8, _ value: Int) {
             buffer[count] = marker
             count += 1
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-                let start = Self.decimal(value, into: digits)
-                copy(UnsafeBufferPointer(rebasing: digits[start...]))
-            }
+            RESP.withDecimal(UInt64(value.magnitude)) { copy($0) }
             crlf()
         }
 
@@ -358,17 +352,20 @@ package enum RESP {
             buffer[count + 1] = UInt8(ascii: "\n")
             count += 2
         }
+    }
 
-        /// A non-negative integer's digits at the end of `digits` (20 bytes): where they start.
-        private static func decimal(_ value: Int, into digits: UnsafeMutableBufferPointer<UInt8>) -> Int {
+    /// `magnitude`'s decimal digits, made on the stack and handed to `body`: a command's counts
+    /// and lengths, and the ids in keys.
+    static func withDecimal(_ magnitude: UInt64, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
             var start = digits.count
-            var rest = value.magnitude
+            var rest = magnitude
             repeat {
                 start -= 1
                 digits[start] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest % 10)
                 rest /= 10
             } while rest > 0
-            return start
+            body(UnsafeBufferPointer(rebasing: digits[start...]))
         }
     }
 }

@@ -69,7 +69,7 @@ public struct LogLineHandler: LogHandler {
                     if let integer = convertible as? Int64 {
                         writer.field(key, integer)
                     } else if let number = Self.jsonNumber(convertible) {
-                        writer.field(key, json: { $0.append(contentsOf: number.utf8) })
+                        writer.field(key, json: number.utf8)
                     } else {
                         writer.field(key, convertible.description)
                     }

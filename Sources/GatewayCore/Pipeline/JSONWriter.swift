@@ -30,12 +30,6 @@ public struct JSONWriter {
         bytes.append(UInt8(ascii: "\""))
     }
 
-    /// A value written by `write` as JSON: a number, or a nested value.
-    mutating func field(_ key: String, json write: (inout [UInt8]) -> Void) {
-        appendKey(key)
-        write(&bytes)
-    }
-
     /// `value` in decimal digits, without a String on the way.
     static func appendDecimal(_ value: Int64, to bytes: inout [UInt8]) {
         if value < 0 { bytes.append(UInt8(ascii: "-")) }
@@ -55,7 +49,7 @@ public struct JSONWriter {
     }
 
     /// A value that is already JSON (a nested object or array written by another writer).
-    public mutating func field(_ key: String, json: [UInt8]) {
+    public mutating func field(_ key: String, json: some Collection<UInt8>) {
         appendKey(key)
         bytes.append(contentsOf: json)
     }

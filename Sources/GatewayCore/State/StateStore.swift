@@ -89,12 +89,10 @@ public struct StateSubject: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The Redis Cluster hash tag every key of this subject carries, so one script's keys share a slot.
-    public var hashTag: String {
-        switch kind {
-        case .user: "{tg:\(id)}"
-        case .chat: "{tgc:\(id)}"
-        }
-    }
+    public var hashTag: String { "\(hashTagOpening)\(id)}" }
+
+    /// What the hash tag opens with, before the id: `{tg:` for a user, `{tgc:` for a chat.
+    public var hashTagOpening: StaticString { kind == .user ? "{tg:" : "{tgc:" }
 
     /// The subject whose keys hold `chatID`'s sending window: a private chat's id is its user's
     /// id, so a private chat's window lives with its user; a group's with the group.
