@@ -35,154 +35,185 @@ public enum RedisScripts {
     /// The pace holding the sending window of `chatID`: the subject's that owns it.
     public static func windowKey(of chatID: Int64) -> String { StateSubject.windowOwner(of: chatID).hashTag + ":pacing" }
 
+    /// The policy's numbers as Lua constants at the head of a store's script: an argument costs
+    /// Redis about 1.3k instructions per call (read, made a Lua string, put in `ARGV`, freed;
+    /// callgrind), so what never changes for a store is written into its script once.
+    static func policyConstants(_ policy: StatePolicy) -> String {
+        let (privateLimit, privateSpan) = policy.outgoing.window(of: 1)
+        let (groupLimit, groupSpan) = policy.outgoing.window(of: -1)
+        return """
+            local LEASE_MS, DEDUPE_S, SESSION_S = '\(policy.leaseMilliseconds)', '\(policy.dedupeTTLSeconds)', '\(policy.sessionTTLSeconds)'
+            local CAPACITY, WINDOW_MS, HALF_SESSION_MS = \(policy.rateLimitRequests), \(policy.rateLimitWindowMilliseconds), \(Int64(policy.sessionTTLSeconds) * 500)
+            local PRIVATE_LIMIT, PRIVATE_MS, GROUP_LIMIT, GROUP_MS = \(privateLimit), \(privateSpan), \(groupLimit), \(groupSpan)
+
+            """
+    }
+
     /// KEYS: update mark, pace, session, user lease, queued, outbox.
-    /// ARGV: token, lease ms, dedupe TTL s, capacity, window ms, session TTL s, needs session
-    /// (1/0), new internal id, origin (`s` webhook, `w` worker), replay id or '', update id,
-    /// reply or '', reply window limit, reply window ms.
+    /// ARGV: token, flags (origin `s` webhook or `w` worker; `1`/`0` needs session; the reply's
+    /// window, `p` a private chat's or `g` a group's), update id, new internal id, replay id or
+    /// '', reply or ''. The policy's numbers are the script's constants (``policyConstants(_:)``).
     /// Returns `{"duplicate", outbox}`, `{"in_progress", pttl}`, `{"limited", warn}`,
     /// `{"deferred"}`, `{"busy", pttl}`, `{"done", reply admission, outbox}` (nothing to
-    /// claim) or `{"claimed", internal id, state or false, created, outbox, needs index}`
-    /// (the internal id's record is missing or older than half a session's life).
-    public static let begin = RedisScript(
-        name: "begin",
-        source: pace + #"""
-            local worker = ARGV[9] == 'w'
-            local needs = ARGV[7] == '1'
-            local mark
-            if worker then
-              mark = redis.call('GET', KEYS[1])
-            elseif needs then
-              -- A webhook request marks a new update at once (one write, not a read and a write):
-              -- held by its lease when it needs the session, else done (`fresh`). The paths that
-              -- end otherwise replace or remove that mark below.
-              mark = redis.call('SET', KEYS[1], 'lease:' .. ARGV[1], 'NX', 'GET', 'PX', ARGV[2])
-            else
-              mark = redis.call('SET', KEYS[1], 'done', 'NX', 'GET', 'EX', ARGV[3])
-            end
-            local fresh = not worker and not mark
-            local finished = mark and string.sub(mark, 1, 4) == 'done'
-            if finished and (ARGV[10] == '' or mark == 'done:' .. ARGV[10]) then
-              if worker then redis.call('SREM', KEYS[5], ARGV[11]) end
-              return {'duplicate', redis.call('LLEN', KEYS[6])}
-            end
-            if mark and not finished and not worker then return {'in_progress', redis.call('PTTL', KEYS[1])} end
-            local function mark_done()
-              if worker or not fresh or needs then redis.call('SET', KEYS[1], 'done', 'EX', ARGV[3]) end
-            end
+    /// claim), only the reply admission (`"now"` or `"none"`: done, nothing in the outbox; a
+    /// table costs Redis ~5k instructions more to return) or `{"claimed", internal id, state or
+    /// false, created, outbox, needs index}` (the internal id's record is missing or older than
+    /// half a session's life).
+    public static func begin(_ policy: StatePolicy) -> RedisScript {
+        RedisScript(name: "begin", source: policyConstants(policy) + pace + beginBody)
+    }
 
-            -- The rate limit comes before anything that could make the update wait. The pace
-            -- (the bucket, and the window of the reply's chat, which is the subject's own) is
-            -- written once, on the way out.
-            local pace = nil
-            local allowed, warn = true, 0
-            if not worker then
-              pace = pace_read(KEYS[2], now_ms())
-              allowed, warn = pace_take(pace, tonumber(ARGV[4]), tonumber(ARGV[5]), now_ms())
-            end
-            redis.call('EXPIRE', KEYS[3], ARGV[6])
-            if not allowed then
-              pace_write(KEYS[2], pace)
-              mark_done()
-              return {'limited', warn}
-            end
+    private static let beginBody = #"""
+        local origin, needed, kind = string.byte(ARGV[2], 1, 3)
+        local worker = origin == 119
+        local needs = needed == 49
+        local mark
+        if worker then
+          mark = redis.call('GET', KEYS[1])
+        elseif needs then
+          -- A webhook request marks a new update at once (one write, not a read and a write):
+          -- held by its lease when it needs the session, else done (`fresh`). The paths that
+          -- end otherwise replace or remove that mark below.
+          mark = redis.call('SET', KEYS[1], 'lease:' .. ARGV[1], 'NX', 'GET', 'PX', LEASE_MS)
+        else
+          mark = redis.call('SET', KEYS[1], 'done', 'NX', 'GET', 'EX', DEDUPE_S)
+        end
+        local fresh = not worker and not mark
+        local finished = mark and string.sub(mark, 1, 4) == 'done'
+        if finished and (ARGV[5] == '' or mark == 'done:' .. ARGV[5]) then
+          if worker then redis.call('SREM', KEYS[5], ARGV[3]) end
+          return {'duplicate', redis.call('LLEN', KEYS[6])}
+        end
+        if mark and not finished and not worker then return {'in_progress', redis.call('PTTL', KEYS[1])} end
+        local function mark_done()
+          if worker or not fresh or needs then redis.call('SET', KEYS[1], 'done', 'EX', DEDUPE_S) end
+        end
 
-            local holder = false
-            if needs or worker then holder = redis.call('GET', KEYS[4]) end
-            if not worker then
-              -- Busy: another update holds the user, or the user's earlier updates or answers wait
-              -- in the stream. The update is counted as waiting; the caller appends it to the stream.
-              if (needs and holder and holder ~= ARGV[1]) or redis.call('SCARD', KEYS[5]) > 0 then
-                pace_write(KEYS[2], pace)
-                if fresh then redis.call('DEL', KEYS[1]) end
-                redis.call('SADD', KEYS[5], ARGV[11])
-                redis.call('EXPIRE', KEYS[5], ARGV[3])
-                return {'deferred'}
-              end
-            elseif holder and holder ~= ARGV[1] and string.sub(holder, 1, 1) == 's' then
-              -- A webhook request holds the user: the worker waits. A worker's lease left by an
-              -- earlier holder of this partition is simply taken over.
-              return {'busy', redis.call('PTTL', KEYS[4])}
-            end
+        -- The rate limit comes before anything that could make the update wait. The pace
+        -- (the bucket, and the window of the reply's chat, which is the subject's own) is
+        -- written once, on the way out.
+        local pace = nil
+        local allowed, warn = true, 0
+        if not worker then
+          pace = pace_read(KEYS[2], now_ms())
+          allowed, warn = pace_take(pace, CAPACITY, WINDOW_MS, now_ms())
+        end
+        redis.call('EXPIRE', KEYS[3], SESSION_S)
+        if not allowed then
+          pace_write(KEYS[2], pace)
+          mark_done()
+          return {'limited', warn}
+        end
 
-            if not needs then
-              mark_done()
-              if worker then redis.call('SREM', KEYS[5], ARGV[11]) end
-              -- A webhook request got here with nothing of the user waiting: the outbox is empty
-              -- (a call in it keeps `o` in the queued set).
-              local admitted = 'none'
-              if ARGV[12] ~= '' then
-                pace = pace or pace_read(KEYS[2], now_ms())
-                admitted = admit(KEYS[6], KEYS[5], pace, ARGV[12], tonumber(ARGV[13]), tonumber(ARGV[14]), ARGV[3], not worker)
-              end
-              if not worker or admitted == 'now' then pace_write(KEYS[2], pace) end
-              -- Admitted now, the reply found the outbox empty and left it so.
-              if admitted == 'now' or (admitted == 'none' and not worker) then return {'done', admitted, 0} end
-              return {'done', admitted, redis.call('LLEN', KEYS[6])}
-            end
-            if not worker then pace_write(KEYS[2], pace) end
-            local session = redis.call('HMGET', KEYS[3], 'id', 'state', 'ix')
-            local created = 0
-            if not session[1] then
-              -- A new session (an existing one's expiry was refreshed above).
-              redis.call('HSET', KEYS[3], 'id', ARGV[8])
-              redis.call('EXPIRE', KEYS[3], ARGV[6])
-              session[1] = ARGV[8]
-              created = 1
-            end
-            local indexed = tonumber(session[3])
-            local stale = 0
-            if not indexed or now_ms() - indexed > tonumber(ARGV[6]) * 500 then stale = 1 end
-            if not fresh then redis.call('SET', KEYS[1], 'lease:' .. ARGV[1], 'PX', ARGV[2]) end
-            redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[2])
-            -- A webhook request got here with nothing of the user waiting: the outbox is empty.
-            local waiting = 0
-            if worker then waiting = redis.call('LLEN', KEYS[6]) end
-            return {'claimed', session[1], session[2] or false, created, waiting, stale}
-            """#)
+        local holder = false
+        if needs or worker then holder = redis.call('GET', KEYS[4]) end
+        if not worker then
+          -- Busy: another update holds the user, or the user's earlier updates or answers wait
+          -- in the stream. The update is counted as waiting; the caller appends it to the stream.
+          if (needs and holder and holder ~= ARGV[1]) or redis.call('SCARD', KEYS[5]) > 0 then
+            pace_write(KEYS[2], pace)
+            if fresh then redis.call('DEL', KEYS[1]) end
+            redis.call('SADD', KEYS[5], ARGV[3])
+            redis.call('EXPIRE', KEYS[5], DEDUPE_S)
+            return {'deferred'}
+          end
+        elseif holder and holder ~= ARGV[1] and string.sub(holder, 1, 1) == 's' then
+          -- A webhook request holds the user: the worker waits. A worker's lease left by an
+          -- earlier holder of this partition is simply taken over.
+          return {'busy', redis.call('PTTL', KEYS[4])}
+        end
+
+        if not needs then
+          mark_done()
+          if worker then redis.call('SREM', KEYS[5], ARGV[3]) end
+          -- A webhook request got here with nothing of the user waiting: the outbox is empty
+          -- (a call in it keeps `o` in the queued set).
+          local admitted = 'none'
+          if ARGV[6] ~= '' then
+            pace = pace or pace_read(KEYS[2], now_ms())
+            local limit, span = PRIVATE_LIMIT, PRIVATE_MS
+            if kind == 103 then limit, span = GROUP_LIMIT, GROUP_MS end
+            admitted = admit(KEYS[6], KEYS[5], pace, ARGV[6], limit, span, DEDUPE_S, not worker)
+          end
+          if not worker or admitted == 'now' then pace_write(KEYS[2], pace) end
+          -- Admitted now, the reply found the outbox empty and left it so: the admission alone.
+          if admitted == 'now' or (admitted == 'none' and not worker) then return admitted end
+          return {'done', admitted, redis.call('LLEN', KEYS[6])}
+        end
+        if not worker then pace_write(KEYS[2], pace) end
+        local session = redis.call('HMGET', KEYS[3], 'id', 'state', 'ix')
+        local created = 0
+        if not session[1] then
+          -- A new session (an existing one's expiry was refreshed above).
+          redis.call('HSET', KEYS[3], 'id', ARGV[4])
+          redis.call('EXPIRE', KEYS[3], SESSION_S)
+          session[1] = ARGV[4]
+          created = 1
+        end
+        local indexed = tonumber(session[3])
+        local stale = 0
+        if not indexed or now_ms() - indexed > HALF_SESSION_MS then stale = 1 end
+        if not fresh then redis.call('SET', KEYS[1], 'lease:' .. ARGV[1], 'PX', LEASE_MS) end
+        redis.call('SET', KEYS[4], ARGV[1], 'PX', LEASE_MS)
+        -- A webhook request got here with nothing of the user waiting: the outbox is empty.
+        local waiting = 0
+        if worker then waiting = redis.call('LLEN', KEYS[6]) end
+        return {'claimed', session[1], session[2] or false, created, waiting, stale}
+        """#
 
     /// KEYS: update mark, session, user lease, queued, outbox, pace.
-    /// ARGV: token ('' when nothing was claimed), dedupe TTL s, session TTL s, state action
+    /// ARGV: token ('' when nothing was claimed), flags (the reply's window, `p` or `g` as in
+    /// `begin`; `1` when the internal id's record was written now, else `0`), state action
     /// (keep/set/clear), state JSON, internal id ('' keeps it), replay id or '', update id,
-    /// reply or '', reply window limit, reply window ms, indexed ('1': the internal id's record
-    /// was written now), then the tail's calls.
+    /// reply or '', then the tail's calls. The policy's numbers are the script's constants.
     /// With a token: marks the update done, writes the state it was given whoever holds the
     /// lease now (it is never lost), and releases the lease if it is still the token's. Then
     /// the update no longer waits, the reply is admitted or kept, the tail kept.
-    /// Returns `{reply admission, calls in the outbox, lease was ours (1/0)}`.
-    public static let finish = RedisScript(
-        name: "finish",
-        source: pace + #"""
-            local ours = 1
-            if ARGV[1] ~= '' then
-              local done = 'done'
-              if ARGV[7] ~= '' then done = 'done:' .. ARGV[7] end
-              redis.call('SET', KEYS[1], done, 'EX', ARGV[2])
-              local holder = redis.call('GET', KEYS[3])
-              if holder == ARGV[1] then redis.call('DEL', KEYS[3]) elseif holder then ours = 0 end
-              -- The session's fields in one write, then its expiry (nothing when it is gone).
-              local fields = {}
-              if ARGV[4] == 'set' then
-                fields = {'state', ARGV[5]}
-              elseif ARGV[4] == 'clear' then
-                redis.call('HDEL', KEYS[2], 'state')
-              end
-              if ARGV[6] ~= '' then fields[#fields + 1] = 'id'; fields[#fields + 1] = ARGV[6] end
-              if ARGV[12] == '1' then fields[#fields + 1] = 'ix'; fields[#fields + 1] = now_ms() end
-              if #fields > 0 then redis.call('HSET', KEYS[2], unpack(fields)) end
-              redis.call('EXPIRE', KEYS[2], ARGV[3])
-            end
-            redis.call('SREM', KEYS[4], ARGV[8])
-            local admitted = 'none'
-            if ARGV[9] ~= '' then
-              local pace = pace_read(KEYS[6], now_ms())
-              admitted = admit(KEYS[5], KEYS[4], pace, ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[2])
-              if admitted == 'now' then pace_write(KEYS[6], pace) end
-            end
-            for i = 13, #ARGV do keep(KEYS[5], KEYS[4], ARGV[i], ARGV[2]) end
-            -- Admitted now with no tail, the reply found the outbox empty and left it so.
-            if admitted == 'now' and #ARGV < 13 then return {admitted, 0, ours} end
-            return {admitted, redis.call('LLEN', KEYS[5]), ours}
-            """#)
+    /// Returns `{reply admission, calls in the outbox, lease was ours (1/0)}`, or only `"now"`
+    /// when the reply was admitted now into an empty outbox, with no tail, and the lease was
+    /// ours.
+    public static func finish(_ policy: StatePolicy) -> RedisScript {
+        RedisScript(name: "finish", source: policyConstants(policy) + pace + finishBody)
+    }
+
+    private static let finishBody = #"""
+        local kind, indexed = string.byte(ARGV[2], 1, 2)
+        local ours = 1
+        if ARGV[1] ~= '' then
+          local done = 'done'
+          if ARGV[6] ~= '' then done = 'done:' .. ARGV[6] end
+          redis.call('SET', KEYS[1], done, 'EX', DEDUPE_S)
+          local holder = redis.call('GET', KEYS[3])
+          if holder == ARGV[1] then redis.call('DEL', KEYS[3]) elseif holder then ours = 0 end
+          -- The session's fields in one write, then its expiry (nothing when it is gone).
+          local fields = {}
+          if ARGV[3] == 'set' then
+            fields = {'state', ARGV[4]}
+          elseif ARGV[3] == 'clear' then
+            redis.call('HDEL', KEYS[2], 'state')
+          end
+          if ARGV[5] ~= '' then fields[#fields + 1] = 'id'; fields[#fields + 1] = ARGV[5] end
+          if indexed == 49 then fields[#fields + 1] = 'ix'; fields[#fields + 1] = now_ms() end
+          if #fields > 0 then redis.call('HSET', KEYS[2], unpack(fields)) end
+          redis.call('EXPIRE', KEYS[2], SESSION_S)
+        end
+        redis.call('SREM', KEYS[4], ARGV[7])
+        local admitted = 'none'
+        if ARGV[8] ~= '' then
+          local pace = pace_read(KEYS[6], now_ms())
+          local limit, span = PRIVATE_LIMIT, PRIVATE_MS
+          if kind == 103 then limit, span = GROUP_LIMIT, GROUP_MS end
+          admitted = admit(KEYS[5], KEYS[4], pace, ARGV[8], limit, span, DEDUPE_S)
+          if admitted == 'now' then pace_write(KEYS[6], pace) end
+        end
+        for i = 9, #ARGV do keep(KEYS[5], KEYS[4], ARGV[i], DEDUPE_S) end
+        -- Admitted now with no tail, the reply found the outbox empty and left it so.
+        if admitted == 'now' and #ARGV < 9 then
+          if ours == 1 then return admitted end
+          return {admitted, 0, ours}
+        end
+        return {admitted, redis.call('LLEN', KEYS[5]), ours}
+        """#
 
     /// KEYS: a chat's pace (its owner's). ARGV: limit, window ms, longest wait ms.
     /// Returns the milliseconds to wait, having reserved the slot, or, when the wait would be

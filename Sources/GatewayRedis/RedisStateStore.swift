@@ -16,8 +16,9 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
     /// Window members: unique per store by a counter, across stores by the random prefix.
     private var members = 0
     private let memberPrefix: String
-    /// The begin script's arguments that come from the policy, formatted once.
-    private let policyArguments: (lease: [UInt8], dedupe: [UInt8], capacity: [UInt8], window: [UInt8], session: [UInt8])
+    /// The begin and finish scripts with the policy's numbers in them.
+    private let beginScript: RedisScript
+    private let finishScript: RedisScript
 
     /// The process's view of the bot-wide budget, shared by its threads' stores.
     private let botBudget: BotBudgetGate
@@ -34,24 +35,25 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         self.logger = logger
         var generator = SystemRandomNumberGenerator()
         memberPrefix = String(generator.next() as UInt64, radix: 36) + "-\(getpid())-"
-        policyArguments = (
-            Self.bytes(policy.leaseMilliseconds), Self.bytes(policy.dedupeTTLSeconds), Self.bytes(policy.rateLimitRequests),
-            Self.bytes(policy.rateLimitWindowMilliseconds), Self.bytes(policy.sessionTTLSeconds)
-        )
+        beginScript = RedisScripts.begin(policy)
+        finishScript = RedisScripts.finish(policy)
     }
 
     public func begin(_ request: BeginRequest, deadline: Deadline) throws(StateStoreError) -> BeginDecision {
         let keys = StateSubjectKeys(subject: request.subject, updateID: request.updateID)
-        let window = request.reply?.pacedChatID.map { policy.outgoing.window(of: $0) }
+        // Origin, session, and the reply's window: a group's (as `OutgoingLimits.window(of:)`
+        // tells them apart) or a private chat's.
+        let flags: [UInt8] = [
+            request.origin == .webhook ? UInt8(ascii: "s") : UInt8(ascii: "w"), request.needsSession ? UInt8(ascii: "1") : UInt8(ascii: "0"),
+            (request.reply?.pacedChatID ?? 0) < 0 ? UInt8(ascii: "g") : UInt8(ascii: "p"),
+        ]
         let arguments: [[UInt8]] = [
-            Array(request.token.utf8), policyArguments.lease, policyArguments.dedupe, policyArguments.capacity, policyArguments.window,
-            policyArguments.session, request.needsSession ? [0x31] : [0x30], Array(request.newInternalUserID.utf8),
-            request.origin == .webhook ? [0x73] : [0x77], Array((request.replay ?? "").utf8), Self.bytes(request.updateID),
-            request.reply?.encoded ?? [], Self.bytes(window?.messages ?? 0), Self.bytes(window?.milliseconds ?? 0),
+            Array(request.token.utf8), flags, Self.bytes(request.updateID), Array(request.newInternalUserID.utf8),
+            Array((request.replay ?? "").utf8), request.reply?.encoded ?? [],
         ]
         let reply = try evaluate(
-            RedisScripts.begin, keys: [keys.update, keys.pace, keys.session, keys.lease, keys.queued, keys.outbox],
-            arguments: arguments, deadline: deadline)
+            beginScript, keys: [keys.update, keys.pace, keys.session, keys.lease, keys.queued, keys.outbox], arguments: arguments,
+            deadline: deadline)
         do {
             return try Self.decision(reply, claim: Claim(updateID: request.updateID, subject: request.subject, token: request.token))
         } catch {
@@ -68,17 +70,21 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         case .set(let state): (action, json) = ("set", state)
         case .clear: action = "clear"
         }
-        let window = completion.reply?.pacedChatID.map { policy.outgoing.window(of: $0) }
+        let flags: [UInt8] = [
+            (completion.reply?.pacedChatID ?? 0) < 0 ? UInt8(ascii: "g") : UInt8(ascii: "p"),
+            completion.indexed ? UInt8(ascii: "1") : UInt8(ascii: "0"),
+        ]
         let arguments: [[UInt8]] =
             [
-                Array((completion.claim?.token ?? "").utf8), policyArguments.dedupe, policyArguments.session, Array(action.utf8), Array(json.utf8),
+                Array((completion.claim?.token ?? "").utf8), flags, Array(action.utf8), Array(json.utf8),
                 Array((completion.internalUserID ?? "").utf8), Array((completion.replay ?? "").utf8), Self.bytes(completion.updateID),
-                completion.reply?.encoded ?? [], Self.bytes(window?.messages ?? 0), Self.bytes(window?.milliseconds ?? 0),
-                completion.indexed ? [0x31] : [],
+                completion.reply?.encoded ?? [],
             ] + completion.tail.map(\.encoded)
         let reply = try evaluate(
-            RedisScripts.finish, keys: [keys.update, keys.session, keys.lease, keys.queued, keys.outbox, keys.pace], arguments: arguments,
+            finishScript, keys: [keys.update, keys.session, keys.lease, keys.queued, keys.outbox, keys.pace], arguments: arguments,
             deadline: deadline)
+        // Admitted now into an empty outbox, the lease ours: the admission alone.
+        if case .string = reply, let admission = Self.admission(reply) { return FinishReport(reply: admission, outboxWaiting: 0, leaseWasOurs: true) }
         guard case .array(let items) = reply, items.count == 3, let admission = Self.admission(items[0]), case .integer(let waiting) = items[1],
             case .integer(let ours) = items[2]
         else { throw failed(.unexpectedReply) }
@@ -299,6 +305,8 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
     }
 
     static func decision(_ reply: RedisReply, claim: Claim) throws(StateStoreError) -> BeginDecision {
+        // Done with nothing in the outbox: the reply's admission alone.
+        if case .string = reply, let admission = admission(reply) { return .proceed(nil, nil, reply: admission, outboxWaiting: 0) }
         guard case .array(let items) = reply, let kind = items.first?.text else { throw .unexpectedReply }
         func integer(_ index: Int) -> Int64? {
             guard index < items.count, case .integer(let value) = items[index] else { return nil }

@@ -51,6 +51,41 @@ import Testing
         }
     }
 
+    /// The policy's numbers are the begin and finish scripts' constants: responders with
+    /// different settings (a rolling change of them) run different scripts on one Redis, each
+    /// with its own numbers, its session's lifetime and its mark's included.
+    @Test func storesWithDifferentPoliciesShareOneRedisEachWithItsOwnNumbers() throws {
+        try withRedis { fixture in
+            func policy(capacity: Int, session: Int, dedupe: Int) -> StatePolicy {
+                StatePolicy(
+                    rateLimitRequests: capacity, rateLimitWindowMilliseconds: 60_000, sessionTTLSeconds: session, dedupeTTLSeconds: dedupe,
+                    leaseMilliseconds: 10_000)
+            }
+            let strict = fixture.store(policy: policy(capacity: 1, session: 1000, dedupe: 500))
+            let lenient = fixture.store(policy: policy(capacity: 3, session: 2000, dedupe: 700))
+            let done = BeginDecision.proceed(nil, nil, reply: .none, outboxWaiting: 0)
+            #expect(try fixture.begin(strict, user: 1, update: 1, token: "s-1", needs: false) == done)
+            #expect(try fixture.begin(lenient, user: 2, update: 2, token: "s-2", needs: false) == done)
+            #expect(try fixture.begin(strict, user: 1, update: 3, token: "s-3", needs: false) == .limited(warn: true))
+            #expect(try fixture.begin(lenient, user: 2, update: 4, token: "s-4", needs: false) == done)
+            #expect(try fixture.begin(lenient, user: 2, update: 5, token: "s-5", needs: false) == done)
+            #expect(try fixture.begin(lenient, user: 2, update: 6, token: "s-6", needs: false) == .limited(warn: true))
+            // A session each, with its store's lifetime; the finished update's mark with its store's.
+            for (store, user, update, session, dedupe) in [(strict, Int64(3), Int64(7), 1000, 500), (lenient, 4, 8, 2000, 700)] {
+                guard case .proceed(let claim?, _, _, _) = try fixture.begin(store, user: user, update: update, token: "s-\(update)") else {
+                    Issue.record("no claim for user \(user)")
+                    continue
+                }
+                _ = try store.finish(Completion(claim: claim, stateChange: .set(#"{"step":1}"#)), deadline: .distantFuture)
+                let keys = StateSubjectKeys(subject: .user(user), updateID: update)
+                let sessionTTL = try #require(Int(try fixture.redis.cli("TTL", keys.session)))
+                let markTTL = try #require(Int(try fixture.redis.cli("TTL", keys.update)))
+                #expect((session - 5...session).contains(sessionTTL), "session of user \(user): \(sessionTTL) s")
+                #expect((dedupe - 5...dedupe).contains(markTTL), "mark of update \(update): \(markTTL) s")
+            }
+        }
+    }
+
     @Test func queueModesFrontDoorLimitsAUserWithItsOwnBucketAndWarnsOnce() throws {
         try withRedis { fixture in
             let settings = QueueSettings(partitions: 1)
