@@ -93,40 +93,49 @@ public enum QueueScripts {
             """#)
 
     /// KEYS: stream, seen mark, rate bucket.
-    /// ARGV: update body, dedupe TTL s, capacity, window ms, rate limit (1/0), max backlog, max
-    /// age ms, callback (1/0), callback prompt ms, hand-over (1/0: a busy user's update from the
-    /// webhook path, whose button press is answered at once).
-    /// Returns `{"duplicate"}`, `{"full", backlog, age ms}`, `{"limited", warn}` or
-    /// `{"queued", answered now (1/0)}`.
-    public static let enqueue = RedisScript(
-        name: "enqueue",
-        source: RedisScripts.tokenBucket + #"""
-            if redis.call('EXISTS', KEYS[2]) == 1 then return {'duplicate'} end
-            local now = now_ms()
-            local backlog = redis.call('XLEN', KEYS[1])
-            local age = 0
-            if backlog > 0 then
-              local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-              if first[1] then age = math.max(0, now - tonumber(string.match(first[1][1], '^(%d+)'))) end
-            end
-            -- Button presses are small and expire: they may use twice the bound and ignore the age.
-            local callback = ARGV[8] == '1'
-            local bound = tonumber(ARGV[6])
-            if callback then bound = bound * 2 end
-            if backlog >= bound or ((not callback) and age > tonumber(ARGV[7])) then return {'full', backlog, age} end
-            if ARGV[5] == '1' then
-              local allowed, warn = take(KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[4]))
-              if not allowed then
-                redis.call('SET', KEYS[2], 'limited', 'EX', ARGV[2])
-                return {'limited', warn}
-              end
-            end
-            local answered = 0
-            if callback and (ARGV[10] == '1' or age >= tonumber(ARGV[9])) then answered = 1 end
-            redis.call('XADD', KEYS[1], '*', 'u', ARGV[1], 'a', answered)
-            redis.call('SET', KEYS[2], 'queued', 'EX', ARGV[2])
-            return {'queued', answered}
-            """#)
+    /// ARGV: update body, flags (`1`/`0` each: rate limit, callback, hand-over, a busy user's
+    /// update from the webhook path, whose button press is answered at once). The policy's
+    /// numbers and the queue's bounds are the script's constants (see
+    /// `RedisScripts.policyConstants(_:)`).
+    /// Returns `{"duplicate"}`, `{"full", backlog, age ms}`, `{"limited", warn}`,
+    /// `{"queued", answered now (1/0)}`, or only `"queued"` when not answered now.
+    static func enqueue(_ policy: StatePolicy, _ settings: QueueSettings) -> RedisScript {
+        let bounds = """
+            local MAX_BACKLOG, MAX_AGE_MS, PROMPT_MS = \(settings.maxBacklog), \(settings.maxAgeMilliseconds), \(settings.callbackPromptMilliseconds)
+
+            """
+        return RedisScript(name: "enqueue", source: RedisScripts.policyConstants(policy) + bounds + RedisScripts.tokenBucket + enqueueBody)
+    }
+
+    private static let enqueueBody = #"""
+        if redis.call('EXISTS', KEYS[2]) == 1 then return {'duplicate'} end
+        local limit, callback, handover = string.byte(ARGV[2], 1, 3)
+        callback = callback == 49
+        local now = now_ms()
+        local backlog = redis.call('XLEN', KEYS[1])
+        local age = 0
+        if backlog > 0 then
+          local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+          if first[1] then age = math.max(0, now - tonumber(string.match(first[1][1], '^(%d+)'))) end
+        end
+        -- Button presses are small and expire: they may use twice the bound and ignore the age.
+        local bound = MAX_BACKLOG
+        if callback then bound = bound * 2 end
+        if backlog >= bound or ((not callback) and age > MAX_AGE_MS) then return {'full', backlog, age} end
+        if limit == 49 then
+          local allowed, warn = take(KEYS[3], CAPACITY, WINDOW_MS)
+          if not allowed then
+            redis.call('SET', KEYS[2], 'limited', 'EX', DEDUPE_S)
+            return {'limited', warn}
+          end
+        end
+        local answered = 0
+        if callback and (handover == 49 or age >= PROMPT_MS) then answered = 1 end
+        redis.call('XADD', KEYS[1], '*', 'u', ARGV[1], 'a', answered)
+        redis.call('SET', KEYS[2], 'queued', 'EX', DEDUPE_S)
+        if answered == 0 then return 'queued' end
+        return {'queued', answered}
+        """#
 
     /// KEYS: owner. ARGV: worker, lease ms. Takes a free partition (or our own): 1, else 0.
     public static let take = RedisScript(

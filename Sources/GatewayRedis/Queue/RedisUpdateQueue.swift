@@ -6,29 +6,24 @@ import GatewayCore
 public final class RedisUpdateQueue: UpdateQueue {
     private let store: RedisStateStore
     private let settings: QueueSettings
-    /// The script's arguments that come from the configuration, formatted once.
-    private let limits: (dedupe: [UInt8], capacity: [UInt8], window: [UInt8], backlog: [UInt8], age: [UInt8], prompt: [UInt8])
+    /// The enqueue script with the configuration's numbers in it.
+    private let enqueueScript: RedisScript
 
     public init(store: RedisStateStore, settings: QueueSettings) {
         self.store = store
         self.settings = settings
-        let policy = store.policy
-        limits = (
-            RedisStateStore.bytes(policy.dedupeTTLSeconds), RedisStateStore.bytes(policy.rateLimitRequests),
-            RedisStateStore.bytes(policy.rateLimitWindowMilliseconds), RedisStateStore.bytes(settings.maxBacklog),
-            RedisStateStore.bytes(settings.maxAgeMilliseconds), RedisStateStore.bytes(settings.callbackPromptMilliseconds)
-        )
+        enqueueScript = QueueScripts.enqueue(store.policy, settings)
     }
 
     public func enqueue(_ request: EnqueueRequest, deadline: Deadline) throws(StateStoreError) -> EnqueueDecision {
         let keys = QueueKeys(partition: settings.partition(of: request.subject, updateID: request.updateID))
         let frontDoor = request.origin == .frontDoor
+        let one = UInt8(ascii: "1")
+        let zero = UInt8(ascii: "0")
+        let flags = [frontDoor && request.subject != nil ? one : zero, request.isCallback ? one : zero, frontDoor ? zero : one]
         let reply = try store.evaluate(
-            QueueScripts.enqueue, keys: [keys.stream, keys.seen(request.updateID), keys.rate(request.subject)],
-            arguments: [
-                request.body, limits.dedupe, limits.capacity, limits.window, frontDoor && request.subject != nil ? [0x31] : [0x30],
-                limits.backlog, limits.age, request.isCallback ? [0x31] : [0x30], limits.prompt, frontDoor ? [0x30] : [0x31],
-            ], deadline: deadline)
+            enqueueScript, keys: [keys.stream, keys.seen(request.updateID), keys.rate(request.subject)], arguments: [request.body, flags],
+            deadline: deadline)
         let decision = try Self.decision(reply, retryAfterSeconds: settings.retryAfterSeconds)
         switch decision {
         case .queued: try awaitReplicas(keys: keys, updateID: nil, deadline: deadline)
@@ -122,6 +117,7 @@ public final class RedisUpdateQueue: UpdateQueue {
     }
 
     static func decision(_ reply: RedisReply, retryAfterSeconds: Int) throws(StateStoreError) -> EnqueueDecision {
+        if case .string = reply, reply.text == "queued" { return .queued(answerCallbackNow: false) }
         guard case .array(let items) = reply, let kind = items.first?.text else { throw .unexpectedReply }
         let flag = items.count > 1 && items[1] == .integer(1)
         switch kind {
