@@ -36,8 +36,10 @@ public enum RedisScripts {
     public static func windowKey(of chatID: Int64) -> String { StateSubject.windowOwner(of: chatID).hashTag + ":pacing" }
 
     /// The policy's numbers as Lua constants at the head of a store's script: an argument costs
-    /// Redis about 1.3k instructions per call (read, made a Lua string, put in `ARGV`, freed;
-    /// callgrind), so what never changes for a store is written into its script once.
+    /// Redis about 1k instructions per call (read, made a Lua string, put in `ARGV`, freed;
+    /// callgrind), so what never changes for a store is written into its script once. Stores
+    /// with different policies load different scripts (a connection keeps one digest per
+    /// script name: it serves one store).
     static func policyConstants(_ policy: StatePolicy) -> String {
         let (privateLimit, privateSpan) = policy.outgoing.window(of: 1)
         let (groupLimit, groupSpan) = policy.outgoing.window(of: -1)

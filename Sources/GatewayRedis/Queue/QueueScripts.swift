@@ -93,8 +93,8 @@ public enum QueueScripts {
             """#)
 
     /// KEYS: stream, seen mark, rate bucket.
-    /// ARGV: update body, flags (`1`/`0` each: rate limit, callback, hand-over, a busy user's
-    /// update from the webhook path, whose button press is answered at once). The policy's
+    /// ARGV: update body, flags (`1`/`0` each: rate limit; callback; hand-over, that is a busy
+    /// user's update from the webhook path, whose button press is answered at once). The policy's
     /// numbers and the queue's bounds are the script's constants (see
     /// `RedisScripts.policyConstants(_:)`).
     /// Returns `{"duplicate"}`, `{"full", backlog, age ms}`, `{"limited", warn}`,
