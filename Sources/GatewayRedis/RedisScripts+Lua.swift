@@ -146,6 +146,33 @@ extension RedisScripts {
 
             """#
 
+    /// `outbox_step(outbox, queued, pace key, own chat, limit, span, longest wait)`: the
+    /// outbox's first call and its slot, as a table `{}` (empty: the outbox no longer holds the
+    /// user's updates back), `{call, "unpaced"}`, `{call, "elsewhere"}` (its chat's window is
+    /// another subject's), `{call, "reserved", wait ms}` or `{call, "later", wait ms}` (no slot
+    /// within the longest wait, or a negative longest wait: nothing reserved). Follows `pace`.
+    static let outboxStep = #"""
+        local function outbox_step(outbox, queued, pace_key, own_chat, limit, span, longest)
+          local first = redis.call('LINDEX', outbox, 0)
+          if not first then
+            redis.call('SREM', queued, 'o')
+            return {}
+          end
+          local chat = string.match(first, '^v1 %d+ (%-?%d+) ')
+          if not chat then return {first, 'unpaced'} end
+          if chat ~= own_chat then return {first, 'elsewhere'} end
+          if longest < 0 then return {first, 'later', 0} end
+          local now = now_ms()
+          local pace = pace_read(pace_key, now)
+          local at = pace_earliest(pace, limit, span, now)
+          if at - now > longest then return {first, 'later', at - now} end
+          pace_reserve(pace, at, span)
+          pace_write(pace_key, pace)
+          return {first, 'reserved', at - now}
+        end
+
+        """#
+
     /// `keep(outbox, queued, item, ttl)` appends a call to a subject's outbox, which then holds
     /// the subject's updates back (`o` in its queued set).
     static let outbox = #"""

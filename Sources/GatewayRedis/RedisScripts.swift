@@ -165,21 +165,25 @@ public enum RedisScripts {
 
     /// KEYS: update mark, session, user lease, queued, outbox, pace.
     /// ARGV: token ('' when nothing was claimed), flags (the reply's window, `p` or `g` as in
-    /// `begin`; `1` when the internal id's record was written now, else `0`), state action
-    /// (keep/set/clear), state JSON, internal id ('' keeps it), replay id or '', update id,
-    /// reply or '', then the tail's calls. The policy's numbers are the script's constants.
+    /// `begin`; `1` when the internal id's record was written now, else `0`; the window of the
+    /// subject's own chat, `p` or `g`), state action (keep/set/clear), state JSON, internal id
+    /// ('' keeps it), replay id or '', update id, reply or '', the longest wait ms for the
+    /// outbox's first call ('': no advance), the subject's own chat id, then the tail's calls.
+    /// The policy's numbers are the script's constants.
     /// With a token: marks the update done, writes the state it was given whoever holds the
     /// lease now (it is never lost), and releases the lease if it is still the token's. Then
-    /// the update no longer waits, the reply is admitted or kept, the tail kept.
-    /// Returns `{reply admission, calls in the outbox, lease was ours (1/0)}`, or only `"now"`
-    /// when the reply was admitted now into an empty outbox, with no tail, and the lease was
-    /// ours.
+    /// the update no longer waits, the reply is admitted or kept, the tail kept, and when asked
+    /// the outbox's first call is read and its slot taken as `advance_outbox` does.
+    /// Returns `{reply admission, calls in the outbox, lease was ours (1/0)}` and, when asked to
+    /// advance, `advance_outbox`'s answer after them (`false` for an empty outbox); or only
+    /// `"now"` when the reply was admitted now into an empty outbox, with no tail and no
+    /// advance, and the lease was ours.
     public static func finish(_ policy: StatePolicy) -> RedisScript {
-        RedisScript(name: "finish", source: policyConstants(policy) + pace + finishBody)
+        RedisScript(name: "finish", source: policyConstants(policy) + pace + outboxStep + finishBody)
     }
 
     private static let finishBody = #"""
-        local kind, indexed = string.byte(ARGV[2], 1, 2)
+        local kind, indexed, own_kind = string.byte(ARGV[2], 1, 3)
         local ours = 1
         if ARGV[1] ~= '' then
           local done = 'done'
@@ -208,9 +212,15 @@ public enum RedisScripts {
           admitted = admit(KEYS[5], KEYS[4], pace, ARGV[8], limit, span, DEDUPE_S)
           if admitted == 'now' then pace_write(KEYS[6], pace) end
         end
-        for i = 9, #ARGV do keep(KEYS[5], KEYS[4], ARGV[i], DEDUPE_S) end
+        for i = 11, #ARGV do keep(KEYS[5], KEYS[4], ARGV[i], DEDUPE_S) end
+        if ARGV[9] ~= '' then
+          local limit, span = PRIVATE_LIMIT, PRIVATE_MS
+          if own_kind == 103 then limit, span = GROUP_LIMIT, GROUP_MS end
+          local step = outbox_step(KEYS[5], KEYS[4], KEYS[6], ARGV[10], limit, span, tonumber(ARGV[9]))
+          return {admitted, redis.call('LLEN', KEYS[5]), ours, step[1] or false, step[2] or false, step[3] or 0}
+        end
         -- Admitted now with no tail, the reply found the outbox empty and left it so.
-        if admitted == 'now' and #ARGV < 9 then
+        if admitted == 'now' and #ARGV < 11 then
           if ours == 1 then return admitted end
           return {admitted, 0, ours}
         end
@@ -277,26 +287,9 @@ public enum RedisScripts {
     /// `{call, "later", wait ms}` (no slot within the longest wait; nothing reserved).
     public static let advanceOutbox = RedisScript(
         name: "advance_outbox",
-        source: pace + #"""
+        source: pace + outboxStep + #"""
             if ARGV[1] ~= '' and redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) end
-            local first = redis.call('LINDEX', KEYS[1], 0)
-            if not first then
-              redis.call('SREM', KEYS[2], 'o')
-              return {}
-            end
-            local chat = string.match(first, '^v1 %d+ (%-?%d+) ')
-            if not chat then return {first, 'unpaced'} end
-            if chat ~= ARGV[2] then return {first, 'elsewhere'} end
-            local longest = tonumber(ARGV[5])
-            if longest < 0 then return {first, 'later', 0} end
-            local now = now_ms()
-            local span = tonumber(ARGV[4])
-            local pace = pace_read(KEYS[3], now)
-            local at = pace_earliest(pace, tonumber(ARGV[3]), span, now)
-            if at - now > longest then return {first, 'later', at - now} end
-            pace_reserve(pace, at, span)
-            pace_write(KEYS[3], pace)
-            return {first, 'reserved', at - now}
+            return outbox_step(KEYS[1], KEYS[2], KEYS[3], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
             """#)
 
     /// KEYS: outbox. ARGV: the call expected first, its replacement.

@@ -70,25 +70,28 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         case .set(let state): (action, json) = ("set", state)
         case .clear: action = "clear"
         }
+        let subject = completion.subject
         let flags: [UInt8] = [
             (completion.reply?.pacedChatID ?? 0) < 0 ? UInt8(ascii: "g") : UInt8(ascii: "p"),
-            completion.indexed ? UInt8(ascii: "1") : UInt8(ascii: "0"),
+            completion.indexed ? UInt8(ascii: "1") : UInt8(ascii: "0"), subject.ownChatID < 0 ? UInt8(ascii: "g") : UInt8(ascii: "p"),
         ]
         let arguments: [[UInt8]] =
             [
                 Array((completion.claim?.token ?? "").utf8), flags, Array(action.utf8), Array(json.utf8),
                 Array((completion.internalUserID ?? "").utf8), Array((completion.replay ?? "").utf8), Self.bytes(completion.updateID),
-                completion.reply?.encoded ?? [],
+                completion.reply?.encoded ?? [], completion.advanceWithin.map { Self.bytes($0) } ?? [],
+                completion.advanceWithin == nil ? [] : Self.bytes(subject.ownChatID),
             ] + completion.tail.map(\.encoded)
         let reply = try evaluate(
             finishScript, keys: [keys.update, keys.session, keys.lease, keys.queued, keys.outbox, keys.pace], arguments: arguments,
             deadline: deadline)
         // Admitted now into an empty outbox, the lease ours: the admission alone.
         if case .string = reply, let admission = Self.admission(reply) { return FinishReport(reply: admission, outboxWaiting: 0, leaseWasOurs: true) }
-        guard case .array(let items) = reply, items.count == 3, let admission = Self.admission(items[0]), case .integer(let waiting) = items[1],
-            case .integer(let ours) = items[2]
+        guard case .array(let items) = reply, items.count == 3 || items.count == 6, let admission = Self.admission(items[0]),
+            case .integer(let waiting) = items[1], case .integer(let ours) = items[2]
         else { throw failed(.unexpectedReply) }
-        return FinishReport(reply: admission, outboxWaiting: Int(waiting), leaseWasOurs: ours == 1)
+        let next: OutboxStep? = if items.count == 6 { try step(items[3...]) } else { nil }
+        return FinishReport(reply: admission, outboxWaiting: Int(waiting), leaseWasOurs: ours == 1, next: next)
     }
 
     public func reserve(chatID: Int64, throughBotAPI: Bool, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? {
@@ -173,10 +176,17 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
             arguments: [done ?? [], Self.bytes(subject.ownChatID), Self.bytes(limit), Self.bytes(span), Self.bytes(maxWaitMilliseconds)],
             deadline: deadline)
         guard case .array(let items) = reply else { throw failed(.unexpectedReply) }
+        return try step(items[...])
+    }
+
+    /// An outbox step as the Lua `outbox_step` answers it: `[]` or `[false, …]` (empty), or
+    /// the first call, its slot's kind and the wait.
+    private func step(_ items: ArraySlice<RedisReply>) throws(StateStoreError) -> OutboxStep {
         guard case .string(let bytes)? = items.first else { return .empty }
         guard let send = PendingSend.decode(bytes) else { return .unreadable(bytes) }
-        let wait: Int64 = if items.count > 2, case .integer(let value) = items[2] { value } else { 0 }
-        switch items.count > 1 ? items[1].text : nil {
+        let kind = items.dropFirst().first?.text
+        let wait: Int64 = if let last = items.dropFirst(2).first, case .integer(let value) = last { value } else { 0 }
+        switch kind {
         case "unpaced": return .next(send, slot: .unpaced)
         case "elsewhere": return .next(send, slot: .elsewhere)
         case "reserved": return .next(send, slot: .reserved(wait))

@@ -174,7 +174,10 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
             for send in completion.tail { state.outboxes[subject, default: []].append(send.encoded) }
             let waiting = state.outboxes[subject]?.count ?? 0
             if waiting > 0 { state.queued[subject, default: []].insert("o") }
-            return FinishReport(reply: admission, outboxWaiting: waiting, leaseWasOurs: ours)
+            let next = completion.advanceWithin.map {
+                Self.advance(subject, after: nil, maxWaitMilliseconds: $0, now: now, policy: policy, state: &state)
+            }
+            return FinishReport(reply: admission, outboxWaiting: waiting, leaseWasOurs: ours, next: next)
         }
     }
 
@@ -260,21 +263,28 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
         let now = clock.milliseconds
         return try state.withLock { (state: inout State) throws(StateStoreError) -> OutboxStep in
             if state.failing { throw .unavailable }
-            if let done, state.outboxes[subject]?.first == done { state.outboxes[subject]?.removeFirst() }
-            guard let first = state.outboxes[subject]?.first else {
-                state.queued[subject]?.remove("o")
-                return .empty
-            }
-            guard let send = PendingSend.decode(first) else { return .unreadable(first) }
-            guard let chat = send.pacedChatID else { return .next(send, slot: .unpaced) }
-            guard chat == subject.ownChatID else { return .next(send, slot: .elsewhere) }
-            guard maxWaitMilliseconds >= 0 else { return .next(send, slot: .later(0)) }
-            let (limit, window) = policy.outgoing.window(of: chat)
-            let at = Self.earliest(&state.windows[chat, default: []], limit: limit, window: window, now: now)
-            guard at - now <= maxWaitMilliseconds else { return .next(send, slot: .later(at - now)) }
-            state.windows[chat, default: []].append(at)
-            return .next(send, slot: .reserved(at - now))
+            return Self.advance(subject, after: done, maxWaitMilliseconds: maxWaitMilliseconds, now: now, policy: policy, state: &state)
         }
+    }
+
+    /// The advance script's semantics, for `advanceOutbox` and a `finish` asked to advance.
+    private static func advance(
+        _ subject: StateSubject, after done: [UInt8]?, maxWaitMilliseconds: Int64, now: Int64, policy: StatePolicy, state: inout State
+    ) -> OutboxStep {
+        if let done, state.outboxes[subject]?.first == done { state.outboxes[subject]?.removeFirst() }
+        guard let first = state.outboxes[subject]?.first else {
+            state.queued[subject]?.remove("o")
+            return .empty
+        }
+        guard let send = PendingSend.decode(first) else { return .unreadable(first) }
+        guard let chat = send.pacedChatID else { return .next(send, slot: .unpaced) }
+        guard chat == subject.ownChatID else { return .next(send, slot: .elsewhere) }
+        guard maxWaitMilliseconds >= 0 else { return .next(send, slot: .later(0)) }
+        let (limit, window) = policy.outgoing.window(of: chat)
+        let at = earliest(&state.windows[chat, default: []], limit: limit, window: window, now: now)
+        guard at - now <= maxWaitMilliseconds else { return .next(send, slot: .later(at - now)) }
+        state.windows[chat, default: []].append(at)
+        return .next(send, slot: .reserved(at - now))
     }
 
     /// Appends `calls` to the subject's outbox unless `marker` was used before (one job's calls

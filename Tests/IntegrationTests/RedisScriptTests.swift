@@ -239,6 +239,66 @@ import Testing
         }
     }
 
+    /// A worker's finish takes the outbox's first step in its own round trip: the same step a
+    /// separate `advanceOutbox(after: nil)` takes, for every kind of first call.
+    @Test func aFinishAskedToAdvanceTakesTheStepAnAdvanceWouldTake() throws {
+        try withRedis { fixture in
+            let store = fixture.store()
+            func send(_ method: BotMethod, _ index: Int) -> PendingSend { PendingSend(method, requestID: "a", index: index) }
+            // The tail of a user's answer (its private chat is the user's id), slots taken before.
+            let cases: [(name: String, tail: (Int64) -> [BotMethod], sentBefore: Int, wait: Int64)] = [
+                ("empty", { _ in [] }, 0, 10_000),
+                ("reserved", { [.sendMessage(chatID: $0, text: "a"), .sendMessage(chatID: $0, text: "b")] }, 0, 10_000),
+                ("later: the window is full", { [.sendMessage(chatID: $0, text: "a")] }, 3, 100),
+                ("later: stopping", { [.sendMessage(chatID: $0, text: "a")] }, 0, -1),
+                ("elsewhere", { _ in [.sendMessage(chatID: -1005, text: "a")] }, 0, 10_000),
+                ("unpaced", { _ in [.answerCallbackQuery(callbackQueryID: "q", text: nil, showAlert: false)] }, 0, 10_000),
+            ]
+            for (number, example) in cases.enumerated() {
+                // One user finishes and advances at once, the other finishes and then advances.
+                var steps: [OutboxStep] = []
+                for user in [Int64(100 + 2 * number), Int64(101 + 2 * number)] {
+                    let tail = example.tail(user).enumerated().map { send($0.element, $0.offset) }
+                    for _ in 0..<example.sentBefore {
+                        #expect(store.reserve(chatID: user, throughBotAPI: false, maxWaitMilliseconds: 0, deadline: .distantFuture) == 0)
+                    }
+                    var completion = Completion(subject: .user(user), updateID: 1, claim: nil, origin: .worker, tail: tail)
+                    if user % 2 == 0 {
+                        completion.advanceWithin = example.wait
+                        let report = try store.finish(completion, deadline: .distantFuture)
+                        steps.append(try #require(report.next, "\(example.name): no step"))
+                        #expect(report.outboxWaiting == tail.count, "\(example.name)")
+                    } else {
+                        _ = try store.finish(completion, deadline: .distantFuture)
+                        steps.append(
+                            try store.advanceOutbox(of: .user(user), after: nil, maxWaitMilliseconds: example.wait, deadline: .distantFuture))
+                    }
+                    if tail.isEmpty { #expect(try fixture.redis.cli("SCARD", "{tg:\(user)}:queued") == "0", "\(example.name)") }
+                }
+                #expect(steps[0].comparable == steps[1].comparable, "\(example.name): \(steps)")
+                #expect(steps[0].comparable.kind == example.name.split(separator: ":")[0], "\(example.name): \(steps[0])")
+            }
+            // After the step the finish took, the next advance goes on from it.
+            var completion = Completion(
+                subject: .user(7), updateID: 1, claim: nil, origin: .worker,
+                tail: [send(.sendMessage(chatID: 7, text: "a"), 0), send(.sendMessage(chatID: 7, text: "b"), 1)])
+            completion.advanceWithin = 10_000
+            guard case .next(let head, _) = try store.finish(completion, deadline: .distantFuture).next else {
+                Issue.record("no first call")
+                return
+            }
+            guard
+                case .next(let second, .reserved) = try store.advanceOutbox(
+                    of: .user(7), after: head.encoded, maxWaitMilliseconds: 10_000, deadline: .distantFuture)
+            else {
+                Issue.record("no second call")
+                return
+            }
+            #expect(String(decoding: second.call.parameters, as: UTF8.self).contains(#""b""#))
+            #expect(try store.advanceOutbox(of: .user(7), after: second.encoded, maxWaitMilliseconds: 10_000, deadline: .distantFuture) == .empty)
+        }
+    }
+
     @Test(arguments: [Int64(0), 7, -7, 1_234_567_890_123, -1_001_234_567_890, .max, .min])
     func keysAreTheHashTagAndTheirName(id: Int64) {
         for subject in [StateSubject.user(id), .chat(id)] {
@@ -488,5 +548,21 @@ extension BeginDecision {
     var isClaim: Bool {
         if case .proceed(.some, _, _, _) = self { return true }
         return false
+    }
+}
+
+extension OutboxStep {
+    /// The step without its exact wait (Redis's clock moves between two calls) and its chat:
+    /// which call of the answer came first (its id and method), the slot's kind, and for a wait
+    /// whether it is positive.
+    var comparable: (head: String?, kind: String, waits: Bool) {
+        switch self {
+        case .empty: (nil, "empty", false)
+        case .unreadable: ("?", "unreadable", false)
+        case .next(let send, .unpaced): ("\(send.id) \(send.call.name)", "unpaced", false)
+        case .next(let send, .elsewhere): ("\(send.id) \(send.call.name)", "elsewhere", false)
+        case .next(let send, .reserved(let wait)): ("\(send.id) \(send.call.name)", "reserved", wait > 0)
+        case .next(let send, .later(let wait)): ("\(send.id) \(send.call.name)", "later", wait > 0)
+        }
     }
 }

@@ -149,25 +149,38 @@ extension UpdateProcessor {
         case storeFailed
     }
 
+    /// How long a worker's next outbox call may wait for its slot: -1 (reserve nothing) once
+    /// the worker is stopping.
+    func outboxPatience(_ context: UpdateContext) -> Int64 {
+        context.isCancelled ? -1 : min(context.waitBudgetMilliseconds, Self.workerPatienceMilliseconds)
+    }
+
     /// Sends the subject's outbox in order, paced, until it is empty or this worker may wait no
     /// longer: one round trip to the store per call (the previous removed, the next read and its
-    /// chat's slot taken), one for the bot-wide budget, and the call. A call that keeps failing
-    /// goes to the dead letters after the attempts allowed.
-    func drainOutbox(of subject: StateSubject, dependencies: ThreadDependencies, context: UpdateContext) -> DrainResult {
+    /// chat's slot taken), one for the bot-wide budget, and the call. `first`: the first step,
+    /// already taken by the finish before (``Completion/advanceWithin``). A call that keeps
+    /// failing goes to the dead letters after the attempts allowed.
+    func drainOutbox(
+        of subject: StateSubject, first: OutboxStep? = nil, dependencies: ThreadDependencies, context: UpdateContext
+    ) -> DrainResult {
         var done: [UInt8]?
+        var first = first
         // Jobs this recipient was given up on in this turn: their later calls are dropped.
         var givenUp: Set<OutboundJobID> = []
         while true {
             // Stopping, a sent call is still removed (it must not go twice), nothing reserved.
             let stopping = context.isCancelled
             let step: OutboxStep
-            do {
-                step = try dependencies.state.advanceOutbox(
-                    of: subject, after: done,
-                    maxWaitMilliseconds: stopping ? -1 : min(context.waitBudgetMilliseconds, Self.workerPatienceMilliseconds),
-                    deadline: context.deadline)
-            } catch {
-                return .storeFailed
+            if let taken = first {
+                step = taken
+                first = nil
+            } else {
+                do {
+                    step = try dependencies.state.advanceOutbox(
+                        of: subject, after: done, maxWaitMilliseconds: outboxPatience(context), deadline: context.deadline)
+                } catch {
+                    return .storeFailed
+                }
             }
             done = nil
             guard !stopping else { return step == .empty ? .empty : .left(retryAfterMilliseconds: 0) }

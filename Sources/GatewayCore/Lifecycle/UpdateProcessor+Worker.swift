@@ -97,9 +97,16 @@ extension UpdateProcessor {
             subject: subject, updateID: update.id, claim: claim, stateChange: plan.stateChange, internalUserID: plan.internalUserID,
             origin: .worker, replay: replay, tail: calls)
         completion.indexed = !storeFailed && index(session, plan: plan, of: subject, dependencies: dependencies, context: context)
-        if !storeFailed, finishInStream(completion, context: &context, state: dependencies.state) == nil {
-            guard isLastAttempt else { return retry("state_store", context: context) }
-            storeFailed = true
+        // The outbox is sent right after: its first call is taken in the finish's round trip.
+        completion.advanceWithin = outboxPatience(context)
+        var first: OutboxStep?
+        if !storeFailed {
+            if let report = finishInStream(completion, context: &context, state: dependencies.state) {
+                first = report.next
+            } else {
+                guard isLastAttempt else { return retry("state_store", context: context) }
+                storeFailed = true
+            }
         }
         if storeFailed {
             // The last attempt, without the store: send what can be sent, paced as far as the store allows.
@@ -107,7 +114,7 @@ extension UpdateProcessor {
                 context.logger.warning("call not sent: the state store is unavailable to keep it", metadata: ["method": "\(call.call.name)"])
                 Counter(label: GatewayMetric.outgoingDropped).increment()
             }
-        } else if let reason = sendAfterFinish(subject, dependencies: dependencies, context: context) {
+        } else if let reason = sendAfterFinish(subject, first: first, dependencies: dependencies, context: context) {
             return retry(reason, context: context)
         }
         if outcome == .serviceFailed {
@@ -120,8 +127,10 @@ extension UpdateProcessor {
     /// Sends the outbox the finish just filled; what the deadline does not allow stays, noted
     /// for a later turn. Returns a reason to try the entry again when not even the note could
     /// be written (the next attempt sends the outbox first, then finds the update done).
-    private func sendAfterFinish(_ subject: StateSubject, dependencies: ThreadDependencies, context: UpdateContext) -> String? {
-        switch drainOutbox(of: subject, dependencies: dependencies, context: context) {
+    private func sendAfterFinish(
+        _ subject: StateSubject, first: OutboxStep? = nil, dependencies: ThreadDependencies, context: UpdateContext
+    ) -> String? {
+        switch drainOutbox(of: subject, first: first, dependencies: dependencies, context: context) {
         case .empty:
             return nil
         case .left:

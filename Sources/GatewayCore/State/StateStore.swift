@@ -235,6 +235,10 @@ public struct Completion: Sendable, Equatable {
     public var tail: [PendingSend]
     /// The internal id's record was written now (the session notes when).
     public var indexed = false
+    /// A worker about to send the outbox: after keeping the tail, the store also takes its
+    /// first call and that call's slot, waiting at most this long (negative: reserve nothing),
+    /// as `advanceOutbox(after: nil)` would, in the same round trip (``FinishReport/next``).
+    public var advanceWithin: Int64?
 
     public init(
         subject: StateSubject, updateID: Int64, claim: Claim?, stateChange: StateChange = .keep, internalUserID: String? = nil,
@@ -263,11 +267,14 @@ public struct FinishReport: Sendable, Equatable {
     public var outboxWaiting: Int
     /// False when the user's lease had passed to another update (the state was applied anyway).
     public var leaseWasOurs: Bool
+    /// The outbox's first step, when the completion asked for it (``Completion/advanceWithin``).
+    public var next: OutboxStep?
 
-    public init(reply: ReplyAdmission = .none, outboxWaiting: Int = 0, leaseWasOurs: Bool = true) {
+    public init(reply: ReplyAdmission = .none, outboxWaiting: Int = 0, leaseWasOurs: Bool = true, next: OutboxStep? = nil) {
         self.reply = reply
         self.outboxWaiting = outboxWaiting
         self.leaseWasOurs = leaseWasOurs
+        self.next = next
     }
 }
 
