@@ -324,7 +324,7 @@ package enum RESP {
             argument.withUTF8 { self.argument($0) }
         }
 
-        /// An integer as its decimal text.
+        /// A count (not negative) as its decimal text.
         mutating func argument(_ value: Int) {
             RESP.withDecimal(UInt64(value.magnitude)) { argument($0) }
         }
@@ -355,7 +355,7 @@ package enum RESP {
     }
 
     /// `magnitude`'s decimal digits, made on the stack and handed to `body`: a command's counts
-    /// and lengths, and the ids in keys.
+    /// and lengths (the keys' ids have their own loop, see `StateSubject.key`).
     static func withDecimal(_ magnitude: UInt64, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
             var start = digits.count

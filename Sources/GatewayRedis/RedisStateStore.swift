@@ -41,11 +41,10 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
 
     public func begin(_ request: BeginRequest, deadline: Deadline) throws(StateStoreError) -> BeginDecision {
         let keys = StateSubjectKeys(subject: request.subject, updateID: request.updateID)
-        // Origin, session, and the reply's window: a group's (as `OutgoingLimits.window(of:)`
-        // tells them apart) or a private chat's.
+        // Origin, session, and the reply's window.
         let flags: [UInt8] = [
             request.origin == .webhook ? UInt8(ascii: "s") : UInt8(ascii: "w"), request.needsSession ? UInt8(ascii: "1") : UInt8(ascii: "0"),
-            (request.reply?.pacedChatID ?? 0) < 0 ? UInt8(ascii: "g") : UInt8(ascii: "p"),
+            Self.windowFlag(of: request.reply?.pacedChatID ?? 0),
         ]
         let arguments: [[UInt8]] = [
             Array(request.token.utf8), flags, Self.bytes(request.updateID), Array(request.newInternalUserID.utf8),
@@ -72,8 +71,8 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         }
         let subject = completion.subject
         let flags: [UInt8] = [
-            (completion.reply?.pacedChatID ?? 0) < 0 ? UInt8(ascii: "g") : UInt8(ascii: "p"),
-            completion.indexed ? UInt8(ascii: "1") : UInt8(ascii: "0"), subject.ownChatID < 0 ? UInt8(ascii: "g") : UInt8(ascii: "p"),
+            Self.windowFlag(of: completion.reply?.pacedChatID ?? 0), completion.indexed ? UInt8(ascii: "1") : UInt8(ascii: "0"),
+            Self.windowFlag(of: subject.ownChatID),
         ]
         let arguments: [[UInt8]] =
             [
@@ -185,7 +184,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         guard case .string(let bytes)? = items.first else { return .empty }
         guard let send = PendingSend.decode(bytes) else { return .unreadable(bytes) }
         let kind = items.dropFirst().first?.text
-        let wait: Int64 = if let last = items.dropFirst(2).first, case .integer(let value) = last { value } else { 0 }
+        let wait: Int64 = if let third = items.dropFirst(2).first, case .integer(let value) = third { value } else { 0 }
         switch kind {
         case "unpaced": return .next(send, slot: .unpaced)
         case "elsewhere": return .next(send, slot: .elsewhere)
@@ -304,6 +303,10 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
     }
 
     static func bytes(_ value: some BinaryInteger) -> [UInt8] { Array(String(value).utf8) }
+
+    /// The scripts' name for `chatID`'s window, whose numbers are their constants: `g` a group's,
+    /// `p` a private chat's, told apart as `OutgoingLimits.window(of:)` does.
+    static func windowFlag(of chatID: Int64) -> UInt8 { chatID < 0 ? UInt8(ascii: "g") : UInt8(ascii: "p") }
 
     static func admission(_ reply: RedisReply) -> ReplyAdmission? {
         switch reply.text {
