@@ -126,8 +126,8 @@ public final class ResponderPool: Sendable {
 
         let workers = (0..<settings.threads).map { _ in Worker() }
         var threads: [WorkerThread] = []
-        for worker in workers {
-            threads.append(try WorkerThread.start { [self] in serve(worker) })
+        for (index, worker) in workers.enumerated() {
+            threads.append(try WorkerThread.start(name: "fastcgi-\(index)") { [self] in serve(worker) })
         }
         logger.info("responder started", metadata: ["threads": "\(settings.threads)", LogKey.pid: .stringConvertible(getpid())])
 

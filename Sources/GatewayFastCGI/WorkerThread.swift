@@ -1,3 +1,5 @@
+import CFastCGI
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,8 +10,12 @@ public struct WorkerThread: Sendable {
     public let id: pthread_t
 
     private final class Body: Sendable {
+        let name: String
         let run: @Sendable () -> Void
-        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+        init(_ name: String, _ run: @escaping @Sendable () -> Void) {
+            self.name = name
+            self.run = run
+        }
     }
 
     /// The signals a responder's main thread takes (`sigtimedwait`): those that stop it, and
@@ -23,8 +29,11 @@ public struct WorkerThread: Sendable {
         return set
     }
 
-    /// Starts `run` on a new thread with `poolSignals` blocked, whatever the caller's mask.
-    public static func start(stackBytes: Int = 1 << 20, _ run: @escaping @Sendable () -> Void) throws(FastCGIError) -> WorkerThread {
+    /// Starts `run` on a new thread named `name` (`top -H` shows it; 15 bytes are kept) with
+    /// `poolSignals` blocked, whatever the caller's mask.
+    public static func start(
+        name: String, stackBytes: Int = 1 << 20, _ run: @escaping @Sendable () -> Void
+    ) throws(FastCGIError) -> WorkerThread {
         // A thread inherits its creator's mask: block around the creation, then restore.
         var blocked = poolSignals
         var previous = sigset_t()
@@ -34,13 +43,15 @@ public struct WorkerThread: Sendable {
         pthread_attr_init(&attributes)
         defer { pthread_attr_destroy(&attributes) }
         pthread_attr_setstacksize(&attributes, stackBytes)
-        let body = Unmanaged.passRetained(Body(run)).toOpaque()
+        let body = Unmanaged.passRetained(Body(name, run)).toOpaque()
         var id = pthread_t()
         let result = pthread_create(
             &id, &attributes,
             { raw in
                 guard let raw else { return nil }
-                Unmanaged<Body>.fromOpaque(raw).takeRetainedValue().run()
+                let body = Unmanaged<Body>.fromOpaque(raw).takeRetainedValue()
+                gateway_name_thread(body.name)
+                body.run()
                 return nil
             }, body)
         guard result == 0 else {
@@ -48,6 +59,15 @@ public struct WorkerThread: Sendable {
             throw .thread(errno: result)
         }
         return WorkerThread(id: id)
+    }
+
+    /// Lowers the calling thread's priority by `steps` nice levels (Linux keeps one per thread),
+    /// so that on busy cores the scheduler gives the other threads more of the time. Returns the
+    /// error number when the system refused.
+    @discardableResult
+    public static func lowerCurrentPriority(by steps: Int) -> Int32? {
+        guard steps > 0 else { return nil }
+        return gateway_lower_thread_priority(Int32(steps)) == 0 ? nil : errno
     }
 
     public func join() {

@@ -165,18 +165,24 @@ struct TelegramGateway: ParsableCommand {
             let running = Atomic<Int>(started.loops)
             for index in 0..<started.loops {
                 workerThreads.append(
-                    try WorkerThread.start {
+                    try WorkerThread.start(name: "worker-\(index)") {
+                        if let refused = WorkerThread.lowerCurrentPriority(by: config.queue.workerNice) {
+                            logger.warning("could not lower a stream worker's priority", metadata: ["errno": .stringConvertible(refused)])
+                        }
                         started.runWorker(index, partitions: gateway.makePartitionStore(), dependencies: gateway.makeDependencies(forWorker: true))
                         running.subtract(1, ordering: .sequentiallyConsistent)
                     })
             }
             workerThreads.append(
-                try WorkerThread.start {
+                try WorkerThread.start(name: "heartbeat") {
                     started.runHeartbeat(partitions: gateway.makePartitionStore()) { running.load(ordering: .sequentiallyConsistent) == 0 }
                 })
             logger.info(
                 "stream workers started",
-                metadata: ["workers": .stringConvertible(config.queue.workers), "partitions": .stringConvertible(config.queue.partitions)])
+                metadata: [
+                    "workers": .stringConvertible(config.queue.workers), "partitions": .stringConvertible(config.queue.partitions),
+                    "nice": .stringConvertible(config.queue.workerNice),
+                ])
             workers = started
         }
         try pool.run()
