@@ -61,15 +61,6 @@ public struct WorkerThread: Sendable {
         return WorkerThread(id: id)
     }
 
-    /// Lowers the calling thread's priority by `steps` nice levels (Linux keeps one per thread),
-    /// so that on busy cores the scheduler gives the other threads more of the time. Returns the
-    /// error number when the system refused.
-    @discardableResult
-    public static func lowerCurrentPriority(by steps: Int) -> Int32? {
-        guard steps > 0 else { return nil }
-        return gateway_lower_thread_priority(Int32(steps)) == 0 ? nil : errno
-    }
-
     public func join() {
         pthread_join(id, nil)
     }

@@ -166,9 +166,6 @@ struct TelegramGateway: ParsableCommand {
             for index in 0..<started.loops {
                 workerThreads.append(
                     try WorkerThread.start(name: "worker-\(index)") {
-                        if let refused = WorkerThread.lowerCurrentPriority(by: config.queue.workerNice) {
-                            logger.warning("could not lower a stream worker's priority", metadata: ["errno": .stringConvertible(refused)])
-                        }
                         started.runWorker(index, partitions: gateway.makePartitionStore(), dependencies: gateway.makeDependencies(forWorker: true))
                         running.subtract(1, ordering: .sequentiallyConsistent)
                     })
@@ -179,10 +176,7 @@ struct TelegramGateway: ParsableCommand {
                 })
             logger.info(
                 "stream workers started",
-                metadata: [
-                    "workers": .stringConvertible(config.queue.workers), "partitions": .stringConvertible(config.queue.partitions),
-                    "nice": .stringConvertible(config.queue.workerNice),
-                ])
+                metadata: ["workers": .stringConvertible(config.queue.workers), "partitions": .stringConvertible(config.queue.partitions)])
             workers = started
         }
         try pool.run()

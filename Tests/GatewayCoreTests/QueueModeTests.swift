@@ -171,17 +171,6 @@ import Testing
         #expect(config?.deliveryMode == mode)
         #expect(config?.queue.partitions == 64)
     }
-
-    @Test func workersRunTenNiceLevelsBelowTheFastCGIThreadsUnlessTold() throws {
-        var environment = GatewayConfigTests().minimal
-        #expect(try GatewayConfig.load(environment: environment).queue.workerNice == 10)
-        environment["QUEUE_WORKER_NICE"] = "0"
-        #expect(try GatewayConfig.load(environment: environment).queue.workerNice == 0)
-        for refused in ["20", "-1", "ten"] {
-            environment["QUEUE_WORKER_NICE"] = refused
-            #expect(throws: ConfigError.self) { try GatewayConfig.load(environment: environment) }
-        }
-    }
 }
 
 /// A worker's hold on its partition: known lost before the lease can expire in the store.

@@ -258,7 +258,6 @@ public struct GatewayConfig: Sendable {
             deadLetterLimit: reader.integer("QUEUE_DEAD_LETTERS", default: defaults.deadLetterLimit, in: 100...10_000_000))
         settings.waitReplicas = reader.integer("REDIS_WAIT_REPLICAS", default: 0, in: 0...16)
         settings.waitTimeoutMilliseconds = Int64(reader.seconds("REDIS_WAIT_TIMEOUT", default: 0.1, in: 0.001...5) * 1000)
-        settings.workerNice = reader.integer("QUEUE_WORKER_NICE", default: defaults.workerNice, in: 0...19)
         // Every partition needs a worker of its own, or its users wait forever (in sync mode
         // too: busy users' updates and the rest of long answers wait in the streams).
         if settings.workers * processes < settings.partitions {

@@ -38,12 +38,6 @@ public struct QueueSettings: Sendable, Equatable {
     /// Redis's `WAIT`), and how long to wait for them; 0 answers once the master has it.
     public var waitReplicas = 0
     public var waitTimeoutMilliseconds: Int64 = 100
-    /// Nice levels the stream workers' threads run below the FastCGI threads
-    /// (`QUEUE_WORKER_NICE`): on busy cores Telegram's requests (queue mode's acknowledgements,
-    /// sync mode's updates) come first and the workers take the time left over, which is what the
-    /// backlog is for; they are never starved (a nice-10 thread still gets about a tenth of a
-    /// nice-0 one's share). 0 runs them alike.
-    public var workerNice = 10
 
     public init(
         partitions: Int = 16, workers: Int = 16, leaseMilliseconds: Int64 = 5_000, maxAttempts: Int = 5, maxBacklog: Int = 1_000,
