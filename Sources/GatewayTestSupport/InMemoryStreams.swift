@@ -198,19 +198,19 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
         }
     }
 
-    public func readNew(partition: Int, worker: String, blockMilliseconds: Int) throws(StateStoreError) -> StreamEntry? {
+    public func readNew(partition: Int, worker: String, count: Int, blockMilliseconds: Int) throws(StateStoreError) -> [StreamEntry] {
         let now = clock.milliseconds
-        let entry = try state.withLock { (state: inout State) throws(StateStoreError) -> StreamEntry? in
+        let entries = try state.withLock { (state: inout State) throws(StateStoreError) -> [StreamEntry] in
             if state.failing { throw .unavailable }
-            guard let stream = state.partitions[partition], stream.delivered < stream.entries.count else { return nil }
-            let entry = stream.entries[stream.delivered]
-            state.partitions[partition]?.delivered += 1
-            state.partitions[partition]?.pending[entry.id] = (worker, now)
-            return StreamEntry(partition: partition, id: entry.id, content: entry.content)
+            guard let stream = state.partitions[partition] else { return [] }
+            let read = stream.entries[stream.delivered..<min(stream.entries.count, stream.delivered + max(1, count))]
+            state.partitions[partition]?.delivered += read.count
+            for entry in read { state.partitions[partition]?.pending[entry.id] = (worker, now) }
+            return read.map { StreamEntry(partition: partition, id: $0.id, content: $0.content) }
         }
         // An empty read blocks, on the test's clock.
-        if entry == nil { clock.advance(milliseconds: Int64(blockMilliseconds)) }
-        return entry
+        if entries.isEmpty { clock.advance(milliseconds: Int64(blockMilliseconds)) }
+        return entries
     }
 
     public func countAttempt(_ entry: StreamEntry) throws(StateStoreError) -> Int {

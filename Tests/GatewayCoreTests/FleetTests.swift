@@ -134,7 +134,7 @@ import Testing
         #expect((try? streams.backlog(deadline: .distantFuture))?.retiringEntries == 1)
 
         new.take(9..<10, from: streams, clock: clock)
-        let entry = try? streams.readNew(partition: 9, worker: "host-a-2-9", blockMilliseconds: 0)
+        let entry = try? streams.readNew(partition: 9, worker: "host-a-2-9", count: StreamWorkers.readCount, blockMilliseconds: 0).first
         #expect(entry != nil)
         if let entry { try? streams.acknowledge(entry) }
         new.workers.joinFleet(store: streams, starting: false)

@@ -66,7 +66,7 @@ final class TestGateway {
         for _ in 0..<rounds {
             var worked = false
             for partition in 0..<processor.settings.queue.partitions {
-                while let entry = try? streams.readNew(partition: partition, worker: "test", blockMilliseconds: 0) {
+                while let entry = try? streams.readNew(partition: partition, worker: "test", count: 1, blockMilliseconds: 0).first {
                     worked = true
                     results.append(workers.workOnce(entry, store: streams, dependencies: dependencies, logger: log.logger()))
                 }

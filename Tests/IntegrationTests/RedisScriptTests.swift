@@ -491,6 +491,34 @@ import Testing
         }
     }
 
+    @Test func entriesReadTogetherAndLeftUnworkedAreClaimedInOrderByThePartitionsNextHolder() throws {
+        try withRedis { fixture in
+            let partitions = RedisPartitionStore(redis: fixture.settings, blockMilliseconds: 100, clock: monotonicNanoseconds)
+            try partitions.prepare(partition: 2)
+            func add(_ id: Int) throws { _ = try fixture.redis.cli("XADD", "{tgq:2}:stream", "*", "u", "{\"update_id\":\(id)}") }
+            func updateID(_ entry: StreamEntry?) -> String? {
+                guard case .update(let body, _, _)? = entry?.content else { return nil }
+                return String(decoding: body, as: UTF8.self)
+            }
+            for id in 1...5 { try add(id) }
+            // The first holder reads five at once, works the first, and stops.
+            let read = try partitions.readNew(partition: 2, worker: "w1", count: StreamWorkers.readCount, blockMilliseconds: 10)
+            #expect(read.map(updateID) == (1...5).map { "{\"update_id\":\($0)}" })
+            try partitions.acknowledge(read[0])
+            try add(6)
+            // The next holder claims the four left, oldest first, before it reads anything new.
+            var claimed: [String?] = []
+            while let entry = try partitions.claimPending(partition: 2, worker: "w2", idleMilliseconds: 0) {
+                claimed.append(updateID(entry))
+                try partitions.acknowledge(entry)
+            }
+            #expect(claimed == (2...5).map { "{\"update_id\":\($0)}" })
+            let next = try partitions.readNew(partition: 2, worker: "w2", count: StreamWorkers.readCount, blockMilliseconds: 10)
+            #expect(next.map(updateID) == ["{\"update_id\":6}"])
+            #expect(try fixture.redis.cli("XLEN", "{tgq:2}:stream") == "1")
+        }
+    }
+
     @Test func everyKeyOfAnUpdateSharesOneClusterSlot() throws {
         try withRedis { fixture in
             let keys = StateSubjectKeys(subject: .user(123_456_789), updateID: 42)

@@ -26,6 +26,10 @@ public final class StreamWorkers: Sendable {
     let leases: PartitionLeases
     /// How long a read waits for a new entry before the worker checks for a stop.
     public static let blockMilliseconds = 1_000
+    /// New entries a worker reads at once (one round trip), then works one after another. Left
+    /// unworked (a stop, a lost or released partition), they stay pending for the partition's
+    /// next holder, which claims them before it reads anything new.
+    public static let readCount = 8
     /// The worker loops to run: QUEUE_WORKERS, which a share never exceeds, and one more, so
     /// that streams a larger QUEUE_PARTITIONS left always have a worker to drain them (idle,
     /// without a Redis call, while there are none).
@@ -61,6 +65,8 @@ public final class StreamWorkers: Sendable {
         var current: Int?
         var drainPending = false
         var nextStaleLook: UInt64 = 0
+        // Entries of the current partition read together and not worked yet.
+        var unread: ArraySlice<StreamEntry> = []
         while !isStopping {
             guard let partition = current else {
                 // At its share, the process's other workers stand by (the heartbeat raises the
@@ -83,11 +89,14 @@ public final class StreamWorkers: Sendable {
                 logger.warning("partition lease lost; leaving it", metadata: ["partition": .stringConvertible(partition)])
                 leases.forget(name)
                 current = nil
+                unread = []
                 continue
             }
             if leases.mustRelease(name) {
-                // Above the process's share: between two entries, so nothing is left pending.
+                // Above the process's share: between two entries, so none is cut short (those
+                // read and not worked are claimed by the next holder).
                 release(partition, of: name, store: store)
+                unread = []
                 logger.debug("partition handed back to the fleet", metadata: ["partition": .stringConvertible(partition)])
                 current = nil
                 continue
@@ -98,14 +107,19 @@ public final class StreamWorkers: Sendable {
                     entry = try store.claimPending(partition: partition, worker: name, idleMilliseconds: 0)
                     drainPending = entry != nil
                 }
-                if entry == nil, clock.now() >= nextStaleLook {
-                    // A worker whose lease had run out (on Redis's clock) may still have read an
-                    // entry after this one drained the partition, and left it pending: once a lease
-                    // long, it is this worker's. One look a lease.
-                    nextStaleLook = clock.now() + UInt64(settings.leaseMilliseconds) * 1_000_000
+                // Only with nothing read and unworked here: those are pending too.
+                if entry == nil, unread.isEmpty, clock.now() >= nextStaleLook {
+                    // A worker whose lease had run out (on Redis's clock) may still have read
+                    // entries after this one drained the partition, and left them pending: once a
+                    // lease long, they are this worker's. One look a lease while it finds none.
                     entry = try store.claimPending(partition: partition, worker: name, idleMilliseconds: settings.leaseMilliseconds)
+                    nextStaleLook = entry == nil ? clock.now() + UInt64(settings.leaseMilliseconds) * 1_000_000 : 0
                 }
-                if entry == nil { entry = try store.readNew(partition: partition, worker: name, blockMilliseconds: Self.blockMilliseconds) }
+                if entry == nil, unread.isEmpty {
+                    unread = try store.readNew(
+                        partition: partition, worker: name, count: Self.readCount, blockMilliseconds: Self.blockMilliseconds)[...]
+                }
+                if entry == nil { entry = unread.popFirst() }
                 if let entry {
                     let leases = leases
                     let clock = clock
@@ -119,7 +133,9 @@ public final class StreamWorkers: Sendable {
                 }
             } catch {
                 logger.warning("stream read failed; retrying", metadata: [LogKey.error: "\(error)", "partition": .stringConvertible(partition)])
+                // The entry in hand and those read after it are pending: claimed again, in order.
                 drainPending = true
+                unread = []
                 pause(milliseconds: 1_000)
             }
         }

@@ -199,8 +199,10 @@ public protocol PartitionStore {
     /// An entry left pending for at least `idleMilliseconds` by another reader (a holder that
     /// died, stopped or lost its lease mid-entry), oldest first.
     func claimPending(partition: Int, worker: String, idleMilliseconds: Int64) throws(StateStoreError) -> StreamEntry?
-    /// The next new entry, waiting up to `blockMilliseconds` for one.
-    func readNew(partition: Int, worker: String, blockMilliseconds: Int) throws(StateStoreError) -> StreamEntry?
+    /// The next new entries, up to `count` in arrival order, waiting up to `blockMilliseconds`
+    /// for one. They are pending for `worker` from now: when it stops or loses the partition
+    /// before working them, the partition's next holder claims them.
+    func readNew(partition: Int, worker: String, count: Int, blockMilliseconds: Int) throws(StateStoreError) -> [StreamEntry]
     /// Counts an attempt at `entry` before it is made, so attempts cut short by a crash count.
     func countAttempt(_ entry: StreamEntry) throws(StateStoreError) -> Int
     /// The entry is done: removed from the stream.

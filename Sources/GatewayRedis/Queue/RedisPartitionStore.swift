@@ -95,13 +95,18 @@ public final class RedisPartitionStore: PartitionStore {
         }
     }
 
-    public func readNew(partition: Int, worker: String, blockMilliseconds: Int) throws(StateStoreError) -> StreamEntry? {
+    public func readNew(partition: Int, worker: String, count: Int, blockMilliseconds: Int) throws(StateStoreError) -> [StreamEntry] {
         let keys = QueueKeys(partition: partition)
         let reply = try connection.command(
-            "XREADGROUP", "GROUP", QueueKeys.group, worker, "COUNT", "1", "BLOCK", String(blockMilliseconds), "STREAMS", keys.stream, ">")
-        if case .error(let message) = reply { return try recreateGroup(partition, after: message) }
-        guard case .array(let streams) = reply, case .array(let stream)? = streams.first, stream.count == 2 else { return nil }
-        return first(of: stream[1], partition: partition)
+            "XREADGROUP", "GROUP", QueueKeys.group, worker, "COUNT", String(max(1, count)), "BLOCK", String(blockMilliseconds), "STREAMS",
+            keys.stream, ">")
+        if case .error(let message) = reply {
+            _ = try recreateGroup(partition, after: message)
+            return []
+        }
+        guard case .array(let streams) = reply, case .array(let stream)? = streams.first, stream.count == 2, case .array(let entries) = stream[1]
+        else { return [] }
+        return entries.compactMap { RawStreamEntry($0).map { StreamEntry(partition: partition, id: $0.id, content: $0.content) } }
     }
 
     public func countAttempt(_ entry: StreamEntry) throws(StateStoreError) -> Int {
