@@ -86,9 +86,12 @@ public final class RedisPartitionStore: PartitionStore {
         var cursor = "0-0"
         while true {
             let reply = try connection.command("XAUTOCLAIM", keys.stream, QueueKeys.group, worker, String(idleMilliseconds), cursor, "COUNT", "1")
-            if case .error(let message) = reply { return try recreateGroup(partition, after: message) }
+            if case .error(let message) = reply {
+                try recreateGroup(partition, after: message)
+                return nil
+            }
             guard case .array(let parts) = reply, parts.count >= 2, let next = parts[0].text else { throw .unexpectedReply }
-            if let entry = first(of: parts[1], partition: partition) { return entry }
+            if let entry = entries(of: parts[1], partition: partition).first { return entry }
             // A pending id whose entry is gone (deleted from outside) is dropped by Redis; go on.
             guard next != "0-0" else { return nil }
             cursor = next
@@ -101,12 +104,11 @@ public final class RedisPartitionStore: PartitionStore {
             "XREADGROUP", "GROUP", QueueKeys.group, worker, "COUNT", String(max(1, count)), "BLOCK", String(blockMilliseconds), "STREAMS",
             keys.stream, ">")
         if case .error(let message) = reply {
-            _ = try recreateGroup(partition, after: message)
+            try recreateGroup(partition, after: message)
             return []
         }
-        guard case .array(let streams) = reply, case .array(let stream)? = streams.first, stream.count == 2, case .array(let entries) = stream[1]
-        else { return [] }
-        return entries.compactMap { RawStreamEntry($0).map { StreamEntry(partition: partition, id: $0.id, content: $0.content) } }
+        guard case .array(let streams) = reply, case .array(let stream)? = streams.first, stream.count == 2 else { return [] }
+        return entries(of: stream[1], partition: partition)
     }
 
     public func countAttempt(_ entry: StreamEntry) throws(StateStoreError) -> Int {
@@ -170,9 +172,10 @@ public final class RedisPartitionStore: PartitionStore {
         return reply == .integer(1)
     }
 
-    private func first(of entries: RedisReply, partition: Int) -> StreamEntry? {
-        guard case .array(let list) = entries, let first = list.first, let entry = RawStreamEntry(first) else { return nil }
-        return StreamEntry(partition: partition, id: entry.id, content: entry.content)
+    /// The entries of a stream reply (`[[id, fields], …]`) that this version reads as entries.
+    private func entries(of reply: RedisReply, partition: Int) -> [StreamEntry] {
+        guard case .array(let list) = reply else { return [] }
+        return list.compactMap { RawStreamEntry($0).map { StreamEntry(partition: partition, id: $0.id, content: $0.content) } }
     }
 
     private func flag(_ reply: RedisReply) throws(StateStoreError) -> Bool {
@@ -188,10 +191,9 @@ public final class RedisPartitionStore: PartitionStore {
     }
 
     /// Redis lost the group (restarted without its data): make it again; the next read retries.
-    private func recreateGroup(_ partition: Int, after message: String) throws(StateStoreError) -> StreamEntry? {
+    private func recreateGroup(_ partition: Int, after message: String) throws(StateStoreError) {
         guard message.hasPrefix("NOGROUP") else { throw .refused }
         try prepare(partition: partition)
-        return nil
     }
 
     static func bytes(_ value: some BinaryInteger) -> [UInt8] { Array(String(value).utf8) }
