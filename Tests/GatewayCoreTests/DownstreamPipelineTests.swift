@@ -245,6 +245,65 @@ import Testing
     }
 }
 
+/// A worker's sends as they leave on a machine whose sleeps overshoot: the bot-wide budget
+/// counts slots, Telegram counts arrivals, so a send may not leave long after its slot.
+@Suite struct LateSenderTests {
+    /// How far the next sleeps overshoot.
+    final class Oversleep: Sendable {
+        let nanoseconds = Atomic<UInt64>(0)
+        func set(milliseconds: UInt64) { nanoseconds.store(milliseconds * 1_000_000, ordering: .sequentiallyConsistent) }
+    }
+
+    let clock = ManualClock()
+    let oversleep = Oversleep()
+    let state: InMemoryStateStore
+    let botAPI: RecordingBotAPI
+    let processor: UpdateProcessor
+    let log = RecordingLog()
+
+    init() {
+        state = InMemoryStateStore(policy: .testing, clock: clock)
+        botAPI = RecordingBotAPI(clock: clock)
+        let (clock, oversleep) = (clock, oversleep)
+        processor = UpdateProcessor(
+            settings: .init(secrets: [Secret("s")], maxBodyBytes: 65_536),
+            clock: GatewayClock(
+                now: { clock.now }, sleep: { clock.advance(nanoseconds: $0 + oversleep.nanoseconds.load(ordering: .sequentiallyConsistent)) }),
+            newInternalUserID: { "id" })
+    }
+
+    /// A worker's send of a message to `chat` (its own chat's window, the bot's budget).
+    private func send(to chat: Int64) -> UpdateProcessor.SendOutcome {
+        let context = UpdateContext(
+            requestID: "q0-1-0", logger: log.logger(), deadline: .after(seconds: 25, from: clock.now), mayWait: true, clock: processor.clock)
+        return processor.sendPaced(
+            PendingSend(.sendMessage(chatID: chat, text: "hi"), requestID: "r\(chat)", index: 0), slot: .elsewhere,
+            dependencies: ThreadDependencies(state: state, services: ScriptedServiceClient(answering: "{}"), botAPI: botAPI, outgoing: state),
+            context: context)
+    }
+
+    @Test func aSenderWakingTooLongAfterItsSlotTakesANewSlotInsteadOfSendingLate() {
+        let start = clock.milliseconds
+        #expect(send(to: 1) == .sent, "the budget's first slot is free at once")
+        // The next slot is 35 ms on (30 a second, spread evenly); the sender wakes 21 ms late.
+        oversleep.set(milliseconds: 21)
+        #expect(send(to: 2) == .notNow(retryAfterMilliseconds: 0), "late past the tolerance: not sent, back at once for a new slot")
+        #expect(botAPI.calls.count == 1)
+        oversleep.set(milliseconds: 0)
+        #expect(send(to: 2) == .sent)
+        // The slot it left stays counted: the new one is 35 ms after it, not the 56 ms it woke at.
+        #expect(botAPI.times.map { $0 - start } == [0, 70])
+    }
+
+    @Test func aSenderWakingWithinTheToleranceSends() {
+        let start = clock.milliseconds
+        #expect(send(to: 1) == .sent)
+        oversleep.set(milliseconds: UInt64(OutgoingLimits.lateSendMilliseconds))
+        #expect(send(to: 2) == .sent, "20 ms late is within the window's margin")
+        #expect(botAPI.times.map { $0 - start } == [0, 55])
+    }
+}
+
 @Suite struct SlowRequestLogTests {
     @Test func aSlowRequestIsLoggedWithItsTimingsButNoContent() {
         let log = RecordingLog()

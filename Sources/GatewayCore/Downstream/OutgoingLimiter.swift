@@ -51,6 +51,11 @@ public struct OutgoingLimits: Sendable, Equatable {
     /// to 50 ms late, for 5 % of the throughput.
     public static let botWindowMilliseconds: Int64 = 1050
 
+    /// How late after its slot a worker may still send: later, it takes a new slot.
+    /// Half the window's margin (50 ms) late at most, so the other half is left for the request
+    /// on its way.
+    public static let lateSendMilliseconds: Int64 = 20
+
     /// Senders that may wait (workers: outboxes, broadcasts) spread the bot's sends evenly, this
     /// far apart (35 ms at 30 a second), rather than a window's worth at once: Telegram sees a
     /// steady rate, and a late send shifts only itself. The webhook path's sends, which never

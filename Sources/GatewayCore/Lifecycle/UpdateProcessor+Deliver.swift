@@ -98,7 +98,8 @@ extension UpdateProcessor {
     }
 
     /// Sends one call as a worker: takes its slot (the chat's, unless `slot` says it is taken
-    /// already, and the bot's), waits for it within the deadline, then makes the call.
+    /// already, and the bot's), waits for it within the deadline, then makes the call, unless
+    /// it is by then too long after the slot (``OutgoingLimits/lateSendMilliseconds``).
     func sendPaced(_ send: PendingSend, slot: OutboxSlot, dependencies: ThreadDependencies, context: UpdateContext) -> SendOutcome {
         guard !context.isCancelled else { return .notNow(retryAfterMilliseconds: 0) }
         let budget = min(context.waitBudgetMilliseconds, Self.workerPatienceMilliseconds)
@@ -116,6 +117,8 @@ extension UpdateProcessor {
             }
         }
         guard let wait else { return .notNow(retryAfterMilliseconds: 1000) }
+        // No earlier than the slot: the store's clock read it before the reply came back.
+        let slotAt = clock.now() + UInt64(wait) * 1_000_000
         if wait > 0 {
             guard context.pause(milliseconds: wait) else { return .notNow(retryAfterMilliseconds: 0) }
             // A 429 that came in while this sender waited stops it too (the slot is let go).
@@ -123,6 +126,14 @@ extension UpdateProcessor {
             if paused > 0 { return .notNow(retryAfterMilliseconds: paused) }
         }
         guard !context.isCancelled else { return .notNow(retryAfterMilliseconds: 0) }
+        // The budget counts slots, Telegram counts arrivals: a send leaving well after its slot
+        // (a late wake-up, a stalled round trip, the process held up) would land among the next
+        // slots' sends and crowd one second past the limit. It takes a new slot instead; the one
+        // it leaves stays counted, unused. Checked last, right before the call.
+        if slot != .unpaced, clock.now() > slotAt + UInt64(OutgoingLimits.lateSendMilliseconds) * 1_000_000 {
+            Counter(label: GatewayMetric.outboxLateSends).increment()
+            return .notNow(retryAfterMilliseconds: 0)
+        }
         do {
             try dependencies.botAPI.call(send.call, deadline: context.deadline)
             return .sent

@@ -109,8 +109,15 @@ extension UpdateProcessor {
             }
         }
         if storeFailed {
-            // The last attempt, without the store: send what can be sent, paced as far as the store allows.
-            for call in calls where sendPaced(call, slot: Self.slot(of: call), dependencies: dependencies, context: context) != .sent {
+            // The last attempt, without the store: send what can be sent, paced as far as the store
+            // allows. Nothing can keep a call for later, so one whose sender woke late for its slot
+            // takes another at once.
+            for call in calls {
+                var outcome = sendPaced(call, slot: Self.slot(of: call), dependencies: dependencies, context: context)
+                if outcome == .notNow(retryAfterMilliseconds: 0) {
+                    outcome = sendPaced(call, slot: Self.slot(of: call), dependencies: dependencies, context: context)
+                }
+                guard outcome != .sent else { continue }
                 context.logger.warning("call not sent: the state store is unavailable to keep it", metadata: ["method": "\(call.call.name)"])
                 Counter(label: GatewayMetric.outgoingDropped).increment()
             }
