@@ -141,6 +141,8 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         _ = try? evaluate(RedisScripts.pause, keys: [RedisScripts.botPauseKey], arguments: [Self.bytes(max(1, milliseconds))], deadline: deadline)
     }
 
+    public var hasBotBudget: Bool { policy.outgoing.botMessagesPerSecond > 0 }
+
     public func pausedMilliseconds(deadline: Deadline) -> Int64 {
         guard case .integer(let left)? = try? command([Array("PTTL".utf8), Array(RedisScripts.botPauseKey.utf8)], deadline: deadline) else {
             return 0

@@ -230,6 +230,8 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
         }
     }
 
+    public var hasBotBudget: Bool { policy.outgoing.botMessagesPerSecond > 0 }
+
     public func pausedMilliseconds(deadline: Deadline) -> Int64 {
         let now = clock.milliseconds
         return state.withLock { max(0, $0.pausedUntil - now) }

@@ -272,13 +272,15 @@ import Testing
             newInternalUserID: { "id" })
     }
 
-    /// A worker's send of a message to `chat` (its own chat's window, the bot's budget).
-    private func send(to chat: Int64) -> UpdateProcessor.SendOutcome {
+    /// A worker's send of a message to `chat` (its own chat's window, the bot's budget), with
+    /// the suite's store or `store`.
+    private func send(to chat: Int64, store: InMemoryStateStore? = nil) -> UpdateProcessor.SendOutcome {
+        let store = store ?? state
         let context = UpdateContext(
             requestID: "q0-1-0", logger: log.logger(), deadline: .after(seconds: 25, from: clock.now), mayWait: true, clock: processor.clock)
         return processor.sendPaced(
             PendingSend(.sendMessage(chatID: chat, text: "hi"), requestID: "r\(chat)", index: 0), slot: .elsewhere,
-            dependencies: ThreadDependencies(state: state, services: ScriptedServiceClient(answering: "{}"), botAPI: botAPI, outgoing: state),
+            dependencies: ThreadDependencies(state: store, services: ScriptedServiceClient(answering: "{}"), botAPI: botAPI, outgoing: store),
             context: context)
     }
 
@@ -301,6 +303,20 @@ import Testing
         oversleep.set(milliseconds: UInt64(OutgoingLimits.lateSendMilliseconds))
         #expect(send(to: 2) == .sent, "20 ms late is within the window's margin")
         #expect(botAPI.times.map { $0 - start } == [0, 55])
+    }
+
+    @Test func withoutABotWideBudgetALateSenderSends() {
+        var policy = StatePolicy.testing
+        policy.outgoing.botMessagesPerSecond = 0
+        (policy.outgoing.privateChatMessages, policy.outgoing.privateWindowMilliseconds) = (1, 500)
+        let store = InMemoryStateStore(policy: policy, clock: clock)
+        let start = clock.milliseconds
+        #expect(send(to: 1, store: store) == .sent)
+        // The second waits 500 ms for the chat's window and wakes 100 ms late: no bot-wide
+        // second to crowd, and the chat's own window is only the later for it.
+        oversleep.set(milliseconds: 100)
+        #expect(send(to: 1, store: store) == .sent)
+        #expect(botAPI.times.map { $0 - start } == [0, 600])
     }
 }
 

@@ -21,6 +21,10 @@ public protocol OutgoingLimiter {
     /// sender that waited for its slot, since a 429 may have come in the meantime. A failing
     /// store answers 0.
     func pausedMilliseconds(deadline: Deadline) -> Int64
+
+    /// Whether Bot API sends take slots in a bot-wide budget (`OUTGOING_PER_SECOND` above 0):
+    /// only then must a send leave close to its slot.
+    var hasBotBudget: Bool { get }
 }
 
 /// The limits, from configuration.
@@ -77,4 +81,5 @@ public struct UnlimitedOutgoing: OutgoingLimiter {
     public func reserveBotAPI(afterMilliseconds: Int64, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? { afterMilliseconds }
     public func pause(milliseconds: Int64, deadline: Deadline) {}
     public func pausedMilliseconds(deadline: Deadline) -> Int64 { 0 }
+    public var hasBotBudget: Bool { false }
 }

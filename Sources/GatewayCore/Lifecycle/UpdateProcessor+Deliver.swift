@@ -129,8 +129,12 @@ extension UpdateProcessor {
         // The budget counts slots, Telegram counts arrivals: a send leaving well after its slot
         // (a late wake-up, a stalled round trip, the process held up) would land among the next
         // slots' sends and crowd one second past the limit. It takes a new slot instead; the one
-        // it leaves stays counted, unused. Checked last, right before the call.
-        if slot != .unpaced, clock.now() > slotAt + UInt64(OutgoingLimits.lateSendMilliseconds) * 1_000_000 {
+        // it leaves stays counted, unused. Checked last, right before the call. Without a
+        // bot-wide budget only chats' windows pace, whose seconds-long spans a late send does
+        // not crowd.
+        if slot != .unpaced, dependencies.outgoing.hasBotBudget,
+            clock.now() > slotAt + UInt64(OutgoingLimits.lateSendMilliseconds) * 1_000_000
+        {
             Counter(label: GatewayMetric.outboxLateSends).increment()
             return .notNow(retryAfterMilliseconds: 0)
         }
