@@ -353,6 +353,18 @@ struct StackError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// The times in the busiest window of `seconds` (each window starting at one of them), in order.
+func busiestWindow(_ times: [Date], seconds: TimeInterval) -> ArraySlice<Date> {
+    let sorted = times.sorted()
+    var busiest = sorted.prefix(0)
+    var start = 0
+    for end in sorted.indices {
+        while sorted[end].timeIntervalSince(sorted[start]) >= seconds { start += 1 }
+        if end - start + 1 > busiest.count { busiest = sorted[start...end] }
+    }
+    return busiest
+}
+
 /// Polls `condition` every 20 ms until it holds or `timeout` seconds pass.
 func waitUntil(_ what: String, timeout: Double = 10, _ condition: () -> Bool) throws {
     let deadline = Date().addingTimeInterval(timeout)

@@ -36,18 +36,6 @@ import Glibc
         return status
     }
 
-    /// The calls of the busiest window of `seconds` (each window starting at a call), in order.
-    static func busiestCalls(_ times: [Date], seconds: TimeInterval) -> ArraySlice<Date> {
-        let sorted = times.sorted()
-        var busiest = sorted.prefix(0)
-        var start = 0
-        for end in sorted.indices {
-            while sorted[end].timeIntervalSince(sorted[start]) >= seconds { start += 1 }
-            if end - start + 1 > busiest.count { busiest = sorted[start...end] }
-        }
-        return busiest
-    }
-
     /// The chat of each recorded sendMessage (failed attempts included, as `method:status`).
     static func sends(_ stack: LocalStack) -> [(chat: Int64, method: String, at: Date)] {
         zip(stack.botAPICalls(), stack.botAPICallTimes()).compactMap { call, at in
@@ -96,7 +84,7 @@ import Glibc
             #expect(sends.filter { blocked.contains($0.chat) }.allSatisfy { $0.method == "sendMessage:403" })
             #expect(status["delivered"] as? Int == 1000 - blocked.count)
             #expect((status["failed"] as? [String: Any])?["blocked"] as? Int == blocked.count)
-            let busiestCalls = Self.busiestCalls(sends.map(\.at), seconds: 1)
+            let busiestCalls = busiestWindow(sends.map(\.at), seconds: 1)
             let busiest = busiestCalls.count
             // On failure, the gaps show which send came late (the budget spaces them 35 ms apart).
             let gaps = zip(busiestCalls, busiestCalls.dropFirst()).map { Int($1.timeIntervalSince($0) * 1000) }
