@@ -37,7 +37,8 @@ public enum GatewayMetric {
     public static let outboxKept = "telegram_gateway_outbox_kept_total"
     /// Calls a worker sent from an outbox.
     public static let outboxSent = "telegram_gateway_outbox_sent_total"
-    /// Calls a worker did not send because it woke too long after their slot: they took a new one.
+    /// Paced calls a worker held back because it woke too long after their slot (outbox calls,
+    /// and the rare replayed or store-less ones): they took a new one.
     public static let outboxLateSends = "telegram_gateway_outbox_late_sends_total"
     /// Calls given up after their last attempt, kept among the dead letters.
     public static let outboxDeadLetters = "telegram_gateway_outbox_dead_letters_total"
@@ -97,7 +98,7 @@ public enum GatewayMetric {
         handedOver: "Updates of a busy user handed to the user's stream.",
         outboxKept: "Bot API calls kept in an outbox for a worker.",
         outboxSent: "Bot API calls a worker sent from an outbox.",
-        outboxLateSends: "Outbox calls not sent because the worker woke too long after their slot; each took a new slot.",
+        outboxLateSends: "Paced Bot API calls a worker held back because it woke too long after their slot; each took a new slot.",
         outboxDeadLetters: "Bot API calls given up on after their last attempt, by reason.",
         outboundAccepted: "Outbound send requests accepted.",
         outboundRecipients: "Recipients of accepted outbound send requests.",
