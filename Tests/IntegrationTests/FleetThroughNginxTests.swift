@@ -84,6 +84,12 @@ import Glibc
             #expect(try hosts[user % 2].post(RedisClusterTests.update(id, user: Int64(7_100_000 + user), text: "/start")).status == 200)
         }
         try waitUntil("every update is processed", timeout: 30) { Self.processed(hosts).count >= 60 }
+        // ...and finished: an update whose worker is killed after its service call and before
+        // its entry is acknowledged is processed again by the survivor (at least once, by
+        // design). This test is about the takeover, so the kill comes once nothing is in flight.
+        try waitUntil("every entry is acknowledged", timeout: 10) {
+            (try? OutboundThroughNginxTests.metric(survivor, "telegram_gateway_queue_backlog_entries")) == 0
+        }
 
         // One host dies (both its processes SIGKILLed: no hand-over, no leaving the fleet).
         let killedAt = Date()
