@@ -88,7 +88,7 @@ import Glibc
         // its entry is acknowledged is processed again by the survivor (at least once, by
         // design). This test is about the takeover, so the kill comes once nothing is in flight.
         try waitUntil("every entry is acknowledged", timeout: 10) {
-            (try? OutboundThroughNginxTests.metric(survivor, "telegram_gateway_queue_backlog_entries")) == 0
+            (try? survivor.metric("telegram_gateway_queue_backlog_entries")) == 0
         }
 
         // One host dies (both its processes SIGKILLed: no hand-over, no leaving the fleet).
@@ -164,7 +164,7 @@ import Glibc
                 GatewayCtlTests.binary, ["queue-status", "--env-file", stack.directory.appending(path: ".env").path])
             #expect(status.output.contains("retiring: partitions 4-15 are above QUEUE_PARTITIONS=4"), "\(status.output)")
             #expect(status.output.contains("fleet: 1 processes, 4 workers"), "\(status.output)")
-            let metrics = try MetricsExpositionTests.scrape(stack)
+            let metrics = try stack.metrics()
             #expect(MetricsExpositionTests.total(metrics, "telegram_gateway_queue_retiring_entries") == 1)
             #expect(MetricsExpositionTests.total(metrics, "telegram_gateway_fleet_processes") == 1)
 

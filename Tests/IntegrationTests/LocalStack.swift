@@ -175,6 +175,24 @@ final class LocalStack {
                 timeoutSeconds: 30))
     }
 
+    /// GETs one of the gateway's own pages through nginx (`/telegram-gateway/metrics`, `/health`,
+    /// `/status`) with a client of its own, so that any thread may call it.
+    func get(_ path: String) throws -> (status: Int, body: String) {
+        let client = try HTTPClient(caFile: directory.appending(path: "tls/cert.pem").path)
+        let response = try client.send(HTTPRequest(url: "https://127.0.0.1:\(port)\(path)", timeoutSeconds: 5))
+        return (response.status, String(decoding: response.body, as: UTF8.self))
+    }
+
+    /// The pool's metrics, as Prometheus scrapes them.
+    func metrics() throws -> String {
+        try get("/telegram-gateway/metrics").body
+    }
+
+    /// The value of an unlabelled series in the pool's metrics.
+    func metric(_ name: String) throws -> Double? {
+        try metrics().split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+    }
+
     /// Starts `scripts/loadtest` against this stack (bounded: `seconds`, 16 connections). Wait
     /// for it with `finishLoadtest`, which returns its summary line.
     func startLoadtest(seconds: Int) throws -> pid_t {

@@ -11,12 +11,6 @@ import Glibc
 /// `promtool check metrics` (Debian's prometheus package) and by the exposition format's rules
 /// that the linter does not check.
 @Suite(.serialized) struct MetricsExpositionTests {
-    static func scrape(_ stack: LocalStack) throws -> String {
-        let client = try HTTPClient(caFile: stack.directory.appending(path: "tls/cert.pem").path)
-        let response = try client.send(HTTPRequest(url: "https://127.0.0.1:\(stack.port)/telegram-gateway/metrics", timeoutSeconds: 5))
-        return String(decoding: response.body, as: UTF8.self)
-    }
-
     /// promtool's exit code and complaints for an exposition.
     static func promtool(_ text: String, in directory: URL) throws -> (code: Int32, output: String) {
         let file = directory.appending(path: "scrape-\(UUID().uuidString.prefix(6)).txt")
@@ -90,7 +84,7 @@ import Glibc
             #expect(try stack.post("{}", secret: "wrong").status == 403)
             #expect(try stack.send(OutboundThroughNginxTests.body([2_100_001])).status == 202)
             try waitUntil("the send is delivered and every histogram has counted", timeout: 15) {
-                guard let text = try? Self.scrape(stack) else { return false }
+                guard let text = try? stack.metrics() else { return false }
                 // Seven webhook requests reached the pool (nginx refused the wrong secret).
                 return Self.total(text, "telegram_gateway_updates_total") == 7
                     && Self.total(text, "telegram_gateway_outbound_delivered_total") == 1
@@ -98,7 +92,7 @@ import Glibc
                     && Self.total(text, "telegram_gateway_bot_api_seconds_count") >= 1
                     && Self.total(text, "telegram_gateway_redis_seconds_count") >= 1
             }
-            let withRedis = try Self.scrape(stack)
+            let withRedis = try stack.metrics()
             for family in [
                 "telegram_gateway_webhook_seconds_bucket", "telegram_gateway_slow_requests_total", "telegram_gateway_queue_backlog_entries",
                 "telegram_gateway_queue_oldest_age_seconds", "telegram_gateway_queue_dead_letters", "telegram_gateway_circuit_open_processes",
@@ -119,9 +113,9 @@ import Glibc
             #expect(try stack.post(DownstreamThroughNginxTests.text(10, user: 5003, "/nosuchcommand")).status == 200)
             // Each process writes its figures four times a second.
             try waitUntil("the fail-open update is counted") {
-                ((try? Self.scrape(stack)).map { Self.total($0, "telegram_gateway_fail_open_total") } ?? 0) >= 1
+                ((try? stack.metrics()).map { Self.total($0, "telegram_gateway_fail_open_total") } ?? 0) >= 1
             }
-            let withoutRedis = try Self.scrape(stack)
+            let withoutRedis = try stack.metrics()
             #expect(Self.total(withoutRedis, "telegram_gateway_updates_total") == updatesBefore + 1)
             #expect(!withoutRedis.contains("telegram_gateway_queue_backlog_entries "))
             let second = try Self.promtool(withoutRedis, in: stack.directory)
@@ -131,9 +125,9 @@ import Glibc
             let child = try #require(LocalStack.children(of: stack.poolPIDs[0]).first)
             kill(child, SIGKILL)
             try waitUntil("the restart is counted", timeout: 10) {
-                ((try? Self.scrape(stack)).map { Self.total($0, "telegram_gateway_child_restarts_total") } ?? 0) == 1
+                ((try? stack.metrics()).map { Self.total($0, "telegram_gateway_child_restarts_total") } ?? 0) == 1
             }
-            let afterRestart = try Self.scrape(stack)
+            let afterRestart = try stack.metrics()
             #expect(Self.total(afterRestart, "telegram_gateway_updates_total") == updatesBefore + 1)
             let third = try Self.promtool(afterRestart, in: stack.directory)
             #expect(third.code == 0 && third.output.isEmpty, "promtool: \(third.output)")

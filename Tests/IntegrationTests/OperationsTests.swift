@@ -36,7 +36,7 @@ import Glibc
             #expect(!stack.gatewayLog.contains("child retired"))
             let refusal = try #require(stack.gatewayLog.split(separator: "\n").first { $0.contains("reload refused") })
             #expect(refusal.contains("GATEWAY_THREADS"), "the log says what is wrong: \(refusal)")
-            let metrics = try MetricsExpositionTests.scrape(stack)
+            let metrics = try stack.metrics()
             #expect(metrics.contains("\ntelegram_gateway_last_reload_failed 1\n"))
 
             // Fixed: the next reload replaces the children.
@@ -49,7 +49,7 @@ import Glibc
             #expect(now.count == 2 && now.isDisjoint(with: serving))
             #expect(try stack.post(RedisStateThroughNginxTests.command(1, user: 7001)).status == 200)
             try waitUntil("the metric clears") {
-                (try? MetricsExpositionTests.scrape(stack))?.contains("\ntelegram_gateway_last_reload_failed 0\n") == true
+                (try? stack.metrics())?.contains("\ntelegram_gateway_last_reload_failed 0\n") == true
             }
         }
     }
@@ -102,7 +102,7 @@ import Glibc
                     handled((try? String(contentsOfFile: log + ".1", encoding: .utf8)) ?? ""),
                     handled((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
                 )
-                counted = (try? MetricsExpositionTests.scrape(stack)).map { MetricsExpositionTests.total($0, "telegram_gateway_updates_total") } ?? 0
+                counted = (try? stack.metrics()).map { MetricsExpositionTests.total($0, "telegram_gateway_updates_total") } ?? 0
                 return Double(lines.old + lines.new) == counted
             }
             print("logrotate under load: \(lines.old) lines in the renamed file, \(lines.new) in the new one, \(Int(counted)) updates counted")

@@ -44,15 +44,6 @@ import Glibc
         }
     }
 
-    /// The value of an unlabelled series in the pool's metrics.
-    static func metric(_ stack: LocalStack, _ name: String) throws -> Double? {
-        let client = try HTTPClient(caFile: stack.directory.appending(path: "tls/cert.pem").path)
-        let text = String(
-            decoding: try client.send(HTTPRequest(url: "https://127.0.0.1:\(stack.port)/telegram-gateway/metrics", timeoutSeconds: 5)).body,
-            as: UTF8.self)
-        return text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
-    }
-
     private func run(
         processes: Int = 2, environment: [String: String] = [:], _ body: (LocalStack, RedisServer) throws -> Void
     ) throws {
@@ -93,7 +84,7 @@ import Glibc
             #expect(seconds < 1000.0 / 30 * 1.05 + 5, "took \(seconds) s")
             sleep(2)
             #expect(Self.sends(stack).count == sends.count, "nothing is sent after the request is done")
-            let late = try Self.metric(stack, "telegram_gateway_outbox_late_sends_total") ?? 0
+            let late = try stack.metric("telegram_gateway_outbox_late_sends_total") ?? 0
             print(
                 "broadcast: \(chats.count) recipients (\(blocked.count) blocked) in \(String(format: "%.1f", seconds)) s, "
                     + "busiest second \(busiest) sends, repeats \(repeats), sends given a new slot for a late wake-up \(Int(late))")
@@ -106,14 +97,14 @@ import Glibc
             let id = try #require(Self.json(try stack.send(Self.body(chats)))["id"] as? String)
             try waitUntil("the broadcast is under way", timeout: 30) { Self.sends(stack).count >= 40 }
             // The backlog, read from Redis when scraped: recipients not yet done, the request's age.
-            #expect(try Self.metric(stack, "telegram_gateway_outbound_backlog_recipients").map { $0 > 0 && $0 <= 110 } == true)
-            #expect(try Self.metric(stack, "telegram_gateway_outbound_oldest_age_seconds").map { $0 > 0.5 && $0 < 30 } == true)
+            #expect(try stack.metric("telegram_gateway_outbound_backlog_recipients").map { $0 > 0 && $0 <= 110 } == true)
+            #expect(try stack.metric("telegram_gateway_outbound_oldest_age_seconds").map { $0 > 0.5 && $0 < 30 } == true)
             try stack.control(["bot_api_429": 1])
             try Self.waitUntilDone(stack, id: id, timeout: 60)
-            #expect(try Self.metric(stack, "telegram_gateway_outbound_backlog_recipients") == 0)
+            #expect(try stack.metric("telegram_gateway_outbound_backlog_recipients") == 0)
             // Each process writes its counters a few times a second.
             try waitUntil("the delivered counter reaches 150", timeout: 5) {
-                (try? Self.metric(stack, "telegram_gateway_outbound_delivered_total")) == 150
+                (try? stack.metric("telegram_gateway_outbound_delivered_total")) == 150
             }
             let sends = Self.sends(stack)
             let refused = try #require(sends.first { $0.method == "sendMessage:429" })

@@ -86,12 +86,6 @@ import Glibc
 
 /// /telegram-gateway/metrics and /health through nginx, for the whole pool.
 @Suite(.serialized) struct MetricsAndHealthTests {
-    private func get(_ stack: LocalStack, _ path: String) throws -> (Int, String) {
-        let client = try HTTPClient(caFile: stack.directory.appending(path: "tls/cert.pem").path)
-        let response = try client.send(HTTPRequest(url: "https://127.0.0.1:\(stack.port)\(path)", timeoutSeconds: 5))
-        return (response.status, String(decoding: response.body, as: UTF8.self))
-    }
-
     @Test func metricsAreSummedOverEveryProcessOfThePool() throws {
         // One thread a process: 40 requests at once cannot all go to one process.
         try withStack(processes: 2, threads: 1, redis: (password: nil, useSocket: true)) { stack, _ in
@@ -105,7 +99,7 @@ import Glibc
             }
             var text = ""
             try waitUntil("the 40 updates are counted") {
-                text = (try? get(stack, "/telegram-gateway/metrics").1) ?? ""
+                text = (try? stack.metrics()) ?? ""
                 return MetricsExpositionTests.total(text, "telegram_gateway_updates_total", [#"outcome="replied""#, #"route="unknown_command""#])
                     == 40
             }
@@ -124,12 +118,14 @@ import Glibc
     @Test func healthIsDegradedWhileRedisIsDownAndOkWhenItReturns() throws {
         try withStack(redis: (password: nil, useSocket: true)) { stack, redis in
             let redis = try #require(redis)
-            #expect(try get(stack, "/telegram-gateway/health").1.contains(#""status":"ok""#))
+            #expect(try stack.get("/telegram-gateway/health").body.contains(#""status":"ok""#))
             redis.kill()
-            try waitUntil("health says degraded") { (try? get(stack, "/telegram-gateway/health").1.contains(#""status":"degraded""#)) == true }
-            #expect(try get(stack, "/telegram-gateway/health").1.contains(#""redis":"unavailable""#))
+            try waitUntil("health says degraded") { (try? stack.get("/telegram-gateway/health").body.contains(#""status":"degraded""#)) == true }
+            #expect(try stack.get("/telegram-gateway/health").body.contains(#""redis":"unavailable""#))
             try redis.start()
-            try waitUntil("health says ok again", timeout: 15) { (try? get(stack, "/telegram-gateway/health").1.contains(#""status":"ok""#)) == true }
+            try waitUntil("health says ok again", timeout: 15) {
+                (try? stack.get("/telegram-gateway/health").body.contains(#""status":"ok""#)) == true
+            }
         }
     }
 
@@ -138,7 +134,7 @@ import Glibc
             let supervisor = try #require(stack.poolPIDs.first)
             for id in 1...10 { _ = try stack.post(RedisStateThroughNginxTests.command(id, user: Int64(9500 + id))) }
             func status() throws -> [String: Any] {
-                try #require(try JSONSerialization.jsonObject(with: Data(get(stack, "/telegram-gateway/status").1.utf8)) as? [String: Any])
+                try #require(try JSONSerialization.jsonObject(with: Data(stack.get("/telegram-gateway/status").body.utf8)) as? [String: Any])
             }
             try waitUntil("both processes report 10 accepted requests") {
                 guard let status = try? status(), let processes = status["processes"] as? [[String: Any]] else { return false }
