@@ -86,7 +86,7 @@ let package = Package(
         ),
 
         // Timing loops over the hot pure functions, for scripts/bench.
-        .executableTarget(name: "gateway-microbench", dependencies: ["GatewayCore"]),
+        .executableTarget(name: "gateway-microbench", dependencies: ["GatewayCore", "GatewayRedis"]),
 
         // libFuzzer targets (scripts/fuzz builds them with -sanitize=fuzzer); built normally, a
         // corpus replayer.
