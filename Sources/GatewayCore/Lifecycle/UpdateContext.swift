@@ -23,7 +23,7 @@ public struct UpdateContext {
         holdsPartition: (() -> Bool)? = nil
     ) {
         var logger = logger
-        logger[metadataKey: LogKey.requestID] = "\(requestID)"
+        logger[metadataKey: LogKey.requestID] = .string(requestID)
         self.logger = logger
         self.requestID = requestID
         self.deadline = deadline

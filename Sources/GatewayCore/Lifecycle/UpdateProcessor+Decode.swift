@@ -19,7 +19,7 @@ extension UpdateProcessor {
         case .failure(let error): return .malformed(error)
         }
         context.logger[metadataKey: LogKey.updateID] = .stringConvertible(decoded.id)
-        context.logger[metadataKey: LogKey.updateType] = "\(decoded.type)"
+        context.logger[metadataKey: LogKey.updateType] = .string(decoded.type.description)
         if let user = decoded.user { context.logger[metadataKey: LogKey.userID] = .stringConvertible(user.id) }
         guard let update = CallbackDataToken.resolve(decoded, store: state, deadline: context.deadline) else {
             context.logger.warning("button data could not be read back: the state store failed", metadata: [LogKey.degraded: "true"])

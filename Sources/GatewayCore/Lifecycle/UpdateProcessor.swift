@@ -159,7 +159,8 @@ public struct UpdateProcessor: Sendable {
         context.logger.log(
             level: slow ? .warning : .info, slow ? "slow request" : "update handled",
             metadata: [
-                LogKey.route: "\(route.label)", LogKey.outcome: "\(outcome.rawValue)", LogKey.latencyMilliseconds: .stringConvertible(latency),
+                LogKey.route: .string(route.label), LogKey.outcome: .string(outcome.rawValue),
+                LogKey.latencyMilliseconds: .stringConvertible(latency),
             ])
         count(outcome, update: update, route: route)
         if context.logger[metadataKey: LogKey.degraded] != nil { Counter(label: GatewayMetric.failOpen).increment() }

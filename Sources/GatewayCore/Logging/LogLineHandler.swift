@@ -42,12 +42,19 @@ public struct LogLineHandler: LogHandler {
 
     /// The logger's metadata and the line's (the line's value wins for a key in both), sorted
     /// by key: a line's few fields in an array, no merged dictionary. A line's own fields are
-    /// few: they are compared with the logger's keys one by one, not looked up by hash.
+    /// few: their keys are compared with the logger's one by one, not looked up by hash, and
+    /// only the keys (a metadata value is an enum holding an existential: each copy costs a
+    /// value-witness call).
     static func fields(_ metadata: Logger.Metadata, _ extra: Logger.Metadata?) -> [(key: String, value: Logger.Metadata.Value)] {
         var fields: [(key: String, value: Logger.Metadata.Value)] = []
         fields.reserveCapacity(metadata.count + (extra?.count ?? 0))
-        for (key, value) in metadata where !(extra?.contains { $0.key == key } ?? false) { fields.append((key, value)) }
-        if let extra { for (key, value) in extra { fields.append((key, value)) } }
+        if let extra {
+            let replaced = extra.keys
+            for (key, value) in metadata where !replaced.contains(key) { fields.append((key, value)) }
+            for (key, value) in extra { fields.append((key, value)) }
+        } else {
+            for (key, value) in metadata { fields.append((key, value)) }
+        }
         fields.sort { $0.key < $1.key }
         return fields
     }
