@@ -11,12 +11,13 @@
 #include <fcgiapp.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include "threads.h"
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static char *script, sha[41];
+static char sha[41];
 static const char *socket_path;
 
 /* The number after `"name":` in body, or -1. */
@@ -81,7 +82,7 @@ int main(void) {
         fprintf(stderr, "floor: set FLOOR_SCRIPT and FLOOR_REDIS_SOCKET\n");
         return 1;
     }
-    script = calloc(1, 1 << 20);
+    char *script = calloc(1, 1 << 20);
     size_t size = fread(script, 1, (1 << 20) - 1, file);
     fclose(file);
     redisContext *redis = redisConnectUnix(socket_path);
@@ -95,13 +96,7 @@ int main(void) {
     memcpy(sha, loaded->str, 40);
     freeReplyObject(loaded);
     redisFree(redis);
+    free(script);
 
-    const char *setting = getenv("THREADS");
-    int threads = setting ? atoi(setting) : 8;
-    if (threads < 1 || threads > 64) threads = 8;
-    FCGX_Init();
-    pthread_t ids[64];
-    for (int i = 0; i < threads; i++) pthread_create(&ids[i], NULL, serve, NULL);
-    for (int i = 0; i < threads; i++) pthread_join(ids[i], NULL);
-    return 0;
+    return serve_on_threads(serve);
 }

@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "threads.h"
+
 static void *serve(void *unused) {
     (void)unused;
     FCGX_Request request;
@@ -21,12 +23,5 @@ static void *serve(void *unused) {
 }
 
 int main(void) {
-    const char *setting = getenv("THREADS");
-    int threads = setting ? atoi(setting) : 8;
-    if (threads < 1 || threads > 64) threads = 8;
-    FCGX_Init();
-    pthread_t ids[64];
-    for (int i = 0; i < threads; i++) pthread_create(&ids[i], NULL, serve, NULL);
-    for (int i = 0; i < threads; i++) pthread_join(ids[i], NULL);
-    return 0;
+    return serve_on_threads(serve);
 }
