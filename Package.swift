@@ -86,7 +86,8 @@ let package = Package(
         ),
 
         // Timing loops over the hot pure functions, for scripts/bench.
-        .executableTarget(name: "gateway-microbench", dependencies: ["GatewayCore", "GatewayRedis"]),
+        .executableTarget(
+            name: "gateway-microbench", dependencies: ["GatewayCore", "GatewayRedis", .product(name: "Logging", package: "swift-log")]),
 
         // libFuzzer targets (scripts/fuzz builds them with -sanitize=fuzzer); built normally, a
         // corpus replayer.

@@ -1,6 +1,7 @@
 import Foundation
 import GatewayCore
 import GatewayRedis
+import Logging
 
 /// Plain timing loops over the hot pure functions, printing nanoseconds per operation, for
 /// scripts/bench. Each runs for about half a second after a warm-up; figures swing with the
@@ -51,6 +52,17 @@ struct Microbench {
         }
         measure("encode a service request") { ServiceRequest(requestID: "r", update: decoded, route: table.route(decoded), session: nil).body.count }
         measure("split an 11,000-character text") { TextSplitter.split(long).count }
+        let logged = ByteCount()
+        let logger = Logger(label: "microbench") { _ in
+            LogLineHandler(level: .info, format: .json, clock: { (1_732_540_000, 123_000_000) }) { logged.add($0.count) }
+        }
+        measure("render an update's log line") {
+            var line = UpdateLine(requestID: "5f0c8e2a9b7d4c1e8f3a6b2d9c4e7a1f")
+            (line.updateID, line.updateType, line.userID) = (123_456_789, .message, 42)
+            (line.route, line.outcome, line.latencyMilliseconds) = ("unknown_command", "replied", 0.412)
+            logger.log(level: .info, "update handled", line: line)
+            return logged.total
+        }
         var clock: Int64 = 0
         measure("take a token from a bucket") {
             clock += 1
@@ -76,6 +88,12 @@ struct Microbench {
         let perOperation = Double(now() - start) / Double(iterations)
         print(name + String(repeating: " ", count: max(1, 40 - name.count)) + String(Int(perOperation.rounded())).leftPadded(9))
     }
+}
+
+/// The log line benchmark's sink: counts the bytes it is handed (one thread only).
+private final class ByteCount: @unchecked Sendable {
+    private(set) var total = 0
+    func add(_ count: Int) { total &+= count }
 }
 
 extension String {

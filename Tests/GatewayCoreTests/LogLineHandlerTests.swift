@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import Testing
 
 @testable import GatewayCore
@@ -77,6 +78,54 @@ import Testing
         #expect(log.all == ["2024-11-25T13:06:40.123Z ERROR kept a=1\n"])
     }
 
+    /// Every field an update's line may carry, and loggers whose own keys sort before, between
+    /// and after them, one of them the same as an update's.
+    static let fullLine: UpdateLine = {
+        var line = UpdateLine(requestID: "r\"1")
+        (line.updateID, line.updateType, line.userID, line.attempt) = (77, .callbackQuery, -5, 2)
+        (line.route, line.outcome, line.latencyMilliseconds) = ("callback:x", "replied", 0.25)
+        (line.serviceMilliseconds, line.deliveryMilliseconds, line.degraded) = (12.5, .nan, true)
+        return line
+    }()
+
+    @Test(arguments: LogLineHandler.Format.allCases)
+    func anUpdatesTypedLineIsTheLineItsMetadataWouldMake(format: LogLineHandler.Format) {
+        let typed = RecordingLog()
+        let generic = RecordingLog()
+        for line in [Self.fullLine, UpdateLine(requestID: "r2")] {
+            for loggerKeys in [[], ["pid"], ["a", "pid", "route", "worker"]] {
+                var typedLogger = typed.logger(format: format)
+                var genericLogger = generic.logger(format: format)
+                for key in loggerKeys {
+                    typedLogger[metadataKey: key] = "logger"
+                    genericLogger[metadataKey: key] = "logger"
+                }
+                typedLogger.log(level: .info, "update handled", line: line)
+                genericLogger.info("update handled", metadata: line.metadata)
+            }
+        }
+        #expect(typed.all.count == 6)
+        #expect(typed.all == generic.all)
+        #expect(
+            typed.all.first
+                == #"{"time":"2024-11-25T13:06:40.123Z","level":"info","message":"update handled","attempt":2,"degraded":"true","delivery_ms":"nan","latency_ms":0.25,"outcome":"replied","request_id":"r\"1","route":"callback:x","service_ms":12.5,"update_id":77,"update_type":"callback_query","user_id":-5}"#
+                + "\n" || format == .text, "\(typed.all)")
+    }
+
+    @Test func anUpdatesLineRespectsTheLevelAndReachesOtherHandlersAsMetadata() {
+        let log = RecordingLog()
+        log.logger(level: .warning).log(level: .info, "update handled", line: Self.fullLine)
+        #expect(log.all.isEmpty)
+        let recorded = RecordingHandler.Events()
+        Logger(label: "test") { _ in RecordingHandler(events: recorded) }.log(level: .notice, "update handled", line: Self.fullLine)
+        let event = recorded.all.first
+        #expect(recorded.all.count == 1 && event?.level == .notice && event?.message == "update handled")
+        #expect(event?.metadata[LogKey.requestID] == "r\"1")
+        #expect(event?.metadata[LogKey.updateType] == "callback_query")
+        #expect(event?.metadata.count == 11)
+        #expect(UpdateLine(requestID: "r").metadata == [LogKey.requestID: "r"])
+    }
+
     @Test(arguments: [
         (Int64(0), "1970-01-01T00:00:00.000Z"),
         (951_782_400, "2000-02-29T00:00:00.000Z"),
@@ -85,6 +134,30 @@ import Testing
         (-1, "1969-12-31T23:59:59.000Z"),
     ])
     func timestampsAreUTC(seconds: Int64, expected: String) {
-        #expect(Timestamp.iso8601(seconds: seconds, milliseconds: 0) == expected)
+        var bytes: [UInt8] = []
+        Timestamp.appendISO8601(seconds: seconds, milliseconds: 0, to: &bytes)
+        #expect(String(decoding: bytes, as: UTF8.self) == expected)
+    }
+}
+
+/// A handler that is not the gateway's: it keeps each event's level, message and metadata.
+private struct RecordingHandler: LogHandler {
+    final class Events: Sendable {
+        private let events = Mutex<[(level: Logger.Level, message: String, metadata: Logger.Metadata)]>([])
+        var all: [(level: Logger.Level, message: String, metadata: Logger.Metadata)] { events.withLock { $0 } }
+        func append(_ event: (level: Logger.Level, message: String, metadata: Logger.Metadata)) { events.withLock { $0.append(event) } }
+    }
+
+    let events: Events
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        events.append((event.level, event.message.description, metadata.merging(event.metadata ?? [:]) { $1 }))
     }
 }

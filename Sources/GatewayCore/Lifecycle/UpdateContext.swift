@@ -8,7 +8,10 @@ import Logging
 /// happen now is handed to the user's stream and the request is answered. A stream worker may
 /// wait, within the deadline and while it still holds its partition.
 public struct UpdateContext {
-    public var logger: Logger
+    /// The fields of every line about the update, set as the stages learn them.
+    public var line: UpdateLine
+    /// The logger the update came with, without the update's fields.
+    private let baseLogger: Logger
     public let requestID: String
     public let deadline: Deadline
     public let mayWait: Bool
@@ -22,14 +25,26 @@ public struct UpdateContext {
         requestID: String, logger: Logger, deadline: Deadline, mayWait: Bool, clock: GatewayClock,
         holdsPartition: (() -> Bool)? = nil
     ) {
-        var logger = logger
-        logger[metadataKey: LogKey.requestID] = .string(requestID)
-        self.logger = logger
+        self.line = UpdateLine(requestID: requestID)
+        self.baseLogger = logger
         self.requestID = requestID
         self.deadline = deadline
         self.mayWait = mayWait
         self.clock = clock
         self.holdsPartition = holdsPartition
+    }
+
+    /// A logger whose lines carry the update's fields, for lines other than its last.
+    public var logger: Logger {
+        var logger = baseLogger
+        for (key, value) in line.metadata { logger[metadataKey: key] = value }
+        return logger
+    }
+
+    /// The line the update ends with: the update's fields, rendered without a metadata
+    /// dictionary by the gateway's handler.
+    public func log(level: Logger.Level, _ message: String, line: UpdateLine) {
+        baseLogger.log(level: level, message, line: line)
     }
 
     /// True once the work must stop: the deadline passed or the worker's partition is no longer its.
@@ -57,7 +72,10 @@ public struct UpdateContext {
 
     /// The same context with another deadline (a worker's next stage after a wait).
     public func renewed(deadline: Deadline) -> UpdateContext {
-        UpdateContext(requestID: requestID, logger: logger, deadline: deadline, mayWait: mayWait, clock: clock, holdsPartition: holdsPartition)
+        var renewed = UpdateContext(
+            requestID: requestID, logger: baseLogger, deadline: deadline, mayWait: mayWait, clock: clock, holdsPartition: holdsPartition)
+        renewed.line = line
+        return renewed
     }
 
     public func elapsedMilliseconds(since start: UInt64) -> Double {

@@ -27,7 +27,7 @@ extension UpdateProcessor {
             decision = try state.begin(request, deadline: context.deadline)
         } catch {
             // No rate limit, no session, no dedupe; the store's adapter warns (rate-limited).
-            context.logger[metadataKey: LogKey.degraded] = "true"
+            context.line.degraded = true
             return .failedOpen(Claim(updateID: request.updateID, subject: request.subject, token: request.token))
         }
         switch decision {

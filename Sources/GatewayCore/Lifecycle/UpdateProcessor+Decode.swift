@@ -18,9 +18,9 @@ extension UpdateProcessor {
         case .success(let update): decoded = update
         case .failure(let error): return .malformed(error)
         }
-        context.logger[metadataKey: LogKey.updateID] = .stringConvertible(decoded.id)
-        context.logger[metadataKey: LogKey.updateType] = .string(decoded.type.description)
-        if let user = decoded.user { context.logger[metadataKey: LogKey.userID] = .stringConvertible(user.id) }
+        context.line.updateID = decoded.id
+        context.line.updateType = decoded.type
+        context.line.userID = decoded.user?.id
         guard let update = CallbackDataToken.resolve(decoded, store: state, deadline: context.deadline) else {
             context.logger.warning("button data could not be read back: the state store failed", metadata: [LogKey.degraded: "true"])
             return .unresolved

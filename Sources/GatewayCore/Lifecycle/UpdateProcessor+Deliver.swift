@@ -19,7 +19,7 @@ extension UpdateProcessor {
     /// The webhook path's delivery: never waits for a slot or a 429.
     func deliverNow(_ methods: [BotMethod], subject: StateSubject, dependencies: ThreadDependencies, context: inout UpdateContext) -> Delivery {
         let started = clock.now()
-        defer { context.logger[metadataKey: LogKey.deliveryMilliseconds] = .stringConvertible(context.elapsedMilliseconds(since: started)) }
+        defer { context.line.deliveryMilliseconds = context.elapsedMilliseconds(since: started) }
         let methods = shorten(methods, state: dependencies.state, context: context)
         var delivery = Delivery()
         for (index, method) in methods.enumerated() {

@@ -13,7 +13,7 @@ extension UpdateProcessor {
         do {
             report = try dependencies.state.finish(completion, deadline: context.deadline)
         } catch {
-            context.logger[metadataKey: LogKey.degraded] = "true"
+            context.line.degraded = true
             // Without the store nothing can wait for later: the reply goes now, the tail is lost.
             if !completion.tail.isEmpty {
                 context.logger.warning(
@@ -44,7 +44,7 @@ extension UpdateProcessor {
             if !report.leaseWasOurs { context.logger.info("the user's lease had passed; the state was written all the same") }
             return report
         } catch {
-            context.logger[metadataKey: LogKey.degraded] = "true"
+            context.line.degraded = true
             return nil
         }
     }

@@ -59,6 +59,6 @@ extension UpdateProcessor {
         let now = clock.now()
         let elapsed = now > started ? now - started : 0
         Timer(label: GatewayMetric.serviceSeconds, dimensions: [("service", service.rawValue)]).recordNanoseconds(Int64(clamping: elapsed))
-        context.logger[metadataKey: LogKey.serviceMilliseconds] = .stringConvertible(Double(elapsed / 1000) / 1000)
+        context.line.serviceMilliseconds = Double(elapsed / 1000) / 1000
     }
 }

@@ -34,7 +34,7 @@ extension UpdateProcessor {
                 deadline: context.deadline)
         } catch {
             // Nowhere to keep the update: Telegram keeps it and retries, in order, losing nothing.
-            context.logger[metadataKey: LogKey.degraded] = "true"
+            context.line.degraded = true
             return (.retryLater(seconds: 5), .deferred)
         }
         switch decision {

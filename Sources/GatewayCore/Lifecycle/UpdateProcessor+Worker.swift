@@ -157,12 +157,10 @@ extension UpdateProcessor {
     private func finished(_ outcome: RequestOutcome, update: Update, route: Route, attempt: Int, since started: UInt64, context: UpdateContext)
         -> QueuedResult
     {
-        context.logger.info(
-            "queued update processed",
-            metadata: [
-                LogKey.route: "\(route.label)", LogKey.outcome: "\(outcome.rawValue)", "attempt": .stringConvertible(attempt),
-                LogKey.latencyMilliseconds: .stringConvertible(context.elapsedMilliseconds(since: started)),
-            ])
+        var line = context.line
+        (line.route, line.outcome, line.attempt) = (route.label, outcome.rawValue, Int64(attempt))
+        line.latencyMilliseconds = context.elapsedMilliseconds(since: started)
+        context.log(level: .info, "queued update processed", line: line)
         count(outcome, update: update, route: route)
         return .done(outcome)
     }

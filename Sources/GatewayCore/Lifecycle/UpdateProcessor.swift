@@ -156,14 +156,11 @@ public struct UpdateProcessor: Sendable {
         let slow = latency > settings.slowRequestSeconds * 1000
         series.webhookSeconds.recordNanoseconds(Int64(latency * 1_000_000))
         if slow { Counter(label: GatewayMetric.slowRequests).increment() }
-        context.logger.log(
-            level: slow ? .warning : .info, slow ? "slow request" : "update handled",
-            metadata: [
-                LogKey.route: .string(route.label), LogKey.outcome: .string(outcome.rawValue),
-                LogKey.latencyMilliseconds: .stringConvertible(latency),
-            ])
+        var line = context.line
+        (line.route, line.outcome, line.latencyMilliseconds) = (route.label, outcome.rawValue, latency)
+        context.log(level: slow ? .warning : .info, slow ? "slow request" : "update handled", line: line)
         count(outcome, update: update, route: route)
-        if context.logger[metadataKey: LogKey.degraded] != nil { Counter(label: GatewayMetric.failOpen).increment() }
+        if context.line.degraded { Counter(label: GatewayMetric.failOpen).increment() }
         return response
     }
 

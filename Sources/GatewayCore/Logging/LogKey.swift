@@ -10,6 +10,8 @@ public enum LogKey {
     public static let chatID = "chat_id"
     public static let route = "route"
     public static let outcome = "outcome"
+    /// A stream worker's attempt at an entry.
+    public static let attempt = "attempt"
     public static let latencyMilliseconds = "latency_ms"
     /// Time spent deciding the answer (the service call, if any).
     public static let serviceMilliseconds = "service_ms"

@@ -13,20 +13,22 @@ public struct LogLineHandler: LogHandler {
     /// Seconds and nanoseconds since the Unix epoch.
     public typealias WallClock = @Sendable () -> (seconds: Int64, nanoseconds: Int32)
 
-    public var metadata: Logger.Metadata = [:]
+    public var metadata: Logger.Metadata = [:] {
+        didSet { sortedMetadata = Self.fields(metadata, nil) }
+    }
     public var logLevel: Logger.Level
     private let format: Format
     private let sink: Sink
     private let clock: WallClock
+    /// The logger's metadata in key order, kept with it: a line merges its own fields into it
+    /// without sorting the logger's again.
+    private var sortedMetadata: [(key: String, value: Logger.Metadata.Value)] = []
 
     public init(level: Logger.Level, format: Format, clock: @escaping WallClock, sink: @escaping Sink) {
         self.logLevel = level
         self.format = format
         self.clock = clock
         self.sink = sink
-        // Room for a request's fields: a logger's copy keeps it, so setting them never grows
-        // the dictionary.
-        metadata.reserveCapacity(16)
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -35,9 +37,35 @@ public struct LogLineHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
+        var line = start(level: event.level, message: event.message.description)
+        if let extra = event.metadata, !extra.isEmpty {
+            for (key, value) in Self.fields(metadata, extra) { line.field(key, value) }
+        } else {
+            for (key, value) in sortedMetadata { line.field(key, value) }
+        }
+        sink(line.finish())
+    }
+
+    /// One update's line, from its typed fields merged in key order with the logger's (the
+    /// update's value wins for a key in both): no metadata dictionary and no cast per value.
+    func log(level: Logger.Level, message: String, line update: UpdateLine) {
+        var line = start(level: level, message: message)
+        var next = 0
+        update.forEachField { key, value in
+            while next < sortedMetadata.count, sortedMetadata[next].key <= key {
+                let (loggerKey, loggerValue) = sortedMetadata[next]
+                if loggerKey != key { line.field(loggerKey, loggerValue) }
+                next += 1
+            }
+            line.field(key, value)
+        }
+        for (key, value) in sortedMetadata[next...] { line.field(key, value) }
+        sink(line.finish())
+    }
+
+    private func start(level: Logger.Level, message: String) -> LineWriter {
         let (seconds, nanoseconds) = clock()
-        let time = (seconds: seconds, milliseconds: Int(nanoseconds / 1_000_000))
-        sink(render(time: time, level: event.level, message: event.message.description, fields: Self.fields(metadata, event.metadata)))
+        return LineWriter(format: format, time: (seconds, Int(nanoseconds / 1_000_000)), level: level, message: message)
     }
 
     /// The logger's metadata and the line's (the line's value wins for a key in both), sorted
@@ -58,48 +86,103 @@ public struct LogLineHandler: LogHandler {
         fields.sort { $0.key < $1.key }
         return fields
     }
+}
 
-    func render(
-        time: (seconds: Int64, milliseconds: Int), level: Logger.Level, message: String, fields: [(key: String, value: Logger.Metadata.Value)]
-    ) -> [UInt8] {
+/// Writes one line's bytes in either format: the time, level and message, then each field.
+struct LineWriter {
+    private let format: LogLineHandler.Format
+    private var bytes: [UInt8] = []
+
+    init(format: LogLineHandler.Format, time: (seconds: Int64, milliseconds: Int), level: Logger.Level, message: String) {
+        self.format = format
+        bytes.reserveCapacity(512)
         switch format {
         case .json:
-            var writer = JSONWriter(capacity: 512)
-            writer.field("time", unescaped: { Timestamp.appendISO8601(seconds: time.seconds, milliseconds: time.milliseconds, to: &$0) })
-            writer.field("level", level.rawValue)
-            writer.field("message", message)
-            for (key, value) in fields {
-                switch value {
-                case .string(let text):
-                    writer.field(key, text)
-                case .stringConvertible(let convertible):
-                    if let integer = convertible as? Int64 {
-                        writer.field(key, integer)
-                    } else if let number = Self.jsonNumber(convertible) {
-                        writer.field(key, json: number.utf8)
-                    } else {
-                        writer.field(key, convertible.description)
-                    }
-                default:
-                    writer.field(key, value.description)
-                }
-            }
-            var line = writer.finish()
-            line.append(UInt8(ascii: "\n"))
-            return line
+            JSONWriter.appendRaw(#"{"time":""#, to: &bytes)
+            Timestamp.appendISO8601(seconds: time.seconds, milliseconds: time.milliseconds, to: &bytes)
+            JSONWriter.appendRaw(#"","level":""#, to: &bytes)
+            JSONWriter.appendRaw(level.rawValue, to: &bytes)
+            JSONWriter.appendRaw(#"","message":"#, to: &bytes)
+            JSONWriter.appendString(message, to: &bytes)
         case .text:
-            var line = "\(Timestamp.iso8601(seconds: time.seconds, milliseconds: time.milliseconds)) \(level.rawValue.uppercased()) \(message)"
-            for (key, value) in fields { line += " \(key)=\(value)" }
-            line += "\n"
-            return Array(line.utf8)
+            Timestamp.appendISO8601(seconds: time.seconds, milliseconds: time.milliseconds, to: &bytes)
+            bytes.append(UInt8(ascii: " "))
+            bytes.append(contentsOf: level.rawValue.uppercased().utf8)
+            bytes.append(UInt8(ascii: " "))
+            bytes.append(contentsOf: message.utf8)
         }
     }
 
-    /// Integers and finite floating-point values are written as JSON numbers, the rest as strings.
-    /// The types the gateway logs are tried first (Int64 by the caller, without a String): a cast
-    /// to a protocol costs far more.
-    private static func jsonNumber(_ convertible: any CustomStringConvertible & Sendable) -> String? {
-        if let double = convertible as? Double { return double.isFinite ? String(describing: double) : nil }
+    /// A typed field; its key is one of ``LogKey``'s, written as it is.
+    mutating func field(_ key: String, _ value: UpdateLine.Value) {
+        switch format {
+        case .json:
+            JSONWriter.appendRaw(#",""#, to: &bytes)
+            JSONWriter.appendRaw(key, to: &bytes)
+            JSONWriter.appendRaw(#"":"#, to: &bytes)
+        case .text:
+            appendKey(key)
+        }
+        switch value {
+        case .string(let string): appendString(string)
+        case .integer(let integer): JSONWriter.appendDecimal(integer, to: &bytes)
+        case .number(let number): appendNumber(number)
+        }
+    }
+
+    /// Integers and finite floating-point values are written as JSON numbers, the rest as
+    /// strings. The type the gateway logs most (Int64) is tried first, without a String.
+    mutating func field(_ key: String, _ value: Logger.Metadata.Value) {
+        appendKey(key)
+        guard case .stringConvertible(let convertible) = value else {
+            appendString(value.description)
+            return
+        }
+        if let integer = convertible as? Int64 {
+            JSONWriter.appendDecimal(integer, to: &bytes)
+        } else if let double = convertible as? Double {
+            appendNumber(double)
+        } else if format == .json, let integer = Self.integerDigits(convertible) {
+            JSONWriter.appendRaw(integer, to: &bytes)
+        } else {
+            appendString(convertible.description)
+        }
+    }
+
+    consuming func finish() -> [UInt8] {
+        if format == .json { bytes.append(UInt8(ascii: "}")) }
+        bytes.append(UInt8(ascii: "\n"))
+        return bytes
+    }
+
+    private mutating func appendKey(_ key: String) {
+        switch format {
+        case .json:
+            bytes.append(UInt8(ascii: ","))
+            JSONWriter.appendString(key, to: &bytes)
+            bytes.append(UInt8(ascii: ":"))
+        case .text:
+            bytes.append(UInt8(ascii: " "))
+            bytes.append(contentsOf: key.utf8)
+            bytes.append(UInt8(ascii: "="))
+        }
+    }
+
+    private mutating func appendString(_ string: String) {
+        if format == .json { JSONWriter.appendString(string, to: &bytes) } else { JSONWriter.appendRaw(string, to: &bytes) }
+    }
+
+    private mutating func appendNumber(_ number: Double) {
+        if number.isFinite || format == .text {
+            JSONWriter.appendRaw(String(describing: number), to: &bytes)
+        } else {
+            appendString(number.description)
+        }
+    }
+
+    /// The other integer types' digits; a cast to a protocol costs far more than to a type, so
+    /// the common ones are tried first.
+    private static func integerDigits(_ convertible: any CustomStringConvertible & Sendable) -> String? {
         if let integer = convertible as? Int { return String(integer) }
         if let integer = convertible as? Int32 { return String(integer) }
         if let integer = convertible as? any BinaryInteger { return String(describing: integer) }
@@ -109,13 +192,6 @@ public struct LogLineHandler: LogHandler {
 
 /// UTC timestamps from epoch seconds, without Foundation's formatters or a time zone database.
 enum Timestamp {
-    /// `2026-11-25T14:39:21.123Z`
-    static func iso8601(seconds: Int64, milliseconds: Int) -> String {
-        var bytes: [UInt8] = []
-        appendISO8601(seconds: seconds, milliseconds: milliseconds, to: &bytes)
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
     /// Appends `2026-11-25T14:39:21.123Z`, digit by digit (no strings: once per log line).
     static func appendISO8601(seconds: Int64, milliseconds: Int, to bytes: inout [UInt8]) {
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
