@@ -195,10 +195,11 @@ public struct UpdateProcessor: Sendable {
             // Only a worker is told to wait; a webhook request never waits.
             return (.retryLater(seconds: 1), .deferred)
         case .proceed(let claim, let session, let admission, _):
-            if let own, let method = own.plan.methods.first, reply != nil {
+            if let own, let reply {
                 switch admission {
                 case .now:
-                    return (.webhookReply(method), own.outcome)
+                    // Its parameters were written once, for the admission.
+                    return (.webhookReply(reply.call), own.outcome)
                 case .kept:
                     Counter(label: GatewayMetric.outboxKept).increment()
                     return (schedule(subject, dependencies: dependencies, context: context) ? .acknowledged : .retryLater(seconds: 1), own.outcome)
