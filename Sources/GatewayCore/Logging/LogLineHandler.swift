@@ -51,13 +51,16 @@ public struct LogLineHandler: LogHandler {
     func log(level: Logger.Level, message: String, line update: UpdateLine) {
         var line = start(level: level, message: message)
         var next = 0
-        update.forEachField { key, value in
-            while next < sortedMetadata.count, sortedMetadata[next].key <= key {
-                let (loggerKey, loggerValue) = sortedMetadata[next]
-                if loggerKey != key { line.field(loggerKey, loggerValue) }
-                next += 1
+        update.forEachField { field, value in
+            if next < sortedMetadata.count {
+                let key = field.key
+                while next < sortedMetadata.count, sortedMetadata[next].key <= key {
+                    let (loggerKey, loggerValue) = sortedMetadata[next]
+                    if loggerKey != key { line.field(loggerKey, loggerValue) }
+                    next += 1
+                }
             }
-            line.field(key, value)
+            line.field(field, value)
         }
         for (key, value) in sortedMetadata[next...] { line.field(key, value) }
         sink(line.finish())
@@ -98,11 +101,11 @@ struct LineWriter {
         bytes.reserveCapacity(512)
         switch format {
         case .json:
-            JSONWriter.appendRaw(#"{"time":""#, to: &bytes)
+            JSONWriter.appendLiteral(#"{"time":""#, to: &bytes)
             Timestamp.appendISO8601(seconds: time.seconds, milliseconds: time.milliseconds, to: &bytes)
-            JSONWriter.appendRaw(#"","level":""#, to: &bytes)
+            JSONWriter.appendLiteral(#"","level":""#, to: &bytes)
             JSONWriter.appendRaw(level.rawValue, to: &bytes)
-            JSONWriter.appendRaw(#"","message":"#, to: &bytes)
+            JSONWriter.appendLiteral(#"","message":"#, to: &bytes)
             JSONWriter.appendString(message, to: &bytes)
         case .text:
             Timestamp.appendISO8601(seconds: time.seconds, milliseconds: time.milliseconds, to: &bytes)
@@ -113,15 +116,11 @@ struct LineWriter {
         }
     }
 
-    /// A typed field; its key is one of ``LogKey``'s, written as it is.
-    mutating func field(_ key: String, _ value: UpdateLine.Value) {
+    /// A typed field, its key written as it is (one of ``LogKey``'s).
+    mutating func field(_ field: UpdateLine.Field, _ value: UpdateLine.Value) {
         switch format {
-        case .json:
-            JSONWriter.appendRaw(#",""#, to: &bytes)
-            JSONWriter.appendRaw(key, to: &bytes)
-            JSONWriter.appendRaw(#"":"#, to: &bytes)
-        case .text:
-            appendKey(key)
+        case .json: bytes.append(contentsOf: UpdateLine.Field.jsonKeys[field.rawValue])
+        case .text: appendKey(field.key)
         }
         switch value {
         case .string(let string): appendString(string)
@@ -192,36 +191,41 @@ struct LineWriter {
 
 /// UTC timestamps from epoch seconds, without Foundation's formatters or a time zone database.
 enum Timestamp {
-    /// Appends `2026-11-25T14:39:21.123Z`, digit by digit (no strings: once per log line).
+    /// Appends `2026-11-25T14:39:21.123Z` (once per log line: no strings).
     static func appendISO8601(seconds: Int64, milliseconds: Int, to bytes: inout [UInt8]) {
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         let secondOfDay = Int(seconds - days * 86_400)
         let (year, month, day) = civilDate(daysSinceEpoch: days)
-        if year < 0 || year > 9999 {
-            bytes.append(contentsOf: String(year).utf8)
-        } else {
-            appendDigits(Int(year), 4, to: &bytes)
-        }
-        func part(_ separator: Unicode.Scalar, _ value: Int, _ width: Int) {
-            bytes.append(UInt8(ascii: separator))
-            appendDigits(value, width, to: &bytes)
-        }
-        part("-", month, 2)
-        part("-", day, 2)
-        part("T", secondOfDay / 3600, 2)
-        part(":", secondOfDay % 3600 / 60, 2)
-        part(":", secondOfDay % 60, 2)
-        part(".", milliseconds, 3)
-        bytes.append(UInt8(ascii: "Z"))
-    }
-
-    /// `value` (0 ≤ value < 10^width) in exactly `width` digits.
-    private static func appendDigits(_ value: Int, _ width: Int, to bytes: inout [UInt8]) {
-        var divisor = 1
-        for _ in 1..<width { divisor *= 10 }
-        while divisor > 0 {
-            bytes.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: value / divisor % 10))
-            divisor /= 10
+        // Filled in place, then appended at once: the array checks its storage once, not per digit.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 48) { text in
+            var index = 0
+            func put(_ value: Int, _ width: Int, then separator: Unicode.Scalar?) {
+                var rest = value
+                for offset in stride(from: width - 1, through: 0, by: -1) {
+                    text[index + offset] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest % 10)
+                    rest /= 10
+                }
+                index += width
+                if let separator {
+                    text[index] = UInt8(ascii: separator)
+                    index += 1
+                }
+            }
+            if year >= 0, year <= 9999 {
+                put(Int(year), 4, then: "-")
+            } else {
+                for byte in "\(year)-".utf8 {
+                    text[index] = byte
+                    index += 1
+                }
+            }
+            put(month, 2, then: "-")
+            put(day, 2, then: "T")
+            put(secondOfDay / 3600, 2, then: ":")
+            put(secondOfDay % 3600 / 60, 2, then: ":")
+            put(secondOfDay % 60, 2, then: ".")
+            put(milliseconds, 3, then: "Z")
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: text[..<index]))
         }
     }
 

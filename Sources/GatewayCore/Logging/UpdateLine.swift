@@ -32,31 +32,55 @@ public struct UpdateLine: Sendable {
         case number(Double)
     }
 
-    /// Calls `body` with each field that is set, in key order (the order a line's fields are
-    /// written in).
-    func forEachField(_ body: (String, Value) -> Void) {
-        if let attempt { body(LogKey.attempt, .integer(attempt)) }
-        if degraded { body(LogKey.degraded, .string("true")) }
-        if let deliveryMilliseconds { body(LogKey.deliveryMilliseconds, .number(deliveryMilliseconds)) }
-        if let latencyMilliseconds { body(LogKey.latencyMilliseconds, .number(latencyMilliseconds)) }
-        if let outcome { body(LogKey.outcome, .string(outcome)) }
-        body(LogKey.requestID, .string(requestID))
-        if let route { body(LogKey.route, .string(route)) }
-        if let serviceMilliseconds { body(LogKey.serviceMilliseconds, .number(serviceMilliseconds)) }
-        if let updateID { body(LogKey.updateID, .integer(updateID)) }
-        if let updateType { body(LogKey.updateType, .string(updateType.description)) }
-        if let userID { body(LogKey.userID, .integer(userID)) }
+    /// The fields, in key order (the order a line's fields are written in).
+    enum Field: Int, CaseIterable {
+        case attempt, degraded, deliveryMilliseconds, latencyMilliseconds, outcome, requestID, route, serviceMilliseconds, updateID
+        case updateType, userID
+
+        var key: String {
+            switch self {
+            case .attempt: LogKey.attempt
+            case .degraded: LogKey.degraded
+            case .deliveryMilliseconds: LogKey.deliveryMilliseconds
+            case .latencyMilliseconds: LogKey.latencyMilliseconds
+            case .outcome: LogKey.outcome
+            case .requestID: LogKey.requestID
+            case .route: LogKey.route
+            case .serviceMilliseconds: LogKey.serviceMilliseconds
+            case .updateID: LogKey.updateID
+            case .updateType: LogKey.updateType
+            case .userID: LogKey.userID
+            }
+        }
+
+        /// Each field's `,"key":` in a JSON line, by `rawValue`: written once, copied per line.
+        static let jsonKeys: [[UInt8]] = allCases.map { Array(#","\#($0.key)":"#.utf8) }
+    }
+
+    /// Calls `body` with each field that is set, in key order.
+    func forEachField(_ body: (Field, Value) -> Void) {
+        if let attempt { body(.attempt, .integer(attempt)) }
+        if degraded { body(.degraded, .string("true")) }
+        if let deliveryMilliseconds { body(.deliveryMilliseconds, .number(deliveryMilliseconds)) }
+        if let latencyMilliseconds { body(.latencyMilliseconds, .number(latencyMilliseconds)) }
+        if let outcome { body(.outcome, .string(outcome)) }
+        body(.requestID, .string(requestID))
+        if let route { body(.route, .string(route)) }
+        if let serviceMilliseconds { body(.serviceMilliseconds, .number(serviceMilliseconds)) }
+        if let updateID { body(.updateID, .integer(updateID)) }
+        if let updateType { body(.updateType, .string(updateType.description)) }
+        if let userID { body(.userID, .integer(userID)) }
     }
 
     /// The fields as metadata, for handlers other than ``LogLineHandler`` and for every line but
     /// the update's last.
     public var metadata: Logger.Metadata {
         var metadata: Logger.Metadata = [:]
-        forEachField { key, value in
+        forEachField { field, value in
             switch value {
-            case .string(let string): metadata[key] = .string(string)
-            case .integer(let integer): metadata[key] = .stringConvertible(integer)
-            case .number(let number): metadata[key] = .stringConvertible(number)
+            case .string(let string): metadata[field.key] = .string(string)
+            case .integer(let integer): metadata[field.key] = .stringConvertible(integer)
+            case .number(let number): metadata[field.key] = .stringConvertible(number)
             }
         }
         return metadata

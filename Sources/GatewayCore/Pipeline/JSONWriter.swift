@@ -102,8 +102,9 @@ public struct JSONWriter {
         bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start...]))
     }
 
-    /// Appends `text` as it is: punctuation, and text known to need no escaping.
-    static func appendRaw(_ text: StaticString, to bytes: inout [UInt8]) {
+    /// Appends `text` as it is: punctuation. (Named apart from `appendRaw`: a literal argument
+    /// would pick the String overload.)
+    static func appendLiteral(_ text: StaticString, to bytes: inout [UInt8]) {
         bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
