@@ -53,9 +53,14 @@ enum FuzzTarget: String, CaseIterable {
             // The first byte sets how many entities the text claims (offsets from the next two).
             let text = String(decoding: bytes.dropFirst(3), as: UTF8.self)
             let entities = bytes.count >= 3 ? [MessageEntity(type: "bot_command", offset: Int(bytes[1]) - 8, length: Int(bytes[2]))] : []
-            if let command = BotCommand(text: text, entities: bytes.first.map { $0 % 2 == 0 } == true ? entities : []) {
-                _ = command.isAddressed(to: "fuzz_bot")
+            let claimed = bytes.first.map { $0 % 2 == 0 } == true ? entities : []
+            let command = BotCommand(text: text, entities: claimed)
+            // The byte parser against the scalar parser it replaced: the same command, or none.
+            let reference = ReferenceBotCommand.parse(text, entities: claimed)
+            guard command == reference else {
+                fatalError("the command parsers disagree: \(String(describing: command)) against \(String(describing: reference))")
             }
+            _ = command?.isAddressed(to: "fuzz_bot")
         case .callback:
             // A button press carrying the bytes as its data, through the whole worker pipeline:
             // token resolution, routing by prefix, the generic CONFIRM/CANCEL handler, the reply.

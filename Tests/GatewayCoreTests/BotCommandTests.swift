@@ -1,3 +1,4 @@
+import GatewayTestSupport
 import Testing
 
 @testable import GatewayCore
@@ -25,6 +26,20 @@ import Testing
     ])
     func otherTextIsNoCommand(text: String) {
         #expect(BotCommand(text: text) == nil)
+    }
+
+    /// The byte parser against the scalar parser it replaced, on every kind of text around a
+    /// command: Unicode whitespace (ending it or not), combining marks, emoji, long names.
+    @Test(arguments: [
+        "/start", "/START payload", "/start\u{00A0}nbsp", "/start\u{2028}line", "/start\u{3000}wide", "/start\u{0085}next",
+        "/start\u{200B}zero-width", "/start\u{0301}", "/start🙂", "/start 🙂", "/help@Bot\u{2003}x", "/help@Bot\u{0301}",
+        "/help@", "/x@y@z", "/a\t\n\u{0B}\u{0C}\r b", "/" + String(repeating: "Z", count: 32) + " x",
+        "/" + String(repeating: "Z", count: 33), "/é", "/_", "/9 ", "\u{FEFF}/start", "/start\u{0000}", "/start \u{0000}",
+    ])
+    func parsesAsTheScalarParserItReplaced(text: String) {
+        #expect(BotCommand(text: text) == ReferenceBotCommand.parse(text))
+        let code = [MessageEntity(type: "code", offset: 0, length: 2)]
+        #expect(BotCommand(text: text, entities: code) == ReferenceBotCommand.parse(text, entities: code))
     }
 
     @Test func aSlashShownAsCodeIsNoCommand() {

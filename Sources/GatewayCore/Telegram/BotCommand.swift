@@ -26,31 +26,47 @@ public struct BotCommand: Sendable, Equatable {
     /// shown as code, for instance, is not a command.
     public init?(text: String, entities: [MessageEntity] = []) {
         if let first = entities.first(where: { $0.offset == 0 }), first.type != "bot_command" { return nil }
-        let scalars = text.unicodeScalars
-        guard scalars.first == "/" else { return nil }
-        var index = scalars.index(after: scalars.startIndex)
-
-        let nameStart = index
-        while index < scalars.endIndex, Self.isCommandCharacter(scalars[index]) { index = scalars.index(after: index) }
-        let nameLength = scalars.distance(from: nameStart, to: index)
-        guard nameLength >= 1, nameLength <= Self.maxNameLength else { return nil }
-        let name = String(scalars[nameStart..<index]).lowercased()
-
-        var mention: String?
-        if index < scalars.endIndex, scalars[index] == "@" {
-            let mentionStart = scalars.index(after: index)
-            index = mentionStart
-            while index < scalars.endIndex, Self.isCommandCharacter(scalars[index]) { index = scalars.index(after: index) }
-            guard index > mentionStart else { return nil }
-            mention = String(scalars[mentionStart..<index])
-        }
-
+        // The command is ASCII, read from the text's bytes; only what follows it may need
+        // Unicode (the whitespace that ends it).
+        let utf8 = text.utf8
+        guard
+            let (name, mention, end) = utf8.withContiguousStorageIfAvailable(Self.command(in:))
+                ?? Array(utf8).withUnsafeBufferPointer(Self.command(in:))
+        else { return nil }
         // The command ends at whitespace or at the end of the text: `/start-now` is no command.
+        let scalars = text.unicodeScalars
+        var index = utf8.index(utf8.startIndex, offsetBy: end)
         if index < scalars.endIndex {
-            guard scalars[index].properties.isWhitespace else { return nil }
-            while index < scalars.endIndex, scalars[index].properties.isWhitespace { index = scalars.index(after: index) }
+            guard Self.isWhitespace(scalars[index]) else { return nil }
+            while index < scalars.endIndex, Self.isWhitespace(scalars[index]) { index = scalars.index(after: index) }
         }
         self.init(name: name, mention: mention, arguments: String(scalars[index...]))
+    }
+
+    /// The lowercased name and the mention of the command `text` starts with, and the offset of
+    /// the byte after them; nil when it starts with none.
+    private static func command(in text: UnsafeBufferPointer<UInt8>) -> (name: String, mention: String?, end: Int)? {
+        guard text.first == UInt8(ascii: "/") else { return nil }
+        var index = 1
+        while index < text.count, isCommandByte(text[index]) { index += 1 }
+        let nameLength = index - 1
+        guard nameLength >= 1, nameLength <= maxNameLength else { return nil }
+        let name = String(unsafeUninitializedCapacity: nameLength) { name in
+            for offset in 0..<nameLength {
+                let byte = text[1 + offset]
+                name[offset] = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte
+            }
+            return nameLength
+        }
+        var mention: String?
+        if index < text.count, text[index] == UInt8(ascii: "@") {
+            let mentionStart = index + 1
+            index = mentionStart
+            while index < text.count, isCommandByte(text[index]) { index += 1 }
+            guard index > mentionStart else { return nil }
+            mention = String(decoding: UnsafeBufferPointer(rebasing: text[mentionStart..<index]), as: UTF8.self)
+        }
+        return (name, mention, index)
     }
 
     /// Whether the command is meant for the bot called `botUsername` (compared without case).
@@ -61,10 +77,17 @@ public struct BotCommand: Sendable, Equatable {
         return mention.lowercased() == botUsername.lowercased()
     }
 
-    private static func isCommandCharacter(_ scalar: Unicode.Scalar) -> Bool {
-        switch scalar {
-        case "a"..."z", "A"..."Z", "0"..."9", "_": true
+    private static func isCommandByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "_"):
+            true
         default: false
         }
+    }
+
+    /// Unicode's White_Space, without its property lookup for ASCII.
+    private static func isWhitespace(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.isASCII ? scalar == " " || (0x09...0x0D).contains(scalar.value) : scalar.properties.isWhitespace
     }
 }
