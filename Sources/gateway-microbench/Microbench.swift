@@ -60,7 +60,7 @@ struct Microbench {
             var line = UpdateLine(requestID: "5f0c8e2a9b7d4c1e8f3a6b2d9c4e7a1f")
             (line.updateID, line.updateType, line.userID) = (123_456_789, .message, 42)
             (line.route, line.outcome, line.latencyMilliseconds) = ("unknown_command", "replied", 0.412)
-            logger.log(level: .info, "update handled", line: line)
+            logger.log(level: .info, "update handled", update: line)
             return logged.total
         }
         var clock: Int64 = 0

@@ -100,7 +100,7 @@ import Testing
                     typedLogger[metadataKey: key] = "logger"
                     genericLogger[metadataKey: key] = "logger"
                 }
-                typedLogger.log(level: .info, "update handled", line: line)
+                typedLogger.log(level: .info, "update handled", update: line)
                 genericLogger.info("update handled", metadata: line.metadata)
             }
         }
@@ -114,10 +114,10 @@ import Testing
 
     @Test func anUpdatesLineRespectsTheLevelAndReachesOtherHandlersAsMetadata() {
         let log = RecordingLog()
-        log.logger(level: .warning).log(level: .info, "update handled", line: Self.fullLine)
+        log.logger(level: .warning).log(level: .info, "update handled", update: Self.fullLine)
         #expect(log.all.isEmpty)
         let recorded = RecordingHandler.Events()
-        Logger(label: "test") { _ in RecordingHandler(events: recorded) }.log(level: .notice, "update handled", line: Self.fullLine)
+        Logger(label: "test") { _ in RecordingHandler(events: recorded) }.log(level: .notice, "update handled", update: Self.fullLine)
         let event = recorded.all.first
         #expect(recorded.all.count == 1 && event?.level == .notice && event?.message == "update handled")
         #expect(event?.metadata[LogKey.requestID] == "r\"1")

@@ -43,8 +43,8 @@ public struct UpdateContext {
 
     /// The line the update ends with: the update's fields, rendered without a metadata
     /// dictionary by the gateway's handler.
-    public func log(level: Logger.Level, _ message: String, line: UpdateLine) {
-        baseLogger.log(level: level, message, line: line)
+    public func log(level: Logger.Level, _ message: String, update line: UpdateLine) {
+        baseLogger.log(level: level, message, update: line)
     }
 
     /// True once the work must stop: the deadline passed or the worker's partition is no longer its.

@@ -160,7 +160,7 @@ extension UpdateProcessor {
         var line = context.line
         (line.route, line.outcome, line.attempt) = (route.label, outcome.rawValue, Int64(attempt))
         line.latencyMilliseconds = context.elapsedMilliseconds(since: started)
-        context.log(level: .info, "queued update processed", line: line)
+        context.log(level: .info, "queued update processed", update: line)
         count(outcome, update: update, route: route)
         return .done(outcome)
     }

@@ -158,7 +158,7 @@ public struct UpdateProcessor: Sendable {
         if slow { Counter(label: GatewayMetric.slowRequests).increment() }
         var line = context.line
         (line.route, line.outcome, line.latencyMilliseconds) = (route.label, outcome.rawValue, latency)
-        context.log(level: slow ? .warning : .info, slow ? "slow request" : "update handled", line: line)
+        context.log(level: slow ? .warning : .info, slow ? "slow request" : "update handled", update: line)
         count(outcome, update: update, route: route)
         if context.line.degraded { Counter(label: GatewayMetric.failOpen).increment() }
         return response

@@ -48,7 +48,7 @@ public struct LogLineHandler: LogHandler {
 
     /// One update's line, from its typed fields merged in key order with the logger's (the
     /// update's value wins for a key in both): no metadata dictionary and no cast per value.
-    func log(level: Logger.Level, message: String, line update: UpdateLine) {
+    func log(level: Logger.Level, message: String, update: UpdateLine) {
         var line = start(level: level, message: message)
         var next = 0
         update.forEachField { field, value in

@@ -90,10 +90,10 @@ public struct UpdateLine: Sendable {
 extension Logger {
     /// Logs `line` with this logger's metadata: rendered from its typed fields by a
     /// ``LogLineHandler``, given to any other handler as metadata.
-    public func log(level: Logger.Level, _ message: String, line: UpdateLine) {
+    public func log(level: Logger.Level, _ message: String, update line: UpdateLine) {
         guard logLevel <= level else { return }
         if let handler = handler as? LogLineHandler {
-            handler.log(level: level, message: message, line: line)
+            handler.log(level: level, message: message, update: line)
         } else {
             log(level: level, "\(message)", metadata: line.metadata)
         }
