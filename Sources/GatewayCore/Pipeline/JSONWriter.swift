@@ -1,7 +1,8 @@
-/// Builds one JSON object into a byte buffer, for webhook replies, Bot API parameters and log lines.
+/// Builds one JSON object into a byte buffer, for webhook replies, Bot API parameters and
+/// service requests; its string and number writers also write the log lines (``LogLineHandler``).
 ///
-/// Hand-written rather than `JSONEncoder`: both run once per request on the hot path, and
-/// both have a fixed, flat shape.
+/// Hand-written rather than `JSONEncoder`: they run once per request on the hot path, and
+/// have a fixed, flat shape.
 public struct JSONWriter {
     private(set) var bytes: [UInt8] = []
     private var needsComma = false
@@ -19,15 +20,6 @@ public struct JSONWriter {
     public mutating func field(_ key: String, _ value: Int64) {
         appendKey(key)
         Self.appendDecimal(value, to: &bytes)
-    }
-
-    /// A string value written by `write`, which appends its bytes: the writer adds the quotes.
-    /// For text that needs no escaping (a timestamp's digits and punctuation).
-    mutating func field(_ key: String, unescaped write: (inout [UInt8]) -> Void) {
-        appendKey(key)
-        bytes.append(UInt8(ascii: "\""))
-        write(&bytes)
-        bytes.append(UInt8(ascii: "\""))
     }
 
     /// `value` in decimal digits, without a String on the way.
