@@ -75,10 +75,8 @@ public struct JSONWriter {
     /// Runs without an escape are copied whole.
     static func appendString(_ value: String, to bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "\""))
-        if value.utf8.withContiguousStorageIfAvailable({ appendEscaped($0, to: &bytes) }) == nil {
-            // A bridged or foreign string: copied out first.
-            Array(value.utf8).withUnsafeBufferPointer { appendEscaped($0, to: &bytes) }
-        }
+        var value = value
+        value.withUTF8 { appendEscaped($0, to: &bytes) }
         bytes.append(UInt8(ascii: "\""))
     }
 
@@ -100,9 +98,10 @@ public struct JSONWriter {
         bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
-    /// Appends `text`'s UTF-8 as it is (copied whole from a native string).
+    /// Appends `text`'s UTF-8 as it is, copied whole.
     static func appendRaw(_ text: String, to bytes: inout [UInt8]) {
-        if text.utf8.withContiguousStorageIfAvailable({ bytes.append(contentsOf: $0) }) == nil { bytes.append(contentsOf: text.utf8) }
+        var text = text
+        text.withUTF8 { bytes.append(contentsOf: $0) }
     }
 
     private static func appendEscape(_ byte: UInt8, to bytes: inout [UInt8]) {

@@ -28,14 +28,11 @@ public struct BotCommand: Sendable, Equatable {
         if let first = entities.first(where: { $0.offset == 0 }), first.type != "bot_command" { return nil }
         // The command is ASCII, read from the text's bytes; only what follows it may need
         // Unicode (the whitespace that ends it).
-        let utf8 = text.utf8
-        guard
-            let (name, mention, end) = utf8.withContiguousStorageIfAvailable(Self.command(in:))
-                ?? Array(utf8).withUnsafeBufferPointer(Self.command(in:))
-        else { return nil }
+        var text = text
+        guard let (name, mention, end) = text.withUTF8(Self.command(in:)) else { return nil }
         // The command ends at whitespace or at the end of the text: `/start-now` is no command.
         let scalars = text.unicodeScalars
-        var index = utf8.index(utf8.startIndex, offsetBy: end)
+        var index = text.utf8.index(text.utf8.startIndex, offsetBy: end)
         if index < scalars.endIndex {
             guard Self.isWhitespace(scalars[index]) else { return nil }
             while index < scalars.endIndex, Self.isWhitespace(scalars[index]) { index = scalars.index(after: index) }
