@@ -13,23 +13,6 @@ import Glibc
 /// The adapters at the edges of a deadline, against real sockets: a peer that accepts and
 /// never answers, and clocks another thread has moved on.
 @Suite(.serialized) struct AdapterDeadlineTests {
-    /// A loopback port that accepts connections (the kernel's backlog) and never answers.
-    private func silentPeer() throws -> (fd: Int32, port: Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
-                guard bind(fd, pointer, length) == 0, listen(fd, 16) == 0 else { return -1 }
-                return getsockname(fd, pointer, &length)
-            }
-        }
-        guard bound == 0 else { throw StackError("cannot listen") }
-        return (fd, Int(UInt16(bigEndian: address.sin_port)))
-    }
-
     /// Runs `body` on a thread and gives up waiting after `seconds`: a regression that hangs
     /// fails the test instead of the suite.
     private func within<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () -> T) -> T? {
@@ -45,7 +28,7 @@ import Glibc
     }
 
     @Test func underAMillisecondLeftNothingIsSentAndASilentPeerCostsOnlyTheTimeout() throws {
-        let (fd, port) = try silentPeer()
+        let (fd, port) = try LocalStack.silentPeer()
         defer { close(fd) }
         let url = "http://127.0.0.1:\(port)/"
         let outcome = within(5) { () -> (String, Double) in
@@ -73,7 +56,7 @@ import Glibc
     }
 
     @Test func aServiceCallWithTheDeadlineSpentIsNotMade() throws {
-        let (fd, port) = try silentPeer()
+        let (fd, port) = try LocalStack.silentPeer()
         defer { close(fd) }
         let clock: @Sendable () -> UInt64 = { 10_000_000_000 }
         let client = CurlServiceClient(

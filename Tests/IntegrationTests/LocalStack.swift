@@ -346,6 +346,23 @@ final class LocalStack {
         throw StackError("no free port that this run has not handed out")
     }
 
+    /// A loopback port that accepts connections (the kernel's backlog) and never answers.
+    static func silentPeer() throws -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
+                guard bind(fd, pointer, length) == 0, listen(fd, 16) == 0 else { return -1 }
+                return getsockname(fd, pointer, &length)
+            }
+        }
+        guard bound == 0 else { throw StackError("cannot listen") }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
     /// Binds a socket to 127.0.0.1:`port` (0: any free port), closes it, and returns the port it got.
     static func bindLoopback(port: Int) throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
