@@ -13,8 +13,8 @@ GATEWAY_PACKAGES=(
 
 # Only the tests need these: the deployment-file checks parse docker/compose.yaml and verify
 # the systemd units; promtool (prometheus) checks the metrics and alert rules; logrotate runs
-# the shipped rotation file.
-TEST_PACKAGES=(python3-yaml systemd prometheus logrotate)
+# the shipped rotation file; cc builds the clock scripts/loadtest gives wrk.
+TEST_PACKAGES=(python3-yaml systemd prometheus logrotate gcc libc6-dev)
 
 # Installs whichever of the packages is missing: `apt-get update` once, then one install.
 ensure_packages() {
