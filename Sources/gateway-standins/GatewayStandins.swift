@@ -137,7 +137,9 @@ final class Behaviour: Sendable {
     }
 }
 
-/// Appends one JSON object per line to the record files.
+/// Appends one JSON object per line to the record files. `at` is when the request arrived, in
+/// seconds on the monotonic clock: the tests measure pacing and pauses with it, and the wall
+/// clock can step under them.
 final class Recorder: Sendable {
     private let services: FileHandle?
     private let botAPI: FileHandle?
@@ -161,12 +163,18 @@ final class Recorder: Sendable {
     }
 
     func service(_ name: String, body: Data) {
-        if services != nil { write(#"{"service":"\#(name)","at":\#(Date().timeIntervalSince1970),"request":"#, body, to: services) }
+        if services != nil { write(#"{"service":"\#(name)","at":\#(Self.now()),"request":"#, body, to: services) }
         if !quiet { Self.say("service \(name): \(String(decoding: body, as: UTF8.self))") }
     }
 
+    private static func now() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+
     func botAPI(_ method: String, body: Data) {
-        if botAPI != nil { write(#"{"method":"\#(method)","at":\#(Date().timeIntervalSince1970),"params":"#, body, to: botAPI) }
+        if botAPI != nil { write(#"{"method":"\#(method)","at":\#(Self.now()),"params":"#, body, to: botAPI) }
         if !quiet { Self.say("bot-api \(method): \(String(decoding: body, as: UTF8.self))") }
     }
 

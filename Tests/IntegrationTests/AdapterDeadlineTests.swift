@@ -32,12 +32,12 @@ import Glibc
         defer { close(fd) }
         let url = "http://127.0.0.1:\(port)/"
         let outcome = within(5) { () -> (String, Double) in
-            let started = Date()
+            let started = monotonicNow()
             do {
                 _ = try HTTPClient().send(HTTPRequest(method: "POST", url: url, timeoutSeconds: 0.0009))
                 return ("answered", 0)
             } catch {
-                return ("\((error as? HTTPClientError)?.kind.rawValue ?? "?")", Date().timeIntervalSince(started))
+                return ("\((error as? HTTPClientError)?.kind.rawValue ?? "?")", monotonicNow() - started)
             }
         }
         guard let (kind, seconds) = outcome else {
@@ -47,9 +47,9 @@ import Glibc
         #expect(kind == "timed_out")
         #expect(seconds < 0.05)
         let bounded = within(5) { () -> Double in
-            let started = Date()
+            let started = monotonicNow()
             _ = try? HTTPClient().send(HTTPRequest(method: "POST", url: url, timeoutSeconds: 0.3, connectTimeoutSeconds: 0.3))
-            return Date().timeIntervalSince(started)
+            return monotonicNow() - started
         }
         let elapsed = try #require(bounded)
         #expect(elapsed >= 0.25 && elapsed < 1.5, "\(elapsed)")

@@ -14,13 +14,13 @@ import Glibc
             let loadtest = try stack.startLoadtest(seconds: 6)
             usleep(2_000_000)
             let victim = try #require(LocalStack.children(of: supervisor).first)
-            let killedAt = Date()
+            let killedAt = monotonicNow()
             kill(victim, SIGKILL)
             try waitUntil("the supervisor replaces the child") {
                 let children = LocalStack.children(of: supervisor)
                 return children.count == 2 && !children.contains(victim)
             }
-            let replaced = Date().timeIntervalSince(killedAt)
+            let replaced = monotonicNow() - killedAt
             let summary = try stack.finishLoadtest(loadtest)
             let badGateway = stack.nginxLogs.split(separator: "\n").filter { $0.contains(#""status":502"#) }.count
             print(

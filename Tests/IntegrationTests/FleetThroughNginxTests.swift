@@ -92,13 +92,13 @@ import Glibc
         }
 
         // One host dies (both its processes SIGKILLed: no hand-over, no leaving the fleet).
-        let killedAt = Date()
+        let killedAt = monotonicNow()
         for pid in victim.poolPIDs { kill(pid, SIGKILL) }
         try waitUntil("the survivor holds every partition", timeout: Double(Self.leaseSeconds) + 10) {
             let held = Self.holders(cluster)
             return held.allSatisfy { $0.map(survivor.poolPIDs.contains) ?? false }
         }
-        let takeover = Date().timeIntervalSince(killedAt)
+        let takeover = monotonicNow() - killedAt
         let shares = Dictionary(grouping: Self.holders(cluster).compactMap { $0 }) { $0 }.mapValues(\.count)
         print("one host killed: the survivor's 2 processes hold \(shares.values.sorted()) partitions \(String(format: "%.1f", takeover)) s later")
         // The lease, then the survivor's next heartbeat and look.

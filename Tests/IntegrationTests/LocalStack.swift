@@ -233,13 +233,13 @@ final class LocalStack {
     }
 
     /// When the Bot API stand-in received each call, in order.
-    func botAPICallTimes() -> [Date] {
-        records("bot-api.jsonl").compactMap { ($0["at"] as? Double).map(Date.init(timeIntervalSince1970:)) }
+    func botAPICallTimes() -> [Double] {
+        records("bot-api.jsonl").compactMap { $0["at"] as? Double }
     }
 
     /// When the service stand-ins received each request, in order.
-    func serviceRequestTimes() -> [Date] {
-        records("services.jsonl").compactMap { ($0["at"] as? Double).map(Date.init(timeIntervalSince1970:)) }
+    func serviceRequestTimes() -> [Double] {
+        records("services.jsonl").compactMap { $0["at"] as? Double }
     }
 
     private func records(_ name: String) -> [[String: Any]] {
@@ -388,13 +388,22 @@ struct StackError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// Now in seconds on the monotonic clock. Every interval the tests measure is taken on it, and the
+/// stand-ins stamp what they receive with it (`at`): the wall clock can step (NTP, a resumed
+/// virtual machine), as CI's once did by 6 s in the middle of a test.
+func monotonicNow() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
 /// The times in the busiest window of `seconds` (each window starting at one of them), in order.
-func busiestWindow(_ times: [Date], seconds: TimeInterval) -> ArraySlice<Date> {
+func busiestWindow(_ times: [Double], seconds: TimeInterval) -> ArraySlice<Double> {
     let sorted = times.sorted()
     var busiest = sorted.prefix(0)
     var start = 0
     for end in sorted.indices {
-        while sorted[end].timeIntervalSince(sorted[start]) >= seconds { start += 1 }
+        while (sorted[end] - sorted[start]) >= seconds { start += 1 }
         if end - start + 1 > busiest.count { busiest = sorted[start...end] }
     }
     return busiest
@@ -402,9 +411,9 @@ func busiestWindow(_ times: [Date], seconds: TimeInterval) -> ArraySlice<Date> {
 
 /// Polls `condition` every 20 ms until it holds or `timeout` seconds pass.
 func waitUntil(_ what: String, timeout: Double = 10, _ condition: () -> Bool) throws {
-    let deadline = Date().addingTimeInterval(timeout)
+    let deadline = monotonicNow() + timeout
     while !condition() {
-        guard Date() < deadline else { throw StackError("timed out waiting until \(what)") }
+        guard monotonicNow() < deadline else { throw StackError("timed out waiting until \(what)") }
         usleep(20_000)
     }
 }

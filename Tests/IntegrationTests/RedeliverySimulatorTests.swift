@@ -62,7 +62,7 @@ import Glibc
         usleep(4_200_000 - UInt32(min(4_200_000, Int(report.seconds * 1_000_000))))  // let the faults finish
         // A sanitized responder (scripts/sanitize) is several times slower.
         let patience: Double = ProcessInfo.processInfo.environment["GATEWAY_SANITIZED"] == nil ? 60 : 300
-        let answering = Date()
+        let answering = monotonicNow()
         try waitUntil("every update is answered", timeout: patience) {
             usleep(200_000)
             return Set(stack.botAPICalls().compactMap { ($0.params["text"] as? String)?.split(separator: " ").dropFirst(2).first }).count
@@ -88,7 +88,7 @@ import Glibc
         let repeatedAnswers = texts.filter { (sends[$0] ?? 0) > 1 }.count
         print(
             "simulator (\(mode)): \(updates.count) updates, answers by status \(report.statuses.sorted { $0.key < $1.key }), delivered in "
-                + "\(Int(report.seconds)) s, the last answer \(String(format: "%.1f", Date().timeIntervalSince(answering))) s after the faults ended")
+                + "\(Int(report.seconds)) s, the last answer \(String(format: "%.1f", monotonicNow() - answering)) s after the faults ended")
         for line in invariants.lines { print("  \(line)") }
         print(
             "  processed once: \(texts.count - repeatedCalls) passed, \(repeatedCalls) service calls and \(repeatedAnswers) answers repeated (documented: cut short by a kill, or while Redis was down)"

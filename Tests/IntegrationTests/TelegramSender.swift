@@ -29,9 +29,9 @@ struct TelegramSender {
     var retryCapSeconds = 1.0
 
     func deliver(_ updates: [[UInt8]], deadline: Double = 60) throws -> Report {
-        let started = Date()
+        let started = monotonicNow()
         // Each update with the earliest time it may be (re)sent.
-        let work = Mutex<(waiting: [(index: Int, notBefore: Date)], report: Report, open: Int)>(
+        let work = Mutex<(waiting: [(index: Int, notBefore: Double)], report: Report, open: Int)>(
             (updates.indices.map { ($0, started) }, Report(), updates.count))
         let caFile = stack.directory.appending(path: "tls/cert.pem").path
         let url = stack.url
@@ -43,10 +43,10 @@ struct TelegramSender {
             let thread = Thread {
                 defer { group.leave() }
                 guard let client = try? HTTPClient(caFile: caFile) else { return }
-                while Date().timeIntervalSince(started) < deadline {
+                while (monotonicNow() - started) < deadline {
                     let next: Int?? = work.withLock { state in
                         if state.open == 0 { return .some(nil) }
-                        let now = Date()
+                        let now = monotonicNow()
                         guard let position = state.waiting.firstIndex(where: { $0.notBefore <= now }) else { return nil }
                         return .some(state.waiting.remove(at: position).index)
                     }
@@ -55,14 +55,14 @@ struct TelegramSender {
                         continue
                     }
                     guard let index = candidate else { return }
-                    let sent = Date()
+                    let sent = monotonicNow()
                     let response = try? client.send(
                         HTTPRequest(
                             method: "POST", url: url,
                             headers: [("Content-Type", "application/json"), ("X-Telegram-Bot-Api-Secret-Token", LocalStack.secret)],
                             body: updates[index], timeoutSeconds: timeout))
                     let status = response?.status ?? 0
-                    let milliseconds = Date().timeIntervalSince(sent) * 1000
+                    let milliseconds = (monotonicNow() - sent) * 1000
                     let retryAfter = response?.headers.first { $0.name.lowercased() == "retry-after" }.flatMap { Double($0.value) } ?? 1
                     work.withLock { state in
                         state.report.statuses[status, default: 0] += 1
@@ -70,7 +70,7 @@ struct TelegramSender {
                             state.report.acknowledged.append(milliseconds)
                             state.open -= 1
                         } else {
-                            state.waiting.append((index, Date().addingTimeInterval(min(cap, retryAfter))))
+                            state.waiting.append((index, monotonicNow() + min(cap, retryAfter)))
                         }
                     }
                 }
@@ -83,7 +83,7 @@ struct TelegramSender {
             var report = state.report
             report.acknowledged.sort()
             report.undelivered = state.open
-            report.seconds = Date().timeIntervalSince(started)
+            report.seconds = monotonicNow() - started
             return report
         }
     }
