@@ -170,6 +170,9 @@ import Testing
         #"{"update_id":1,"message":{"message_id":2,"chat":{"id":3,"type":"private"},"from":{"id":4,"first_name":null}}}"#,
         #"{"update_id":1,"message":{"message_id":2,"chat":{"id":3,"type":"private"},"\q":1}}"#,
         #"{"update_id":1,"message":{"message_id":2,"message_id":"x","chat":{"id":3,"type":"private"}}}"#,
+        // Keys with escapes, several in one object, before and after plain ones.
+        #"{"update_id":1,"m\u0065ssage":{"message\u005fid":2,"text":"t","ch\u0061t":{"id":3,"type":"private"},"fr\u00f6m":1}}"#,
+        #"{"update_id":1,"message":{"message_id":2,"chat":{"id":3,"type":"private"},"from":{"\u0069d":4,"first\u005fname":"A","username":"u"}}}"#,
         #"{"update_id":1,"callback_query":{"id":"q","from":{"id":4},"message":{"chat":{"id":"5","type":"private"}}}}"#,
         #"{"update_id":1,"callback_query":{"id":"q","from":{"id":4},"data":1,"inline_message_id":"\q"}}"#,
         #"{"update_id":1,"message":null}"#, #"{"update_id":1,"callback_query":{"id":"q","from":{"id":5}}}"#,
