@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "GatewayCoreTests", dependencies: ["GatewayCore", "GatewayTestSupport", "GatewayMetrics", "GatewayRuntime"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["GatewayCore", "GatewayHTTP", "GatewayRedis", "GatewayAssembly", "GatewayTestSupport"]
+            dependencies: ["GatewayCore", "GatewayHTTP", "GatewayRedis", "GatewayAssembly", "GatewayRuntime", "GatewayTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayHTTP
+import GatewayRuntime
 import Synchronization
 import Testing
 
@@ -348,25 +349,24 @@ final class LocalStack {
 
     /// A loopback port that accepts connections (the kernel's backlog) and never answers.
     static func silentPeer() throws -> (fd: Int32, port: Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Int32 in
-                guard bind(fd, pointer, length) == 0, listen(fd, 16) == 0 else { return -1 }
-                return getsockname(fd, pointer, &length)
-            }
+        let peer = try loopbackSocket(port: 0)
+        guard listen(peer.fd, 16) == 0 else {
+            close(peer.fd)
+            throw StackError("cannot listen")
         }
-        guard bound == 0 else { throw StackError("cannot listen") }
-        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+        return peer
     }
 
     /// Binds a socket to 127.0.0.1:`port` (0: any free port), closes it, and returns the port it got.
     static func bindLoopback(port: Int) throws -> Int {
+        let socket = try loopbackSocket(port: port)
+        close(socket.fd)
+        return socket.port
+    }
+
+    /// A TCP socket bound to 127.0.0.1:`port` (0: any free port), and the port it got.
+    private static func loopbackSocket(port: Int) throws -> (fd: Int32, port: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -378,8 +378,11 @@ final class LocalStack {
                 return getsockname(fd, pointer, &length)
             }
         }
-        guard bound == 0 else { throw StackError("port \(port) is not free") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        guard bound == 0 else {
+            close(fd)
+            throw StackError("port \(port) is not free")
+        }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
     }
 }
 
@@ -392,9 +395,7 @@ struct StackError: Error, CustomStringConvertible {
 /// stand-ins stamp what they receive with it (`at`): the wall clock can step (NTP, a resumed
 /// virtual machine), as CI's once did by 6 s in the middle of a test.
 func monotonicNow() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    Double(monotonicNanoseconds()) / 1e9
 }
 
 /// The times in the busiest window of `seconds` (each window starting at one of them), in order.
