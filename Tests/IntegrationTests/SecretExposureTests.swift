@@ -32,6 +32,10 @@ import Glibc
             #expect(info.st_mode & 0o777 == 0o600, "the socket has the mode given (--socket-mode 0600)")
             #expect(info.st_uid == getuid())
             let metrics = stack.directory.appending(path: "metrics").path
+            // The children write their first file a moment after they start.
+            try waitUntil("the supervisor and both children wrote their metrics files") {
+                ((try? FileManager.default.contentsOfDirectory(atPath: metrics)) ?? []).filter { $0.hasSuffix(".metrics") }.count >= 3
+            }
             var checked = 0
             for name in try FileManager.default.contentsOfDirectory(atPath: metrics) {
                 let found = stat(metrics + "/" + name, &info) == 0
