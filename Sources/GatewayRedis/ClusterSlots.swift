@@ -27,15 +27,19 @@ enum ClusterSlots {
     static let count = 16384
 
     static func slot(of key: [UInt8]) -> Int {
+        slot(of: key[...])
+    }
+
+    static func slot(of key: ArraySlice<UInt8>) -> Int {
         Int(crc16(hashTag(key)) % UInt16(count))
     }
 
     /// The part of the key the slot comes from: the text inside the first `{…}` when it is not
     /// empty, else the whole key.
-    static func hashTag(_ key: [UInt8]) -> ArraySlice<UInt8> {
+    static func hashTag(_ key: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
         guard let open = key.firstIndex(of: UInt8(ascii: "{")),
             let close = key[(open + 1)...].firstIndex(of: UInt8(ascii: "}")), close > open + 1
-        else { return key[...] }
+        else { return key }
         return key[(open + 1)..<close]
     }
 

@@ -99,27 +99,29 @@ final class RedisConnection {
     }
 
     /// Runs `script` with EVALSHA (loaded on each node on first use) on the node of its keys.
-    func evaluate(_ script: RedisScript, keys: [String], arguments: [[UInt8]], deadline: Deadline = .distantFuture) throws(StateStoreError)
-        -> RedisReply
-    {
-        if let single { return try single.evaluate(script, keys: keys, arguments: arguments, deadline: deadline) }
-        let slot = keys.first.map { ClusterSlots.slot(of: Array($0.utf8)) }
-        return try routed(slot: slot, deadline: deadline) { node, asking throws(StateStoreError) in
-            try node.evaluate(script, keys: keys, arguments: arguments, deadline: deadline, asking: asking)
+    func evaluate(_ script: RedisScript, call: inout ScriptCall, deadline: Deadline = .distantFuture) throws(StateStoreError) -> RedisReply {
+        if let single { return try single.evaluate(script, call: &call, deadline: deadline) }
+        return try routed(slot: call.slot, deadline: deadline) { node, asking throws(StateStoreError) in
+            try node.evaluate(script, call: &call, deadline: deadline, asking: asking)
         }
     }
 
-    /// Runs `script` once per set of keys and arguments: one round trip per node involved.
-    /// Replies come back in the calls' order; error replies in place.
-    func evaluateAll(_ script: RedisScript, calls: [(keys: [String], arguments: [[UInt8]])], deadline: Deadline = .distantFuture)
-        throws(StateStoreError) -> [RedisReply]
+    func evaluate(_ script: RedisScript, keys: [String], arguments: [[UInt8]], deadline: Deadline = .distantFuture) throws(StateStoreError)
+        -> RedisReply
     {
+        var call = ScriptCall(keys: keys, arguments: arguments)
+        return try evaluate(script, call: &call, deadline: deadline)
+    }
+
+    /// Runs `script` once per call: one round trip per node involved. Replies come back in the
+    /// calls' order; error replies in place.
+    func evaluateAll(_ script: RedisScript, calls: [ScriptCall], deadline: Deadline = .distantFuture) throws(StateStoreError) -> [RedisReply] {
         if let single { return try single.evaluateAll(script, calls: calls, deadline: deadline) }
-        let slots = calls.map { $0.keys.first.map { ClusterSlots.slot(of: Array($0.utf8)) } }
-        return try grouped(slots: slots, deadline: deadline) { node, indices throws(StateStoreError) in
+        return try grouped(slots: calls.map(\.slot), deadline: deadline) { node, indices throws(StateStoreError) in
             try node.evaluateAll(script, calls: indices.map { calls[$0] }, deadline: deadline)
         } one: { index throws(StateStoreError) in
-            try evaluate(script, keys: calls[index].keys, arguments: calls[index].arguments, deadline: deadline)
+            var call = calls[index]
+            return try evaluate(script, call: &call, deadline: deadline)
         }
     }
 

@@ -19,10 +19,10 @@ final class RedisNode {
     private var retryAt: UInt64 = 0
     private var backoffNanoseconds: UInt64 = minimumBackoff
     /// The digests of the scripts this connection loaded, by script name.
-    private var digests: [String: String] = [:]
+    private var digests = ByName<String>()
     /// This connection's latency histograms by operation, made once each (the connection
     /// belongs to one thread: no lock).
-    private var timers: [String: Timer] = [:]
+    private var timers = ByName<Timer>()
 
     static let minimumBackoff: UInt64 = 50_000_000
     static let maximumBackoff: UInt64 = 2_000_000_000
@@ -86,17 +86,20 @@ final class RedisNode {
     /// Runs `script` with EVALSHA, loading it on first use and again when Redis lost it (a
     /// restart or SCRIPT FLUSH). Error replies are returned as `.error`. `asking`: right after
     /// `ASKING` (the script is loaded first, so that nothing comes between).
-    func evaluate(
-        _ script: RedisScript, keys: [String], arguments: [[UInt8]], deadline: Deadline = .distantFuture, asking: Bool = false
-    ) throws(StateStoreError) -> RedisReply {
+    func evaluate(_ script: RedisScript, call: inout ScriptCall, deadline: Deadline = .distantFuture, asking: Bool = false)
+        throws(StateStoreError) -> RedisReply
+    {
+        precondition(call.isComplete, "a script call is sent with every key and argument it was made for")
         for attempt in 0..<2 {
-            let digest = try digest(of: script, deadline: deadline)
-            let reply =
-                asking
-                ? try commandAsking(Self.evalsha(digest, keys: keys, arguments: arguments), deadline: deadline, operation: script.name)
-                : try command(
-                    encoded: RESP.encodeEvalsha(digest, keys: keys, arguments: arguments), deadline: deadline, operation: script.name,
-                    allowance: 0)
+            call.setDigest(try digest(of: script, deadline: deadline))
+            let reply: RedisReply
+            if asking {
+                // `ASKING` holds for the next command only, so nothing may come between.
+                let replies = try pipeline(encoded: [RESP.encode([Array("ASKING".utf8)]), call.bytes], deadline: deadline, operation: script.name)
+                reply = replies.count == 2 ? replies[1] : .null
+            } else {
+                reply = try command(encoded: call.bytes, deadline: deadline, operation: script.name, allowance: 0)
+            }
             if case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), attempt == 0 {
                 digests[script.name] = nil
                 continue
@@ -106,17 +109,15 @@ final class RedisNode {
         throw .refused
     }
 
-    /// Runs `script` once per set of keys and arguments, every call written at once and the
-    /// replies read after: one round trip for them all. Error replies are returned in place.
-    func evaluateAll(_ script: RedisScript, calls: [(keys: [String], arguments: [[UInt8]])], deadline: Deadline = .distantFuture)
-        throws(StateStoreError)
-        -> [RedisReply]
-    {
+    /// Runs `script` once per call, every call written at once and the replies read after: one
+    /// round trip for them all. Error replies are returned in place.
+    func evaluateAll(_ script: RedisScript, calls: [ScriptCall], deadline: Deadline = .distantFuture) throws(StateStoreError) -> [RedisReply] {
         guard !calls.isEmpty else { return [] }
+        var calls = calls
         for attempt in 0..<2 {
             let digest = try digest(of: script, deadline: deadline)
-            let replies = try pipeline(
-                calls.map { Self.evalsha(digest, keys: $0.keys, arguments: $0.arguments) }, deadline: deadline, operation: script.name)
+            for index in calls.indices { calls[index].setDigest(digest) }
+            let replies = try pipeline(encoded: calls.map(\.bytes), deadline: deadline, operation: script.name)
             let lost = replies.contains { if case .error(let message) = $0 { message.hasPrefix("NOSCRIPT") } else { false } }
             guard lost, attempt == 0 else { return replies }
             digests[script.name] = nil
@@ -130,25 +131,19 @@ final class RedisNode {
         let loaded = try command([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(script.source.utf8)], deadline: deadline)
         // An error here is Redis refusing (still loading its data, out of memory, no permission).
         if case .error = loaded { throw .refused }
-        guard let text = loaded.text else { throw .unexpectedReply }
+        guard let text = loaded.text, text.utf8.count == ScriptCall.digestLength else { throw .unexpectedReply }
         digests[script.name] = text
         return text
-    }
-
-    private static func evalsha(_ digest: String, keys: [String], arguments: [[UInt8]]) -> [[UInt8]] {
-        var command: [[UInt8]] = []
-        command.reserveCapacity(3 + keys.count + arguments.count)
-        command.append(Array("EVALSHA".utf8))
-        command.append(Array(digest.utf8))
-        command.append(Array(String(keys.count).utf8))
-        for key in keys { command.append(Array(key.utf8)) }
-        command.append(contentsOf: arguments)
-        return command
     }
 
     /// Writes every command, then reads every reply, in order: one round trip. Error replies
     /// are returned in place.
     func pipeline(_ commands: [[[UInt8]]], deadline: Deadline, operation: String = "pipeline") throws(StateStoreError) -> [RedisReply] {
+        try pipeline(encoded: commands.map(RESP.encode), deadline: deadline, operation: operation)
+    }
+
+    /// ``pipeline(_:deadline:operation:)`` of commands already in Redis's protocol.
+    private func pipeline(encoded commands: [[UInt8]], deadline: Deadline, operation: String) throws(StateStoreError) -> [RedisReply] {
         let started = clock()
         defer { timer(operation).record(since: started, clock()) }
         guard let timeout = deadline.timeout(cappedAt: settings.commandTimeoutSeconds, at: clock()) else { throw .timeout }
@@ -156,8 +151,8 @@ final class RedisNode {
         let shortened = timeout < settings.commandTimeoutSeconds
         if shortened { redisSetTimeout(context, Self.timeval(timeout)) }
         defer { if shortened, self.context != nil { redisSetTimeout(context, Self.timeval(settings.commandTimeoutSeconds)) } }
-        for arguments in commands {
-            guard Self.append(arguments, to: context) == REDIS_OK else {
+        for command in commands {
+            guard Self.append(encoded: command, to: context) == REDIS_OK else {
                 disconnect()
                 throw .unavailable
             }
@@ -200,10 +195,6 @@ final class RedisNode {
     }
 
     /// Puts a command in the context's output buffer (sent by the next read of a reply).
-    private static func append(_ arguments: [[UInt8]], to context: UnsafeMutablePointer<redisContext>) -> Int32 {
-        append(encoded: RESP.encode(arguments), to: context)
-    }
-
     private static func append(encoded command: [UInt8], to context: UnsafeMutablePointer<redisContext>) -> Int32 {
         command.withUnsafeBufferPointer { command in
             command.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }
@@ -292,25 +283,6 @@ package enum RESP {
         }
     }
 
-    /// `EVALSHA digest count keys… arguments…` written straight from the digest's and the keys'
-    /// UTF-8 into one buffer of the size they need at most, with no array made per argument.
-    package static func encodeEvalsha(_ digest: String, keys: [String], arguments: [[UInt8]]) -> [UInt8] {
-        var capacity = 4 * framing + 7 + digest.utf8.count + 20
-        for key in keys { capacity += key.utf8.count + framing }
-        for argument in arguments { capacity += argument.count + framing }
-        return [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
-            var writer = Writer(buffer)
-            writer.header(UInt8(ascii: "*"), 3 + keys.count + arguments.count)
-            let command: StaticString = "EVALSHA"
-            writer.argument(UnsafeBufferPointer(start: command.utf8Start, count: command.utf8CodeUnitCount))
-            writer.argument(digest)
-            writer.argument(keys.count)
-            for key in keys { writer.argument(key) }
-            for argument in arguments { argument.withUnsafeBufferPointer { writer.argument($0) } }
-            count = writer.count
-        }
-    }
-
     /// Writes pieces into a buffer sized for them (appending to an array byte by byte, with its
     /// checks, cost a third of a call's client side).
     private struct Writer {
@@ -318,16 +290,6 @@ package enum RESP {
         var count = 0
 
         init(_ buffer: UnsafeMutableBufferPointer<UInt8>) { self.buffer = buffer }
-
-        mutating func argument(_ argument: String) {
-            var argument = argument
-            argument.withUTF8 { self.argument($0) }
-        }
-
-        /// A count (not negative) as its decimal text.
-        mutating func argument(_ value: Int) {
-            RESP.withDecimal(UInt64(value.magnitude)) { argument($0) }
-        }
 
         mutating func argument(_ argument: UnsafeBufferPointer<UInt8>) {
             header(UInt8(ascii: "$"), argument.count)
@@ -338,7 +300,7 @@ package enum RESP {
         mutating func header(_ marker: UInt8, _ value: Int) {
             buffer[count] = marker
             count += 1
-            RESP.withDecimal(UInt64(value.magnitude)) { copy($0) }
+            count = StateSubject.writeDecimal(Int64(value), into: buffer, at: count)
             crlf()
         }
 
@@ -353,19 +315,24 @@ package enum RESP {
             count += 2
         }
     }
+}
 
-    /// `magnitude`'s decimal digits, made on the stack and handed to `body`: a command's counts
-    /// and lengths (the keys' ids have their own loop, see `StateSubject.key`).
-    static func withDecimal(_ magnitude: UInt64, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var start = digits.count
-            var rest = magnitude
-            repeat {
-                start -= 1
-                digits[start] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest % 10)
-                rest /= 10
-            } while rest > 0
-            body(UnsafeBufferPointer(rebasing: digits[start...]))
+/// A connection's few values by name (its scripts' digests, its operations' timers), looked up
+/// by comparing names: a name is the same short string each call, which compares in a few
+/// instructions, where a dictionary hashes it (about 600 instructions a lookup, two per call).
+private struct ByName<Value> {
+    private var entries: [(name: String, value: Value)] = []
+
+    subscript(name: String) -> Value? {
+        get { entries.first { $0.name == name }?.value }
+        set {
+            let index = entries.firstIndex { $0.name == name }
+            switch (index, newValue) {
+            case (let index?, let value?): entries[index].value = value
+            case (let index?, nil): entries.remove(at: index)
+            case (nil, let value?): entries.append((name, value))
+            case (nil, nil): break
+            }
         }
     }
 }

@@ -301,6 +301,22 @@ public enum RedisScripts {
             """#)
 }
 
+/// The keys of one subject, by name: what follows the subject's hash tag.
+package enum StateSubjectKey {
+    case update, pace, session, lease, queued, outbox
+
+    var suffix: StaticString {
+        switch self {
+        case .update: ":update:"
+        case .pace: ":pacing"
+        case .session: ":session"
+        case .lease: ":lease"
+        case .queued: ":queued"
+        case .outbox: ":outbox"
+        }
+    }
+}
+
 /// The keys of one subject, as the scripts expect them.
 public struct StateSubjectKeys: Sendable, Equatable {
     public let update: String
@@ -312,53 +328,70 @@ public struct StateSubjectKeys: Sendable, Equatable {
     public let outbox: String
 
     public init(subject: StateSubject, updateID: Int64) {
-        update = subject.key(":update:", updateID)
-        pace = subject.key(":pacing")
-        session = subject.key(":session")
-        lease = subject.key(":lease")
-        queued = subject.key(":queued")
-        outbox = subject.key(":outbox")
+        update = subject.key(.update, updateID)
+        pace = subject.key(.pace)
+        session = subject.key(.session)
+        lease = subject.key(.lease)
+        queued = subject.key(.queued)
+        outbox = subject.key(.outbox)
     }
 }
 
 extension StateSubject {
-    /// The subject's hash tag, `suffix` and `number`, written into one new string: six keys per
-    /// update, where an interpolation or a join of Strings costs several hundred instructions a
-    /// piece. The same text as `"\(hashTag)\(suffix)\(number)"`.
-    func key(_ suffix: StaticString, _ number: Int64? = nil) -> String {
-        // "{tgc:" + 20 digits + "}" + suffix + 20 digits at most.
-        String(unsafeUninitializedCapacity: 48 + suffix.utf8CodeUnitCount) { buffer in
-            var count = 0
-            func append(_ bytes: UnsafeBufferPointer<UInt8>) {
-                for byte in bytes {
-                    buffer[count] = byte
-                    count += 1
-                }
-            }
-            // The digits written in place, not handed over by `RESP.withDecimal`: through its
-            // closure the six keys cost 3.6k instructions more per update (callgrind).
-            func append(_ value: Int64) {
-                if value < 0 { append(UnsafeBufferPointer(start: ("-" as StaticString).utf8Start, count: 1)) }
-                var digits = 1
-                var rest = value.magnitude
-                while rest >= 10 {
-                    digits += 1
-                    rest /= 10
-                }
-                rest = value.magnitude
-                for place in stride(from: count + digits - 1, through: count, by: -1) {
-                    buffer[place] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest % 10)
-                    rest /= 10
-                }
-                count += digits
-            }
-            append(UnsafeBufferPointer(start: hashTagOpening.utf8Start, count: hashTagOpening.utf8CodeUnitCount))
-            append(id)
-            append(UnsafeBufferPointer(start: ("}" as StaticString).utf8Start, count: 1))
-            append(UnsafeBufferPointer(start: suffix.utf8Start, count: suffix.utf8CodeUnitCount))
-            if let number { append(number) }
-            return count
+    /// The subject's key `name` as a string: `"\(hashTag)\(suffix)\(number)"`.
+    func key(_ name: StateSubjectKey, _ number: Int64? = nil) -> String {
+        String(unsafeUninitializedCapacity: Self.keyCapacity(name.suffix)) { writeKey(name.suffix, number, into: $0) }
+    }
+
+    /// The most bytes a key with `suffix` takes: `{tgc:`, 20 digits, `}`, the suffix, 20 digits.
+    static func keyCapacity(_ suffix: StaticString) -> Int { 48 + suffix.utf8CodeUnitCount }
+
+    /// Writes the subject's hash tag, `suffix` and `number` into `buffer` (at least
+    /// ``keyCapacity(_:)`` bytes) and returns their count.
+    func writeKey(_ suffix: StaticString, _ number: Int64?, into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        Self.writeKeyName(suffix, number, into: buffer, at: writeHashTag(into: buffer))
+    }
+
+    /// Writes `{tg:ID}` or `{tgc:ID}` at the start of `buffer` and returns its length.
+    func writeHashTag(into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        var count = Self.write(hashTagOpening, into: buffer, at: 0)
+        count = Self.writeDecimal(id, into: buffer, at: count)
+        return Self.write("}", into: buffer, at: count)
+    }
+
+    /// Writes what follows a key's hash tag, `suffix` and `number`, at `start`; returns where it ends.
+    static func writeKeyName(_ suffix: StaticString, _ number: Int64?, into buffer: UnsafeMutableBufferPointer<UInt8>, at start: Int) -> Int {
+        let count = write(suffix, into: buffer, at: start)
+        guard let number else { return count }
+        return writeDecimal(number, into: buffer, at: count)
+    }
+
+    private static func write(_ text: StaticString, into buffer: UnsafeMutableBufferPointer<UInt8>, at start: Int) -> Int {
+        precondition(start + text.utf8CodeUnitCount <= buffer.count)
+        (buffer.baseAddress! + start).initialize(from: text.utf8Start, count: text.utf8CodeUnitCount)
+        return start + text.utf8CodeUnitCount
+    }
+
+    /// Writes `value`'s decimal digits (20 bytes at most) into `buffer` at `start` and returns
+    /// where they end.
+    static func writeDecimal(_ value: Int64, into buffer: UnsafeMutableBufferPointer<UInt8>, at start: Int) -> Int {
+        var count = start
+        if value < 0 {
+            buffer[count] = UInt8(ascii: "-")
+            count += 1
         }
+        var digits = 1
+        var rest = value.magnitude
+        while rest >= 10 {
+            digits += 1
+            rest /= 10
+        }
+        rest = value.magnitude
+        for place in stride(from: count + digits - 1, through: count, by: -1) {
+            buffer[place] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest % 10)
+            rest /= 10
+        }
+        return count + digits
     }
 }
 

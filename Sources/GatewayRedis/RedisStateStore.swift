@@ -40,29 +40,36 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
     }
 
     public func begin(_ request: BeginRequest, deadline: Deadline) throws(StateStoreError) -> BeginDecision {
-        let keys = StateSubjectKeys(subject: request.subject, updateID: request.updateID)
+        let subject = request.subject
+        let reply = request.reply?.encoded ?? []
+        var call = ScriptCall(keys: 6, arguments: 6, capacity: 6 * 48 + 128 + reply.count)
+        call.key(subject, .update, request.updateID)
+        call.key(subject, .pace)
+        call.key(subject, .session)
+        call.key(subject, .lease)
+        call.key(subject, .queued)
+        call.key(subject, .outbox)
+        call.argument(request.token)
         // Origin, session, and the reply's window.
-        let flags: [UInt8] = [
+        let flags = (
             request.origin == .webhook ? UInt8(ascii: "s") : UInt8(ascii: "w"), request.needsSession ? UInt8(ascii: "1") : UInt8(ascii: "0"),
-            Self.windowFlag(of: request.reply?.pacedChatID ?? 0),
-        ]
-        let arguments: [[UInt8]] = [
-            Array(request.token.utf8), flags, Self.bytes(request.updateID), Array(request.newInternalUserID.utf8),
-            Array((request.replay ?? "").utf8), request.reply?.encoded ?? [],
-        ]
-        let reply = try evaluate(
-            beginScript, keys: [keys.update, keys.pace, keys.session, keys.lease, keys.queued, keys.outbox], arguments: arguments,
-            deadline: deadline)
+            Self.windowFlag(of: request.reply?.pacedChatID ?? 0)
+        )
+        withUnsafeBytes(of: flags) { call.argument($0.assumingMemoryBound(to: UInt8.self)) }
+        call.argument(request.updateID)
+        call.argument(request.newInternalUserID)
+        call.argument(request.replay ?? "")
+        call.argument(reply)
+        let answer = try evaluate(beginScript, call: &call, deadline: deadline)
         do {
-            return try Self.decision(reply, claim: Claim(updateID: request.updateID, subject: request.subject, token: request.token))
+            return try Self.decision(answer, claim: Claim(updateID: request.updateID, subject: request.subject, token: request.token))
         } catch {
             throw failed(error)
         }
     }
 
     public func finish(_ completion: Completion, deadline: Deadline) throws(StateStoreError) -> FinishReport {
-        let keys = StateSubjectKeys(subject: completion.subject, updateID: completion.updateID)
-        var action = "keep"
+        var action: StaticString = "keep"
         var json = ""
         switch completion.stateChange {
         case .keep: break
@@ -70,20 +77,37 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         case .clear: action = "clear"
         }
         let subject = completion.subject
-        let flags: [UInt8] = [
+        let encodedReply = completion.reply?.encoded ?? []
+        var capacity = 6 * 48 + 256 + json.utf8.count + encodedReply.count
+        for call in completion.tail { capacity += call.encoded.count + 32 }
+        var call = ScriptCall(keys: 6, arguments: 10 + completion.tail.count, capacity: capacity)
+        call.key(subject, .update, completion.updateID)
+        call.key(subject, .session)
+        call.key(subject, .lease)
+        call.key(subject, .queued)
+        call.key(subject, .outbox)
+        call.key(subject, .pace)
+        call.argument(completion.claim?.token ?? "")
+        let flags = (
             Self.windowFlag(of: completion.reply?.pacedChatID ?? 0), completion.indexed ? UInt8(ascii: "1") : UInt8(ascii: "0"),
-            Self.windowFlag(of: subject.ownChatID),
-        ]
-        let arguments: [[UInt8]] =
-            [
-                Array((completion.claim?.token ?? "").utf8), flags, Array(action.utf8), Array(json.utf8),
-                Array((completion.internalUserID ?? "").utf8), Array((completion.replay ?? "").utf8), Self.bytes(completion.updateID),
-                completion.reply?.encoded ?? [], completion.advanceWithin.map { Self.bytes($0) } ?? [],
-                completion.advanceWithin == nil ? [] : Self.bytes(subject.ownChatID),
-            ] + completion.tail.map(\.encoded)
-        let reply = try evaluate(
-            finishScript, keys: [keys.update, keys.session, keys.lease, keys.queued, keys.outbox, keys.pace], arguments: arguments,
-            deadline: deadline)
+            Self.windowFlag(of: subject.ownChatID)
+        )
+        withUnsafeBytes(of: flags) { call.argument($0.assumingMemoryBound(to: UInt8.self)) }
+        call.argument(UnsafeBufferPointer(start: action.utf8Start, count: action.utf8CodeUnitCount))
+        call.argument(json)
+        call.argument(completion.internalUserID ?? "")
+        call.argument(completion.replay ?? "")
+        call.argument(completion.updateID)
+        call.argument(encodedReply)
+        if let within = completion.advanceWithin {
+            call.argument(within)
+            call.argument(subject.ownChatID)
+        } else {
+            call.argument("")
+            call.argument("")
+        }
+        for pending in completion.tail { call.argument(pending.encoded) }
+        let reply = try evaluate(finishScript, call: &call, deadline: deadline)
         // Admitted now into an empty outbox, the lease ours: the admission alone.
         if case .string = reply, let admission = Self.admission(reply) { return FinishReport(reply: admission, outboxWaiting: 0, leaseWasOurs: true) }
         guard case .array(let items) = reply, items.count == 3 || items.count == 6, let admission = Self.admission(items[0]),
@@ -270,7 +294,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
     {
         let replies: [RedisReply]
         do {
-            replies = try connection.evaluateAll(script, calls: calls, deadline: deadline)
+            replies = try connection.evaluateAll(script, calls: calls.map { ScriptCall(keys: $0.keys, arguments: $0.arguments) }, deadline: deadline)
         } catch {
             throw failed(error)
         }
@@ -283,9 +307,14 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
 
     /// Runs a script, warning (rate-limited) when Redis fails or refuses.
     func evaluate(_ script: RedisScript, keys: [String], arguments: [[UInt8]], deadline: Deadline) throws(StateStoreError) -> RedisReply {
+        var call = ScriptCall(keys: keys, arguments: arguments)
+        return try evaluate(script, call: &call, deadline: deadline)
+    }
+
+    func evaluate(_ script: RedisScript, call: inout ScriptCall, deadline: Deadline) throws(StateStoreError) -> RedisReply {
         let reply: RedisReply
         do {
-            reply = try connection.evaluate(script, keys: keys, arguments: arguments, deadline: deadline)
+            reply = try connection.evaluate(script, call: &call, deadline: deadline)
         } catch {
             throw failed(error)
         }

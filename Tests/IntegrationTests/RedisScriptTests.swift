@@ -317,25 +317,51 @@ import Testing
         // The gateway writes Redis's protocol itself (hiredis only sends it and reads replies).
         let encoded = RESP.encode([Array("SET".utf8), [0, 13, 10, 255], []])
         #expect(encoded == Array("*3\r\n$3\r\nSET\r\n$4\r\n".utf8) + [0, 13, 10, 255] + Array("\r\n$0\r\n\r\n".utf8))
-        // A script call written straight from its digest and keys is the same command.
+        // A script call written straight from its keys and arguments, then its digest, is the
+        // same command.
+        func evalsha(_ digest: String, keys: [String], arguments: [[UInt8]]) -> [UInt8] {
+            var call = ScriptCall(keys: keys, arguments: arguments)
+            call.setDigest(digest)
+            return call.bytes
+        }
+        let digest = String(repeating: "a", count: 40)
         let keys = ["{tg:1}:ü", "", "{tg:1}:\(String(repeating: "k", count: 300))"]
         let arguments: [[UInt8]] = [[], [0, 13, 10], Array("12345678901".utf8)]
-        let evalsha = RESP.encodeEvalsha(String(repeating: "a", count: 40), keys: keys, arguments: arguments)
         #expect(
-            evalsha
-                == RESP.encode(
-                    [Array("EVALSHA".utf8), Array(String(repeating: "a", count: 40).utf8), Array("3".utf8)] + keys.map { Array($0.utf8) } + arguments)
-        )
-        #expect(RESP.encodeEvalsha("d", keys: [], arguments: []) == Array("*3\r\n$7\r\nEVALSHA\r\n$1\r\nd\r\n$1\r\n0\r\n".utf8))
+            evalsha(digest, keys: keys, arguments: arguments)
+                == RESP.encode([Array("EVALSHA".utf8), Array(digest.utf8), Array("3".utf8)] + keys.map { Array($0.utf8) } + arguments))
+        #expect(evalsha(digest, keys: [], arguments: []) == Array("*3\r\n$7\r\nEVALSHA\r\n$40\r\n\(digest)\r\n$1\r\n0\r\n".utf8))
         // Counts and lengths of several digits, against the protocol written out by hand.
         let many: [[UInt8]] = (0..<12).map { [UInt8](repeating: 0x61, count: $0 * 97) }
         let byHand = "*12\r\n" + many.map { "$\($0.count)\r\n" + String(decoding: $0, as: UTF8.self) + "\r\n" }.joined()
         #expect(RESP.encode(many) == Array(byHand.utf8))
         let manyKeys = (0..<11).map { "{tg:\($0)}:" + String(repeating: "k", count: $0 * 13) }
         let evalshaByHand =
-            "*25\r\n$7\r\nEVALSHA\r\n$1\r\nd\r\n$2\r\n11\r\n" + manyKeys.map { "$\($0.utf8.count)\r\n\($0)\r\n" }.joined()
+            "*25\r\n$7\r\nEVALSHA\r\n$40\r\n\(digest)\r\n$2\r\n11\r\n" + manyKeys.map { "$\($0.utf8.count)\r\n\($0)\r\n" }.joined()
             + many.prefix(11).map { "$\($0.count)\r\n" + String(decoding: $0, as: UTF8.self) + "\r\n" }.joined()
-        #expect(RESP.encodeEvalsha("d", keys: manyKeys, arguments: Array(many.prefix(11))) == Array(evalshaByHand.utf8))
+        #expect(evalsha(digest, keys: manyKeys, arguments: Array(many.prefix(11))) == Array(evalshaByHand.utf8))
+        // A subject's keys and numbers, written in place, are the same command as their text,
+        // and the call's slot is its first key's.
+        for subject in [StateSubject.user(7), .user(-1_234_567_890_123), .chat(.min), .user(.max)] {
+            for updateID in [Int64(0), 9, -10, .max, .min] {
+                var call = ScriptCall(keys: 3, arguments: 3)
+                call.key(subject, .update, updateID)
+                call.key(subject, .pace)
+                call.key(.chat(-100), .session)
+                call.argument(updateID)
+                call.argument("ü")
+                call.argument([UInt8](repeating: 0x62, count: 120))
+                call.setDigest(digest)
+                let text = StateSubjectKeys(subject: subject, updateID: updateID)
+                let other = StateSubjectKeys(subject: .chat(-100), updateID: 0)
+                #expect(
+                    call.bytes
+                        == evalsha(
+                            digest, keys: [text.update, text.pace, other.session],
+                            arguments: [Array(String(updateID).utf8), Array("ü".utf8), [UInt8](repeating: 0x62, count: 120)]))
+                #expect(call.slot == ClusterSlots.slot(of: Array(subject.hashTag.utf8)))
+            }
+        }
         try withRedis { fixture in
             let connection = RedisConnection(settings: .init(fixture.settings), clock: monotonicNanoseconds)
             let value: [UInt8] = [0, 13, 10, 36, 42, 255, 254] + [UInt8](repeating: 0x41, count: 70_000) + Array("\r\n".utf8)
