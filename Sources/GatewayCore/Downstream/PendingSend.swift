@@ -43,14 +43,14 @@ public struct PendingSend: Sendable, Equatable {
         // into one buffer (made per update, for the webhook reply too).
         var encoded: [UInt8] = []
         encoded.reserveCapacity(48 + call.name.utf8.count + id.utf8.count + call.parameters.count)
-        encoded.append(contentsOf: "v1 ".utf8)
-        encoded.append(contentsOf: String(attempts).utf8)
+        JSONWriter.appendLiteral("v1 ", to: &encoded)
+        JSONWriter.appendDecimal(Int64(attempts), to: &encoded)
         encoded.append(UInt8(ascii: " "))
-        if let pacedChatID { encoded.append(contentsOf: String(pacedChatID).utf8) } else { encoded.append(UInt8(ascii: "-")) }
+        if let pacedChatID { JSONWriter.appendDecimal(pacedChatID, to: &encoded) } else { encoded.append(UInt8(ascii: "-")) }
         encoded.append(UInt8(ascii: " "))
-        encoded.append(contentsOf: call.name.utf8)
+        JSONWriter.appendRaw(call.name, to: &encoded)
         encoded.append(UInt8(ascii: " "))
-        encoded.append(contentsOf: id.utf8)
+        JSONWriter.appendRaw(id, to: &encoded)
         encoded.append(UInt8(ascii: "\n"))
         encoded.append(contentsOf: call.parameters)
         self.encoded = encoded
