@@ -265,58 +265,6 @@ extension Timer {
     }
 }
 
-/// Commands in Redis's protocol, as hiredis's own formatter writes them (`*N`, then `$LENGTH` and
-/// the bytes of each argument), in one buffer sized once: hiredis formats argument by argument
-/// with its printf-like `sdscatfmt`, which cost more than the rest of a call's client side.
-package enum RESP {
-    /// What a piece adds besides its bytes, at most: `$`, 20 digits, and two CRLFs.
-    private static let framing = 25
-
-    package static func encode(_ arguments: [[UInt8]]) -> [UInt8] {
-        var capacity = framing
-        for argument in arguments { capacity += argument.count + framing }
-        return [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
-            var writer = Writer(buffer)
-            writer.header(UInt8(ascii: "*"), arguments.count)
-            for argument in arguments { argument.withUnsafeBufferPointer { writer.argument($0) } }
-            count = writer.count
-        }
-    }
-
-    /// Writes pieces into a buffer sized for them (appending to an array byte by byte, with its
-    /// checks, cost a third of a call's client side).
-    private struct Writer {
-        let buffer: UnsafeMutableBufferPointer<UInt8>
-        var count = 0
-
-        init(_ buffer: UnsafeMutableBufferPointer<UInt8>) { self.buffer = buffer }
-
-        mutating func argument(_ argument: UnsafeBufferPointer<UInt8>) {
-            header(UInt8(ascii: "$"), argument.count)
-            copy(argument)
-            crlf()
-        }
-
-        mutating func header(_ marker: UInt8, _ value: Int) {
-            buffer[count] = marker
-            count += 1
-            count = StateSubject.writeDecimal(Int64(value), into: buffer, at: count)
-            crlf()
-        }
-
-        private mutating func copy(_ bytes: UnsafeBufferPointer<UInt8>) {
-            _ = UnsafeMutableBufferPointer(rebasing: buffer[count..<count + bytes.count]).initialize(fromContentsOf: bytes)
-            count += bytes.count
-        }
-
-        private mutating func crlf() {
-            buffer[count] = UInt8(ascii: "\r")
-            buffer[count + 1] = UInt8(ascii: "\n")
-            count += 2
-        }
-    }
-}
-
 /// A connection's few values by name (its scripts' digests, its operations' timers), looked up
 /// by comparing names: a name is the same short string each call, which compares in a few
 /// instructions, where a dictionary hashes it (about 600 instructions a lookup, two per call).

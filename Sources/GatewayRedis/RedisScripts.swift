@@ -355,7 +355,7 @@ extension StateSubject {
     /// Writes `{tg:ID}` or `{tgc:ID}` at the start of `buffer` and returns its length.
     func writeHashTag(into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
         var count = Self.write(hashTagOpening, into: buffer, at: 0)
-        count = Self.writeDecimal(id, into: buffer, at: count)
+        count = Digits.write(id, into: buffer, at: count)
         return Self.write("}", into: buffer, at: count)
     }
 
@@ -363,35 +363,13 @@ extension StateSubject {
     static func writeKeyName(_ suffix: StaticString, _ number: Int64?, into buffer: UnsafeMutableBufferPointer<UInt8>, at start: Int) -> Int {
         let count = write(suffix, into: buffer, at: start)
         guard let number else { return count }
-        return writeDecimal(number, into: buffer, at: count)
+        return Digits.write(number, into: buffer, at: count)
     }
 
     private static func write(_ text: StaticString, into buffer: UnsafeMutableBufferPointer<UInt8>, at start: Int) -> Int {
         precondition(start + text.utf8CodeUnitCount <= buffer.count)
         (buffer.baseAddress! + start).initialize(from: text.utf8Start, count: text.utf8CodeUnitCount)
         return start + text.utf8CodeUnitCount
-    }
-
-    /// Writes `value`'s decimal digits (20 bytes at most) into `buffer` at `start` and returns
-    /// where they end.
-    static func writeDecimal(_ value: Int64, into buffer: UnsafeMutableBufferPointer<UInt8>, at start: Int) -> Int {
-        var count = start
-        if value < 0 {
-            buffer[count] = UInt8(ascii: "-")
-            count += 1
-        }
-        var digits = 1
-        var rest = value.magnitude
-        while rest >= 10 {
-            digits += 1
-            rest /= 10
-        }
-        rest = value.magnitude
-        for place in stride(from: count + digits - 1, through: count, by: -1) {
-            buffer[place] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest % 10)
-            rest /= 10
-        }
-        return count + digits
     }
 }
 
