@@ -100,12 +100,17 @@ extension RedisScripts {
             end
 
             local function pace_earliest(pace, limit, span, now)
-              local kept = {}
-              for _, time in ipairs(pace.times) do if time > now - span then kept[#kept + 1] = time end end
-              pace.times = kept
-              local count = #kept
+              -- The times ascend: only when the first has left the window is a new list made
+              -- (a table per call cost Redis about 2% of a `begin`, callgrind).
+              local times = pace.times
+              local count = #times
+              if count > 0 and times[1] <= now - span then
+                local kept = {}
+                for i = 1, count do if times[i] > now - span then kept[#kept + 1] = times[i] end end
+                pace.times, times, count = kept, kept, #kept
+              end
               if count < limit then return now end
-              return math.max(now, kept[count - limit + 1] + span)
+              return math.max(now, times[count - limit + 1] + span)
             end
 
             local function pace_reserve(pace, at, span)
@@ -128,7 +133,9 @@ extension RedisScripts {
               if #pace.times > 0 then keep = pace.keep end
               if expiry > now_ms() then
                 local record = struct.pack('<' .. string.rep('d', 5 + #pace.times), tokens, at, until_at, warned, keep, unpack(pace.times))
-                redis.call('SET', key, record, 'PXAT', expiry)
+                -- As an integer's text: a number is formatted by Redis with `%.17g` (about 1.7k
+                -- instructions more per call, callgrind).
+                redis.call('SET', key, record, 'PXAT', string.format('%d', expiry))
               end
             end
 
