@@ -215,12 +215,18 @@ public final class ResponderPool: Sendable {
         worker.phase.store(Worker.exited, ordering: .sequentiallyConsistent)
     }
 
-    /// Waits for a connection (or the wake-up) and tries to take it. No lock is held while
-    /// libfcgi reads the connection's first records, so a slow client never keeps the other
-    /// workers from accepting. Without an epoll set the worker polls, woken with every other
-    /// idle worker.
+    /// Takes a connection that is already waiting, else waits for one (or the wake-up) and
+    /// tries to take it. Under load one is usually waiting, and the wait, a system call per
+    /// request, is left to idle workers. No lock is held while libfcgi reads the connection's
+    /// first records, so a slow client never keeps the other workers from accepting. Without
+    /// an epoll set the worker polls, woken with every other idle worker.
     private func nextConnection(_ request: FastCGIRequest, waiter: ConnectionWaiter?) -> FastCGIRequest.Accepted {
         guard !stopping.load(ordering: .sequentiallyConsistent) else { return .none }
+        switch request.accept() {
+        case .request: return .request
+        case .failed: return .failed
+        case .none: break
+        }
         if let waiter {
             switch waiter.wait() {
             case .connection: break
