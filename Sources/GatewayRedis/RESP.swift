@@ -54,6 +54,7 @@ struct RESPWriter {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.headerRoom + Self.shortPiece + 2) { buffer in
             let room = Self.headerRoom
             let count = write(UnsafeMutableBufferPointer(rebasing: buffer[room..<room + Self.shortPiece]))
+            precondition(count <= Self.shortPiece, "a short piece fits its buffer")
             let start = Self.header(UInt8(ascii: "$"), count, endingAt: room, in: buffer)
             buffer[room + count] = UInt8(ascii: "\r")
             buffer[room + count + 1] = UInt8(ascii: "\n")
