@@ -65,6 +65,9 @@ public enum RedisScripts {
         RedisScript(name: "begin", source: policyConstants(policy) + pace + beginBody)
     }
 
+    /// `begin`'s keys, in their order.
+    static let beginKeys: [StateSubjectKey] = [.update, .pace, .session, .lease, .queued, .outbox]
+
     private static let beginBody = #"""
         local origin, needed, kind = string.byte(ARGV[2], 1, 3)
         local worker = origin == 119
@@ -181,6 +184,9 @@ public enum RedisScripts {
     public static func finish(_ policy: StatePolicy) -> RedisScript {
         RedisScript(name: "finish", source: policyConstants(policy) + pace + outboxStep + finishBody)
     }
+
+    /// `finish`'s keys, in their order.
+    static let finishKeys: [StateSubjectKey] = [.update, .session, .lease, .queued, .outbox, .pace]
 
     private static let finishBody = #"""
         local kind, indexed, own_kind = string.byte(ARGV[2], 1, 3)

@@ -42,13 +42,8 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
     public func begin(_ request: BeginRequest, deadline: Deadline) throws(StateStoreError) -> BeginDecision {
         let subject = request.subject
         let reply = request.reply?.encoded ?? []
-        var call = ScriptCall(keys: 6, arguments: 6, capacity: 6 * 48 + 128 + reply.count)
-        call.key(subject, .update, request.updateID)
-        call.key(subject, .pace)
-        call.key(subject, .session)
-        call.key(subject, .lease)
-        call.key(subject, .queued)
-        call.key(subject, .outbox)
+        var call = ScriptCall(keys: RedisScripts.beginKeys.count, arguments: 6, capacity: 6 * 48 + 128 + reply.count)
+        call.keys(of: subject, RedisScripts.beginKeys, updateID: request.updateID)
         call.argument(request.token)
         // Origin, session, and the reply's window.
         let flags = (
@@ -80,13 +75,8 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         let encodedReply = completion.reply?.encoded ?? []
         var capacity = 6 * 48 + 256 + json.utf8.count + encodedReply.count
         for call in completion.tail { capacity += call.encoded.count + 32 }
-        var call = ScriptCall(keys: 6, arguments: 10 + completion.tail.count, capacity: capacity)
-        call.key(subject, .update, completion.updateID)
-        call.key(subject, .session)
-        call.key(subject, .lease)
-        call.key(subject, .queued)
-        call.key(subject, .outbox)
-        call.key(subject, .pace)
+        var call = ScriptCall(keys: RedisScripts.finishKeys.count, arguments: 10 + completion.tail.count, capacity: capacity)
+        call.keys(of: subject, RedisScripts.finishKeys, updateID: completion.updateID)
         call.argument(completion.claim?.token ?? "")
         let flags = (
             Self.windowFlag(of: completion.reply?.pacedChatID ?? 0), completion.indexed ? UInt8(ascii: "1") : UInt8(ascii: "0"),

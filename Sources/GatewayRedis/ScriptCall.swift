@@ -78,6 +78,11 @@ package struct ScriptCall: Sendable {
         if firstKey == nil { firstKey = range }
     }
 
+    /// The subject's keys `names`, in order (`.update` with `updateID`).
+    package mutating func keys(of subject: StateSubject, _ names: [StateSubjectKey], updateID: Int64) {
+        for name in names { key(subject, name, name == .update ? updateID : nil) }
+    }
+
     package mutating func key(_ key: String) {
         countKey()
         var key = key
