@@ -77,9 +77,13 @@ final class RedisNode {
     /// Sends `ASKING` and the command together (a cluster's answer for a slot being migrated
     /// here): `ASKING` holds for the next command only, so nothing may come between.
     func commandAsking(_ arguments: [[UInt8]], deadline: Deadline, operation: String? = nil) throws(StateStoreError) -> RedisReply {
-        let replies = try pipeline(
-            [[Array("ASKING".utf8)], arguments], deadline: deadline,
+        try commandAsking(
+            encoded: RESP.encode(arguments), deadline: deadline,
             operation: operation ?? arguments.first.map { String(decoding: $0, as: UTF8.self).uppercased() } ?? "?")
+    }
+
+    private func commandAsking(encoded command: [UInt8], deadline: Deadline, operation: String) throws(StateStoreError) -> RedisReply {
+        let replies = try pipeline(encoded: [RESP.encode([Array("ASKING".utf8)]), command], deadline: deadline, operation: operation)
         return replies.count == 2 ? replies[1] : .null
     }
 
@@ -92,14 +96,10 @@ final class RedisNode {
         precondition(call.isComplete, "a script call is sent with every key and argument it was made for")
         for attempt in 0..<2 {
             call.setDigest(try digest(of: script, deadline: deadline))
-            let reply: RedisReply
-            if asking {
-                // `ASKING` holds for the next command only, so nothing may come between.
-                let replies = try pipeline(encoded: [RESP.encode([Array("ASKING".utf8)]), call.bytes], deadline: deadline, operation: script.name)
-                reply = replies.count == 2 ? replies[1] : .null
-            } else {
-                reply = try command(encoded: call.bytes, deadline: deadline, operation: script.name, allowance: 0)
-            }
+            let reply =
+                asking
+                ? try commandAsking(encoded: call.bytes, deadline: deadline, operation: script.name)
+                : try command(encoded: call.bytes, deadline: deadline, operation: script.name, allowance: 0)
             if case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), attempt == 0 {
                 digests[script.name] = nil
                 continue
@@ -113,6 +113,7 @@ final class RedisNode {
     /// round trip for them all. Error replies are returned in place.
     func evaluateAll(_ script: RedisScript, calls: [ScriptCall], deadline: Deadline = .distantFuture) throws(StateStoreError) -> [RedisReply] {
         guard !calls.isEmpty else { return [] }
+        precondition(calls.allSatisfy(\.isComplete), "a script call is sent with every key and argument it was made for")
         var calls = calls
         for attempt in 0..<2 {
             let digest = try digest(of: script, deadline: deadline)
