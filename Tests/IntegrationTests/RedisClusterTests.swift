@@ -201,6 +201,10 @@ import Glibc
         #expect(try connection.command("SET", fresh, "new") == .status("OK"))
         #expect(try cluster.cli(to, "CLUSTER", "COUNTKEYSINSLOT", "\(slot)") == "(integer) 1", "created on the importing node")
         #expect(try connection.command("GET", fresh) == .string(Array("new".utf8)), "and read from there")
+        // A script call follows ASK the same way: `ASKING`, then the call, nothing between.
+        let setting = RedisScript(name: "ask_test_set", source: "return redis.call('SET', KEYS[1], ARGV[1])")
+        #expect(try connection.evaluate(setting, keys: ["{ask-test}:scripted"], arguments: [Array("by a script".utf8)]) == .status("OK"))
+        #expect(try cluster.cli(to, "CLUSTER", "COUNTKEYSINSLOT", "\(slot)") == "(integer) 2", "the script's key created on the importing node")
         // The migration finishes: the source's key moves, and the client follows MOVED.
         try cluster.cli(from, "MIGRATE", "127.0.0.1", "\(to)", "", "0", "5000", "KEYS", key)
         try cluster.finishMigration(slot, from: from, to: to, ids: ids)
