@@ -1,12 +1,12 @@
-/// Decimal digits written in place, for the numbers of the hot path (ids in Redis keys, counts
-/// and lengths in Redis's protocol, tokens): a number's `description` costs several
+/// Decimal digits written in place, for the numbers of the hot path (ids in Redis keys and JSON,
+/// counts and lengths in Redis's protocol, tokens): a number's `description` costs several
 /// hundred instructions and a String, where these write its bytes where they go.
 package enum Digits {
     /// The most bytes a number takes: a sign and 19 digits.
     package static let maximumCount = 20
 
-    /// Writes `value`'s digits into `buffer` at `start` (``maximumCount`` bytes must fit) and
-    /// returns where they end.
+    /// Writes `value`'s digits into `buffer` at `start` (``count(_:)`` bytes, at most
+    /// ``maximumCount``, must fit) and returns where they end.
     package static func write(_ value: Int64, into buffer: UnsafeMutableBufferPointer<UInt8>, at start: Int) -> Int {
         // Most are a protocol's lengths and counts, under 100.
         if value >= 0, value < 100 {

@@ -24,15 +24,9 @@ public struct JSONWriter {
 
     /// `value` in decimal digits, without a String on the way.
     static func appendDecimal(_ value: Int64, to bytes: inout [UInt8]) {
-        if value < 0 { bytes.append(UInt8(ascii: "-")) }
-        var magnitude = value.magnitude
-        var divisor: UInt64 = 1
-        while divisor <= magnitude / 10 { divisor *= 10 }
-        while divisor > 0 {
-            bytes.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude / divisor))
-            magnitude %= divisor
-            divisor /= 10
-        }
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: Digits.count(value)))
+        bytes.withUnsafeMutableBufferPointer { _ = Digits.write(value, into: $0, at: start) }
     }
 
     public mutating func field(_ key: String, _ value: Bool) {
