@@ -59,7 +59,8 @@ package struct ScriptCall: Sendable {
     /// The subject's key `name` (`{tg:42}:update:7` with `number` 7).
     package mutating func key(_ subject: StateSubject, _ name: StateSubjectKey, _ number: Int64? = nil) {
         countKey()
-        // A call's keys are mostly one subject's: its hash tag is written once and copied.
+        // A call's keys are mostly one subject's: its hash tag is written once and copied
+        // (written for each key, an update cost 1.6k instructions more, callgrind).
         if subject != taggedSubject {
             taggedSubject = subject
             tagLength = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { written in
