@@ -33,7 +33,15 @@ final class FastCGIRequest {
     }
 
     /// Ends the request: flushes the output and releases its buffers and connection.
+    ///
+    /// libfcgi closes a connection lingering: it shuts down its sending side, then waits for
+    /// the web server to close and reads until it has (`shutdown`, `poll`, `read`), so that
+    /// input left unread never resets the connection under the answer. When the request's
+    /// input was read to its end, nothing is left to read and the web server sends nothing
+    /// more (nginx closes a connection it does not keep), so the connection is simply closed:
+    /// three system calls fewer a request, and the thread no longer waits for nginx's close.
     func finish() {
+        if FCGX_HasSeenEOF(request.pointee.in) != 0 { FCGX_Detach(request) }
         FCGX_Finish_r(request)
     }
 

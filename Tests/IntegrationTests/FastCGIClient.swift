@@ -68,6 +68,13 @@ enum FastCGIClient {
         return fd
     }
 
+    /// Whether the responder's side of the connection still takes bytes: false once it has
+    /// closed it (`EPIPE`), true while it has only shut down its sending side.
+    static func peerReads(_ fd: Int32) -> Bool {
+        var byte: UInt8 = 0
+        return send(fd, &byte, 1, Int32(MSG_NOSIGNAL)) == 1
+    }
+
     private static func connect(_ socketPath: String) throws -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw StackError("socket failed") }

@@ -45,6 +45,24 @@ import Glibc
         }
     }
 
+    @Test func aConnectionIsClosedAtOnceOnlyWhenItsInputWasReadToItsEnd() throws {
+        // Read to its end, nothing is left to reset the connection under the answer: the
+        // responder closes it as soon as it has answered. Otherwise (the body never read: a
+        // wrong secret) libfcgi's lingering close stays: the responder's side stays open and reads
+        // what still comes until the client closes. Either way the client has its answer first.
+        try withStack(processes: 1, threads: 1) { stack in
+            let body = Array(WebhookThroughNginxTests.update(7, text: "/nope").utf8)
+            for (secret, status, stillReading) in [(LocalStack.secret, 200, false), ("wrong", 403, true)] {
+                let fd = try FastCGIClient.open(socketPath: stack.socketPath)
+                defer { close(fd) }
+                let answer = try FastCGIClient.request(on: fd, parameters: Self.parameters(secret: secret, length: body.count), body: body)
+                #expect(answer.status == status)
+                // The answer ended with the responder's end of the stream (`request` reads to it).
+                #expect(FastCGIClient.peerReads(fd) == stillReading, "secret \(secret == LocalStack.secret ? "right" : "wrong")")
+            }
+        }
+    }
+
     @Test func aConnectionTakenAsTheResponderStopsIsStillAnswered() throws {
         // A responder told to stop while it waits for the first records of a connection it has
         // taken must answer it: a signal to wake it made libfcgi close such a connection

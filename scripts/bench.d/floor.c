@@ -1,8 +1,9 @@
 /* The floor of the gateway path's design for scripts/bench: the C hello (hello.c) plus the one
  * Redis call the gateway makes for the bench's update, the gateway's own `begin` script with its
- * keys and arguments over hiredis, and the same webhook reply. Nothing else: no decoding beyond
- * finding the two ids, no routing, no log line. What any responder of this design costs at
- * least; the gateway's distance from it is its own. Built with cc at bench time; never shipped.
+ * keys and arguments over hiredis, the same webhook reply and the same close (not lingering once
+ * the input was read to its end). Nothing else: no decoding beyond finding the two ids, no
+ * routing, no log line. What any responder of this design costs at least; the gateway's distance
+ * from it is its own. Built with cc at bench time; never shipped.
  *
  * FLOOR_SCRIPT names a file with the script's source (gateway-microbench --begin-script prints
  * it for an env file), FLOOR_REDIS_SOCKET Redis's unix socket, THREADS the threads (8). A
@@ -68,6 +69,7 @@ static void *serve(void *unused) {
                                    failed ? "500 Internal Server Error" : "200 OK", json_length);
         FCGX_PutStr(head, head_length, request.out);
         FCGX_PutStr(json, json_length, request.out);
+        if (FCGX_HasSeenEOF(request.in)) FCGX_Detach(&request);
         FCGX_Finish_r(&request);
     }
     return NULL;
