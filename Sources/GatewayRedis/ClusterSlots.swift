@@ -60,9 +60,9 @@ enum ClusterSlots {
     static func key(of arguments: [[UInt8]]) -> [UInt8]? {
         guard let name = arguments.first.map({ String(decoding: $0, as: UTF8.self).uppercased() }) else { return nil }
         switch name {
-        case "PING", "TIME", "SCRIPT", "INFO", "CLUSTER", "ASKING", "AUTH", "SELECT", "WAIT", "COMMAND", "CONFIG", "DBSIZE":
+        case "PING", "TIME", "SCRIPT", "FUNCTION", "INFO", "CLUSTER", "ASKING", "AUTH", "SELECT", "WAIT", "COMMAND", "CONFIG", "DBSIZE":
             return nil
-        case "EVAL", "EVALSHA":
+        case "EVAL", "EVALSHA", "FCALL", "FCALL_RO":
             guard arguments.count > 3, let count = Int(String(decoding: arguments[2], as: UTF8.self)), count > 0 else { return nil }
             return arguments[3]
         case "XGROUP", "XINFO", "OBJECT", "MEMORY":

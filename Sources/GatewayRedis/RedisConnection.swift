@@ -98,30 +98,29 @@ final class RedisConnection {
         try command(arguments.map { Array($0.utf8) })
     }
 
-    /// Runs `script` with EVALSHA (loaded on each node on first use) on the node of its keys.
-    func evaluate(_ script: RedisScript, call: inout ScriptCall, deadline: Deadline = .distantFuture) throws(StateStoreError) -> RedisReply {
-        if let single { return try single.evaluate(script, call: &call, deadline: deadline) }
+    /// Runs the call's script with FCALL (its library loaded on each node on first use) on the
+    /// node of its keys.
+    func evaluate(_ call: ScriptCall, deadline: Deadline = .distantFuture) throws(StateStoreError) -> RedisReply {
+        if let single { return try single.evaluate(call, deadline: deadline) }
         return try routed(slot: call.slot, deadline: deadline) { node, asking throws(StateStoreError) in
-            try node.evaluate(script, call: &call, deadline: deadline, asking: asking)
+            try node.evaluate(call, deadline: deadline, asking: asking)
         }
     }
 
     func evaluate(_ script: RedisScript, keys: [String], arguments: [[UInt8]], deadline: Deadline = .distantFuture) throws(StateStoreError)
         -> RedisReply
     {
-        var call = ScriptCall(keys: keys, arguments: arguments)
-        return try evaluate(script, call: &call, deadline: deadline)
+        try evaluate(ScriptCall(script, keys: keys, arguments: arguments), deadline: deadline)
     }
 
-    /// Runs `script` once per call: one round trip per node involved. Replies come back in the
-    /// calls' order; error replies in place.
-    func evaluateAll(_ script: RedisScript, calls: [ScriptCall], deadline: Deadline = .distantFuture) throws(StateStoreError) -> [RedisReply] {
-        if let single { return try single.evaluateAll(script, calls: calls, deadline: deadline) }
+    /// Runs each call: one round trip per node involved. Replies come back in the calls' order;
+    /// error replies in place.
+    func evaluateAll(_ calls: [ScriptCall], deadline: Deadline = .distantFuture) throws(StateStoreError) -> [RedisReply] {
+        if let single { return try single.evaluateAll(calls, deadline: deadline) }
         return try grouped(slots: calls.map(\.slot), deadline: deadline) { node, indices throws(StateStoreError) in
-            try node.evaluateAll(script, calls: indices.map { calls[$0] }, deadline: deadline)
+            try node.evaluateAll(indices.map { calls[$0] }, deadline: deadline)
         } one: { index throws(StateStoreError) in
-            var call = calls[index]
-            return try evaluate(script, call: &call, deadline: deadline)
+            try evaluate(calls[index], deadline: deadline)
         }
     }
 

@@ -18,8 +18,8 @@ final class RedisNode {
     private var context: UnsafeMutablePointer<redisContext>?
     private var retryAt: UInt64 = 0
     private var backoffNanoseconds: UInt64 = minimumBackoff
-    /// The digests of the scripts this connection loaded, by script name.
-    private var digests = ByName<String>()
+    /// The functions whose libraries this connection loaded, by name.
+    private var loaded = ByName<Bool>()
     /// This connection's latency histograms by operation, made once each (the connection
     /// belongs to one thread: no lock).
     private var timers = ByName<Timer>()
@@ -87,21 +87,20 @@ final class RedisNode {
         return replies.count == 2 ? replies[1] : .null
     }
 
-    /// Runs `script` with EVALSHA, loading it on first use and again when Redis lost it (a
-    /// restart or SCRIPT FLUSH). Error replies are returned as `.error`. `asking`: right after
-    /// `ASKING` (the script is loaded first, so that nothing comes between).
-    func evaluate(_ script: RedisScript, call: inout ScriptCall, deadline: Deadline = .distantFuture, asking: Bool = false)
-        throws(StateStoreError) -> RedisReply
-    {
+    /// Runs the call's script with FCALL, loading its library on first use and again when Redis
+    /// lost it (a restart without persistence, or FUNCTION FLUSH). Error replies are returned
+    /// as `.error`. `asking`: right after `ASKING` (the library is loaded first, so that nothing
+    /// comes between).
+    func evaluate(_ call: ScriptCall, deadline: Deadline = .distantFuture, asking: Bool = false) throws(StateStoreError) -> RedisReply {
         precondition(call.isComplete, "a script call is sent with every key and argument it was made for")
         for attempt in 0..<2 {
-            call.setDigest(try digest(of: script, deadline: deadline))
+            try load(call.script, deadline: deadline)
             let reply =
                 asking
-                ? try commandAsking(encoded: call.bytes, deadline: deadline, operation: script.name)
-                : try command(encoded: call.bytes, deadline: deadline, operation: script.name, allowance: 0)
-            if case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), attempt == 0 {
-                digests[script.name] = nil
+                ? try commandAsking(encoded: call.bytes, deadline: deadline, operation: call.script.name)
+                : try command(encoded: call.bytes, deadline: deadline, operation: call.script.name, allowance: 0)
+            if Self.isMissingFunction(reply), attempt == 0 {
+                loaded[call.script.function] = nil
                 continue
             }
             return reply
@@ -109,32 +108,39 @@ final class RedisNode {
         throw .refused
     }
 
-    /// Runs `script` once per call, every call written at once and the replies read after: one
-    /// round trip for them all. Error replies are returned in place.
-    func evaluateAll(_ script: RedisScript, calls: [ScriptCall], deadline: Deadline = .distantFuture) throws(StateStoreError) -> [RedisReply] {
+    /// Runs each call, every call written at once and the replies read after: one round trip
+    /// for them all. Error replies are returned in place.
+    func evaluateAll(_ calls: [ScriptCall], deadline: Deadline = .distantFuture) throws(StateStoreError) -> [RedisReply] {
         guard !calls.isEmpty else { return [] }
         precondition(calls.allSatisfy(\.isComplete), "a script call is sent with every key and argument it was made for")
-        var calls = calls
         for attempt in 0..<2 {
-            let digest = try digest(of: script, deadline: deadline)
-            for index in calls.indices { calls[index].setDigest(digest) }
-            let replies = try pipeline(encoded: calls.map(\.bytes), deadline: deadline, operation: script.name)
-            let lost = replies.contains { if case .error(let message) = $0 { message.hasPrefix("NOSCRIPT") } else { false } }
-            guard lost, attempt == 0 else { return replies }
-            digests[script.name] = nil
+            for call in calls { try load(call.script, deadline: deadline) }
+            let replies = try pipeline(encoded: calls.map(\.bytes), deadline: deadline, operation: calls[0].script.name)
+            guard replies.contains(where: Self.isMissingFunction), attempt == 0 else { return replies }
+            for call in calls { loaded[call.script.function] = nil }
         }
         throw .refused
     }
 
-    /// The script's digest, loading it on first use (or after Redis lost it).
-    private func digest(of script: RedisScript, deadline: Deadline) throws(StateStoreError) -> String {
-        if let known = digests[script.name] { return known }
-        let loaded = try command([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(script.source.utf8)], deadline: deadline)
-        // An error here is Redis refusing (still loading its data, out of memory, no permission).
-        if case .error = loaded { throw .refused }
-        guard let text = loaded.text, text.utf8.count == ScriptCall.digestLength else { throw .unexpectedReply }
-        digests[script.name] = text
-        return text
+    /// Loads the script's library, unless this connection did already. A library of that name
+    /// already there (another connection's) is the same text: its name carries its digest.
+    private func load(_ script: RedisScript, deadline: Deadline) throws(StateStoreError) {
+        if loaded[script.function] != nil { return }
+        let reply = try command([Array("FUNCTION".utf8), Array("LOAD".utf8), Array(script.library.utf8)], deadline: deadline)
+        switch reply {
+        case .error(let message) where message.hasPrefix("ERR Library ") && message.hasSuffix(" already exists"):
+            break
+        case .error:
+            // Redis refusing: still loading its data, out of memory, no permission.
+            throw .refused
+        default:
+            guard reply.text == script.function else { throw .unexpectedReply }
+        }
+        loaded[script.function] = true
+    }
+
+    private static func isMissingFunction(_ reply: RedisReply) -> Bool {
+        if case .error(let message) = reply { message.hasPrefix("ERR Function not found") } else { false }
     }
 
     /// Writes every command, then reads every reply, in order: one round trip. Error replies
@@ -266,7 +272,7 @@ extension Timer {
     }
 }
 
-/// A connection's few values by name (its scripts' digests, its operations' timers), looked up
+/// A connection's few values by name (the functions it loaded, its operations' timers), looked up
 /// by comparing names: a name is the same short string each call, which compares in a few
 /// instructions, where a dictionary hashes it (about 600 instructions a lookup, two per call).
 private struct ByName<Value> {

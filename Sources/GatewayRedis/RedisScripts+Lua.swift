@@ -1,9 +1,10 @@
-/// The Lua functions the scripts share, prepended to a script's own source: Redis's clock, the
-/// token bucket, a subject's pace (its bucket and its own chat's window in one record), the
-/// outbox, and the bot-wide budget's window.
+/// The Lua functions the scripts share, made once when a script's library is loaded (see
+/// ``RedisScript``): Redis's clock, the token bucket, a subject's pace (its bucket and its own
+/// chat's window in one record), the outbox, and the bot-wide budget's window.
 extension RedisScripts {
     /// Redis's clock in milliseconds, shared by the scripts: every responder on every host
-    /// agrees on it. Read once per call of a script (a script runs at one instant).
+    /// agrees on it. Read once per call of a script (a script runs at one instant): a library's
+    /// function forgets the reading of the call before first.
     static let clock = #"""
         local clock_now = nil
         local function now_ms()

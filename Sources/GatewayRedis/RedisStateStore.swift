@@ -5,7 +5,7 @@ import Logging
 import Glibc
 #endif
 
-/// The `StateStore` and `OutgoingLimiter` on Redis through hiredis: one `EVALSHA` per decision,
+/// The `StateStore` and `OutgoingLimiter` on Redis through hiredis: one `FCALL` per decision,
 /// on this thread's own connection, within the update's deadline. Failures throw (the pipeline
 /// then fails open) and are warned about, rate-limited.
 public final class RedisStateStore: StateStore, OutgoingLimiter {
@@ -42,7 +42,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
     public func begin(_ request: BeginRequest, deadline: Deadline) throws(StateStoreError) -> BeginDecision {
         let subject = request.subject
         let reply = request.reply?.encoded ?? []
-        var call = ScriptCall(keys: RedisScripts.beginKeys.count, arguments: 6, capacity: 6 * 48 + 128 + reply.count)
+        var call = ScriptCall(beginScript, keys: RedisScripts.beginKeys.count, arguments: 6, capacity: 6 * 48 + 128 + reply.count)
         call.keys(of: subject, RedisScripts.beginKeys, updateID: request.updateID)
         call.argument(request.token)
         // Origin, session, and the reply's window.
@@ -55,7 +55,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         call.argument(request.newInternalUserID)
         call.argument(request.replay ?? "")
         call.argument(reply)
-        let answer = try evaluate(beginScript, call: &call, deadline: deadline)
+        let answer = try evaluate(call, deadline: deadline)
         do {
             return try Self.decision(answer, claim: Claim(updateID: request.updateID, subject: request.subject, token: request.token))
         } catch {
@@ -75,7 +75,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         let encodedReply = completion.reply?.encoded ?? []
         var capacity = 6 * 48 + 256 + json.utf8.count + encodedReply.count
         for call in completion.tail { capacity += call.encoded.count + 32 }
-        var call = ScriptCall(keys: RedisScripts.finishKeys.count, arguments: 10 + completion.tail.count, capacity: capacity)
+        var call = ScriptCall(finishScript, keys: RedisScripts.finishKeys.count, arguments: 10 + completion.tail.count, capacity: capacity)
         call.keys(of: subject, RedisScripts.finishKeys, updateID: completion.updateID)
         call.argument(completion.claim?.token ?? "")
         let flags = (
@@ -97,7 +97,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
             call.argument("")
         }
         for pending in completion.tail { call.argument(pending.encoded) }
-        let reply = try evaluate(finishScript, call: &call, deadline: deadline)
+        let reply = try evaluate(call, deadline: deadline)
         // Admitted now into an empty outbox, the lease ours: the admission alone.
         if case .string = reply, let admission = Self.admission(reply) { return FinishReport(reply: admission, outboxWaiting: 0, leaseWasOurs: true) }
         guard case .array(let items) = reply, items.count == 3 || items.count == 6, let admission = Self.admission(items[0]),
@@ -284,7 +284,7 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
     {
         let replies: [RedisReply]
         do {
-            replies = try connection.evaluateAll(script, calls: calls.map { ScriptCall(keys: $0.keys, arguments: $0.arguments) }, deadline: deadline)
+            replies = try connection.evaluateAll(calls.map { ScriptCall(script, keys: $0.keys, arguments: $0.arguments) }, deadline: deadline)
         } catch {
             throw failed(error)
         }
@@ -297,14 +297,13 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
 
     /// Runs a script, warning (rate-limited) when Redis fails or refuses.
     func evaluate(_ script: RedisScript, keys: [String], arguments: [[UInt8]], deadline: Deadline) throws(StateStoreError) -> RedisReply {
-        var call = ScriptCall(keys: keys, arguments: arguments)
-        return try evaluate(script, call: &call, deadline: deadline)
+        try evaluate(ScriptCall(script, keys: keys, arguments: arguments), deadline: deadline)
     }
 
-    func evaluate(_ script: RedisScript, call: inout ScriptCall, deadline: Deadline) throws(StateStoreError) -> RedisReply {
+    func evaluate(_ call: ScriptCall, deadline: Deadline) throws(StateStoreError) -> RedisReply {
         let reply: RedisReply
         do {
-            reply = try connection.evaluate(script, call: &call, deadline: deadline)
+            reply = try connection.evaluate(call, deadline: deadline)
         } catch {
             throw failed(error)
         }

@@ -1,19 +1,18 @@
 import GatewayCore
 
-/// One call of a script, `EVALSHA DIGEST COUNT KEYS… ARGUMENTS…`, in Redis's protocol, written
+/// One call of a script, `FCALL FUNCTION COUNT KEYS… ARGUMENTS…`, in Redis's protocol, written
 /// piece by piece as its keys and arguments are added: no string per key, no array per
 /// argument and no list of either. A subject's key goes straight from its hash tag and name to
 /// the bytes: an update's six keys and six arguments made as strings and arrays, listed, then
 /// copied cost the gateway path's `begin` 20.2k instructions, written here 11.7k (callgrind).
 ///
-/// The digest is known only once the connection has loaded the script: the call keeps its 40
-/// bytes and ``setDigest(_:)`` writes them. Keys come first, then arguments, as many of each as
-/// the call was made for.
+/// Keys come first, then arguments, as many of each as the call was made for. The call keeps
+/// its script: the connection loads the script's library on its first call.
 package struct ScriptCall: Sendable {
+    let script: RedisScript
     private var writer: RESPWriter
     package var bytes: [UInt8] { writer.bytes }
-    /// Where the digest goes, and where the first key is (its cluster slot is the call's).
-    private var digest: Range<Int> = 0..<0
+    /// Where the first key is (its cluster slot is the call's).
     private var firstKey: Range<Int>?
     /// The hash tag of the last subject a key was written for (26 bytes at most).
     private var taggedSubject: StateSubject?
@@ -22,30 +21,25 @@ package struct ScriptCall: Sendable {
     private var keysLeft: Int
     private var argumentsLeft: Int
 
-    /// A SHA-1 digest in hex, as `SCRIPT LOAD` returns it.
-    static let digestLength = 40
-
     /// `capacity`: about the bytes the keys and arguments take (the buffer grows if need be).
-    package init(keys: Int, arguments: Int, capacity: Int = 256) {
+    package init(_ script: RedisScript, keys: Int, arguments: Int, capacity: Int = 256) {
+        self.script = script
         keysLeft = keys
         argumentsLeft = arguments
-        writer = RESPWriter(capacity: capacity)
+        writer = RESPWriter(capacity: capacity + script.function.utf8.count)
         writer.header(UInt8(ascii: "*"), 3 + keys + arguments)
-        writer.literal("$7\r\nEVALSHA\r\n")
-        // The digest's place, zeros until `setDigest` writes it.
-        digest = writer.short { buffer in
-            UnsafeMutableBufferPointer(rebasing: buffer[..<Self.digestLength]).initialize(repeating: UInt8(ascii: "0"))
-            return Self.digestLength
-        }
+        writer.literal("$5\r\nFCALL\r\n")
+        var function = script.function
+        function.withUTF8 { _ = writer.piece($0) }
         number(Int64(keys))
     }
 
     /// A call of general keys and arguments.
-    package init(keys: [String], arguments: [[UInt8]]) {
+    package init(_ script: RedisScript, keys: [String], arguments: [[UInt8]]) {
         var capacity = 0
         for key in keys { capacity += key.utf8.count + 8 }
         for argument in arguments { capacity += argument.count + 8 }
-        self.init(keys: keys.count, arguments: arguments.count, capacity: capacity)
+        self.init(script, keys: keys.count, arguments: arguments.count, capacity: capacity)
         for key in keys { self.key(key) }
         for argument in arguments { self.argument(argument) }
     }
@@ -111,15 +105,6 @@ package struct ScriptCall: Sendable {
     package mutating func argument(_ value: Int64) {
         countArgument()
         number(value)
-    }
-
-    /// Writes the loaded script's digest into the place kept for it.
-    mutating func setDigest(_ digest: String) {
-        var text = digest
-        text.withUTF8 { text in
-            precondition(text.count == Self.digestLength, "a script's digest is 40 hex digits")
-            writer.overwrite(self.digest, with: text)
-        }
     }
 
     private mutating func countKey() {

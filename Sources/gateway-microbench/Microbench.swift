@@ -21,7 +21,7 @@ struct Microbench {
                 FileHandle.standardError.write(Data("usage: gateway-microbench --begin-script ENV_FILE (a valid configuration)\n".utf8))
                 exit(2)
             }
-            return print(RedisScripts.begin(config.statePolicy).source, terminator: "")
+            return print(RedisScripts.begin(config.statePolicy).library, terminator: "")
         }
         let update = Array(
             #"{"update_id":123456789,"message":{"message_id":7,"from":{"id":42,"is_bot":false,"first_name":"Ada","username":"ada","language_code":"en"},"chat":{"id":42,"first_name":"Ada","type":"private"},"date":1732540000,"text":"/start ref_abc","entities":[{"offset":0,"length":6,"type":"bot_command"}]}}"#

@@ -26,6 +26,9 @@ import Glibc
         func key(_ words: String...) -> String? { ClusterSlots.key(of: words.map { Array($0.utf8) }).map { String(decoding: $0, as: UTF8.self) } }
         #expect(key("EVALSHA", "abc", "2", "{tg:1}:a", "{tg:1}:b", "x") == "{tg:1}:a")
         #expect(key("EVALSHA", "abc", "0", "x") == nil)
+        #expect(key("FCALL", "begin_0123456789abcdef", "2", "{tg:1}:a", "{tg:1}:b", "x") == "{tg:1}:a")
+        #expect(key("FCALL", "begin_0123456789abcdef", "0", "x") == nil)
+        #expect(key("FUNCTION", "LOAD", "#!lua name=x\nredis.register_function('x', function() return 1 end)") == nil)
         #expect(key("XREADGROUP", "GROUP", "workers", "w1", "COUNT", "1", "BLOCK", "5", "STREAMS", "{tgq:3}:stream", ">") == "{tgq:3}:stream")
         #expect(key("XLEN", "{tgq:3}:stream") == "{tgq:3}:stream")
         #expect(key("TIME") == nil)
@@ -202,7 +205,7 @@ import Glibc
         #expect(try cluster.cli(to, "CLUSTER", "COUNTKEYSINSLOT", "\(slot)") == "(integer) 1", "created on the importing node")
         #expect(try connection.command("GET", fresh) == .string(Array("new".utf8)), "and read from there")
         // A script call follows ASK the same way: `ASKING`, then the call, nothing between.
-        let setting = RedisScript(name: "ask_test_set", source: "return redis.call('SET', KEYS[1], ARGV[1])")
+        let setting = RedisScript(name: "ask_test_set", body: "return redis.call('SET', KEYS[1], ARGV[1])")
         #expect(try connection.evaluate(setting, keys: ["{ask-test}:scripted"], arguments: [Array("by a script".utf8)]) == .status("OK"))
         #expect(try cluster.cli(to, "CLUSTER", "COUNTKEYSINSLOT", "\(slot)") == "(integer) 2", "the script's key created on the importing node")
         // The migration finishes: the source's key moves, and the client follows MOVED.

@@ -317,47 +317,45 @@ import Testing
         // The gateway writes Redis's protocol itself (hiredis only sends it and reads replies).
         let encoded = RESP.encode([Array("SET".utf8), [0, 13, 10, 255], []])
         #expect(encoded == Array("*3\r\n$3\r\nSET\r\n$4\r\n".utf8) + [0, 13, 10, 255] + Array("\r\n$0\r\n\r\n".utf8))
-        // A script call written straight from its keys and arguments, then its digest, is the
-        // same command.
-        func evalsha(_ digest: String, keys: [String], arguments: [[UInt8]]) -> [UInt8] {
-            var call = ScriptCall(keys: keys, arguments: arguments)
-            call.setDigest(digest)
-            return call.bytes
+        // A script call written straight from its keys and arguments is the same command.
+        let script = RedisScripts.pause
+        let function = script.function
+        func fcall(keys: [String], arguments: [[UInt8]]) -> [UInt8] {
+            ScriptCall(script, keys: keys, arguments: arguments).bytes
         }
-        let digest = String(repeating: "a", count: 40)
         let keys = ["{tg:1}:ü", "", "{tg:1}:\(String(repeating: "k", count: 300))"]
         let arguments: [[UInt8]] = [[], [0, 13, 10], Array("12345678901".utf8)]
         #expect(
-            evalsha(digest, keys: keys, arguments: arguments)
-                == RESP.encode([Array("EVALSHA".utf8), Array(digest.utf8), Array("3".utf8)] + keys.map { Array($0.utf8) } + arguments))
-        #expect(evalsha(digest, keys: [], arguments: []) == Array("*3\r\n$7\r\nEVALSHA\r\n$40\r\n\(digest)\r\n$1\r\n0\r\n".utf8))
+            fcall(keys: keys, arguments: arguments)
+                == RESP.encode([Array("FCALL".utf8), Array(function.utf8), Array("3".utf8)] + keys.map { Array($0.utf8) } + arguments))
+        #expect(fcall(keys: [], arguments: []) == Array("*3\r\n$5\r\nFCALL\r\n$\(function.utf8.count)\r\n\(function)\r\n$1\r\n0\r\n".utf8))
         // Counts and lengths of several digits, against the protocol written out by hand.
         let many: [[UInt8]] = (0..<12).map { [UInt8](repeating: 0x61, count: $0 * 97) }
         let byHand = "*12\r\n" + many.map { "$\($0.count)\r\n" + String(decoding: $0, as: UTF8.self) + "\r\n" }.joined()
         #expect(RESP.encode(many) == Array(byHand.utf8))
         let manyKeys = (0..<11).map { "{tg:\($0)}:" + String(repeating: "k", count: $0 * 13) }
-        let evalshaByHand =
-            "*25\r\n$7\r\nEVALSHA\r\n$40\r\n\(digest)\r\n$2\r\n11\r\n" + manyKeys.map { "$\($0.utf8.count)\r\n\($0)\r\n" }.joined()
+        let fcallByHand =
+            "*25\r\n$5\r\nFCALL\r\n$\(function.utf8.count)\r\n\(function)\r\n$2\r\n11\r\n"
+            + manyKeys.map { "$\($0.utf8.count)\r\n\($0)\r\n" }.joined()
             + many.prefix(11).map { "$\($0.count)\r\n" + String(decoding: $0, as: UTF8.self) + "\r\n" }.joined()
-        #expect(evalsha(digest, keys: manyKeys, arguments: Array(many.prefix(11))) == Array(evalshaByHand.utf8))
+        #expect(fcall(keys: manyKeys, arguments: Array(many.prefix(11))) == Array(fcallByHand.utf8))
         // A subject's keys and numbers, written in place, are the same command as their text,
         // and the call's slot is its first key's.
         for subject in [StateSubject.user(7), .user(-1_234_567_890_123), .chat(.min), .user(.max)] {
             for updateID in [Int64(0), 9, -10, .max, .min] {
-                var call = ScriptCall(keys: 3, arguments: 3)
+                var call = ScriptCall(script, keys: 3, arguments: 3)
                 call.key(subject, .update, updateID)
                 call.key(subject, .pace)
                 call.key(.chat(-100), .session)
                 call.argument(updateID)
                 call.argument("ü")
                 call.argument([UInt8](repeating: 0x62, count: 120))
-                call.setDigest(digest)
                 let text = StateSubjectKeys(subject: subject, updateID: updateID)
                 let other = StateSubjectKeys(subject: .chat(-100), updateID: 0)
                 #expect(
                     call.bytes
-                        == evalsha(
-                            digest, keys: [text.update, text.pace, other.session],
+                        == fcall(
+                            keys: [text.update, text.pace, other.session],
                             arguments: [Array(String(updateID).utf8), Array("ü".utf8), [UInt8](repeating: 0x62, count: 120)]))
                 #expect(call.slot == ClusterSlots.slot(of: Array(subject.hashTag.utf8)))
             }
@@ -445,6 +443,18 @@ import Testing
             #expect(store.reserveBotAPI(afterMilliseconds: 0, maxWaitMilliseconds: 0, deadline: .distantFuture) == 0)
             let bot = try #require(Int(try fixture.redis.cli("PTTL", RedisScripts.botWindowKey)))
             #expect(bot > 3_500, "\(bot): the send 2 s ahead keeps the window")
+        }
+    }
+
+    @Test func everyCallReadsRedissClockAnew() throws {
+        // A script's helpers are made once, when its library is loaded, the clock's among them;
+        // each call must still read the time of its own.
+        try withRedis { fixture in
+            let store = fixture.store()
+            for _ in 0..<3 { #expect(store.reserve(chatID: 6, throughBotAPI: false, maxWaitMilliseconds: 0, deadline: .distantFuture) == 0) }
+            usleep(300_000)
+            let wait = try #require(store.reserve(chatID: 6, throughBotAPI: false, maxWaitMilliseconds: 5_000, deadline: .distantFuture))
+            #expect(wait <= 2_700, "\(wait) ms: the window's first send is 300 ms old at least, of a 3 s window")
         }
     }
 

@@ -10,7 +10,7 @@ import Glibc
 /// With `GATEWAY_TEST_REDIS=cluster` (scripts/test runs the Redis-state and queue-mode suites
 /// once more so) it is a local Redis Cluster instead (``RedisCluster``, 3 masters + 3
 /// replicas): the gateway is pointed at it with `REDIS_CLUSTER_NODES`, each `cli` command goes
-/// where its key lives (`KEYS` and `SCRIPT` to every master), `kill()` and `start()` take the
+/// where its key lives (`KEYS`, `SCRIPT` and `FUNCTION` to every master), `kill()` and `start()` take the
 /// whole cluster down and back.
 final class RedisServer {
     let directory: URL
@@ -92,7 +92,7 @@ final class RedisServer {
             switch arguments.first?.uppercased() {
             case "KEYS":
                 return try cluster.masterPorts().map { try cluster.rawCLI($0, arguments) }.filter { !$0.isEmpty }.joined(separator: "\n")
-            case "SCRIPT", "CONFIG", "FLUSHALL":
+            case "SCRIPT", "FUNCTION", "CONFIG", "FLUSHALL":
                 return try cluster.masterPorts().map { try cluster.rawCLI($0, arguments) }.first ?? ""
             default:
                 return try cluster.rawCLI(port, arguments)

@@ -50,7 +50,8 @@ public enum OutboundScripts {
     /// or `{"full"}`.
     public static let create = RedisScript(
         name: "outbound_create",
-        source: RedisScripts.clock + #"""
+        helpers: RedisScripts.clock,
+        body: #"""
             if redis.call('EXISTS', KEYS[1]) == 1 then return {'existing', tonumber(redis.call('HGET', KEYS[1], 'n'))} end
             local templates = tonumber(ARGV[6])
             local first = 7 + templates
@@ -75,7 +76,7 @@ public enum OutboundScripts {
     /// nil when the job is gone.
     public static let next = RedisScript(
         name: "outbound_next",
-        source: #"""
+        body: #"""
             local cursor = redis.call('HGET', KEYS[1], 'c')
             if not cursor then return false end
             cursor = tonumber(cursor)
@@ -86,7 +87,7 @@ public enum OutboundScripts {
     /// it still stands where the chunk began.
     public static let advance = RedisScript(
         name: "outbound_advance",
-        source: #"""
+        body: #"""
             if redis.call('HGET', KEYS[1], 'c') == ARGV[1] then redis.call('HSET', KEYS[1], 'c', tonumber(ARGV[1]) + tonumber(ARGV[2])) end
             for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
             return 1
@@ -96,7 +97,8 @@ public enum OutboundScripts {
     /// Appends the calls to the outbox unless the mark says they were (1 appended, 0 not).
     public static let keep = RedisScript(
         name: "outbound_keep",
-        source: RedisScripts.outbox + #"""
+        helpers: RedisScripts.outbox,
+        body: #"""
             if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
             for i = 2, #ARGV do keep(KEYS[2], KEYS[3], ARGV[i], ARGV[1]) end
             return 1
@@ -107,7 +109,7 @@ public enum OutboundScripts {
     /// recipients are all counted leaves the backlog.
     public static let record = RedisScript(
         name: "outbound_record",
-        source: #"""
+        body: #"""
             if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
             if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return 0 end
             if ARGV[3] == 'd' then redis.call('HINCRBY', KEYS[1], 'd', 1) else redis.call('HINCRBY', KEYS[1], 'f:' .. ARGV[3], 1) end
@@ -126,7 +128,7 @@ public enum OutboundScripts {
     /// recipients' calls expired unsent) leaves the backlog. Returns the partition's backlog.
     public static let forget = RedisScript(
         name: "outbound_forget",
-        source: #"""
+        body: #"""
             local left = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
             if left > 0 then redis.call('HINCRBY', KEYS[1], '*', -left) end
             redis.call('HDEL', KEYS[1], ARGV[1])

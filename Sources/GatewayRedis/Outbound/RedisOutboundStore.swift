@@ -1,7 +1,7 @@
 import GatewayCore
 
 /// The `OutboundStore` on Redis, on the thread's one connection (shared with its state store):
-/// one `EVALSHA` to store a job with its stream entry, one per fan-out step each way (the
+/// one `FCALL` to store a job with its stream entry, one per fan-out step each way (the
 /// recipients' outboxes in one pipelined round trip), one per recipient's outcome.
 public final class RedisOutboundStore: OutboundStore {
     private let store: RedisStateStore

@@ -60,7 +60,7 @@ public enum QueueScripts {
     /// partitions. Returns `{streams in use, {member, …}}`.
     public static let joinFleet = RedisScript(
         name: "join_fleet",
-        source: #"""
+        body: #"""
             local time = redis.call('TIME')
             local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
             local lease = tonumber(ARGV[2])
@@ -80,7 +80,7 @@ public enum QueueScripts {
     /// Returns 1 when lowered, else 0.
     public static let retirePartitions = RedisScript(
         name: "retire_partitions",
-        source: #"""
+        body: #"""
             local time = redis.call('TIME')
             local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
             if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[1]) then return 0 end
@@ -104,7 +104,7 @@ public enum QueueScripts {
             local MAX_BACKLOG, MAX_AGE_MS, PROMPT_MS = \(settings.maxBacklog), \(settings.maxAgeMilliseconds), \(settings.callbackPromptMilliseconds)
 
             """
-        return RedisScript(name: "enqueue", source: RedisScripts.policyConstants(policy) + bounds + RedisScripts.tokenBucket + enqueueBody)
+        return RedisScript(name: "enqueue", helpers: RedisScripts.policyConstants(policy) + bounds + RedisScripts.tokenBucket, body: enqueueBody)
     }
 
     private static let enqueueBody = #"""
@@ -140,7 +140,7 @@ public enum QueueScripts {
     /// KEYS: owner. ARGV: worker, lease ms. Takes a free partition (or our own): 1, else 0.
     public static let take = RedisScript(
         name: "take_partition",
-        source: #"""
+        body: #"""
             local owner = redis.call('GET', KEYS[1])
             if owner and owner ~= ARGV[1] then return 0 end
             redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -151,7 +151,7 @@ public enum QueueScripts {
     /// a renewal never takes a free partition (one released, or expired, is someone else's to take).
     public static let renew = RedisScript(
         name: "renew_partition",
-        source: #"""
+        body: #"""
             if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
             redis.call('PEXPIRE', KEYS[1], ARGV[2])
             return 1
@@ -160,7 +160,7 @@ public enum QueueScripts {
     /// KEYS: owner. ARGV: worker. Gives the partition up if it is still ours.
     public static let release = RedisScript(
         name: "release_partition",
-        source: #"""
+        body: #"""
             if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
             return 0
             """#)
@@ -168,7 +168,7 @@ public enum QueueScripts {
     /// KEYS: stream, attempts. ARGV: entry id. The entry is done: acknowledged and deleted.
     public static let acknowledge = RedisScript(
         name: "acknowledge",
-        source: #"""
+        body: #"""
             redis.call('XACK', KEYS[1], 'workers', ARGV[1])
             redis.call('XDEL', KEYS[1], ARGV[1])
             redis.call('HDEL', KEYS[2], ARGV[1])
@@ -179,7 +179,7 @@ public enum QueueScripts {
     /// reason, attempts, dead-letter bound. Moves the entry to the dead letters in one step.
     public static let deadLetter = RedisScript(
         name: "dead_letter",
-        source: #"""
+        body: #"""
             redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', ARGV[2], ARGV[3], 'reason', ARGV[4], 'attempts', ARGV[5], 'entry', ARGV[1])
             redis.call('XACK', KEYS[1], 'workers', ARGV[1])
             redis.call('XDEL', KEYS[1], ARGV[1])
@@ -193,7 +193,7 @@ public enum QueueScripts {
     /// the partition is at its bound. Returns `{"replayed", id}`, `{"full"}` or `{"missing"}`.
     public static let replay = RedisScript(
         name: "replay",
-        source: #"""
+        body: #"""
             if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2]) then return {'full'} end
             local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
             if not found[1] then return {'missing'} end

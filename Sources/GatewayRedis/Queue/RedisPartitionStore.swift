@@ -48,8 +48,7 @@ public final class RedisPartitionStore: PartitionStore {
     public func renewLeases(_ held: [(partition: Int, worker: String)], milliseconds: Int64) throws(StateStoreError) -> [Bool] {
         let lease = Self.bytes(milliseconds)
         let replies = try connection.evaluateAll(
-            QueueScripts.renew,
-            calls: held.map { ScriptCall(keys: [QueueKeys(partition: $0.partition).owner], arguments: [Array($0.worker.utf8), lease]) })
+            held.map { ScriptCall(QueueScripts.renew, keys: [QueueKeys(partition: $0.partition).owner], arguments: [Array($0.worker.utf8), lease]) })
         var renewed: [Bool] = []
         for reply in replies { renewed.append(try flag(reply)) }
         return renewed

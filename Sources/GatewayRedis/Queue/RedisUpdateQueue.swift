@@ -1,7 +1,7 @@
 import GatewayCore
 
 /// The streams' side every thread uses, on the thread's one connection (shared with its state
-/// store): queue mode's front door and the hand-over of a busy user's update (one `EVALSHA`
+/// store): queue mode's front door and the hand-over of a busy user's update (one `FCALL`
 /// each), outbox notes, and dead-lettered calls.
 public final class RedisUpdateQueue: UpdateQueue {
     private let store: RedisStateStore
