@@ -3,10 +3,9 @@
 /// chat's window in one record), the outbox, and the bot-wide budget's window.
 extension RedisScripts {
     /// Redis's clock in milliseconds, shared by the scripts: every responder on every host
-    /// agrees on it. Read once per call of a script (a script runs at one instant): a library's
-    /// function forgets the reading of the call before first.
+    /// agrees on it. Read once per call of a script (a script runs at one instant) into
+    /// `clock_now`, which every library declares and every call empties first (``RedisScript``).
     static let clock = #"""
-        local clock_now = nil
         local function now_ms()
           if not clock_now then
             local time = redis.call('TIME')

@@ -393,21 +393,23 @@ extension StateSubject {
 public struct RedisScript: Sendable {
     public let name: String
     /// `name_` and 16 hex digits: the library's name and its one function's.
-    public let function: String
+    package let function: String
     /// The library's code, as `FUNCTION LOAD` takes it.
-    public let library: String
+    package let library: String
 
     /// `helpers`: the functions and constants the body uses, made when the library is loaded.
-    /// Redis's clock (``RedisScripts/clock``), when among them, is read anew by every call.
+    /// A library's one state that lives from call to call, Redis's clock as the call read it
+    /// (``RedisScripts/clock``), is emptied by every call first.
     init(name: String, helpers: String = "", body: String) {
         self.name = name
         function = name + "_" + Self.digest(name + "\n" + helpers + body)
-        let clockReset = helpers.contains(RedisScripts.clock) ? "  clock_now = nil\n" : ""
         library = """
             #!lua name=\(function)
+            local clock_now = nil
             \(helpers)
             redis.register_function('\(function)', function(KEYS, ARGV)
-            \(clockReset)\(body)
+              clock_now = nil
+            \(body)
             end)
 
             """
