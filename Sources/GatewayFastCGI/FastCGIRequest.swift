@@ -41,7 +41,7 @@ final class FastCGIRequest {
     /// more (nginx closes a connection it does not keep), so the connection is simply closed:
     /// three system calls fewer a request, and the thread no longer waits for nginx's close.
     func finish() {
-        if FCGX_HasSeenEOF(request.pointee.in) != 0 { FCGX_Detach(request) }
+        if let input = request.pointee.in, FCGX_HasSeenEOF(input) != 0 { FCGX_Detach(request) }
         FCGX_Finish_r(request)
     }
 
