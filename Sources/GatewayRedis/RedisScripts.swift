@@ -401,9 +401,8 @@ public struct RedisScript: Sendable {
     /// A library's one state that lives from call to call, Redis's clock as the call read it
     /// (``RedisScripts/clock``), is emptied by every call first.
     init(name: String, helpers: String = "", body: String) {
-        self.name = name
-        function = name + "_" + Self.digest(name + "\n" + helpers + body)
-        library = """
+        func text(named function: String) -> String {
+            """
             #!lua name=\(function)
             local clock_now = nil
             \(helpers)
@@ -413,6 +412,12 @@ public struct RedisScript: Sendable {
             end)
 
             """
+        }
+        self.name = name
+        // The digest covers the whole text, this frame included: a library of the same name in
+        // Redis ("already exists") is always the same code.
+        function = name + "_" + Self.digest(text(named: name))
+        library = text(named: function)
     }
 
     /// 64-bit FNV-1a of the text, in hex.

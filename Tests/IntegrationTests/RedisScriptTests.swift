@@ -446,7 +446,31 @@ import Testing
         }
     }
 
-    @Test func everyCallReadsRedissClockAnew() throws {
+    static func policy(capacity: Int) -> StatePolicy {
+        StatePolicy(
+            rateLimitRequests: capacity, rateLimitWindowMilliseconds: 1000, sessionTTLSeconds: 86_400, dedupeTTLSeconds: 3600,
+            leaseMilliseconds: 10_000)
+    }
+
+    @Test func aLibrarysNameIsItsScriptsNameAndADigestOfItsText() {
+        // A library already in Redis under the name a connection loads ("already exists") is
+        // taken as loaded: the name must change with any change of the text.
+        let probe = RedisScript(name: "probe", body: "return 1")
+        let names = [
+            probe, RedisScript(name: "probe", body: "return 1"), RedisScript(name: "probe", body: "return 2"),
+            RedisScript(name: "probe", helpers: "local X = 1\n", body: "return 1"),
+            RedisScripts.begin(Self.policy(capacity: 20)), RedisScripts.begin(Self.policy(capacity: 21)),
+        ].map(\.function)
+        #expect(names[0] == names[1])
+        #expect(Set(names).count == 5, "\(names)")
+        for name in names {
+            #expect(name.wholeMatch(of: /[a-z_]+_[0-9a-f]{16}/) != nil, "\(name): letters, digits and _ only")
+        }
+        #expect(probe.library.hasPrefix("#!lua name=\(probe.function)\n"))
+        #expect(probe.library.contains("redis.register_function('\(probe.function)', function(KEYS, ARGV)"))
+    }
+
+    @Test func everyCallReadsTheClockAnew() throws {
         // A script's helpers are made once, when its library is loaded, the clock's among them;
         // each call must still read the time of its own.
         try withRedis { fixture in
