@@ -68,14 +68,6 @@ struct RESPWriter {
         bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
-    /// Writes `replacement` over the bytes at `range` (as many).
-    mutating func overwrite(_ range: Range<Int>, with replacement: UnsafeBufferPointer<UInt8>) {
-        precondition(range.count == replacement.count && range.upperBound <= bytes.count)
-        bytes.withUnsafeMutableBufferPointer { bytes in
-            _ = UnsafeMutableBufferPointer(rebasing: bytes[range]).initialize(fromContentsOf: replacement)
-        }
-    }
-
     /// Writes `marker`, `value`'s digits and CRLF so that they end at `end`; returns where they start.
     private static func header(_ marker: UInt8, _ value: Int, endingAt end: Int, in buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
         let start = end - 3 - Digits.count(Int64(value))
