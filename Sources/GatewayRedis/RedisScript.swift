@@ -1,3 +1,5 @@
+import GatewayCore
+
 /// A Lua script by name, loaded as a Redis Functions library (`FUNCTION LOAD`) and called with
 /// `FCALL`: its helpers (functions and constants) are made once, when the library is loaded, and
 /// only its body runs per call, with `KEYS` and `ARGV` as it has them under `EVAL`. As an
@@ -32,15 +34,7 @@ public struct RedisScript: Sendable {
         self.name = name
         // The digest covers the whole text, this frame included: a library of the same name in
         // Redis ("already exists") is always the same code.
-        function = name + "_" + Self.digest(text(named: name))
+        function = name + "_" + Digits.hex(FNV1a.hash(text(named: name).utf8))
         library = text(named: function)
-    }
-
-    /// 64-bit FNV-1a of the text, in hex.
-    private static func digest(_ text: String) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        let hex = String(hash, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }

@@ -272,4 +272,16 @@ import Testing
         #expect(text.contains("someone wants to connect"))
         #expect(gateway.botAPI.calls(to: 42).isEmpty)  // its own answer went as the webhook reply
     }
+
+    @Test func aKeysJobIDIsTheSameInEveryRelease() {
+        // A service retrying with its idempotency key must find the job stored by an earlier
+        // release: the id is two 64-bit FNV-1a hashes of the key, in fixed-width hex.
+        #expect(FNV1a.hash("".utf8) == 0xcbf2_9ce4_8422_2325)
+        #expect(FNV1a.hash("a".utf8) == 0xaf63_dc4c_8601_ec8c)
+        #expect(OutboundJobID.derived(fromKey: "order-42", partitions: 4).description == "0-k7d1deb86a05662d47dfc1e759bac4d85")
+        for value: UInt64 in [0, 1, 0xabc, 0x0123_4567_89ab_cdef, .max] {
+            let digits = String(value, radix: 16)
+            #expect(Digits.hex(value) == String(repeating: "0", count: 16 - digits.count) + digits)
+        }
+    }
 }

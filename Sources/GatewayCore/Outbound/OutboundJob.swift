@@ -26,29 +26,15 @@ public struct OutboundJobID: Hashable, Sendable, CustomStringConvertible {
         var generator = SystemRandomNumberGenerator()
         let high = generator.next() as UInt64
         let low = generator.next() as UInt64
-        return OutboundJobID(partition: Int(high % UInt64(max(1, partitions))), unique: "r" + hex(high) + hex(low))
+        return OutboundJobID(partition: Int(high % UInt64(max(1, partitions))), unique: "r" + Digits.hex(high) + Digits.hex(low))
     }
 
     /// The id a key always gives: two 64-bit FNV-1a hashes of it (not cryptographic: the keys
     /// come from the bot's own services, and a collision needs 2^64 keys).
     public static func derived(fromKey key: String, partitions: Int) -> OutboundJobID {
-        let first = fnv1a(Array(key.utf8), basis: 0xcbf2_9ce4_8422_2325)
-        let second = fnv1a(Array(key.utf8), basis: 0x84222325_cbf29ce4)
-        return OutboundJobID(partition: Int(first % UInt64(max(1, partitions))), unique: "k" + hex(first) + hex(second))
-    }
-
-    private static func fnv1a(_ bytes: [UInt8], basis: UInt64) -> UInt64 {
-        var hash = basis
-        for byte in bytes {
-            hash ^= UInt64(byte)
-            hash &*= 0x100_0000_01b3
-        }
-        return hash
-    }
-
-    private static func hex(_ value: UInt64) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
+        let first = FNV1a.hash(key.utf8)
+        let second = FNV1a.hash(key.utf8, basis: 0x84222325_cbf29ce4)
+        return OutboundJobID(partition: Int(first % UInt64(max(1, partitions))), unique: "k" + Digits.hex(first) + Digits.hex(second))
     }
 }
 

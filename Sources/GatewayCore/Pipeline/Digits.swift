@@ -1,6 +1,7 @@
 /// Decimal digits written in place, for the numbers of the hot path (ids in Redis keys and JSON,
 /// counts and lengths in Redis's protocol, tokens): a number's `description` costs several
-/// hundred instructions and a String, where these write its bytes where they go.
+/// hundred instructions and a String, where these write its bytes where they go. And a 64-bit
+/// value's fixed-width hex, for ids and names.
 package enum Digits {
     /// The most bytes a number takes: a sign and 19 digits.
     package static let maximumCount = 20
@@ -28,6 +29,15 @@ package enum Digits {
         } while rest > 0
         if value < 0 { buffer[start] = UInt8(ascii: "-") }
         return end
+    }
+
+    /// `value` as 16 lowercase hex digits, zeros in front.
+    package static func hex(_ value: UInt64) -> String {
+        String(unsafeUninitializedCapacity: 16) { buffer in
+            let digits: StaticString = "0123456789abcdef"
+            for place in 0..<16 { buffer[15 - place] = digits.utf8Start[Int(truncatingIfNeeded: value >> (4 * place) & 0xF)] }
+            return 16
+        }
     }
 
     /// How many bytes `value`'s digits take, its sign included.
