@@ -8,7 +8,8 @@ import Glibc
 #endif
 
 /// libFuzzer targets for the code that reads what others send: Telegram's updates, command
-/// text, callback data, FastCGI parameters, the services' answers and their send requests. Built by `scripts/fuzz`
+/// text, callback data, FastCGI parameters, the services' answers and their send requests, and
+/// the splitting of the texts they send. Built by `scripts/fuzz`
 /// with `-sanitize=fuzzer` (libFuzzer then owns `main`); `FUZZ_TARGET` picks the target.
 /// Built normally, `gateway-fuzz TARGET FILE...` runs files through a target once (the
 /// corpus as a regression test).
@@ -16,7 +17,7 @@ enum FuzzTarget: String, CaseIterable {
     case decoder, command, callback, fastcgi
     case decoderDiff = "decoder-diff"
     case serviceAnswer = "service-answer"
-    case outbound
+    case outbound, split
 
     private static let clock = ManualClock()
     private static let processor = UpdateProcessor(
@@ -109,6 +110,18 @@ enum FuzzTarget: String, CaseIterable {
             let update = Update(
                 id: 1, type: .message, content: .message(Message(messageID: 1, from: nil, chat: Chat(id: 5, type: "private"), text: "t")))
             for method in ReplyPlan.forAnswer(answer, to: update).methods { _ = method.webhookReplyBody }
+        case .split:
+            // A text (the bytes after the first, decoded as UTF-8) split at a limit the first byte
+            // sets (255: Telegram's): the same parts as the grapheme walk the splitter replaced.
+            guard let first = bytes.first else { return }
+            let text = String(decoding: bytes.dropFirst(), as: UTF8.self)
+            let limit = first == 255 ? TextSplitter.maxUTF16Units : 2 + Int(first % 64)
+            let parts = TextSplitter.split(text, limit: limit)
+            let reference = ReferenceTextSplitter.split(text, limit: limit)
+            guard parts == reference else {
+                let scalars = { (parts: [String]) in parts.map { $0.unicodeScalars.map(\.value) } }
+                fatalError("the splitters disagree at \(limit): \(scalars(parts)) against \(scalars(reference))")
+            }
         case .outbound:
             // A send request through the API (parse, recipients, templates, the store) and the
             // fan-out of what it stored.

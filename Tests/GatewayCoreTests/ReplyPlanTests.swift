@@ -1,3 +1,4 @@
+import GatewayTestSupport
 import Synchronization
 import Testing
 
@@ -129,6 +130,42 @@ import Testing
         let parts = TextSplitter.split(text)
         #expect(parts.joined() == text)
         #expect(parts.allSatisfy { $0.utf16.count <= 4096 })
+        #expect(parts == ReferenceTextSplitter.split(text))
+    }
+
+    @Test func aSpaceWithAMarkOrAfterAPrefixIsNoPlaceToCut() {
+        // U+0301 joins the space before it, U+0600 (a prepended mark) the space after it.
+        for joined in [" \u{301}", "\u{600} "] {
+            let text = String(repeating: "x", count: 6) + joined + "yyy"
+            #expect(TextSplitter.split(text, limit: 9) == ReferenceTextSplitter.split(text, limit: 9))
+            #expect(TextSplitter.split(text, limit: 9).allSatisfy { !$0.hasPrefix("\u{301}") && !$0.hasSuffix("\u{600}") })
+        }
+        #expect(TextSplitter.split("xxxxxx yyy", limit: 9) == ["xxxxxx ", "yyy"])
+    }
+
+    @Test func crLFStaysWhole() {
+        #expect(TextSplitter.split("xxxxxxx\r\nyy", limit: 8) == ["xxxxxxx", "\r\nyy"])
+        #expect(TextSplitter.split("xxxxx\r\nyyy", limit: 8) == ["xxxxx\r\n", "yyy"])
+    }
+
+    /// The byte splitter against the grapheme walk it replaced, on random texts of the scalars
+    /// where graphemes and newlines are subtle (marks, joiners, flags, Hangul, CR LF, prefixes).
+    @Test func samePartsAsTheGraphemeWalk() {
+        let pieces = [
+            "a", "b", " ", " ", "\n", "\r", "\r\n", "\u{B}", "\u{85}", "\u{2028}", "\u{2029}", "\u{301}", "\u{200D}", "\u{FE0F}",
+            "é", "中", "😀", "👨", "\u{1F3FB}", "🇫", "🇷", "\u{600}", "\u{903}", "\u{915}", "\u{94D}", "\u{1100}", "\u{1161}", "\u{11A8}",
+            "가",
+        ]
+        var generator = SplitMix64(seed: 0x5917_7E47)
+        for round in 0..<4000 {
+            let length = Int(generator.next() % 60)
+            let text = (0..<length).map { _ in pieces[Int(generator.next() % UInt64(pieces.count))] }.joined()
+            let limit = 2 + Int(generator.next() % 24)
+            let parts = TextSplitter.split(text, limit: limit)
+            #expect(parts == ReferenceTextSplitter.split(text, limit: limit), "round \(round): \(text.unicodeScalars.map(\.value)) at \(limit)")
+            #expect(parts.joined() == text)
+            #expect(parts.allSatisfy { $0.utf16.count <= limit })
+        }
     }
 }
 

@@ -3,43 +3,76 @@ public enum TextSplitter {
     /// Telegram's limit on a message's text, in UTF-16 code units.
     public static let maxUTF16Units = 4096
 
-    /// Parts of at most `limit` UTF-16 units that join back to `text` exactly. Parts end after a
-    /// newline (or a space) where one lies in the second half of the part; a grapheme (an emoji
-    /// with its modifiers, a letter with its accents) is never cut.
+    /// Parts of at most `limit` UTF-16 units (at least 2: an emoji alone takes two) that join
+    /// back to `text` exactly. Parts end after a newline (or a space) where one lies in the second
+    /// half of the part; a grapheme (an emoji with its modifiers, a letter with its accents) is
+    /// never cut, unless it alone is longer than the limit: then it is cut between its scalars.
+    ///
+    /// The text is read as UTF-8 bytes. A newline always ends a grapheme, and a space between
+    /// ASCII bytes is one; only a cut elsewhere asks the standard library where a grapheme ends.
     public static func split(_ text: String, limit: Int = maxUTF16Units) -> [String] {
+        precondition(limit >= 2, "a part must hold a scalar of two UTF-16 units")
+        // A scalar never takes more UTF-16 units than UTF-8 bytes: a text of `limit` bytes fits.
+        guard text.utf8.count > limit else { return [text] }
         var parts: [String] = []
         var rest = Substring(text)
-        while rest.utf16.count > limit {
-            var end = rest.startIndex
-            var units = 0
-            var lastNewline: String.Index?
-            var lastSpace: String.Index?
-            for index in rest.indices {
-                let character = rest[index]
-                let size = character.utf16.count
-                if units + size > limit { break }
-                units += size
-                end = rest.index(after: index)
-                if units > limit / 2 {
-                    if character.isNewline { lastNewline = end } else if character == " " { lastSpace = end }
-                }
-            }
-            // A single grapheme longer than the limit cannot be kept whole; cut it by scalars.
-            if end == rest.startIndex {
-                var scalarEnd = rest.unicodeScalars.startIndex
-                var scalarUnits = 0
-                for scalar in rest.unicodeScalars {
-                    if scalarUnits + scalar.utf16.count > limit { break }
-                    scalarUnits += scalar.utf16.count
-                    scalarEnd = rest.unicodeScalars.index(after: scalarEnd)
-                }
-                end = scalarEnd
-            }
-            let cut = lastNewline ?? lastSpace ?? end
+        while let cut = firstCut(in: rest, limit: limit) {
             parts.append(String(rest[..<cut]))
             rest = rest[cut...]
         }
-        if !rest.isEmpty || parts.isEmpty { parts.append(String(rest)) }
+        parts.append(String(rest))
         return parts
+    }
+
+    /// Where the first part of `text` ends, or nil when all of it fits.
+    private static func firstCut(in text: Substring, limit: Int) -> String.Index? {
+        var contiguous = text
+        let offset = contiguous.withUTF8 { bytes in cutOffset(bytes, of: text, limit: limit) }
+        return offset.map { text.utf8.index(text.startIndex, offsetBy: $0) }
+    }
+
+    private static func cutOffset(_ bytes: UnsafeBufferPointer<UInt8>, of text: Substring, limit: Int) -> Int? {
+        var offset = 0
+        var units = 0
+        var newline: Int?
+        var space: Int?
+        while offset < bytes.count {
+            let byte = bytes[offset]
+            // The scalar's length from its first byte (a String is valid UTF-8); one of four bytes
+            // takes two UTF-16 units.
+            let length = byte < 0x80 ? 1 : byte < 0xE0 ? 2 : byte < 0xF0 ? 3 : 4
+            let size = length == 4 ? 2 : 1
+            if units + size > limit { break }
+            units += size
+            let next = offset + length
+            if units > limit / 2 {
+                switch byte {
+                case 0x0A, 0x0B, 0x0C: newline = next
+                // CR LF is one grapheme: it ends after the LF.
+                case 0x0D where next == bytes.count || bytes[next] != 0x0A: newline = next
+                case 0xC2 where bytes[offset + 1] == 0x85: newline = next  // NEL
+                case 0xE2 where bytes[offset + 1] == 0x80 && (bytes[offset + 2] == 0xA8 || bytes[offset + 2] == 0xA9): newline = next  // LS, PS
+                case 0x20 where isLoneSpace(at: offset, in: bytes, of: text): space = next
+                default: break
+                }
+            }
+            offset = next
+        }
+        guard offset < bytes.count else { return nil }
+        if let cut = newline ?? space { return cut }
+        // After the last whole grapheme; a grapheme longer than the limit is cut at the limit.
+        let first = text.utf8.index(text.startIndex, offsetBy: offset)
+        let boundary = text.index(first, offsetBy: 0)  // rounded down to a grapheme's start
+        return boundary == text.startIndex ? offset : text.utf8.distance(from: text.startIndex, to: boundary)
+    }
+
+    /// Whether the space at `offset` is a grapheme of its own. Between ASCII bytes it always is;
+    /// otherwise a mark after it (or a prefix before it) may join it to its neighbour.
+    private static func isLoneSpace(at offset: Int, in bytes: UnsafeBufferPointer<UInt8>, of text: Substring) -> Bool {
+        let next = offset + 1
+        if offset > 0, bytes[offset - 1] < 0x80, next == bytes.count || bytes[next] < 0x80 { return true }
+        let start = text.utf8.index(text.startIndex, offsetBy: offset)
+        let end = text.utf8.index(after: start)
+        return text.index(start, offsetBy: 0) == start && (end == text.endIndex || text.index(end, offsetBy: 0) == end)
     }
 }
