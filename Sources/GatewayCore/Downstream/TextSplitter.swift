@@ -38,8 +38,8 @@ public enum TextSplitter {
         var space: Int?
         while offset < bytes.count {
             let byte = bytes[offset]
-            // The scalar's length from its first byte (a String is valid UTF-8); one of four bytes
-            // takes two UTF-16 units.
+            // The scalar's length from its first byte (a String is valid UTF-8); a scalar of four
+            // bytes takes two UTF-16 units, any other one.
             let length = byte < 0x80 ? 1 : byte < 0xE0 ? 2 : byte < 0xF0 ? 3 : 4
             let size = length == 4 ? 2 : 1
             if units + size > limit { break }
