@@ -24,13 +24,19 @@ public enum TextSplitter {
         return parts
     }
 
-    /// Where the first part of `text` ends, or nil when all of it fits.
+    /// Where the first part of `text` ends, or nil when all of it fits: after a newline or a
+    /// space found in its bytes, else after the last whole grapheme before the limit (a grapheme
+    /// longer than the limit is cut at the limit).
     private static func firstCut(in text: Substring, limit: Int) -> String.Index? {
         var contiguous = text
-        let offset = contiguous.withUTF8 { bytes in cutOffset(bytes, of: text, limit: limit) }
-        return offset.map { text.utf8.index(text.startIndex, offsetBy: $0) }
+        guard let offset = contiguous.withUTF8({ bytes in cutOffset(bytes, of: text, limit: limit) }) else { return nil }
+        let cut = text.utf8.index(text.startIndex, offsetBy: offset)
+        let boundary = text.index(cut, offsetBy: 0)  // rounded down to a grapheme's start (a newline's end is one)
+        return boundary == text.startIndex ? cut : boundary
     }
 
+    /// The UTF-8 offset after the part's last newline or lone space in its second half, else of
+    /// the first scalar past the limit; nil when the whole text fits.
     private static func cutOffset(_ bytes: UnsafeBufferPointer<UInt8>, of text: Substring, limit: Int) -> Int? {
         var offset = 0
         var units = 0
@@ -59,11 +65,7 @@ public enum TextSplitter {
             offset = next
         }
         guard offset < bytes.count else { return nil }
-        if let cut = newline ?? space { return cut }
-        // After the last whole grapheme; a grapheme longer than the limit is cut at the limit.
-        let first = text.utf8.index(text.startIndex, offsetBy: offset)
-        let boundary = text.index(first, offsetBy: 0)  // rounded down to a grapheme's start
-        return boundary == text.startIndex ? offset : text.utf8.distance(from: text.startIndex, to: boundary)
+        return newline ?? space ?? offset
     }
 
     /// Whether the space at `offset` is a grapheme of its own. Between ASCII bytes it always is;
