@@ -132,6 +132,16 @@ final class RedisCluster {
         return view(from: live.port).filter { $0.master && !$0.failed }.map(\.port).sorted()
     }
 
+    /// The master on `victim` is replaced: a live node lists as many masters as the cluster was
+    /// made with, none of them `victim`. One listing answers both: the node flags `victim`
+    /// `fail?` a node timeout after it stopped answering, so of two listings a moment apart the
+    /// first may still count it among three masters and the second leave it out, before any
+    /// replica was promoted.
+    func hasReplaced(master victim: Int) -> Bool {
+        let masters = masterPorts()
+        return masters.count == nodes.count / 2 && !masters.contains(victim)
+    }
+
     /// The port of the master serving `slot`, from `CLUSTER NODES`' slot ranges.
     func master(ofSlot slot: Int) throws -> Int {
         let live = try #require(nodes.first { $0.pid != 0 })

@@ -235,7 +235,7 @@ import Glibc
                 let status = (try? stack.post(Self.update(id, user: Int64(6_500_000 + id), text: "/start")))?.status
                 if status == 200 { acknowledged.append(id) } else { refused += 1 }
             }
-            try waitUntil("a replica is promoted", timeout: 15) { cluster.masterPorts().count == 3 && !cluster.masterPorts().contains(victim) }
+            try waitUntil("a replica is promoted", timeout: 15) { cluster.hasReplaced(master: victim) }
             var processed = Set<Int>()
             let waited: Void? = try? waitUntil("every acknowledged update is processed", timeout: 40) {
                 processed = Set(stack.serviceRequests().compactMap { $0.request["update_id"] as? Int })
@@ -269,7 +269,7 @@ import Glibc
                 // promotion can say so up to a second before the last stops answering CLUSTERDOWN,
                 // and no client is served before that.
                 try waitUntil("a replica is promoted and every node serves", timeout: 15) {
-                    cluster.masterPorts().count == 3 && !cluster.masterPorts().contains(victim) && cluster.isServing
+                    cluster.hasReplaced(master: victim) && cluster.isServing
                 }
             } catch {
                 Issue.record("no promotion: \(cluster.masterPorts()) \(cluster.view(from: cluster.masterPorts().first ?? 0))")
