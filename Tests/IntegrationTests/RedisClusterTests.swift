@@ -302,6 +302,12 @@ import Glibc
             #expect(summary.contains(" non2xx=0 "), "fail-open: every request answered: \(summary)")
             #expect(summary.contains(" socket_errors=0 "), "\(summary)")
             #expect(recovery <= failover + 1, "back to normal within the failover time plus one second")
+            // The updates of the other masters' slots succeeded between the failing ones: no
+            // recovery until the last failure, then one line per process.
+            let log = stack.gatewayLog
+            let recoveries = log.components(separatedBy: "dependency recovered").count - 1
+            #expect((1...4).contains(recoveries), "one recovery per process: \(recoveries)")
+            #expect((1...4).contains(log.components(separatedBy: "dependency failing").count - 1), "warnings are rate-limited per process")
         }
     }
 }
