@@ -98,7 +98,7 @@ final class RedisConnection {
         try command(arguments.map { Array($0.utf8) })
     }
 
-    /// Runs the call's script with FCALL (its library loaded on each node on first use) on the
+    /// Runs the call's script with FCALL (its library loaded on a node that lacks it) on the
     /// node of its keys.
     func evaluate(_ call: ScriptCall, deadline: Deadline = .distantFuture) throws(StateStoreError) -> RedisReply {
         if let single { return try single.evaluate(call, deadline: deadline) }

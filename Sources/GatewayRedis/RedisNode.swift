@@ -18,11 +18,11 @@ final class RedisNode {
     private var context: UnsafeMutablePointer<redisContext>?
     private var retryAt: UInt64 = 0
     private var backoffNanoseconds: UInt64 = minimumBackoff
-    /// The functions whose libraries this connection loaded, by name.
-    private var loaded = ByName<Bool>()
-    /// This connection's latency histograms by operation, made once each (the connection
-    /// belongs to one thread: no lock).
-    private var timers = ByName<Timer>()
+    /// This connection's latency histograms by operation, made once each (the connection belongs
+    /// to one thread: no lock). Found by comparing names: an operation's name is the same short
+    /// string each call, which compares in a few instructions, where a dictionary hashes it
+    /// (about 600 instructions a lookup).
+    private var timers: [(operation: String, timer: Timer)] = []
 
     static let minimumBackoff: UInt64 = 50_000_000
     static let maximumBackoff: UInt64 = 2_000_000_000
@@ -87,56 +87,57 @@ final class RedisNode {
         return replies.count == 2 ? replies[1] : .null
     }
 
-    /// Runs the call's script with FCALL, loading its library on first use and again when Redis
-    /// lost it (a restart without persistence, or FUNCTION FLUSH). Error replies are returned
-    /// as `.error`. `asking`: right after `ASKING` (the library is loaded first, so that nothing
-    /// comes between).
+    /// Runs the call's script with FCALL, loading its library only when Redis answers that the
+    /// function is missing (a server that never had it, a restart without persistence,
+    /// `FUNCTION FLUSH`), then calling again. A library loaded on a master reaches its replicas,
+    /// so a new connection, to a promoted replica too, calls at once; a replica not promoted yet
+    /// answers the call with `MOVED` to its master, not the library with `READONLY`. Error
+    /// replies are returned as `.error`. `asking`: right after `ASKING` (a slot being migrated).
     func evaluate(_ call: ScriptCall, deadline: Deadline = .distantFuture, asking: Bool = false) throws(StateStoreError) -> RedisReply {
         precondition(call.isComplete, "a script call is sent with every key and argument it was made for")
         for attempt in 0..<2 {
-            try load(call.script, deadline: deadline)
             let reply =
                 asking
                 ? try commandAsking(encoded: call.bytes, deadline: deadline, operation: call.script.name)
                 : try command(encoded: call.bytes, deadline: deadline, operation: call.script.name, allowance: 0)
-            if Self.isMissingFunction(reply), attempt == 0 {
-                loaded[call.script.function] = nil
-                continue
-            }
-            return reply
+            guard Self.isMissingFunction(reply), attempt == 0 else { return reply }
+            try load(call.script, deadline: deadline)
         }
         throw .refused
     }
 
     /// Runs each call, every call written at once and the replies read after: one round trip
-    /// for them all. Error replies are returned in place.
+    /// for them all. Error replies are returned in place. A call whose function was missing
+    /// did nothing: only those are sent again, in their order, once its library is loaded.
     func evaluateAll(_ calls: [ScriptCall], deadline: Deadline = .distantFuture) throws(StateStoreError) -> [RedisReply] {
         guard !calls.isEmpty else { return [] }
         precondition(calls.allSatisfy(\.isComplete), "a script call is sent with every key and argument it was made for")
-        for attempt in 0..<2 {
-            for call in calls { try load(call.script, deadline: deadline) }
-            let replies = try pipeline(encoded: calls.map(\.bytes), deadline: deadline, operation: calls[0].script.name)
-            guard replies.contains(where: Self.isMissingFunction), attempt == 0 else { return replies }
-            for call in calls { loaded[call.script.function] = nil }
+        var replies = try pipeline(encoded: calls.map(\.bytes), deadline: deadline, operation: calls[0].script.name)
+        let missing = replies.indices.filter { Self.isMissingFunction(replies[$0]) }
+        guard !missing.isEmpty else { return replies }
+        var libraries: [String] = []
+        for index in missing where !libraries.contains(calls[index].script.function) {
+            try load(calls[index].script, deadline: deadline)
+            libraries.append(calls[index].script.function)
         }
-        throw .refused
+        let again = try pipeline(encoded: missing.map { calls[$0].bytes }, deadline: deadline, operation: calls[0].script.name)
+        for (index, reply) in zip(missing, again) { replies[index] = reply }
+        return replies
     }
 
-    /// Loads the script's library, unless this connection did already. A library of that name
-    /// already there (another connection's) is the same text: its name carries its digest.
+    /// Loads the script's library. A library of that name already there (another connection
+    /// loaded it meanwhile) is the same text: its name carries its digest.
     private func load(_ script: RedisScript, deadline: Deadline) throws(StateStoreError) {
-        if loaded[script.function] != nil { return }
         let reply = try command([Array("FUNCTION".utf8), Array("LOAD".utf8), Array(script.library.utf8)], deadline: deadline)
         switch reply {
         case .error(let message) where message.hasPrefix("ERR Library ") && message.hasSuffix(" already exists"):
             break
         case .error:
-            // Redis refusing: still loading its data, out of memory, no permission.
+            // Redis refusing: still loading its data, out of memory, no permission, a replica.
             throw .refused
         default:
             guard reply.text == script.function else { throw .unexpectedReply }
         }
-        loaded[script.function] = true
     }
 
     private static func isMissingFunction(_ reply: RedisReply) -> Bool {
@@ -180,9 +181,9 @@ final class RedisNode {
     }
 
     private func timer(_ operation: String) -> Timer {
-        if let known = timers[operation] { return known }
+        if let known = timers.first(where: { $0.operation == operation }) { return known.timer }
         let made = Timer(label: GatewayMetric.redisSeconds, dimensions: [("operation", operation)])
-        timers[operation] = made
+        timers.append((operation, made))
         return made
     }
 
@@ -269,25 +270,5 @@ extension Timer {
     /// Records the time from `start` to `end` (monotonic nanoseconds; never negative).
     func record(since start: UInt64, _ end: UInt64) {
         recordNanoseconds(Int64(clamping: end > start ? end - start : 0))
-    }
-}
-
-/// A connection's few values by name (the functions it loaded, its operations' timers), looked up
-/// by comparing names: a name is the same short string each call, which compares in a few
-/// instructions, where a dictionary hashes it (about 600 instructions a lookup, two per call).
-private struct ByName<Value> {
-    private var entries: [(name: String, value: Value)] = []
-
-    subscript(name: String) -> Value? {
-        get { entries.first { $0.name == name }?.value }
-        set {
-            let index = entries.firstIndex { $0.name == name }
-            switch (index, newValue) {
-            case (let index?, let value?): entries[index].value = value
-            case (let index?, nil): entries.remove(at: index)
-            case (nil, let value?): entries.append((name, value))
-            case (nil, nil): break
-            }
-        }
     }
 }

@@ -183,6 +183,31 @@ import Glibc
         }
     }
 
+    @Test func aReplicaAnswersAScriptCallWithMOVEDToItsMaster() throws {
+        // What a failover's first second relies on: a replica not promoted yet answers a call
+        // for its master's slots with MOVED, which the routing follows or fails on at once. It
+        // is never sent the library (which it would refuse with READONLY, every call).
+        let cluster = try RedisCluster()
+        defer { try? cluster.stop() }
+        let key = "{replica-test}:value"
+        let master = try cluster.master(ofSlot: try cluster.slot(of: key))
+        let replica = try #require(
+            cluster.nodes.map(\.port).first { port in
+                (try? cluster.cli(port, "INFO", "replication"))?.contains("master_port:\(master)") == true
+            })
+        let settings = GatewayConfig.RedisSettings(
+            host: "127.0.0.1", port: replica, socket: nil, password: nil, database: 0, connectTimeoutSeconds: 1, commandTimeoutSeconds: 1)
+        let node = RedisNode(settings: .init(settings), clock: { DispatchTime.now().uptimeNanoseconds })
+        let setting = RedisScript(name: "replica_test_set", body: "return redis.call('SET', KEYS[1], ARGV[1])")
+        let reply = try node.evaluate(ScriptCall(setting, keys: [key], arguments: [Array("x".utf8)]))
+        guard case .error(let message) = reply, case .moved(_, let target)? = ClusterRedirect(message) else {
+            Issue.record("\(reply)")
+            return
+        }
+        #expect(target.port == master)
+        #expect(try cluster.cli(replica, "FUNCTION", "LIST") == "(empty array)", "no library sent to the replica")
+    }
+
     @Test func aCommandForASlotBeingMigratedFollowsASK() throws {
         let cluster = try RedisCluster()
         defer { try? cluster.stop() }

@@ -453,8 +453,9 @@ import Testing
     }
 
     @Test func aLibrarysNameIsItsScriptsNameAndADigestOfItsText() {
-        // A library already in Redis under the name a connection loads ("already exists") is
-        // taken as loaded: the name must change with any change of the text.
+        // A function found in Redis under a script's name is called as that script (a
+        // connection loads the library only when the function is missing, and takes "already
+        // exists" as loaded): the name must change with any change of the text.
         let probe = RedisScript(name: "probe", body: "return 1")
         let names = [
             probe, RedisScript(name: "probe", body: "return 1"), RedisScript(name: "probe", body: "return 2"),
@@ -468,6 +469,31 @@ import Testing
         }
         #expect(probe.library.hasPrefix("#!lua name=\(probe.function)\n"))
         #expect(probe.library.contains("redis.register_function('\(probe.function)', function(KEYS, ARGV)"))
+    }
+
+    @Test func aLibraryIsLoadedWhereItIsMissingAndEachCallRunsOnce() throws {
+        try withRedis { fixture in
+            let connection = RedisConnection(settings: .init(fixture.settings), clock: monotonicNanoseconds)
+            let counting = RedisScript(name: "load_test_incr", body: "return redis.call('INCR', KEYS[1])")
+            let calls = (1...3).map { ScriptCall(counting, keys: ["{load-test}:\($0)"], arguments: []) }
+            func counts() throws -> [String] { try (1...3).map { try fixture.redis.cli("GET", "{load-test}:\($0)") } }
+            // Not in Redis yet: the calls find the function missing, the library is loaded, and
+            // the calls are sent again, each run once.
+            #expect(try connection.evaluateAll(calls) == [.integer(1), .integer(1), .integer(1)])
+            #expect(try counts() == ["1", "1", "1"])
+            // Gone again (a restart without persistence): the same, one call at a time.
+            try fixture.redis.cli("FUNCTION", "FLUSH")
+            #expect(try connection.evaluate(calls[0]) == .integer(2))
+            try fixture.redis.cli("FUNCTION", "FLUSH")
+            #expect(try connection.evaluateAll(calls) == [.integer(3), .integer(2), .integer(2)])
+            #expect(try counts() == ["3", "2", "2"])
+            // Loaded by another connection: a new one calls at once, loading nothing.
+            _ = try fixture.redis.cli("CONFIG", "RESETSTAT")
+            let fresh = RedisConnection(settings: .init(fixture.settings), clock: monotonicNanoseconds)
+            #expect(try fresh.evaluate(calls[1]) == .integer(3))
+            let stats = commandCalls(inCommandstats: try fixture.redis.cli("INFO", "commandstats"))
+            #expect(stats["fcall"] == 1 && stats["function|load"] == nil, "\(stats)")
+        }
     }
 
     @Test func everyCallReadsTheClockAnew() throws {
