@@ -33,7 +33,7 @@ final class RedisCluster {
                 try FileManager.default.createDirectory(at: directory.appending(path: "\(port)"), withIntermediateDirectories: true)
                 nodes.append(Node(port: port, pid: try spawn(port: port)))
             }
-            for node in nodes { try waitUntil("node \(node.port) answers") { (try? self.cli(node.port, "PING")) == "PONG" } }
+            for index in nodes.indices { try waitUntilAnswering(index) }
             let addresses = nodes.map { "127.0.0.1:\($0.port)" }
             try ChildProcess.run(
                 "/usr/bin/redis-cli", authentication + ["--cluster", "create"] + addresses + ["--cluster-replicas", "1", "--cluster-yes"])
@@ -47,6 +47,20 @@ final class RedisCluster {
         } catch {
             try? stop()
             throw error
+        }
+    }
+
+    /// Waits until the node at `index` answers; when it does not, says whether it exited and
+    /// what its log says (a port another process took between the check and the start, say).
+    private func waitUntilAnswering(_ index: Int) throws {
+        let node = nodes[index]
+        do {
+            try waitUntil("node \(node.port) answers") { (try? self.cli(node.port, "PING")) == "PONG" }
+        } catch {
+            let exited = ChildProcess.reapIfExited(node.pid)
+            if exited { nodes[index].pid = 0 }
+            let log = (try? String(contentsOf: directory.appending(path: "\(node.port)/redis.log"), encoding: .utf8)) ?? ""
+            throw StackError("node \(node.port) does not answer (\(exited ? "exited" : "still running")); its log: \(log.suffix(800))")
         }
     }
 
@@ -235,10 +249,17 @@ final class RedisCluster {
         if !lingered.isEmpty { throw StackError("redis-servers lingered after SIGTERM: \(lingered)") }
     }
 
-    /// `count` consecutive free loopback ports whose cluster bus ports (+10000) are free too.
+    /// `count` consecutive free loopback ports whose cluster bus ports (+10000) are free too,
+    /// all below the kernel's range for outgoing connections' ports (32768-60999 by default), so
+    /// that no connection of the suite can take one between this check and the node's start.
     static func freePortsWithBus(count: Int) throws -> Int {
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+            .split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) }
+        let highest = (range ?? 32768) - 10_000 - count
+        // A kernel whose range starts too low for that: anywhere, as before.
+        let bases = highest > 10_000 ? 10_000...highest : 20_000...45_000
         for _ in 0..<100 {
-            let base = Int.random(in: 20_000...45_000)
+            let base = Int.random(in: bases)
             let ports = Array(base..<(base + count)) + (base..<(base + count)).map { $0 + 10_000 }
             if ports.allSatisfy({ (try? LocalStack.bindLoopback(port: $0)) != nil }) { return base }
         }
