@@ -487,6 +487,11 @@ import Testing
             try fixture.redis.cli("FUNCTION", "FLUSH")
             #expect(try connection.evaluateAll(calls) == [.integer(3), .integer(2), .integer(2)])
             #expect(try counts() == ["3", "2", "2"])
+            // A batch of two scripts, one of them missing: only its call is sent again.
+            let other = RedisScript(name: "load_test_incr_other", body: "return redis.call('INCR', KEYS[1])")
+            let mixed = [calls[0], ScriptCall(other, keys: ["{load-test}:other"], arguments: []), calls[2]]
+            #expect(try connection.evaluateAll(mixed) == [.integer(4), .integer(1), .integer(3)])
+            #expect(try counts() == ["4", "2", "3"])
             // Loaded by another connection: a new one calls at once, loading nothing.
             _ = try fixture.redis.cli("CONFIG", "RESETSTAT")
             let fresh = RedisConnection(settings: .init(fixture.settings), clock: monotonicNanoseconds)
