@@ -253,9 +253,9 @@ final class RedisCluster {
     /// all below the kernel's range for outgoing connections' ports (32768-60999 by default), so
     /// that no connection of the suite can take one between this check and the node's start.
     static func freePortsWithBus(count: Int) throws -> Int {
-        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+        let outgoingFrom = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
             .split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) }
-        let highest = (range ?? 32768) - 10_000 - count
+        let highest = (outgoingFrom ?? 32768) - 10_000 - count
         // A kernel whose range starts too low for that: anywhere, as before.
         let bases = highest > 10_000 ? 10_000...highest : 20_000...45_000
         for _ in 0..<100 {
