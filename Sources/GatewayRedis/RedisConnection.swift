@@ -68,6 +68,9 @@ final class RedisConnection {
         cluster = ClusterState(seeds: settings.clusterNodes)
     }
 
+    /// Commands go to a cluster's nodes by their keys' slots: one call may name one slot only.
+    var isCluster: Bool { single == nil }
+
     var isConnected: Bool { single?.isConnected ?? cluster.nodes.values.contains { $0.isConnected } }
 
     /// Sends one command and returns its reply (a Redis error reply as `.error`); transport

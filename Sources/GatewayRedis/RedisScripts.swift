@@ -166,12 +166,14 @@ public enum RedisScripts {
         return {'claimed', session[1], session[2] or false, created, waiting, stale}
         """#
 
-    /// KEYS: update mark, session, user lease, queued, outbox, pace.
+    /// KEYS: update mark, session, user lease, queued, outbox, pace, and on one Redis the
+    /// internal id's record (`tgi:{ID}`) when it is due.
     /// ARGV: token ('' when nothing was claimed), flags (the reply's window, `p` or `g` as in
-    /// `begin`; `1` when the internal id's record was written now, else `0`; the window of the
-    /// subject's own chat, `p` or `g`), state action (keep/set/clear), state JSON, internal id
-    /// ('' keeps it), replay id or '', update id, reply or '', the longest wait ms for the
-    /// outbox's first call ('': no advance), the subject's own chat id, then the tail's calls.
+    /// `begin`; `1` when the internal id's record is written now, by this call with the record's
+    /// key, else `0`; the window of the subject's own chat, `p` or `g`), state action
+    /// (keep/set/clear), state JSON, internal id ('' keeps it), replay id or '', update id, reply
+    /// or '', the longest wait ms for the outbox's first call ('': no advance), the subject's own
+    /// chat id (the user the record names; '' when neither is asked), then the tail's calls.
     /// The policy's numbers are the script's constants.
     /// With a token: marks the update done, writes the state it was given whoever holds the
     /// lease now (it is never lost), and releases the lease if it is still the token's. Then
@@ -205,7 +207,10 @@ public enum RedisScripts {
             redis.call('HDEL', KEYS[2], 'state')
           end
           if ARGV[5] ~= '' then fields[#fields + 1] = 'id'; fields[#fields + 1] = ARGV[5] end
-          if indexed == 49 then fields[#fields + 1] = 'ix'; fields[#fields + 1] = now_ms() end
+          if indexed == 49 then
+            fields[#fields + 1] = 'ix'; fields[#fields + 1] = now_ms()
+            if KEYS[7] then redis.call('SET', KEYS[7], ARGV[10], 'EX', SESSION_S) end
+          end
           if #fields > 0 then redis.call('HSET', KEYS[2], unpack(fields)) end
           redis.call('EXPIRE', KEYS[2], SESSION_S)
         end

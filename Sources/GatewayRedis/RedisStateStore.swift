@@ -72,14 +72,30 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         case .clear: action = "clear"
         }
         let subject = completion.subject
+        // The internal id's record goes with the session: on one Redis in this call (its key
+        // is another hash tag's); in a cluster, where one call names one slot, in a command of
+        // its own first, the session noting it only once it is written.
+        var recordKey: String?
+        var indexed = false
+        if completion.claim != nil, let id = completion.indexedInternalUserID {
+            if connection.isCluster {
+                indexed = record(id, user: subject.id, deadline: deadline)
+            } else {
+                recordKey = OutboundKeys.internalUser(id)
+                indexed = true
+            }
+        }
         let encodedReply = completion.reply?.encoded ?? []
-        var capacity = 6 * 48 + 256 + json.utf8.count + encodedReply.count
+        var capacity = 7 * 48 + 256 + json.utf8.count + encodedReply.count
         for call in completion.tail { capacity += call.encoded.count + 32 }
-        var call = ScriptCall(finishScript, keys: RedisScripts.finishKeys.count, arguments: 10 + completion.tail.count, capacity: capacity)
+        var call = ScriptCall(
+            finishScript, keys: RedisScripts.finishKeys.count + (recordKey == nil ? 0 : 1), arguments: 10 + completion.tail.count,
+            capacity: capacity)
         call.keys(of: subject, RedisScripts.finishKeys, updateID: completion.updateID)
+        if let recordKey { call.key(recordKey) }
         call.argument(completion.claim?.token ?? "")
         let flags = (
-            Self.windowFlag(of: completion.reply?.pacedChatID ?? 0), completion.indexed ? UInt8(ascii: "1") : UInt8(ascii: "0"),
+            Self.windowFlag(of: completion.reply?.pacedChatID ?? 0), indexed ? UInt8(ascii: "1") : UInt8(ascii: "0"),
             Self.windowFlag(of: subject.ownChatID)
         )
         withUnsafeBytes(of: flags) { call.argument($0.assumingMemoryBound(to: UInt8.self)) }
@@ -89,13 +105,9 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         call.argument(completion.replay ?? "")
         call.argument(completion.updateID)
         call.argument(encodedReply)
-        if let within = completion.advanceWithin {
-            call.argument(within)
-            call.argument(subject.ownChatID)
-        } else {
-            call.argument("")
-            call.argument("")
-        }
+        if let within = completion.advanceWithin { call.argument(within) } else { call.argument("") }
+        // The subject's own chat: the outbox's, and the user the record names.
+        if completion.advanceWithin != nil || recordKey != nil { call.argument(subject.ownChatID) } else { call.argument("") }
         for pending in completion.tail { call.argument(pending.encoded) }
         let reply = try evaluate(call, deadline: deadline)
         // Admitted now into an empty outbox, the lease ours: the admission alone.
@@ -105,6 +117,15 @@ public final class RedisStateStore: StateStore, OutgoingLimiter {
         else { throw failed(.unexpectedReply) }
         let next: OutboxStep? = if items.count == 6 { try step(items[3...]) } else { nil }
         return FinishReport(reply: admission, outboxWaiting: Int(waiting), leaseWasOurs: ours == 1, next: next)
+    }
+
+    /// Records which user an internal id is, for a session's life; false when it was not written.
+    private func record(_ internalUserID: String, user: Int64, deadline: Deadline) -> Bool {
+        let arguments = [
+            Array("SET".utf8), Array(OutboundKeys.internalUser(internalUserID).utf8), Self.bytes(user), Array("EX".utf8),
+            Self.bytes(policy.sessionTTLSeconds),
+        ]
+        return (try? command(arguments, deadline: deadline)).map { if case .status = $0 { true } else { false } } ?? false
     }
 
     public func reserve(chatID: Int64, throughBotAPI: Bool, maxWaitMilliseconds: Int64, deadline: Deadline) -> Int64? {

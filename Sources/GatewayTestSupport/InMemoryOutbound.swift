@@ -14,8 +14,6 @@ public final class InMemoryOutbound: OutboundStore, Sendable {
 
     private struct State {
         var jobs: [OutboundJobID: Job] = [:]
-        /// Internal id -> Telegram user id, as last indexed.
-        var index: [String: Int64] = [:]
         var failing = false
     }
 
@@ -98,24 +96,16 @@ public final class InMemoryOutbound: OutboundStore, Sendable {
     }
 
     public func resolve(internalUserIDs: [String], deadline: Deadline) throws(StateStoreError) -> [String: Int64] {
-        let index = try state.withLock { (state: inout State) throws(StateStoreError) -> [String: Int64] in
+        try state.withLock { (state: inout State) throws(StateStoreError) in
             if state.failing { throw .unavailable }
-            return state.index
         }
         var resolved: [String: Int64] = [:]
         for id in internalUserIDs {
             // Only while the session lives and still has this internal id.
-            guard let user = index[id], store.liveInternalUserID(of: .windowOwner(of: user)) == id else { continue }
+            guard let user = store.recordedUser(of: id), store.liveInternalUserID(of: .windowOwner(of: user)) == id else { continue }
             resolved[id] = user
         }
         return resolved
-    }
-
-    public func index(internalUserID: String, user: Int64, deadline: Deadline) throws(StateStoreError) {
-        try state.withLock { (state: inout State) throws(StateStoreError) in
-            if state.failing { throw .unavailable }
-            state.index[internalUserID] = user
-        }
     }
 
     public func backlog(deadline: Deadline) throws(StateStoreError) -> OutboundBacklog {

@@ -22,6 +22,8 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
         var callbackData: [String: (data: String, expiresAt: Int64)] = [:]
         /// When each session's internal id was last recorded for the outbound API.
         var indexedAt: [StateSubject: Int64] = [:]
+        /// Internal id -> Telegram user id, as last recorded (expiring with a session's life).
+        var internalUsers: [String: (user: Int64, expiresAt: Int64)] = [:]
     }
 
     private let state = Mutex(State())
@@ -167,7 +169,10 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
                     session?.internalUserID = id
                 }
                 if let session { state.sessions[subject] = (session, now + ttl) }
-                if completion.indexed { state.indexedAt[subject] = now }
+                if let id = completion.indexedInternalUserID {
+                    state.indexedAt[subject] = now
+                    state.internalUsers[id] = (subject.id, now + ttl)
+                }
             }
             state.queued[subject]?.remove(String(completion.updateID))
             let admission = completion.reply.map { Self.admit($0, subject: subject, now: now, policy: policy, state: &state) } ?? .none
@@ -305,6 +310,12 @@ public final class InMemoryStateStore: StateStore, OutgoingLimiter, Sendable {
     /// The internal id of a live session, as the outbound API resolves it.
     public func liveInternalUserID(of subject: StateSubject) -> String? {
         session(subject)?.internalUserID
+    }
+
+    /// The user an internal id was last recorded for, while the record lives.
+    public func recordedUser(of internalUserID: String) -> Int64? {
+        let now = clock.milliseconds
+        return state.withLock { $0.internalUsers[internalUserID].flatMap { $0.expiresAt > now ? $0.user : nil } }
     }
 
     public func replaceOutboxHead(of subject: StateSubject, send: PendingSend, with updated: PendingSend, deadline: Deadline) throws(StateStoreError)

@@ -1,6 +1,8 @@
 import Foundation
 import GatewayCore
 import GatewayHTTP
+import GatewayRuntime
+import Logging
 import Testing
 
 @testable import GatewayRedis
@@ -206,6 +208,39 @@ import Glibc
         }
         #expect(target.port == master)
         #expect(try cluster.cli(replica, "FUNCTION", "LIST") == "(empty array)", "no library sent to the replica")
+    }
+
+    @Test func aSessionsInternalIDIsRecordedOnTheCluster() throws {
+        // The record's key (`tgi:{ID}`) is another slot's than the session's: in a cluster it is
+        // written by a command of its own before the finish, never in the finish's call
+        // (CROSSSLOT).
+        let cluster = try RedisCluster()
+        defer { try? cluster.stop() }
+        var settings = GatewayConfig.RedisSettings(
+            host: "", port: 1, socket: nil, password: nil, database: 0, connectTimeoutSeconds: 1, commandTimeoutSeconds: 1)
+        settings.clusterNodes = [.init(host: "127.0.0.1", port: try #require(cluster.nodes.first).port)]
+        let state = RedisStateStore(
+            config: settings,
+            policy: StatePolicy(
+                rateLimitRequests: 100, rateLimitWindowMilliseconds: 1000, sessionTTLSeconds: 86_400, dedupeTTLSeconds: 3600,
+                leaseMilliseconds: 10_000),
+            warnings: DependencyWarnings(clock: monotonicNanoseconds), logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() },
+            clock: monotonicNanoseconds)
+        let outbound = RedisOutboundStore(store: state, partitions: 2)
+        func begin(_ update: Int64) throws -> (Claim, Session)? {
+            let request = BeginRequest(updateID: update, subject: .user(9), needsSession: true, newInternalUserID: "internal-9", token: "t\(update)")
+            guard case .proceed(let claim?, let session?, _, _) = try state.begin(request, deadline: .distantFuture) else { return nil }
+            return (claim, session)
+        }
+        let (claim, session) = try #require(try begin(1))
+        #expect(session.needsIndex)
+        #expect(try cluster.slot(of: OutboundKeys.internalUser("internal-9")) != (try cluster.slot(of: "{tg:9}")))
+        var completion = Completion(claim: claim)
+        completion.indexedInternalUserID = "internal-9"
+        _ = try state.finish(completion, deadline: .distantFuture)
+        #expect(try outbound.resolve(internalUserIDs: ["internal-9"], deadline: .distantFuture) == ["internal-9": 9])
+        let (_, later) = try #require(try begin(2))
+        #expect(!later.needsIndex, "recorded: not again until half a session's life has passed")
     }
 
     @Test func aCommandForASlotBeingMigratedFollowsASK() throws {

@@ -103,6 +103,26 @@ final class RedisServer {
         return try ChildProcess.run("/usr/bin/redis-cli", all + arguments).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// The commands the server ran while `body` ran, as `MONITOR` prints them (one server
+    /// only): a client's are tagged with its address, a script's with `lua`. `until`: texts
+    /// the monitor prints once `body`'s commands have run (its lines come a little later).
+    func monitoring(until texts: String..., body: () throws -> Void) throws -> [String] {
+        precondition(cluster == nil, "one server's commands")
+        let path = directory.appending(path: "monitor-\(UUID().uuidString.prefix(8)).txt").path
+        var arguments = ["-s", socketPath]
+        if let password { arguments += ["--no-auth-warning", "-a", password] }
+        let monitor = try ChildProcess.spawn("/usr/bin/redis-cli", arguments + ["MONITOR"], outputPath: path)
+        defer {
+            Glibc.kill(monitor, SIGTERM)
+            ChildProcess.waitForExit(monitor)
+        }
+        func lines() -> [String] { ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
+        try waitUntil("the monitor is on") { lines().first == "OK" }
+        try body()
+        try waitUntil("the monitor printed \(texts)") { texts.allSatisfy { text in lines().contains { $0.contains(text) } } }
+        return Array(lines().dropFirst())
+    }
+
     /// `redis-cli --eval` of a script file with keys and arguments; the reply's lines.
     func eval(scriptFile: String, keys: [String], arguments: [String]) throws -> [String] {
         try cli(["--eval", scriptFile] + keys + [","] + arguments).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)

@@ -91,18 +91,13 @@ extension UpdateProcessor {
         }
     }
 
-    /// Remembers which user the session's internal id is (the outbound API resolves it), when
-    /// the session is new, its record is old, or the service gave the user another id; best
-    /// effort. True when it was written: the finish notes when in the session.
-    func index(_ session: Session?, plan: ReplyPlan, of subject: StateSubject, dependencies: ThreadDependencies, context: UpdateContext) -> Bool {
-        guard case .user = subject.kind, let store = dependencies.outbound else { return false }
+    /// The internal id whose record the finish writes (the outbound API resolves it), when the
+    /// session is new, its record is old, or the service gave the user another id; nil when
+    /// none is due or no outbound API resolves one.
+    func internalUserIDToIndex(_ session: Session?, plan: ReplyPlan, of subject: StateSubject, dependencies: ThreadDependencies) -> String? {
+        guard case .user = subject.kind, dependencies.outbound != nil else { return nil }
         let changed = plan.internalUserID.map { $0 != session?.internalUserID } ?? false
-        guard changed || session?.needsIndex == true, let id = plan.internalUserID ?? session?.internalUserID else { return false }
-        do {
-            try store.index(internalUserID: id, user: subject.id, deadline: context.deadline)
-            return true
-        } catch {
-            return false
-        }
+        guard changed || session?.needsIndex == true else { return nil }
+        return plan.internalUserID ?? session?.internalUserID
     }
 }

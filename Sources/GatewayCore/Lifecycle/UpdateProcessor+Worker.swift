@@ -96,7 +96,7 @@ extension UpdateProcessor {
         var completion = Completion(
             subject: subject, updateID: update.id, claim: claim, stateChange: plan.stateChange, internalUserID: plan.internalUserID,
             origin: .worker, replay: replay, tail: calls)
-        completion.indexed = !storeFailed && index(session, plan: plan, of: subject, dependencies: dependencies, context: context)
+        completion.indexedInternalUserID = internalUserIDToIndex(session, plan: plan, of: subject, dependencies: dependencies)
         // The outbox is sent right after: its first call is taken in the finish's round trip.
         completion.advanceWithin = outboxPatience(context)
         var first: OutboxStep?

@@ -238,7 +238,7 @@ public struct UpdateProcessor: Sendable {
         var completion = Completion(
             subject: subject, updateID: update.id, claim: claim, stateChange: plan.stateChange, internalUserID: plan.internalUserID,
             origin: .webhook, reply: delivery.storedReply, tail: delivery.tail)
-        completion.indexed = claim != nil && index(session, plan: plan, of: subject, dependencies: dependencies, context: context)
+        completion.indexedInternalUserID = internalUserIDToIndex(session, plan: plan, of: subject, dependencies: dependencies)
         return (finishNow(completion, delivery: delivery, dependencies: dependencies, context: &context), outcome)
     }
 

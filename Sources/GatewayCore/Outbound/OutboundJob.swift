@@ -181,9 +181,8 @@ public protocol OutboundStore {
     func keep(_ deliveries: [(subject: StateSubject, calls: [PendingSend])], for id: OutboundJobID, deadline: Deadline) throws(StateStoreError)
     /// Counts a recipient's outcome (a failure once per recipient).
     func record(_ id: OutboundJobID, chat: Int64, outcome: OutboundOutcome, deadline: Deadline) throws(StateStoreError)
-    /// Telegram ids of internal user ids whose sessions live.
+    /// Telegram ids of internal user ids whose sessions live (a session's `finish` records its
+    /// internal id: ``Completion/indexedInternalUserID``).
     func resolve(internalUserIDs: [String], deadline: Deadline) throws(StateStoreError) -> [String: Int64]
-    /// Remembers which user an internal id is, for as long as a session lives.
-    func index(internalUserID: String, user: Int64, deadline: Deadline) throws(StateStoreError)
     func backlog(deadline: Deadline) throws(StateStoreError) -> OutboundBacklog
 }

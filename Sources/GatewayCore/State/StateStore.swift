@@ -233,8 +233,9 @@ public struct Completion: Sendable, Equatable {
     public var reply: PendingSend?
     /// What could not be delivered now, in order: kept in the outbox for a worker.
     public var tail: [PendingSend]
-    /// The internal id's record was written now (the session notes when).
-    public var indexed = false
+    /// The internal id whose record (which user it is, for the outbound API) the finish
+    /// writes with the session (so only with a claim), noting when; nil when none is due.
+    public var indexedInternalUserID: String?
     /// A worker about to send the outbox: after keeping the tail, the store also takes its
     /// first call and that call's slot, waiting at most this long (negative: reserve nothing),
     /// as `advanceOutbox(after: nil)` would, in the same round trip (``FinishReport/next``).

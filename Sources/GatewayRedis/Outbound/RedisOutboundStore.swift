@@ -8,13 +8,11 @@ public final class RedisOutboundStore: OutboundStore {
     private let partitions: Int
     /// A job's keys live this long after its last activity: DEDUPE_TTL.
     private let ttl: [UInt8]
-    private let sessionTTL: [UInt8]
 
     public init(store: RedisStateStore, partitions: Int) {
         self.store = store
         self.partitions = partitions
         ttl = RedisStateStore.bytes(store.policy.dedupeTTLSeconds)
-        sessionTTL = RedisStateStore.bytes(store.policy.sessionTTLSeconds)
     }
 
     public func create(_ job: OutboundJob, maxBacklog: Int, deadline: Deadline) throws(StateStoreError) -> OutboundCreation {
@@ -128,13 +126,6 @@ public final class RedisOutboundStore: OutboundStore {
             resolved[candidate.id] = candidate.user
         }
         return resolved
-    }
-
-    public func index(internalUserID: String, user: Int64, deadline: Deadline) throws(StateStoreError) {
-        let reply = try store.command(
-            [Array("SET".utf8), Array(OutboundKeys.internalUser(internalUserID).utf8), RedisStateStore.bytes(user), Array("EX".utf8), sessionTTL],
-            deadline: deadline)
-        guard case .status = reply else { throw .refused }
     }
 
     /// Every partition's unfinished recipients and oldest unfinished job, in one round trip; a
