@@ -112,15 +112,20 @@ import Testing
             #expect(session.needsIndex)
             var completion = Completion(claim: claim)
             completion.indexedInternalUserID = "internal-9"
-            // On one Redis the record is written by the finish's own call: one round trip (the
-            // finish's library loaded first, by a finish that claimed nothing).
-            _ = try state.finish(Completion(subject: .user(8), updateID: 1, claim: nil), deadline: .distantFuture)
-            let record = #""SET" "tgi:{internal-9}" "9" "EX" "86400""#
-            let commands = try fixture.redis.monitoring(until: #""FCALL" "finish_"#, record) {
+            if fixture.redis.cluster == nil {
+                // On one Redis the record is written by the finish's own call: one round trip
+                // (the finish's library loaded first, by a finish that claimed nothing).
+                _ = try state.finish(Completion(subject: .user(8), updateID: 1, claim: nil), deadline: .distantFuture)
+                let record = #""SET" "tgi:{internal-9}" "9" "EX" "86400""#
+                let commands = try fixture.redis.monitoring(until: #""FCALL" "finish_"#, record) {
+                    _ = try state.finish(completion, deadline: .distantFuture)
+                }
+                #expect(commands.count == 1 + commands.filter { $0.contains("[0 lua]") }.count, "one command from the client: \(commands)")
+                #expect(commands.contains { $0.contains("[0 lua]") && $0.contains(record) }, "\(commands)")
+            } else {
+                // On a cluster, by a command of its own (RedisClusterTests).
                 _ = try state.finish(completion, deadline: .distantFuture)
             }
-            #expect(commands.count == 1 + commands.filter { $0.contains("[0 lua]") }.count, "one command from the client: \(commands)")
-            #expect(commands.contains { $0.contains("[0 lua]") && $0.contains(record) }, "\(commands)")
             #expect(try fixture.redis.cli("HEXISTS", "{tg:9}:session", "ix") == "1", "the session notes when")
             guard case .proceed(let again?, let later?, _, _) = try fixture.begin(state, user: 9, update: 2, token: "s-b") else {
                 Issue.record("not claimed")

@@ -107,7 +107,7 @@ final class RedisServer {
     /// only): a client's are tagged with its address, a script's with `lua`. `until`: texts
     /// the monitor prints once `body`'s commands have run (its lines come a little later).
     func monitoring(until texts: String..., body: () throws -> Void) throws -> [String] {
-        precondition(cluster == nil, "one server's commands")
+        guard cluster == nil else { throw StackError("MONITOR watches one server") }
         let path = directory.appending(path: "monitor-\(UUID().uuidString.prefix(8)).txt").path
         var arguments = ["-s", socketPath]
         if let password { arguments += ["--no-auth-warning", "-a", password] }
