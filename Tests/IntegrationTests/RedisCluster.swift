@@ -1,4 +1,5 @@
 import Foundation
+import GatewayCore
 import Testing
 
 #if canImport(Glibc)
@@ -87,6 +88,15 @@ final class RedisCluster {
         ]
         if let password { environment["REDIS_PASSWORD"] = password }
         return environment
+    }
+
+    /// The same for a client made in the test: its first node as the one seed.
+    var clientSettings: GatewayConfig.RedisSettings {
+        var settings = GatewayConfig.RedisSettings(
+            host: "", port: 1, socket: nil, password: password.map(Secret.init), database: 0, connectTimeoutSeconds: 1,
+            commandTimeoutSeconds: 1)
+        settings.clusterNodes = nodes.prefix(1).map { GatewayConfig.HostPort(host: "127.0.0.1", port: $0.port) }
+        return settings
     }
 
     @discardableResult

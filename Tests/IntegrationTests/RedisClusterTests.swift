@@ -1,8 +1,6 @@
 import Foundation
 import GatewayCore
 import GatewayHTTP
-import GatewayRuntime
-import Logging
 import Testing
 
 @testable import GatewayRedis
@@ -216,16 +214,7 @@ import Glibc
         // (CROSSSLOT).
         let cluster = try RedisCluster()
         defer { try? cluster.stop() }
-        var settings = GatewayConfig.RedisSettings(
-            host: "", port: 1, socket: nil, password: nil, database: 0, connectTimeoutSeconds: 1, commandTimeoutSeconds: 1)
-        settings.clusterNodes = [.init(host: "127.0.0.1", port: try #require(cluster.nodes.first).port)]
-        let state = RedisStateStore(
-            config: settings,
-            policy: StatePolicy(
-                rateLimitRequests: 100, rateLimitWindowMilliseconds: 1000, sessionTTLSeconds: 86_400, dedupeTTLSeconds: 3600,
-                leaseMilliseconds: 10_000),
-            warnings: DependencyWarnings(clock: monotonicNanoseconds), logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() },
-            clock: monotonicNanoseconds)
+        let state = StoreFixture.store(config: cluster.clientSettings)
         let outbound = RedisOutboundStore(store: state, partitions: 2)
         func begin(_ update: Int64) throws -> (Claim, Session)? {
             let request = BeginRequest(updateID: update, subject: .user(9), needsSession: true, newInternalUserID: "internal-9", token: "t\(update)")
@@ -246,10 +235,7 @@ import Glibc
     @Test func aCommandForASlotBeingMigratedFollowsASK() throws {
         let cluster = try RedisCluster()
         defer { try? cluster.stop() }
-        var settings = GatewayConfig.RedisSettings(
-            host: "", port: 1, socket: nil, password: nil, database: 0, connectTimeoutSeconds: 1, commandTimeoutSeconds: 1)
-        settings.clusterNodes = [.init(host: "127.0.0.1", port: try #require(cluster.nodes.first).port)]
-        let connection = RedisConnection(settings: .init(settings), clock: { DispatchTime.now().uptimeNanoseconds })
+        let connection = RedisConnection(settings: .init(cluster.clientSettings), clock: { DispatchTime.now().uptimeNanoseconds })
         let key = "{ask-test}:value"
         #expect(try connection.command("SET", key, "before") == .status("OK"))
         let masters = cluster.masterPorts()

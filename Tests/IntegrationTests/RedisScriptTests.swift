@@ -643,8 +643,15 @@ struct StoreFixture {
     }
 
     func store(capacity: Int = 100, window: Int64 = 1000, lease: Int64 = 10_000, policy: StatePolicy? = nil) -> RedisStateStore {
+        Self.store(config: settings, capacity: capacity, window: window, lease: lease, policy: policy)
+    }
+
+    /// A store on the Redis (or cluster) `config` names.
+    static func store(
+        config: GatewayConfig.RedisSettings, capacity: Int = 100, window: Int64 = 1000, lease: Int64 = 10_000, policy: StatePolicy? = nil
+    ) -> RedisStateStore {
         RedisStateStore(
-            config: settings,
+            config: config,
             policy: policy
                 ?? StatePolicy(
                     rateLimitRequests: capacity, rateLimitWindowMilliseconds: window, sessionTTLSeconds: 86_400, dedupeTTLSeconds: 3600,
