@@ -95,15 +95,15 @@ final class RedisNode {
     /// replies are returned as `.error`. `asking`: right after `ASKING` (a slot being migrated).
     func evaluate(_ call: ScriptCall, deadline: Deadline = .distantFuture, asking: Bool = false) throws(StateStoreError) -> RedisReply {
         precondition(call.isComplete, "a script call is sent with every key and argument it was made for")
-        for attempt in 0..<2 {
-            let reply =
-                asking
+        func send() throws(StateStoreError) -> RedisReply {
+            asking
                 ? try commandAsking(encoded: call.bytes, deadline: deadline, operation: call.script.name)
                 : try command(encoded: call.bytes, deadline: deadline, operation: call.script.name, allowance: 0)
-            guard Self.isMissingFunction(reply), attempt == 0 else { return reply }
-            try load(call.script, deadline: deadline)
         }
-        throw .refused
+        let reply = try send()
+        guard Self.isMissingFunction(reply) else { return reply }
+        try load(call.script, deadline: deadline)
+        return try send()
     }
 
     /// Runs each call, every call written at once and the replies read after: one round trip
