@@ -26,6 +26,8 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
         var deadSends: [(send: PendingSend, reason: String)] = []
         var fleet: [String: (member: FleetMember, expiresAt: Int64)] = [:]
         var fleetPartitions = 0
+        /// A worker's calls for its entries, each a round trip to Redis, by name.
+        var calls: [String: Int] = [:]
     }
 
     private let state = Mutex(State())
@@ -42,6 +44,12 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
     public var failing: Bool {
         get { state.withLock { $0.failing } }
         set { state.withLock { $0.failing = newValue } }
+    }
+
+    /// How many times a worker called `name` (`readNew`, `countAttempt` or `acknowledge`):
+    /// with Redis, as many round trips.
+    public func calls(_ name: String) -> Int {
+        state.withLock { $0.calls[name, default: 0] }
     }
 
     /// The entries of a partition not yet acknowledged, in order.
@@ -202,11 +210,8 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
         let now = clock.milliseconds
         let entries = try state.withLock { (state: inout State) throws(StateStoreError) -> [StreamEntry] in
             if state.failing { throw .unavailable }
-            guard let stream = state.partitions[partition] else { return [] }
-            let read = stream.entries[stream.delivered..<min(stream.entries.count, stream.delivered + max(1, count))]
-            state.partitions[partition]?.delivered += read.count
-            for entry in read { state.partitions[partition]?.pending[entry.id] = (worker, now) }
-            return read.map { StreamEntry(partition: partition, id: $0.id, content: $0.content) }
+            state.calls["readNew", default: 0] += 1
+            return Self.read(partition: partition, worker: worker, count: count, at: now, state: &state)
         }
         // An empty read blocks, on the test's clock.
         if entries.isEmpty { clock.advance(milliseconds: Int64(blockMilliseconds)) }
@@ -216,16 +221,51 @@ public final class InMemoryStreams: UpdateQueue, PartitionStore, Sendable {
     public func countAttempt(_ entry: StreamEntry) throws(StateStoreError) -> Int {
         try state.withLock { (state: inout State) throws(StateStoreError) -> Int in
             if state.failing { throw .unavailable }
-            state.partitions[entry.partition, default: Partition()].attempts[entry.id, default: 0] += 1
-            return state.partitions[entry.partition]?.attempts[entry.id] ?? 1
+            state.calls["countAttempt", default: 0] += 1
+            return Self.count(entry, state: &state)
         }
     }
 
     public func acknowledge(_ entry: StreamEntry) throws(StateStoreError) {
-        try state.withLock { (state: inout State) throws(StateStoreError) in
-            if state.failing { throw .unavailable }
-            Self.remove(entry, state: &state)
+        try acknowledge(entry) { (_: inout State) in }
+    }
+
+    public func acknowledge(_ entry: StreamEntry, countingAttemptAt next: StreamEntry) throws(StateStoreError) -> Int {
+        try acknowledge(entry) { Self.count(next, state: &$0) }
+    }
+
+    public func acknowledge(
+        _ entry: StreamEntry, readingNewFor worker: String, count: Int
+    ) throws(StateStoreError) -> (entries: [StreamEntry], firstAttempt: Int) {
+        let now = clock.milliseconds
+        return try acknowledge(entry) { state in
+            // A read inside the acknowledgement never blocks.
+            let read = Self.read(partition: entry.partition, worker: worker, count: count, at: now, state: &state)
+            return (read, read.first.map { Self.count($0, state: &state) } ?? 0)
         }
+    }
+
+    /// Removes `entry` and, in the same step, does what the worker takes next.
+    private func acknowledge<Next>(_ entry: StreamEntry, then next: (inout State) -> Next) throws(StateStoreError) -> Next {
+        try state.withLock { (state: inout State) throws(StateStoreError) -> Next in
+            if state.failing { throw .unavailable }
+            state.calls["acknowledge", default: 0] += 1
+            Self.remove(entry, state: &state)
+            return next(&state)
+        }
+    }
+
+    private static func read(partition: Int, worker: String, count: Int, at now: Int64, state: inout State) -> [StreamEntry] {
+        guard let stream = state.partitions[partition] else { return [] }
+        let read = stream.entries[stream.delivered..<min(stream.entries.count, stream.delivered + max(1, count))]
+        state.partitions[partition]?.delivered += read.count
+        for entry in read { state.partitions[partition]?.pending[entry.id] = (worker, now) }
+        return read.map { StreamEntry(partition: partition, id: $0.id, content: $0.content) }
+    }
+
+    private static func count(_ entry: StreamEntry, state: inout State) -> Int {
+        state.partitions[entry.partition, default: Partition()].attempts[entry.id, default: 0] += 1
+        return state.partitions[entry.partition]?.attempts[entry.id] ?? 1
     }
 
     public func deadLetter(_ entry: StreamEntry, reason: String, attempts: Int, limit: Int) throws(StateStoreError) {

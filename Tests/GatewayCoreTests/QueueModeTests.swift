@@ -1,5 +1,7 @@
+import Foundation
 import GatewayTestSupport
 import Logging
+import Synchronization
 import Testing
 
 @testable import GatewayCore
@@ -148,6 +150,41 @@ import Testing
         #expect(run(replay: "1700000000000-0") == .done(.duplicate), "the same replay claimed again (its ack lost) does not")
         #expect(run(replay: nil) == .done(.duplicate), "Telegram's own redelivery neither")
         #expect(gateway.services.requests.count == 2)
+    }
+
+    @Test func aWorkerTakesEachNextEntryWithTheLastOnesAcknowledgement() throws {
+        let gateway = TestGateway(
+            settings: .init(secrets: [Secret("s3cret")], maxBodyBytes: 65_536, mode: .queue, queue: QueueSettings(partitions: 1, workers: 1)))
+        let updates = 1...10
+        for id in updates {
+            // Ten users (one chat's window would hold its later replies back for a later turn).
+            let body = Fixtures.message(updateID: 1000 + id, text: "/nosuchcommand", entities: #"[{"type":"bot_command","offset":0,"length":14}]"#)
+                .replacingOccurrences(of: #""id":42"#, with: #""id":\#(100 + id)"#)
+            gateway.streams.append(.update(body: Array(body.utf8), callbackAnswered: false, replay: nil), to: 0)
+        }
+        let workers = StreamWorkers(
+            settings: gateway.processor.settings.queue, processes: 1, processor: gateway.processor, clock: gateway.clock.gatewayClock,
+            logger: gateway.log.logger(), prefix: "test")
+        let finished = Atomic<Bool>(false)
+        // The worker's thread uses the fakes alone until it has finished.
+        nonisolated(unsafe) let dependencies = gateway.dependencies
+        let streams = gateway.streams
+        Thread {
+            workers.runWorker(0, partitions: streams, dependencies: dependencies)
+            finished.store(true, ordering: .sequentiallyConsistent)
+        }.start()
+        // Real time: the worker's own waits are on the manual clock and take none.
+        for _ in 0..<1_000 where !streams.entries(0).isEmpty { usleep(10_000) }
+        workers.stop()
+        for _ in 0..<1_000 where !finished.load(ordering: .sequentiallyConsistent) { usleep(10_000) }
+        let stopped = finished.load(ordering: .sequentiallyConsistent)
+        try #require(stopped, "the worker stops once asked")
+        #expect(gateway.streams.entries(0).isEmpty)
+        #expect(gateway.sent.count == updates.count, "each update answered once")
+        // Eight read at once, the first's attempt counted on its own; the last two read with the
+        // eighth's acknowledgement; every other attempt counted with the acknowledgement before.
+        #expect(gateway.streams.calls("acknowledge") == updates.count)
+        #expect(gateway.streams.calls("countAttempt") == 1)
     }
 
     @Test func partitionsFollowTheSubjectSoAUsersUpdatesShareOne() {

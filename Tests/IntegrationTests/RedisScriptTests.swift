@@ -610,6 +610,49 @@ import Testing
         }
     }
 
+    @Test func anAcknowledgementTakesTheNextEntriesWithTheFirstsAttemptCountedInTheSameRoundTrip() throws {
+        try withRedis { fixture in
+            let partitions = RedisPartitionStore(redis: fixture.settings, blockMilliseconds: 100, clock: monotonicNanoseconds)
+            try partitions.prepare(partition: 5)
+            for id in 1...4 { _ = try fixture.redis.cli("XADD", "{tgq:5}:stream", "*", "u", "{\"update_id\":\(id)}") }
+            func updateID(_ entry: StreamEntry) -> String? {
+                guard case .update(let body, _, _) = entry.content else { return nil }
+                return String(decoding: body, as: UTF8.self)
+            }
+            let read = try partitions.readNew(partition: 5, worker: "w1", count: 2, blockMilliseconds: 10)
+            try #require(read.count == 2)
+            let first = try partitions.countAttempt(read[0])
+            // The second, read already: its attempt counted with the first's acknowledgement.
+            let second = try partitions.acknowledge(read[0], countingAttemptAt: read[1])
+            #expect(first == 1 && second == 1)
+            // The third and fourth, new: read for the worker with the second's acknowledgement,
+            // the third's attempt counted.
+            var taken: (entries: [StreamEntry], firstAttempt: Int) = ([], 0)
+            if fixture.redis.cluster == nil {
+                let commands = try fixture.redis.monitoring(until: #""XREADGROUP""#, #""HINCRBY""#) {
+                    taken = try partitions.acknowledge(read[1], readingNewFor: "w1", count: StreamWorkers.readCount)
+                }
+                #expect(commands.count == 1 + commands.filter { $0.contains("[0 lua]") }.count, "one command from the client: \(commands)")
+            } else {
+                taken = try partitions.acknowledge(read[1], readingNewFor: "w1", count: StreamWorkers.readCount)
+            }
+            #expect(taken.entries.map(updateID) == ["{\"update_id\":3}", "{\"update_id\":4}"])
+            #expect(taken.firstAttempt == 1)
+            try #require(taken.entries.count == 2)
+            #expect(try fixture.redis.cli("HGET", "{tgq:5}:attempts", taken.entries[0].id) == "1")
+            #expect(try fixture.redis.cli("HEXISTS", "{tgq:5}:attempts", taken.entries[1].id) == "0", "not attempted yet")
+            let pending = try fixture.redis.cli("XPENDING", "{tgq:5}:stream", "workers").split(separator: "\n").map(String.init)
+            #expect(pending.first == "2" && pending.contains("w1"), "both pending for the worker: \(pending)")
+            // Nothing new after the fourth: its acknowledgement reads nothing, and the stream is empty.
+            #expect(try partitions.acknowledge(taken.entries[0], countingAttemptAt: taken.entries[1]) == 1)
+            let none = try partitions.acknowledge(taken.entries[1], readingNewFor: "w1", count: StreamWorkers.readCount)
+            #expect(none.entries.isEmpty)
+            #expect(try fixture.redis.cli("XLEN", "{tgq:5}:stream") == "0")
+            #expect(try fixture.redis.cli("HLEN", "{tgq:5}:attempts") == "0")
+            #expect(try fixture.redis.cli("XPENDING", "{tgq:5}:stream", "workers").hasPrefix("0"))
+        }
+    }
+
     @Test func everyKeyOfAnUpdateSharesOneClusterSlot() throws {
         try withRedis { fixture in
             let keys = StateSubjectKeys(subject: .user(123_456_789), updateID: 42)

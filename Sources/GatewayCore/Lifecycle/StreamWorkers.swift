@@ -67,7 +67,10 @@ public final class StreamWorkers: Sendable {
         var nextStaleLook: UInt64 = 0
         // Entries of the current partition read together and not worked yet.
         var unread: ArraySlice<StreamEntry> = []
-        while !isStopping {
+        // The first unread entry's attempt, counted with the last entry's acknowledgement: that
+        // entry is in hand, worked before a stop or a release (neither asks for one).
+        var counted: Int?
+        while !isStopping || counted != nil {
             guard let partition = current else {
                 // At its share, the process's other workers stand by (the heartbeat raises the
                 // share when a process leaves the fleet) or drain retiring streams.
@@ -90,9 +93,10 @@ public final class StreamWorkers: Sendable {
                 leases.forget(name)
                 current = nil
                 unread = []
+                counted = nil
                 continue
             }
-            if leases.mustRelease(name) {
+            if counted == nil, leases.mustRelease(name) {
                 // Above the process's share: between two entries, so none is cut short (those
                 // read and not worked are claimed by the next holder).
                 release(partition, of: name, store: store)
@@ -102,8 +106,10 @@ public final class StreamWorkers: Sendable {
                 continue
             }
             do throws(StateStoreError) {
-                var entry: StreamEntry?
-                if drainPending {
+                let attempt = counted
+                var entry = counted == nil ? nil : unread.popFirst()
+                counted = nil
+                if entry == nil, drainPending {
                     entry = try store.claimPending(partition: partition, worker: name, idleMilliseconds: 0)
                     drainPending = entry != nil
                 }
@@ -123,8 +129,25 @@ public final class StreamWorkers: Sendable {
                 if let entry {
                     let leases = leases
                     let clock = clock
-                    try work(entry, store: store, dependencies: dependencies, logger: logger) {
+                    let done = try work(entry, attempt: attempt, store: store, dependencies: dependencies, logger: logger) {
                         leases.holds(name, renewingIn: store, clock: clock)
+                    }
+                    if done {
+                        // The acknowledgement takes the next entry in the same round trip: counts
+                        // the first attempt at the next one read, or reads the partition's new
+                        // ones (unless pending entries are claimed first, or a look for stale
+                        // ones is due).
+                        if isStopping || leases.mustRelease(name) {
+                            try store.acknowledge(entry)
+                        } else if let following = unread.first {
+                            counted = try store.acknowledge(entry, countingAttemptAt: following)
+                        } else if !drainPending, clock.now() < nextStaleLook {
+                            let taken = try store.acknowledge(entry, readingNewFor: name, count: Self.readCount)
+                            unread = taken.entries[...]
+                            counted = taken.entries.isEmpty ? nil : taken.firstAttempt
+                        } else {
+                            try store.acknowledge(entry)
+                        }
                     }
                 } else if partition >= leases.partitionsInUse {
                     // A retiring stream drained: free the worker for another.
@@ -136,6 +159,7 @@ public final class StreamWorkers: Sendable {
                 // The entry in hand and those read after it are pending: claimed again, in order.
                 drainPending = true
                 unread = []
+                counted = nil
                 pause(milliseconds: 1_000)
             }
         }
@@ -208,12 +232,21 @@ public final class StreamWorkers: Sendable {
         }
     }
 
-    /// Works one entry to its end: acknowledged, dead-lettered, or left pending at a stop or a
-    /// lost lease (the next holder claims it). Failed attempts wait 1, 2, 4… s (at most 30) in
-    /// place, so the partition's later entries keep waiting behind it.
+    /// Works one entry to its end: done (true: the caller acknowledges it), dead-lettered, or
+    /// left pending at a stop or a lost lease (the next holder claims it). `attempt`: the first
+    /// attempt's number, when it was counted already. Failed attempts wait 1, 2, 4… s (at most
+    /// 30) in place, so the partition's later entries keep waiting behind it.
     private func work(
-        _ entry: StreamEntry, store: any PartitionStore, dependencies: ThreadDependencies, logger: Logger, holds: @escaping () -> Bool
-    ) throws(StateStoreError) {
+        _ entry: StreamEntry, attempt counted: Int? = nil, store: any PartitionStore, dependencies: ThreadDependencies, logger: Logger,
+        holds: @escaping () -> Bool
+    ) throws(StateStoreError) -> Bool {
+        var counted = counted
+        // The attempt about to be made, counted before it is.
+        func count() throws(StateStoreError) -> Int {
+            guard let attempt = counted else { return try store.countAttempt(entry) }
+            counted = nil
+            return attempt
+        }
         let clock = clock
         let context = {
             UpdateContext(
@@ -226,19 +259,19 @@ public final class StreamWorkers: Sendable {
             logger.warning(
                 "stream entry this version cannot read; dropped",
                 metadata: ["entry": "\(entry.id)", "partition": .stringConvertible(entry.partition)])
-            try store.acknowledge(entry)
+            return true
         case .outbox(let subject):
             switch processor.drainOutbox(of: subject, dependencies: dependencies, context: context()) {
             case .empty:
-                try store.acknowledge(entry)
+                return true
             case .left(let milliseconds):
                 // The rest waits its turn behind the partition's other entries: a short pause at
                 // most, so other users' entries are not held up by one user's window.
                 pause(milliseconds: min(milliseconds, UpdateProcessor.workerPatienceMilliseconds))
-                guard !isStopping, holds() else { return }
+                guard !isStopping, holds() else { return false }
                 guard let queue = dependencies.queue else { throw .unavailable }
                 try queue.scheduleOutbox(of: subject, deadline: context().deadline)
-                try store.acknowledge(entry)
+                return true
             case .storeFailed:
                 throw .unavailable
             }
@@ -246,54 +279,51 @@ public final class StreamWorkers: Sendable {
             while true {
                 switch processor.fanOut(id, dependencies: dependencies, context: context()) {
                 case .done, .gone:
-                    try store.acknowledge(entry)
-                    return
+                    return true
                 case .retry(let reason):
                     logger.warning("outbound fan-out interrupted; resuming from its cursor", metadata: ["job": "\(id)", LogKey.reason: "\(reason)"])
                     pause(milliseconds: 1000)
                 }
-                if isStopping || !holds() { return }
+                if isStopping || !holds() { return false }
             }
         case .delivery(let send):
             while true {
-                let attempt = try store.countAttempt(entry)
+                let attempt = try count()
                 switch processor.sendPaced(send, slot: UpdateProcessor.slot(of: send), dependencies: dependencies, context: context()) {
                 case .sent, .refused:
-                    try store.acknowledge(entry)
-                    return
+                    return true
                 case .failed(let error) where attempt >= settings.maxAttempts:
                     try deadLetter(entry, reason: "bot_api_\(error.shortDescription)", attempts: attempt, store: store, logger: logger)
-                    return
+                    return false
                 case .failed, .notNow:
                     pause(milliseconds: UpdateProcessor.backoffMilliseconds(attempt: attempt))
-                    if isStopping || !holds() { return }
+                    if isStopping || !holds() { return false }
                 }
             }
         case .update(let body, let answered, let replay):
             while true {
-                let attempt = try store.countAttempt(entry)
+                let attempt = try count()
                 if attempt > settings.maxAttempts {
                     // Attempts that never reported back (the worker died in them) count too.
                     try deadLetter(entry, reason: "attempts_exhausted", attempts: attempt - 1, store: store, logger: logger)
                     processor.forget(stored: body, with: dependencies, context: context())
-                    return
+                    return false
                 }
                 let result = processor.process(
                     stored: body, callbackAnswered: answered, replay: replay, attempt: attempt, isLastAttempt: attempt >= settings.maxAttempts,
                     with: dependencies, context: context())
                 switch result {
                 case .done:
-                    try store.acknowledge(entry)
                     Counter(label: GatewayMetric.queueProcessed).increment()
-                    return
+                    return true
                 case .deadLetter(let reason):
                     try deadLetter(entry, reason: reason, attempts: attempt, store: store, logger: logger)
-                    return
+                    return false
                 case .retry:
                     pause(milliseconds: UpdateProcessor.backoffMilliseconds(attempt: attempt))
                 }
                 // Stopping, or the partition went to another worker: leave the entry pending for its next holder.
-                if isStopping || !holds() { return }
+                if isStopping || !holds() { return false }
             }
         }
     }
@@ -302,7 +332,7 @@ public final class StreamWorkers: Sendable {
     /// worker's loop themselves. Returns "done", or the error that would make the loop retry.
     func workOnce(_ entry: StreamEntry, store: any PartitionStore, dependencies: ThreadDependencies, logger: Logger) -> String {
         do {
-            try work(entry, store: store, dependencies: dependencies, logger: logger) { true }
+            if try work(entry, store: store, dependencies: dependencies, logger: logger, holds: { true }) { try store.acknowledge(entry) }
             return "done"
         } catch {
             return "error: \(error)"

@@ -207,6 +207,15 @@ public protocol PartitionStore {
     func countAttempt(_ entry: StreamEntry) throws(StateStoreError) -> Int
     /// The entry is done: removed from the stream.
     func acknowledge(_ entry: StreamEntry) throws(StateStoreError)
+    /// The same, and in the same round trip counts an attempt at `next` (the entry the worker
+    /// works next, read already) before it is made.
+    func acknowledge(_ entry: StreamEntry, countingAttemptAt next: StreamEntry) throws(StateStoreError) -> Int
+    /// The same, and in the same round trip reads the partition's next new entries, up to
+    /// `count` in arrival order (pending for `worker` from now, as `readNew`), and counts an
+    /// attempt at the first: none when there is none (it never waits for one).
+    func acknowledge(
+        _ entry: StreamEntry, readingNewFor worker: String, count: Int
+    ) throws(StateStoreError) -> (entries: [StreamEntry], firstAttempt: Int)
     /// Moves the entry to the partition's dead letters with `reason`, in one step.
     func deadLetter(_ entry: StreamEntry, reason: String, attempts: Int, limit: Int) throws(StateStoreError)
 

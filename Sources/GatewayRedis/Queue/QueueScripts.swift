@@ -163,14 +163,24 @@ public enum QueueScripts {
             return 0
             """#)
 
-    /// KEYS: stream, attempts. ARGV: entry id. The entry is done: acknowledged and deleted.
+    /// KEYS: stream, attempts. ARGV: entry id, then what the worker takes next: nothing; `c`
+    /// and an entry id (count an attempt at it); or `r`, the worker's name and a count (read up
+    /// to that many new entries for the worker and count an attempt at the first). The entry
+    /// is done: acknowledged and deleted. Returns 1 (nothing next), the attempt counted (`c`),
+    /// or `{entries, attempt}` or 0 (`r`; 0: no new entry).
     public static let acknowledge = RedisScript(
         name: "acknowledge",
         body: #"""
             redis.call('XACK', KEYS[1], 'workers', ARGV[1])
             redis.call('XDEL', KEYS[1], ARGV[1])
             redis.call('HDEL', KEYS[2], ARGV[1])
-            return 1
+            if ARGV[2] == 'c' then return redis.call('HINCRBY', KEYS[2], ARGV[3], 1) end
+            if ARGV[2] ~= 'r' then return 1 end
+            -- Never blocks inside a script: an empty stream answers at once.
+            local read = redis.call('XREADGROUP', 'GROUP', 'workers', ARGV[3], 'COUNT', ARGV[4], 'STREAMS', KEYS[1], '>')
+            if not read then return 0 end
+            local entries = read[1][2]
+            return {entries, redis.call('HINCRBY', KEYS[2], entries[1][1], 1)}
             """#)
 
     /// KEYS: stream, attempts, dead. ARGV: entry id, its payload field (`u`, `d`, `o` or `j`) and value,

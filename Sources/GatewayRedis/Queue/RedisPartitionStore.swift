@@ -118,8 +118,38 @@ public final class RedisPartitionStore: PartitionStore {
     }
 
     public func acknowledge(_ entry: StreamEntry) throws(StateStoreError) {
+        guard try acknowledge(entry, then: []) == .integer(1) else { throw .unexpectedReply }
+    }
+
+    public func acknowledge(_ entry: StreamEntry, countingAttemptAt next: StreamEntry) throws(StateStoreError) -> Int {
+        guard case .integer(let attempt) = try acknowledge(entry, then: ["c", next.id]) else { throw .unexpectedReply }
+        return Int(attempt)
+    }
+
+    public func acknowledge(
+        _ entry: StreamEntry, readingNewFor worker: String, count: Int
+    ) throws(StateStoreError) -> (entries: [StreamEntry], firstAttempt: Int) {
+        switch try acknowledge(entry, then: ["r", worker, String(max(1, count))]) {
+        case .integer(0):
+            return ([], 0)
+        case .array(let parts) where parts.count == 2:
+            // The attempt is the first entry's: every entry read must be one (never skipped).
+            let read = entries(of: parts[0], partition: entry.partition)
+            guard case .integer(let attempt) = parts[1], case .array(let raw) = parts[0], !read.isEmpty, read.count == raw.count
+            else { throw .unexpectedReply }
+            return (read, Int(attempt))
+        default:
+            throw .unexpectedReply
+        }
+    }
+
+    /// The acknowledgement script with what the worker takes next (see ``QueueScripts/acknowledge``).
+    private func acknowledge(_ entry: StreamEntry, then next: [String]) throws(StateStoreError) -> RedisReply {
         let keys = QueueKeys(partition: entry.partition)
-        try expectSuccess(connection.evaluate(QueueScripts.acknowledge, keys: [keys.stream, keys.attempts], arguments: [Array(entry.id.utf8)]))
+        let reply = try connection.evaluate(
+            QueueScripts.acknowledge, keys: [keys.stream, keys.attempts], arguments: ([entry.id] + next).map { Array($0.utf8) })
+        if case .error = reply { throw .refused }
+        return reply
     }
 
     public func deadLetter(_ entry: StreamEntry, reason: String, attempts: Int, limit: Int) throws(StateStoreError) {
