@@ -582,15 +582,22 @@ import Testing
         }
     }
 
+    /// Appends `{"update_id":ID}` to the partition's stream, as the front door stores an update.
+    private func addUpdate(_ id: Int, to partition: Int, in fixture: StoreFixture) throws {
+        _ = try fixture.redis.cli("XADD", QueueKeys(partition: partition).stream, "*", "u", "{\"update_id\":\(id)}")
+    }
+
+    /// The body of an update entry, as text.
+    private func updateID(_ entry: StreamEntry?) -> String? {
+        guard case .update(let body, _, _)? = entry?.content else { return nil }
+        return String(decoding: body, as: UTF8.self)
+    }
+
     @Test func entriesReadTogetherAndLeftUnworkedAreClaimedInOrderByThePartitionsNextHolder() throws {
         try withRedis { fixture in
             let partitions = RedisPartitionStore(redis: fixture.settings, blockMilliseconds: 100, clock: monotonicNanoseconds)
             try partitions.prepare(partition: 2)
-            func add(_ id: Int) throws { _ = try fixture.redis.cli("XADD", "{tgq:2}:stream", "*", "u", "{\"update_id\":\(id)}") }
-            func updateID(_ entry: StreamEntry?) -> String? {
-                guard case .update(let body, _, _)? = entry?.content else { return nil }
-                return String(decoding: body, as: UTF8.self)
-            }
+            func add(_ id: Int) throws { try addUpdate(id, to: 2, in: fixture) }
             for id in 1...5 { try add(id) }
             // The first holder reads five at once, works the first, and stops.
             let read = try partitions.readNew(partition: 2, worker: "w1", count: StreamWorkers.readCount, blockMilliseconds: 10)
@@ -614,11 +621,7 @@ import Testing
         try withRedis { fixture in
             let partitions = RedisPartitionStore(redis: fixture.settings, blockMilliseconds: 100, clock: monotonicNanoseconds)
             try partitions.prepare(partition: 5)
-            for id in 1...4 { _ = try fixture.redis.cli("XADD", "{tgq:5}:stream", "*", "u", "{\"update_id\":\(id)}") }
-            func updateID(_ entry: StreamEntry) -> String? {
-                guard case .update(let body, _, _) = entry.content else { return nil }
-                return String(decoding: body, as: UTF8.self)
-            }
+            for id in 1...4 { try addUpdate(id, to: 5, in: fixture) }
             let read = try partitions.readNew(partition: 5, worker: "w1", count: 2, blockMilliseconds: 10)
             try #require(read.count == 2)
             let first = try partitions.countAttempt(read[0])

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2154  # dir, here, threads: set by scripts/bench
+# shellcheck disable=SC2154  # dir: set by scripts/bench
 # scripts/bench's queue drain, sourced by it: one stream worker working off one partition's
 # backlog, entry after entry, with nothing else running (no wrk, no nginx, no front door). A
 # partition's entries are worked in order by one worker at a time, so this is how fast one
@@ -19,17 +19,15 @@ fill_partition() {  # COUNT
 }
 
 # BINARY works off COUNT entries with one partition and one worker (QUEUE_PARTITIONS=1,
-# QUEUE_WORKERS=1). Timed from the first 50 entries done (the process started, the partition
-# taken) until the stream is empty. Prints "ENTRIES SECONDS RESPONDER_US REDIS_US" (the CPU
-# per entry of the responder process and of redis-server over that time).
+# QUEUE_WORKERS=1). Timed from the first look that finds 50 entries done or more (the process
+# started, the partition taken) until the stream is empty. Prints "ENTRIES SECONDS RESPONDER_US
+# REDIS_US" (the CPU per entry of the responder process and of redis-server over that time).
 queue_drain() {  # BINARY COUNT
     local binary="$1" count="$2" length started="" start_ticks="" ended="" end_ticks="" timed
     { cat "$dir/.env"; printf 'DELIVERY_MODE=queue\nQUEUE_PARTITIONS=1\nQUEUE_WORKERS=1\n'; } >"$dir/drain.env"
     redis-cli -s "$dir/redis.sock" flushall >/dev/null
     fill_partition "$count"
-    rm -f "$dir/fcgi.sock"
-    THREADS="$threads" GATEWAY_THREADS="$threads" spawn-fcgi -s "$dir/fcgi.sock" -M 0600 -F 1 -P "$dir/pool.pid" -- \
-        "$binary" --env-file "$dir/drain.env" >/dev/null 2>&1
+    spawn_pool "$binary" --env-file "$dir/drain.env"
     # One redis-cli polls the length every 20 ms (60 s at most); bash's clock reads the time.
     while read -r length; do
         if [ -z "$started" ] && [ "$length" -le $((count - 50)) ]; then
