@@ -7,21 +7,23 @@ import Logging
 /// scripts/bench. Each runs for about half a second after a warm-up; figures swing with the
 /// machine, so compare them within one run.
 ///
-/// `gateway-microbench --begin-script ENV_FILE` prints instead the `begin` script the gateway
-/// loads with that configuration (the bench's floor responder, `scripts/bench.d/floor.c`,
-/// makes the same call).
+/// `gateway-microbench --script begin|finish ENV_FILE` prints instead that script's library as
+/// the gateway loads it with that configuration (the bench's floor responder,
+/// `scripts/bench.d/floor.c`, makes the same calls).
 @main
 struct Microbench {
     static func main() {
         let arguments = CommandLine.arguments.dropFirst()
-        if arguments.first == "--begin-script" {
-            guard arguments.count == 2, let path = arguments.last, let contents = try? String(contentsOfFile: path, encoding: .utf8),
+        if arguments.first == "--script" {
+            let scripts = ["begin": RedisScripts.begin, "finish": RedisScripts.finish]
+            guard arguments.count == 3, let script = scripts[arguments[arguments.startIndex + 1]], let path = arguments.last,
+                let contents = try? String(contentsOfFile: path, encoding: .utf8),
                 let config = try? GatewayConfig.load(environment: DotEnv.parse(contents))
             else {
-                FileHandle.standardError.write(Data("usage: gateway-microbench --begin-script ENV_FILE (a valid configuration)\n".utf8))
+                FileHandle.standardError.write(Data("usage: gateway-microbench --script begin|finish ENV_FILE (a valid configuration)\n".utf8))
                 exit(2)
             }
-            return print(RedisScripts.begin(config.statePolicy).library, terminator: "")
+            return print(script(config.statePolicy).library, terminator: "")
         }
         let update = Array(
             #"{"update_id":123456789,"message":{"message_id":7,"from":{"id":42,"is_bot":false,"first_name":"Ada","username":"ada","language_code":"en"},"chat":{"id":42,"first_name":"Ada","type":"private"},"date":1732540000,"text":"/start ref_abc","entities":[{"offset":0,"length":6,"type":"bot_command"}]}}"#
