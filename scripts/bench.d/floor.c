@@ -67,7 +67,10 @@ static int object_after(const char *text, const char *name, char *out, int size)
     return length;
 }
 
-static redisReply *fcall(redisContext **redis, int argc, const char **argv, size_t *lengths) {
+/* One call with its arguments (none holds a NUL); NULL when the connection failed. */
+static redisReply *fcall(redisContext **redis, int argc, const char **argv) {
+    size_t lengths[24];
+    for (int i = 0; i < argc; i++) lengths[i] = strlen(argv[i]);
     redisReply *answer = redisCommandArgv(*redis, argc, argv, lengths);
     if (!answer) { /* the connection is gone: a new one for the next request */
         redisFree(*redis);
@@ -92,7 +95,7 @@ static size_t collect(char *data, size_t size, size_t count, void *context) {
     return bytes;
 }
 
-/* The `begin` keys for a user and an update, as RedisStateStore writes them. */
+/* A subject's keys for a user and an update, as RedisStateStore writes them ("" the update's mark). */
 static void subject_keys(char keys[][64], long long user, long long update, const char *const *suffixes, int count) {
     for (int i = 0; i < count; i++) {
         if (suffixes[i][0] == 0) snprintf(keys[i], 64, "{tg:%lld}:update:%lld", user, update);
@@ -100,23 +103,37 @@ static void subject_keys(char keys[][64], long long user, long long update, cons
     }
 }
 
+/* A sendMessage of text to the user's chat as the outbox stores it (a PendingSend), and as the
+ * webhook reply carries it. */
+static void stored_reply(char *out, int size, long long user, const char *token, const char *text) {
+    snprintf(out, size, "v1 0 %lld sendMessage %s.0\n{\"chat_id\":%lld,\"text\":\"%s\"}", user, token, user, text);
+}
+static int webhook_reply(char *out, int size, long long user, const char *text) {
+    return snprintf(out, size, "{\"method\":\"sendMessage\",\"chat_id\":%lld,\"text\":\"%s\"}", user, text);
+}
+
+/* `begin` with its six keys; the arguments after the token: flags, the update's id, a new
+ * internal id, no replay, and the reply to admit. */
+static redisReply *begin(redisContext **redis, long long user, long long update, const char *token, const char *flags, const char *internal,
+                         const char *reply) {
+    static const char *const suffixes[6] = {"", ":pacing", ":session", ":lease", ":queued", ":outbox"};
+    char keys[6][64], id[24];
+    subject_keys(keys, user, update, suffixes, 6);
+    snprintf(id, sizeof id, "%lld", update);
+    const char *argv[15] = {"FCALL", begin_function, "6", keys[0], keys[1], keys[2], keys[3], keys[4], keys[5], token, flags, id, internal, "", reply};
+    return fcall(redis, 15, argv);
+}
+
 /* The gateway path: one `begin`, the reply admitted in it. Writes the webhook reply's JSON. */
 static int gateway_path(redisContext **redis, const char *body, const char *token, char *json, int size) {
     long long update = number_after(body, "\"update_id\":"), user = number_after(body, "\"from\":{\"id\":");
-    static const char *const suffixes[6] = {"", ":pacing", ":session", ":lease", ":queued", ":outbox"};
-    char keys[6][64], id[24], reply[512], text[] = "Sorry, I don't know that command. Send /help to see what I can do.";
-    subject_keys(keys, user, update, suffixes, 6);
-    snprintf(id, sizeof id, "%lld", update);
-    int reply_length = snprintf(reply, sizeof reply, "v1 0 %lld sendMessage %s.0\n{\"chat_id\":%lld,\"text\":\"%s\"}", user, token, user, text);
-    const char *argv[15] = {"FCALL", begin_function, "6", keys[0], keys[1], keys[2], keys[3], keys[4], keys[5], token, "s0p", id, "", "", reply};
-    size_t lengths[15];
-    for (int i = 0; i < 15; i++) lengths[i] = strlen(argv[i]);
-    lengths[14] = (size_t)reply_length;
-    redisReply *answer = fcall(redis, 15, argv, lengths);
+    static const char text[] = "Sorry, I don't know that command. Send /help to see what I can do.";
+    char reply[512];
+    stored_reply(reply, sizeof reply, user, token, text);
+    redisReply *answer = begin(redis, user, update, token, "s0p", "", reply);
     int failed = !answer || answer->type == REDIS_REPLY_ERROR;
     if (answer) freeReplyObject(answer);
-    if (failed) return -1;
-    return snprintf(json, size, "{\"method\":\"sendMessage\",\"chat_id\":%lld,\"text\":\"%s\"}", user, text);
+    return failed ? -1 : webhook_reply(json, size, user, text);
 }
 
 /* The service path: `begin` claims the update and a new session, the service is called, and
@@ -126,18 +143,11 @@ static int service_path(redisContext **redis, CURL *curl, const char *body, cons
     long long update = number_after(body, "\"update_id\":"), user = number_after(body, "\"from\":{\"id\":");
     char text[4096], first_name[256];
     if (string_after(body, "\"text\":\"", text, sizeof text) < 0 || string_after(body, "\"first_name\":\"", first_name, sizeof first_name) < 0) return -1;
-    static const char *const begin_suffixes[6] = {"", ":pacing", ":session", ":lease", ":queued", ":outbox"};
-    char keys[7][64], id[24], internal[40], own[24];
-    subject_keys(keys, user, update, begin_suffixes, 6);
-    snprintf(id, sizeof id, "%lld", update);
-    snprintf(own, sizeof own, "%lld", user);
     /* An internal id of the gateway's shape (36 characters), new for every update, as every
      * update of the bench is a new user's. */
+    char internal[40];
     snprintf(internal, sizeof internal, "%08lx-0000-4000-8000-%012llx", (unsigned long)pthread_self() & 0xffffffff, ++made);
-    const char *begin[15] = {"FCALL", begin_function, "6", keys[0], keys[1], keys[2], keys[3], keys[4], keys[5], token, "s1p", id, internal, "", ""};
-    size_t lengths[20];
-    for (int i = 0; i < 15; i++) lengths[i] = strlen(begin[i]);
-    redisReply *claimed = fcall(redis, 15, begin, lengths);
+    redisReply *claimed = begin(redis, user, update, token, "s1p", internal, "");
     int ok = claimed && claimed->type == REDIS_REPLY_ARRAY && claimed->elements == 6 && claimed->element[1]->type == REDIS_REPLY_STRING &&
              claimed->element[1]->len < sizeof internal;
     if (ok) {
@@ -164,22 +174,21 @@ static int service_path(redisContext **redis, CURL *curl, const char *body, cons
     char said[4096], state[1024];
     if (string_after(answer.bytes, "\"text\":\"", said, sizeof said) < 0 || object_after(answer.bytes, "\"state\":", state, sizeof state) < 0) return -1;
 
-    static const char *const finish_suffixes[6] = {"", ":session", ":lease", ":queued", ":outbox", ":pacing"};
-    char reply[8192];
-    subject_keys(keys, user, update, finish_suffixes, 6);
+    static const char *const suffixes[6] = {"", ":session", ":lease", ":queued", ":outbox", ":pacing"};
+    char keys[7][64], id[24], own[24], reply[8192];
+    subject_keys(keys, user, update, suffixes, 6);
     snprintf(keys[6], sizeof keys[6], "tgi:{%s}", internal);
-    int reply_length = snprintf(reply, sizeof reply, "v1 0 %lld sendMessage %s.0\n{\"chat_id\":%lld,\"text\":\"%s\"}", user, token, user, said);
+    snprintf(id, sizeof id, "%lld", update);
+    snprintf(own, sizeof own, "%lld", user);
+    stored_reply(reply, sizeof reply, user, token, said);
     /* The state set, the internal id kept, no replay, the reply, no advance of the outbox, and
      * the user the internal id's record names. */
     const char *finish[20] = {"FCALL", finish_function, "7", keys[0], keys[1], keys[2], keys[3], keys[4], keys[5], keys[6],
                               token, "p1p", "set", state, "", "", id, reply, "", own};
-    for (int i = 0; i < 20; i++) lengths[i] = strlen(finish[i]);
-    lengths[17] = (size_t)reply_length;
-    redisReply *finished = fcall(redis, 20, finish, lengths);
+    redisReply *finished = fcall(redis, 20, finish);
     ok = finished && finished->type == REDIS_REPLY_STRING && finished->len == 3 && memcmp(finished->str, "now", 3) == 0;
     if (finished) freeReplyObject(finished);
-    if (!ok) return -1;
-    return snprintf(json, size, "{\"method\":\"sendMessage\",\"chat_id\":%lld,\"text\":\"%s\"}", user, said);
+    return ok ? webhook_reply(json, size, user, said) : -1;
 }
 
 static void *serve(void *unused) {
