@@ -45,7 +45,9 @@ public enum ReferenceServiceAnswerDecoder {
         }
 
         var action: ServiceAnswer.WireAction {
-            ServiceAnswer.WireAction(type: type, text: text, keyboard: keyboard, showAlert: showAlert, state: state?.json, chatID: chatID)
+            ServiceAnswer.WireAction(
+                type: type, text: text, keyboard: keyboard, showAlert: showAlert,
+                state: state.map { String(decoding: $0.json.serialized, as: UTF8.self) }, chatID: chatID)
         }
     }
 

@@ -20,7 +20,7 @@ import Testing
         let plan = ReplyPlan.forAnswer(
             ServiceAnswer(
                 actions: [
-                    .sendMessage(text: "one", keyboard: nil), .setState(.object(["step": .integer(2)])),
+                    .sendMessage(text: "one", keyboard: nil), .setState(#"{"step":2}"#),
                     .sendMessage(text: "two", keyboard: nil), .sendMessage(text: "three", keyboard: keyboard),
                 ], internalUserID: "u-9"),
             to: message)

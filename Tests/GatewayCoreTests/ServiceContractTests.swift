@@ -32,8 +32,20 @@ import Testing
                         ]
                     ])),
                 .sendMessage(text: "Hello", keyboard: nil),
-                .setState(.object(["flow": .string("match"), "step": .integer(2), "data": .object(["ids": .array([.integer(1), .integer(2)])])])),
+                .setState(#"{"data":{"ids":[1,2]},"flow":"match","step":2}"#),
             ])
+    }
+
+    /// Of repeated keys the first stays, spelled as it was; the keys go in the order of their
+    /// UTF-8 bytes, whatever order they came in (Swift's `<` has none between "é1" and "e\u{301}").
+    @Test func aStateIsStoredAsCompactJSONWithItsKeysInTheirBytesOrder() throws {
+        for state in [
+            #"{ "é1" : 2, "e\u0301": [ 1.0, 1e2, 2.5, "\u0041" ], "\u00e9": 4, "b": { "y": null, "x": true } }"#,
+            #"{"b":{"x":true,"y":null},"e\u0301":[1,100,2.5,"A"],"é":4,"é1":2}"#,
+        ] {
+            let answer = try parse(#"{"actions":[{"type":"set_state","state":\#(state)}]}"#).get()
+            #expect(answer.actions == [.setState("{\"b\":{\"x\":true,\"y\":null},\"e\u{301}\":[1,100,2.5,\"A\"],\"é1\":2}")])
+        }
     }
 
     @Test(arguments: [
@@ -103,6 +115,7 @@ import Testing
         #"{"actions":[{"type":"set_state","state":{"a":01}}]}"#,
         #"{"actions":[{"type":"set_state","state":{"a":1.}}]}"#,
         #"{"actions":[{"type":"set_state","state":{"a":1,"a":2,"\u0061":3}}]}"#,
+        #"{"actions":[{"type":"set_state","state":{"b":1,"\u00e9":2,"e\u0301":3,"é":4,"a":{"z":0,"Z":[{"y":1,"x":2}]}}}]}"#,
         #"{"actions":[{"type":"set_state","state":{"a":[null,true,false,"x",{},[]],"b":null}}]}"#,
         #"{"actions":[{"type":"set_state","state":{"a":"\ud800"}}]}"#,
         #"{"actions":[{"type":"set_state","state":{"a":"\ud83d\ude00 \u00e9\n"}}]}"#,

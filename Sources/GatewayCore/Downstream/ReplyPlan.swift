@@ -36,7 +36,7 @@ public struct ReplyPlan: Sendable, Equatable {
                 guard let query else { continue }
                 plan.methods.append(.answerCallbackQuery(callbackQueryID: query.id, text: text, showAlert: showAlert))
             case .setState(let state):
-                plan.stateChange = .set(String(decoding: state.serialized, as: UTF8.self))
+                plan.stateChange = .set(state)
             case .clearState:
                 plan.stateChange = .clear
             }

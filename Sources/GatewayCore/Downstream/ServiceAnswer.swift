@@ -8,7 +8,9 @@ public struct ServiceAnswer: Sendable, Equatable {
         /// Edits the message whose button was pressed: its text, its keyboard, or both.
         case editMessage(text: String?, keyboard: InlineKeyboard?)
         case answerCallback(text: String?, showAlert: Bool)
-        case setState(JSONValue)
+        /// The conversation state to store: a JSON object as the session keeps it, compact
+        /// JSON text with its keys sorted.
+        case setState(String)
         case clearState
     }
 
@@ -54,11 +56,12 @@ public struct ServiceAnswer: Sendable, Equatable {
         public var text: String?
         public var keyboard: InlineKeyboard?
         public var showAlert: Bool?
-        public var state: JSONValue?
+        /// Any JSON value, as compact text: the contract takes an object only.
+        public var state: String?
         public var chatID: Int64?
 
         public init(
-            type: String, text: String? = nil, keyboard: InlineKeyboard? = nil, showAlert: Bool? = nil, state: JSONValue? = nil,
+            type: String, text: String? = nil, keyboard: InlineKeyboard? = nil, showAlert: Bool? = nil, state: String? = nil,
             chatID: Int64? = nil
         ) {
             self.type = type
@@ -84,7 +87,7 @@ public struct ServiceAnswer: Sendable, Equatable {
                 guard isCallback, (text?.utf16.count ?? 0) <= 200 else { return nil }
                 return .answerCallback(text: text, showAlert: showAlert ?? false)
             case "set_state":
-                guard let state, case .object = state, state.serialized.count <= ServiceAnswer.maxStateBytes else { return nil }
+                guard let state, state.utf8.first == UInt8(ascii: "{"), state.utf8.count <= ServiceAnswer.maxStateBytes else { return nil }
                 return .setState(state)
             case "clear_state":
                 return .clearState
@@ -161,7 +164,8 @@ public struct ServiceCallError: Error, Sendable, Equatable, CustomStringConverti
 /// The answer's fields, read as the `Decodable` types before them read them: `actions` an array
 /// of objects, `internal_user_id` a string; in an action `type` a string, `text` a string,
 /// `keyboard` rows of buttons, `show_alert` a boolean, `state` any value and `chat_id` an
-/// integer, each but `type` absent or null when not given. Other fields are skipped unread.
+/// integer, each but `type` absent or null when not given. Other fields are skipped unread. The
+/// state is written out as it is read, not kept as a value.
 extension JSONDocument {
     fileprivate func serviceAnswer() throws(ReadError) -> (actions: [ServiceAnswer.WireAction], internalUserID: String?) {
         let fields = try requiredObject(at: root)
@@ -180,7 +184,7 @@ extension JSONDocument {
         return ServiceAnswer.WireAction(
             type: try string(at: fields.value(of: "type")), text: try optional(fields.value(of: "text"), string),
             keyboard: try optional(fields.value(of: "keyboard"), keyboard), showAlert: try optional(fields.value(of: "show_alert"), bool),
-            state: try optional(fields.value(of: "state"), value),
+            state: try optional(fields.value(of: "state"), state),
             chatID: try optional(fields.value(of: "chat_id"), int64))
     }
 
@@ -200,30 +204,51 @@ extension JSONDocument {
         return InlineKeyboard(rows: rows)
     }
 
-    /// Any value, as ``JSONValue`` was decoded: a number is an integer where it has an exact
-    /// Int64 value, else a finite Double; of an object's repeated keys the first counts.
-    private func value(at index: Int?) throws(ReadError) -> JSONValue {
+    /// The state's value as compact JSON text: what ``JSONValue`` wrote of it (its
+    /// `serialized`) when the gateway read it into one, without building it.
+    private func state(at index: Int?) throws(ReadError) -> String {
         guard let index else { throw .mismatch }
+        var text: [UInt8] = []
+        try writeState(at: index, to: &text)
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// Writes the value at `index` as ``JSONValue`` read and wrote it: of an object's repeated
+    /// keys (equal as Swift's strings are) the first counts, as written, and the keys are sorted
+    /// as ``JSONValue/precedes(_:_:)`` sorts them; a number is an integer where it has an exact
+    /// Int64 value, else a finite Double; strings are decoded, then escaped again.
+    private func writeState(at index: Int, to text: inout [UInt8]) throws(ReadError) {
         switch bytes[index] {
         case UInt8(ascii: "n"):
-            return .null
+            text += "null".utf8
         case UInt8(ascii: "t"), UInt8(ascii: "f"):
-            return .bool(try bool(at: index))
+            text += (try bool(at: index) ? "true" : "false").utf8
         case UInt8(ascii: "\""):
-            return .string(try string(at: index))
+            JSONWriter.appendString(try string(at: index), to: &text)
         case UInt8(ascii: "["):
-            var values: [JSONValue] = []
-            for element in try elements(at: index) { values.append(try value(at: element)) }
-            return .array(values)
+            text.append(UInt8(ascii: "["))
+            for (position, element) in try elements(at: index).enumerated() {
+                if position > 0 { text.append(UInt8(ascii: ",")) }
+                try writeState(at: element, to: &text)
+            }
+            text.append(UInt8(ascii: "]"))
         case UInt8(ascii: "{"):
-            var members: [String: JSONValue] = [:]
-            for field in try object(at: index).all { members[field.name] = try value(at: field.value) }
-            return .object(members)
+            text.append(UInt8(ascii: "{"))
+            for (position, field) in try object(at: index).all.sorted(by: { JSONValue.precedes($0.name, $1.name) }).enumerated() {
+                if position > 0 { text.append(UInt8(ascii: ",")) }
+                JSONWriter.appendString(field.name, to: &text)
+                text.append(UInt8(ascii: ":"))
+                try writeState(at: field.value, to: &text)
+            }
+            text.append(UInt8(ascii: "}"))
         default:
             guard let number = try number(at: index) else { throw .mismatch }
-            if let integer = Self.integer(number.digits, shape: number.shape) { return .integer(integer) }
-            guard let double = Double(String(decoding: number.digits, as: UTF8.self)), double.isFinite else { throw .mismatch }
-            return .number(double)
+            if let integer = Self.integer(number.digits, shape: number.shape) {
+                JSONWriter.appendDecimal(integer, to: &text)
+            } else {
+                guard let double = Double(String(decoding: number.digits, as: UTF8.self)), double.isFinite else { throw .mismatch }
+                text += String(double).utf8
+            }
         }
     }
 }
