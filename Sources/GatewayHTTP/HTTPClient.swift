@@ -26,7 +26,8 @@ public final class HTTPClient {
 
     private final class Collector {
         var body: [UInt8] = []
-        var headers: [(name: String, value: String)] = []
+        /// The header lines of the last response (a redirect's or a 100's are dropped), as received.
+        var headerLines: [UInt8] = []
         var headerBytes = 0
         let maxBodyBytes: Int
         /// Set when the body went over `maxBodyBytes`: the transfer was stopped there.
@@ -84,18 +85,11 @@ public final class HTTPClient {
                 let collector = Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue()
                 collector.headerBytes += size * count
                 guard collector.headerBytes <= HTTPClient.maxHeaderBytes else { return 0 }
-                // Read as bytes: the name lowercased (ASCII), the value without surrounding blanks.
+                // Kept as bytes: the gateway's own calls never read a header, so a response's
+                // headers are parsed only when asked for (HTTPResponse.headers).
                 let line = UnsafeRawBufferPointer(start: data, count: size * count)
-                if line.starts(with: "HTTP/".utf8) { collector.headers.removeAll() }  // a new response (after redirects or 100)
-                if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
-                    let name = String(decoding: line[..<colon].map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
-                    let isBlank = { (byte: UInt8) in byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A }
-                    var start = colon + 1
-                    var end = line.count
-                    while start < end, isBlank(line[start]) { start += 1 }
-                    while end > start, isBlank(line[end - 1]) { end -= 1 }
-                    collector.headers.append((name, String(decoding: line[start..<end], as: UTF8.self)))
-                }
+                if line.starts(with: "HTTP/".utf8) { collector.headerLines.removeAll(keepingCapacity: true) }  // a new response
+                collector.headerLines.append(contentsOf: line)
                 return size * count
             })
         set(ccurl_setopt_pointer(handle, CURLOPT_HEADERDATA, context))
@@ -118,7 +112,7 @@ public final class HTTPClient {
         guard result == CURLE_OK else { throw HTTPClientError(kind: Self.kind(of: result), code: Int32(result.rawValue)) }
         var status = 0
         _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
-        return HTTPResponse(status: status, headers: collector.headers, body: collector.body)
+        return HTTPResponse(status: status, headerLines: collector.headerLines, body: collector.body)
     }
 
     /// Opens (and closes) a connection to `url`'s host without sending a request: whether a

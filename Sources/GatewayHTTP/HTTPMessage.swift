@@ -27,9 +27,28 @@ public struct HTTPRequest: Sendable {
 /// The answer to an `HTTPRequest`: any status is an answer; only transport failures throw.
 public struct HTTPResponse: Sendable {
     public var status: Int
-    /// Header names lowercased.
-    public var headers: [(name: String, value: String)]
+    /// The header lines as received, status line included.
+    private let headerLines: [UInt8]
     public var body: [UInt8]
+
+    init(status: Int, headerLines: [UInt8], body: [UInt8]) {
+        self.status = status
+        self.headerLines = headerLines
+        self.body = body
+    }
+
+    /// The headers in order, names lowercased (ASCII), values without surrounding blanks.
+    public var headers: [(name: String, value: String)] {
+        let isBlank = { (byte: UInt8) in byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A }
+        return headerLines.split(separator: UInt8(ascii: "\n")).compactMap { line in
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return nil }
+            let name = String(decoding: line[..<colon].map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
+            var value = line[(colon + 1)...]
+            while let first = value.first, isBlank(first) { value = value.dropFirst() }
+            while let last = value.last, isBlank(last) { value = value.dropLast() }
+            return (name, String(decoding: value, as: UTF8.self))
+        }
+    }
 
     public func header(_ name: String) -> String? {
         let lowered = name.lowercased()
