@@ -194,10 +194,14 @@ import Testing
     @Test func commandWithSession() throws {
         let update = Update(id: 5, type: .message, content: .message(Message(messageID: 1, from: user, chat: chat, text: "/start ref")))
         let route = Route.command(BotCommand(name: "start", arguments: "ref"), .service(.userProfile))
-        let body = try json(
-            ServiceRequest(
-                requestID: "r1", update: update, route: route,
-                session: Session(internalUserID: "u-1", conversationState: #"{"flow":"x"}"#, isNew: true)))
+        let request = ServiceRequest(
+            requestID: "r1", update: update, route: route, session: Session(internalUserID: "u-1", conversationState: #"{"flow":"x"}"#, isNew: true))
+        let body = try json(request)
+        // The nested objects are written in place, in this order.
+        #expect(
+            String(decoding: request.body, as: UTF8.self)
+                == #"{"request_id":"r1","update_id":5,"update_type":"message","user":{"id":42,"username":"ada","first_name":"Ada","language_code":"en"},"chat":{"id":42,"type":"private"},"session_available":true,"internal_user_id":"u-1","new_session":true,"conversation_state":{"flow":"x"},"command":{"name":"start","arguments":"ref"}}"#
+        )
         #expect(body["request_id"] as? String == "r1")
         #expect(body["update_id"] as? Int == 5)
         #expect(body["update_type"] as? String == "message")

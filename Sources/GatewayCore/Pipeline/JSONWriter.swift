@@ -40,6 +40,16 @@ public struct JSONWriter {
         bytes.append(contentsOf: json)
     }
 
+    /// An object as the value of `key`, its fields written by `fields` into the same buffer.
+    public mutating func object(_ key: String, _ fields: (inout JSONWriter) -> Void) {
+        appendKey(key)
+        bytes.append(UInt8(ascii: "{"))
+        needsComma = false
+        fields(&self)
+        bytes.append(UInt8(ascii: "}"))
+        needsComma = true
+    }
+
     /// A JSON array of strings.
     public static func array(_ values: [String]) -> [UInt8] {
         var bytes: [UInt8] = [UInt8(ascii: "[")]
