@@ -101,4 +101,13 @@ import Testing
             #expect(!text.contains(forbidden), "log holds \(forbidden)")
         }
     }
+
+    @Test func theHealthSummaryNamesEachCircuit() {
+        let degraded = AdminEndpoints.health(
+            redisOK: false, circuits: [(ServiceName("conversation"), .closed), (ServiceName("matching"), .open), (ServiceName("profile"), .halfOpen)])
+        #expect(
+            String(decoding: degraded, as: UTF8.self)
+                == #"{"status":"degraded","redis":"unavailable","circuits":{"conversation":"closed","matching":"open","profile":"half_open"}}"#)
+        #expect(String(decoding: AdminEndpoints.health(redisOK: true, circuits: []), as: UTF8.self) == #"{"status":"ok","redis":"ok","circuits":{}}"#)
+    }
 }

@@ -159,9 +159,9 @@ public struct OutboundAPI: Sendable {
         writer.field("recipients", Int64(status.recipients))
         writer.field("delivered", Int64(status.delivered))
         writer.field("pending", Int64(status.pending))
-        var failed = JSONWriter()
-        for reason in status.failed.keys.sorted() { failed.field(reason, Int64(status.failed[reason] ?? 0)) }
-        writer.field("failed", json: failed.finish())
+        writer.object("failed") { writer in
+            for reason in status.failed.keys.sorted() { writer.field(reason, Int64(status.failed[reason] ?? 0)) }
+        }
         writer.field("unknown_internal_user_ids", Int64(status.unknown))
         return writer.finish()
     }

@@ -70,11 +70,11 @@ public struct AdminEndpoints: Sendable {
         let healthy = redisOK && circuits.allSatisfy { $0.1 == .closed }
         writer.field("status", healthy ? "ok" : "degraded")
         writer.field("redis", redisOK ? "ok" : "unavailable")
-        var circuitWriter = JSONWriter()
-        for (service, state) in circuits {
-            circuitWriter.field(service.rawValue, state == .closed ? "closed" : state == .open ? "open" : "half_open")
+        writer.object("circuits") { writer in
+            for (service, state) in circuits {
+                writer.field(service.rawValue, state == .closed ? "closed" : state == .open ? "open" : "half_open")
+            }
         }
-        writer.field("circuits", json: circuitWriter.finish())
         return writer.finish()
     }
 }
